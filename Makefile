@@ -1,0 +1,46 @@
+# shoprecs — every command the README documents. `make help` lists them.
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+export PYSPARK_PYTHON := $(abspath $(BIN)/python)
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test lint serve simulator pipeline lock clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(STAMP): setup.py constraints.txt
+	@command -v java >/dev/null || { echo "error: Java 17 is required (java not on PATH)"; exit 1; }
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --progress-bar on -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install shoprecs with pinned dependencies
+
+demo: $(STAMP)  ## generate 30 days of orders, run the nightly pipeline, serve, show answers
+	$(BIN)/shoprecs demo
+
+test: $(STAMP)  ## run the whole test suite
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)  ## ruff (100 columns)
+	$(BIN)/ruff check .
+
+serve: $(STAMP)  ## serve serving/CURRENT of the configured warehouse
+	$(BIN)/shoprecs serve
+
+simulator: $(STAMP)  ## run the order-bus simulator on generated data
+	$(BIN)/shoprecs simulator --generate
+
+lock:  ## re-pin constraints.txt from a fresh resolve of setup.py
+	rm -rf /tmp/shoprecs-lock && $(PYTHON) -m venv /tmp/shoprecs-lock
+	/tmp/shoprecs-lock/bin/pip install --quiet -e '.[dev]'
+	{ head -2 constraints.txt; /tmp/shoprecs-lock/bin/pip freeze --exclude-editable; } > constraints.new
+	mv constraints.new constraints.txt
+
+clean:  ## remove generated data (var/), keep the venv
+	rm -rf var spark-warehouse metastore_db derby.log

@@ -1,0 +1,130 @@
+"""Serving snapshots: publish a trained version to serving/<version>/ and load it back.
+
+    serving/<version>/user_recs, rules, popular, catalog   Parquet, copied from models/
+    serving/<version>/manifest.json                         version, row counts, metrics
+    serving/CURRENT                                         the version served
+
+Publishing copies into a temporary folder, loads it back to check it, renames it into
+place, and only then replaces CURRENT (write + rename: atomic on one filesystem). A
+broken or incomplete version never becomes CURRENT; the previous one keeps serving.
+
+Run with: shoprecs publish --version 20240130-abcdef0123
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import shutil
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+log = logging.getLogger(__name__)
+
+RESULT_SETS = ("user_recs", "rules", "popular", "catalog")
+
+
+class SnapshotError(RuntimeError):
+    """A snapshot is missing, incomplete or unreadable; the message names what and where."""
+
+
+def _read(path: Path, name: str):
+    folder = path / name
+    if not folder.exists():
+        raise SnapshotError(f"snapshot {path} lacks {name}/")
+    try:
+        return pq.read_table(folder)
+    except Exception as exc:  # pyarrow raises several types for corrupt files
+        raise SnapshotError(f"snapshot {path}: cannot read {name}/: {exc}") from exc
+
+
+@dataclass
+class Snapshot:
+    """One published version, indexed for lookups."""
+
+    version: str
+    manifest: dict
+    user_recs: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
+    rules_by_item: dict[str, list[dict]] = field(default_factory=dict)
+    popular: list[tuple[str, float]] = field(default_factory=list)
+    names: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Snapshot:
+        path = Path(path)
+        try:
+            manifest = json.loads((path / "manifest.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise SnapshotError(f"snapshot {path}: manifest.json unreadable: {exc}") from exc
+        snap = cls(version=manifest["version"], manifest=manifest)
+        recs = _read(path, "user_recs").sort_by([("user_key", "ascending"), ("rank", "ascending")])
+        grouped: dict[str, list] = defaultdict(list)
+        for user, goods, score in zip(recs["user_key"].to_pylist(), recs["goods_id"].to_pylist(),
+                                      recs["score"].to_pylist()):
+            grouped[user].append((goods, score))
+        snap.user_recs = dict(grouped)
+        by_item: dict[str, list] = defaultdict(list)
+        for rule in _read(path, "rules").to_pylist():
+            if len(rule["antecedent"]) == 1:  # multi-item antecedents serve baskets
+                by_item[rule["antecedent"][0]].append(rule)
+        snap.rules_by_item = dict(by_item)
+        pop = _read(path, "popular").sort_by("rank")
+        snap.popular = list(zip(pop["goods_id"].to_pylist(), pop["score"].to_pylist()))
+        cat = _read(path, "catalog")
+        snap.names = dict(zip(cat["goods_id"].to_pylist(), cat["name"].to_pylist()))
+        expected = manifest.get("counts", {})
+        if expected.get("user_recs") not in (None, recs.num_rows):
+            raise SnapshotError(f"snapshot {path}: user_recs has {recs.num_rows} rows, "
+                                f"manifest says {expected['user_recs']}")
+        if not snap.popular:
+            raise SnapshotError(f"snapshot {path}: no popular items, so no fallback")
+        return snap
+
+
+def current_version(root: str | Path) -> str | None:
+    pointer = Path(root) / "serving" / "CURRENT"
+    return pointer.read_text().strip() if pointer.exists() else None
+
+
+def _switch_current(serving: Path, version: str) -> None:
+    tmp = serving / f".CURRENT.{os.getpid()}.tmp"
+    tmp.write_text(version + "\n")
+    os.replace(tmp, serving / "CURRENT")
+
+
+def _stage(src: Path, tmp: Path, version: str) -> None:
+    for name in RESULT_SETS:
+        shutil.copytree(src / "results" / name, tmp / name)
+    counts = {name: pq.read_table(tmp / name).num_rows for name in RESULT_SETS}
+    manifest = {"version": version, "published_at": dt.datetime.now(dt.UTC).isoformat(),
+                "counts": counts, "metrics": json.loads((src / "metrics.json").read_text())}
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+
+
+def publish(root: str | Path, version: str) -> Path:
+    """Copy models/<version>/results to serving/<version>, check it, switch CURRENT."""
+    root = Path(root)
+    src = root / "models" / version
+    if not (src / "_SUCCESS").exists():
+        raise SnapshotError(f"model {version} is not completely trained ({src}/_SUCCESS missing)")
+    serving = root / "serving"
+    dst = serving / version
+    if not dst.exists():
+        tmp = serving / f".{version}.{os.getpid()}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            _stage(src, tmp, version)
+            Snapshot.load(tmp)  # refuse to publish what the service could not load
+            os.replace(tmp, dst)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    if current_version(root) != version:
+        _switch_current(serving, version)
+        log.info("serving/CURRENT -> %s", version)
+    else:
+        log.info("version %s is already served; nothing to do", version)
+    return dst

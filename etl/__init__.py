@@ -1,0 +1,1 @@
+"""Extraction from the order bus, the bus simulator and its data, and Spark cleaning."""

@@ -1,0 +1,1 @@
+"""ALS and FP-Growth training, the persisted id mapping, evaluation."""

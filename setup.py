@@ -1,0 +1,33 @@
+"""shoprecs: a nightly Spark recommender (ALS + FP-Growth) served by Flask on CherryPy.
+
+Install for development with `make install` (creates .venv and installs this package
+editable, pinned by constraints.txt).
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name="shoprecs",
+    version="0.1.0",
+    description="Nightly Spark ALS + FP-Growth product recommender with a Flask/CherryPy API",
+    python_requires=">=3.11",
+    packages=find_packages(include=["shoprecs*", "etl*", "models*", "engine*", "service*"]),
+    install_requires=[
+        "pyspark>=4.0,<5",
+        "numpy>=1.26",  # pyspark.ml needs it
+        "pyarrow>=15",  # the engine reads snapshots without Spark
+        "flask>=3,<4",
+        "cherrypy>=18",
+        "paste>=3.7",
+        "requests>=2.31",
+        "urllib3>=2",
+        "pymongo>=4.6",
+        "click>=8.1",
+        "tqdm>=4.66",
+        "prometheus-client>=0.20",
+        "apache-airflow>=3.0,<4",
+    ],
+    extras_require={
+        "dev": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.5"],
+    },
+    entry_points={"console_scripts": ["shoprecs=shoprecs.cli:main"]},
+)

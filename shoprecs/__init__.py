@@ -1,0 +1,1 @@
+"""shoprecs: shared configuration, privacy helpers and the command line."""

@@ -1,0 +1,166 @@
+"""The `shoprecs` command: one subcommand per step of the nightly pipeline, plus serving.
+
+    shoprecs simulator --generate         the order bus simulator on generated data
+    shoprecs extract --from D --to D      orders + catalog from the bus into landing/
+    shoprecs clean --from D --to D        Spark cleaning into clean/ and quarantine/
+    shoprecs train --date D               ALS + FP-Growth on the window ending at D
+    shoprecs publish [--version V]        serving/<V> and serving/CURRENT
+    shoprecs run --from D --to D          all of the above, one Spark session
+    shoprecs serve                        the API on CherryPy
+    shoprecs demo                         everything, on generated data, with answers
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import sys
+
+import click
+
+from shoprecs import config as shoprecs_config
+from shoprecs import pipeline
+
+
+def _dates(date: dt.datetime | None, start: dt.datetime | None, end: dt.datetime | None):
+    if date is not None:
+        if start or end:
+            raise click.UsageError("give either --date or --from/--to, not both")
+        return date.date(), date.date()
+    if start is None or end is None:
+        raise click.UsageError("give --date D, or both --from D and --to D")
+    if end < start:
+        raise click.UsageError(f"--from {start:%Y-%m-%d} is after --to {end:%Y-%m-%d}")
+    return start.date(), end.date()
+
+
+_DATE = click.DateTime(formats=["%Y-%m-%d"])
+date_options = [
+    click.option("--date", type=_DATE, help="One day (YYYY-MM-DD)."),
+    click.option("--from", "start", type=_DATE, help="First day of a range."),
+    click.option("--to", "end", type=_DATE, help="Last day of a range."),
+]
+
+
+def with_dates(fn):
+    for option in reversed(date_options):
+        fn = option(fn)
+    return fn
+
+
+@click.group()
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
+              envvar="SHOPRECS_CONFIG", help="TOML configuration file.")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
+    """shoprecs: the nightly recommender pipeline and its API."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("py4j", "urllib3", "werkzeug"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    ctx.obj = shoprecs_config.load(config_path)
+
+
+@main.command()
+@with_dates
+@click.pass_obj
+def extract(settings, date, start, end):
+    """Pull orders (and the catalog) from the bus into landing/."""
+    start, end = _dates(date, start, end)
+    manifests = pipeline.extract(settings, start, end)
+    click.echo(f"landed {sum(m['orders'] for m in manifests)} orders for {len(manifests)} days")
+
+
+@main.command()
+@with_dates
+@click.pass_obj
+def clean(settings, date, start, end):
+    """Clean landed orders into clean/orders and quarantine/ (Spark)."""
+    start, end = _dates(date, start, end)
+    click.echo(pipeline.clean(settings, start, end))
+
+
+@main.command()
+@click.option("--date", type=_DATE, required=True, help="Last day of the training window.")
+@click.pass_obj
+def train(settings, date):
+    """Train ALS and FP-Growth on the window ending at --date (Spark)."""
+    click.echo(pipeline.train(settings, date.date()))
+
+
+@main.command()
+@click.option("--version", help="Model version to publish (default: models/LATEST).")
+@click.pass_obj
+def publish(settings, version):
+    """Publish a trained version to serving/ and switch serving/CURRENT to it."""
+    click.echo(pipeline.publish(settings, version))
+
+
+@main.command()
+@with_dates
+@click.pass_obj
+def run(settings, date, start, end):
+    """extract -> clean -> train -> publish for the given days."""
+    start, end = _dates(date, start, end)
+    timings: dict = {}
+    version = pipeline.run_all(settings, start, end, timings)
+    click.echo(f"published {version}; step seconds: {timings}")
+
+
+@main.command()
+@click.option("--host", help="Interface to listen on (default: service.host).")
+@click.option("--port", type=int, help="Port (default: service.port).")
+@click.option("--threads", type=int, help="Worker threads (default: service.threads).")
+@click.pass_obj
+def serve(settings, host, port, threads):
+    """Serve the API from serving/CURRENT with CherryPy."""
+    from service import create_app
+    from service.server import serve as serve_app
+
+    app = create_app({"SETTINGS": settings})
+    serve_app(app, host or settings.service_host, port or settings.service_port,
+              threads or settings.service_threads)
+
+
+@main.command()
+@click.option("--generate/--no-generate", default=True, help="Serve generated orders.")
+@click.option("--retail", type=click.Path(exists=True, dir_okay=False),
+              help="Serve this Online Retail CSV(.gz) instead.")
+@click.option("--start", type=_DATE, default="2024-01-01", show_default=True)
+@click.option("--days", type=int, default=30, show_default=True)
+@click.option("--orders", type=int, default=20_000, show_default=True)
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8765, show_default=True)
+@click.pass_obj
+def simulator(settings, generate, retail, start, days, orders, seed, host, port):
+    """Run the order-bus simulator (credentials: bus.user / bus.password)."""
+    from etl import simulator as sim
+
+    if retail:
+        from etl.retail import load_retail
+
+        data, goods = load_retail(retail)
+    else:
+        from etl.generator import GeneratorParams
+        from etl.generator import generate as gen
+
+        data, goods, _ = gen(GeneratorParams(start=start.date(), days=days, orders=orders,
+                                             seed=seed))
+    app = sim.create_app(data, goods, user=settings.bus_user, password=settings.bus_password)
+    click.echo(f"bus simulator: {len(data)} orders, {len(goods)} goods on http://{host}:{port}")
+    sim.serve(app, host, port)
+
+
+@main.command()
+@click.option("--workdir", default="var/demo", show_default=True, type=click.Path())
+@click.option("--orders", type=int, default=20_000, show_default=True)
+@click.option("--days", type=int, default=30, show_default=True)
+def demo(workdir, orders, days):
+    """Generate a shop, run the nightly pipeline on it, serve it and show real answers."""
+    from shoprecs.demo import run_demo
+
+    run_demo(workdir, orders=orders, days=days)
+
+if __name__ == "__main__":
+    main()

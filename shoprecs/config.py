@@ -1,0 +1,90 @@
+"""Configuration: defaults, then a TOML file, then `SHOPRECS_*` environment variables.
+
+The file is `$SHOPRECS_CONFIG` (or `--config` on the command line) and uses sections:
+
+    [warehouse]
+    root = "/data/shoprecs"
+    [bus]
+    url = "https://bus.example.com"
+    user = "shoprecs"            # the password comes from SHOPRECS_BUS_PASSWORD
+
+Every key is also settable as an environment variable named `SHOPRECS_<SECTION>_<KEY>`,
+e.g. `SHOPRECS_BUS_URL`, `SHOPRECS_PRIVACY_HMAC_KEY`. Environment wins over the file.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+#: Used only when no key is configured; fine for the demo, never for real shoppers.
+DEV_HMAC_KEY = "shoprecs-development-key-change-me"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of the system, flattened as `<section>_<key>`."""
+
+    warehouse_root: str = "var/warehouse"
+
+    bus_url: str = "http://127.0.0.1:8765"
+    bus_user: str = "shoprecs"
+    bus_password: str = field(default="shoprecs", repr=False)
+    bus_per_page: int = 500
+    bus_workers: int = 8
+    bus_timeout: float = 30.0
+    bus_retries: int = 5
+
+    privacy_hmac_key: str = field(default=DEV_HMAC_KEY, repr=False)
+    phone_country_code: str = "7"
+    phone_trunk_prefix: str = "8"
+    phone_national_length: int = 10
+
+    train_window_days: int = 90
+    train_top_k: int = 50
+
+    service_host: str = "127.0.0.1"
+    service_port: int = 8080
+    service_threads: int = 16
+
+    @property
+    def warehouse(self) -> Path:
+        return Path(self.warehouse_root)
+
+
+def _coerce(value: str, target: type | str) -> object:
+    kind = target if isinstance(target, str) else target.__name__
+    if kind == "int":
+        return int(value)
+    if kind == "float":
+        return float(value)
+    return value
+
+
+def load(path: str | os.PathLike | None = None, env: dict | None = None) -> Settings:
+    """Settings from defaults, then the TOML file at `path`/$SHOPRECS_CONFIG, then env."""
+    env = os.environ if env is None else env
+    path = path or env.get("SHOPRECS_CONFIG")
+    values: dict[str, object] = {}
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    if path:
+        with open(path, "rb") as fh:
+            for section, items in tomllib.load(fh).items():
+                for key, value in items.items():
+                    name = f"{section}_{key}"
+                    if name not in fields:
+                        raise ValueError(f"{path}: unknown setting [{section}] {key}")
+                    values[name] = value
+    for name, f in fields.items():
+        raw = env.get(f"SHOPRECS_{name.upper()}")
+        if raw is not None:
+            values[name] = _coerce(raw, f.type)
+    settings = Settings(**values)
+    if settings.privacy_hmac_key == DEV_HMAC_KEY:
+        log.warning("privacy.hmac_key is the development key; set SHOPRECS_PRIVACY_HMAC_KEY")
+    return settings

@@ -1,0 +1,135 @@
+"""`shoprecs demo`: the whole system on a generated shop, start to finish.
+
+1. generates 30 days of orders (seeded) and serves them from the bus simulator;
+2. runs the nightly pipeline for those days: extract, clean, train, publish;
+3. starts the API on CherryPy in a subprocess and asks it, over HTTP, for a known
+   shopper's recommendations, an unknown shopper's, and a product's associations;
+4. stops everything it started. Step timings go to <workdir>/timings.json.
+
+Run with: make demo   (or: shoprecs demo --workdir var/demo)
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from urllib.parse import quote
+
+import requests
+
+from etl.generator import GeneratorParams, format_phone, generate
+from shoprecs import config as shoprecs_config
+from shoprecs import pipeline
+from shoprecs.phones import normalize
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_simulator(orders, goods, settings):
+    """The bus simulator in a background thread; returns the server (call .stop())."""
+    from cheroot.wsgi import Server
+
+    from etl.simulator import create_app
+
+    app = create_app(orders, goods, user=settings.bus_user, password=settings.bus_password)
+    host, port = settings.bus_url.rsplit(":", 1)
+    server = Server((host.split("//")[1], int(port)), app, numthreads=8)
+    server.prepare()
+    threading.Thread(target=server.serve, daemon=True).start()
+    return server
+
+
+def start_service(settings, log_path: Path) -> subprocess.Popen:
+    env = {**os.environ, "SHOPRECS_WAREHOUSE_ROOT": str(settings.warehouse),
+           "SHOPRECS_PRIVACY_HMAC_KEY": settings.privacy_hmac_key}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shoprecs.cli", "serve", "--port", str(settings.service_port)],
+        env=env, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{settings.service_port}/ready"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"service exited with {proc.returncode}; see {log_path}")
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                return proc
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.2)
+    proc.terminate()
+    raise RuntimeError(f"service not ready after 60 s; see {log_path}")
+
+
+def _show(title: str, resp: requests.Response, mark=lambda item: "") -> None:
+    print(f"\n== {title}\n   GET {resp.url}\n   HTTP {resp.status_code}  "
+          f"version={resp.headers.get('X-Model-Version')}  "
+          f"source={resp.headers.get('X-Recommendation-Source', '-')}")
+    for item in resp.json():
+        print(f"   {mark(item):2}{json.dumps(item, ensure_ascii=False)}")
+
+
+def ask(base: str, truth, goods_names: dict, orders: list[dict]) -> None:
+    """Query the running service and print what a storefront and a merchandiser see."""
+    counts = Counter(normalize(o["clientTel"]) for o in orders if o["clientTel"])
+    shopper = counts.most_common(1)[0][0]  # the demo's best customer
+    taste = set(truth.cluster_items[truth.cluster_of[shopper]])
+    phone = format_phone(shopper, 1)
+    resp = requests.get(f"{base}/users/{quote(phone)}/recommendations", params={"limit": 10})
+    _show(f"shopper {phone[:8]}... (taste cluster {truth.cluster_of[shopper]}; "
+          "* = from that cluster)", resp, lambda i: "*" if i["goodsId"] in taste else "")
+    hits = sum(i["goodsId"] in taste for i in resp.json())
+    print(f"   {counts[shopper]} orders; {hits}/10 recommendations come from the shopper's "
+          f"own taste cluster ({len(taste)} of {len(goods_names)} goods)")
+    resp = requests.get(f"{base}/users/{quote('+7 (999) 000-0000')}/recommendations",
+                        params={"limit": 5})
+    _show("unknown shopper: popular fallback", resp)
+    bundle = truth.bundles[0]
+    resp = requests.get(f"{base}/products/{bundle[0]}/associations", params={"limit": 5})
+    _show(f"product {bundle[0]} ({goods_names[bundle[0]]}); planted bundle {bundle}", resp,
+          lambda r: "*" if set(r["consequent"]) <= set(bundle) else "")
+    print("\n== model\n   " + json.dumps(requests.get(f"{base}/models").json()["trainedOn"]))
+
+
+def run_demo(workdir: str, orders: int = 20_000, days: int = 30) -> dict:
+    work = Path(workdir).resolve()
+    shutil.rmtree(work / "warehouse", ignore_errors=True)
+    work.mkdir(parents=True, exist_ok=True)
+    end = dt.date.today() - dt.timedelta(days=1)
+    start = end - dt.timedelta(days=days - 1)
+    base = shoprecs_config.load()
+    settings = dataclasses.replace(
+        base, warehouse_root=str(work / "warehouse"), bus_url=f"http://127.0.0.1:{free_port()}",
+        service_port=free_port(), train_window_days=days)
+    print(f"generating {orders} orders over {start}..{end} ...", flush=True)
+    data, goods, truth = generate(GeneratorParams(start=start, days=days, orders=orders))
+    timings: dict = {}
+    simulator = start_simulator(data, goods, settings)
+    service = None
+    try:
+        version = pipeline.run_all(settings, start, end, timings)
+        with pipeline.timed("service start", timings):
+            service = start_service(settings, work / "service.log")
+        ask(f"http://127.0.0.1:{settings.service_port}", truth,
+            {g["id"]: g["name"] for g in goods}, data)
+    finally:
+        if service is not None:
+            service.terminate()
+            service.wait(timeout=30)
+        simulator.stop()
+    (work / "timings.json").write_text(json.dumps(timings, indent=2))
+    print(f"\npublished version {version}; seconds per step: {timings}")
+    print(f"warehouse: {settings.warehouse}   service log: {work / 'service.log'}")
+    return timings

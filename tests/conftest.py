@@ -1,0 +1,111 @@
+"""Shared fixtures: one SparkSession per test run, a temporary warehouse, settings."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import pytest
+
+from shoprecs.config import Settings
+
+TEST_KEY = "test-hmac-key"
+
+
+# py4j logs from __del__ at interpreter exit, after pytest closed the captured streams.
+logging.getLogger("py4j").setLevel(logging.WARNING)
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from shoprecs.spark import configure_environment
+
+    configure_environment()
+    from pyspark.sql import SparkSession
+
+    session = (SparkSession.builder.master("local[2]").appName("shoprecs-tests")
+               .config("spark.sql.shuffle.partitions", "2")
+               .config("spark.default.parallelism", "2")
+               .config("spark.ui.enabled", "false")
+               .config("spark.ui.showConsoleProgress", "false")
+               .config("spark.sql.session.timeZone", "UTC")
+               .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
+               .getOrCreate())
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    return dataclasses.replace(Settings(), warehouse_root=str(tmp_path / "warehouse"),
+                               privacy_hmac_key=TEST_KEY, bus_per_page=7, bus_retries=1)
+
+
+@pytest.fixture
+def bus(settings):
+    """Start the bus simulator over given orders on a free port; returns settings for it."""
+    from shoprecs.demo import free_port, start_simulator
+
+    servers = []
+
+    def start(orders, goods):
+        s = dataclasses.replace(settings, bus_url=f"http://127.0.0.1:{free_port()}")
+        servers.append(start_simulator(orders, goods, s))
+        return s
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def order(oid, date, phone, *lines):
+    """A bus order; lines are (goodsId, quantity)."""
+    return {"id": oid, "date": date, "clientTel": phone,
+            "basket": [{"goodsId": g, "quantity": q, "price": 1.0} for g, q in lines]}
+
+
+SHOPPER = "79165396205"
+
+
+def write_model(root, version, recs=None, rules=None, popular=None, catalog=None):
+    """A trained model version as models/train.py leaves it, built by hand with pyarrow."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from shoprecs.phones import user_key
+
+    key = user_key(SHOPPER, TEST_KEY)
+    recs = recs if recs is not None else [(key, "101", 0.9, 1), (key, "102", 0.5, 2)]
+    rules = rules if rules is not None else [
+        (["100"], ["101"], 0.8, 4.0, 0.2), (["100"], ["102"], 0.5, 6.0, 0.1),
+        (["100", "101"], ["102"], 0.9, 7.0, 0.05), (["101"], ["100"], 0.3, 2.0, 0.2)]
+    popular = popular if popular is not None else [("100", 0.5, 1), ("ABC1", 0.25, 2)]
+    catalog = catalog if catalog is not None else [
+        ("100", "Mug"), ("101", "Saucer"), ("102", "Spoon"), ("ABC1", "Tea")]
+    out = root / "models" / version
+    tables = {
+        "user_recs": pa.table({k: list(v) for k, v in zip(
+            ["user_key", "goods_id", "score", "rank"], zip(*recs) if recs else [[]] * 4)}),
+        "rules": pa.table({k: list(v) for k, v in zip(
+            ["antecedent", "consequent", "confidence", "lift", "support"], zip(*rules))}),
+        "popular": pa.table({k: list(v) for k, v in zip(["goods_id", "score", "rank"],
+                                                        zip(*popular) if popular else [[]] * 3)}),
+        "catalog": pa.table({k: list(v) for k, v in zip(["goods_id", "name"], zip(*catalog))}),
+    }
+    for name, table in tables.items():
+        (out / "results" / name).mkdir(parents=True)
+        pq.write_table(table, out / "results" / name / "part-0.parquet")
+    (out / "metrics.json").write_text(json.dumps({"version": version, "trained_on": {"orders": 5}}))
+    (out / "_SUCCESS").write_text("")
+    return out
+
+
+@pytest.fixture
+def published(settings):
+    from engine import publish
+
+    write_model(settings.warehouse, "v1")
+    publish(settings.warehouse, "v1")
+    return settings

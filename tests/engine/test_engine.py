@@ -1,0 +1,77 @@
+import pytest
+
+from engine import (
+    InvalidPhone,
+    RecommendationEngine,
+    SnapshotError,
+    UnknownProduct,
+    current_version,
+    publish,
+)
+from tests.conftest import TEST_KEY, write_model
+
+
+@pytest.fixture
+def engine(published):
+    return RecommendationEngine.from_warehouse(published.warehouse, hmac_key=TEST_KEY)
+
+
+@pytest.mark.parametrize("phone", ["+7(916)539-6205", "+7 (916) 539-6205", "79165396205",
+                                   "89165396205"])
+def test_known_shopper_in_any_format_gets_personal_recs(engine, phone):
+    items, personalized = engine.recommend(phone, limit=10)
+    assert personalized
+    assert items == [{"goodsId": 101, "rating": 0.9, "name": "Saucer"},
+                     {"goodsId": 102, "rating": 0.5, "name": "Spoon"}]
+
+
+def test_unknown_shopper_gets_popular_items(engine):
+    items, personalized = engine.recommend("+7 (999) 000-0000", limit=1)
+    assert not personalized
+    assert items == [{"goodsId": 100, "rating": 0.5, "name": "Mug"}]
+
+
+def test_malformed_phone_raises(engine):
+    with pytest.raises(InvalidPhone):
+        engine.recommend("not-a-phone")
+
+
+def test_associations_single_item_antecedent_sorted(engine):
+    by_conf = engine.associations("100")
+    assert [r["consequent"] for r in by_conf] == [[101], [102]]
+    assert by_conf[0] == {"antecedent": [100], "consequent": [101], "consequentNames": ["Saucer"],
+                          "confidence": 0.8, "lift": 4.0, "support": 0.2}
+    assert [r["consequent"] for r in engine.associations("100", sort="lift")] == [[102], [101]]
+    assert engine.associations("100", min_confidence=0.6, limit=5) == by_conf[:1]
+    assert engine.associations("ABC1") == []  # known product, no rules
+    with pytest.raises(UnknownProduct):
+        engine.associations("nope")
+
+
+def test_publish_switches_current_and_is_idempotent(published):
+    root = published.warehouse
+    assert current_version(root) == "v1"
+    publish(root, "v1")
+    assert current_version(root) == "v1"
+    write_model(root, "v2", popular=[("102", 0.9, 1)])
+    publish(root, "v2")
+    assert current_version(root) == "v2"
+    engine = RecommendationEngine.from_warehouse(root, hmac_key=TEST_KEY)
+    assert engine.version == "v2" and engine.recommend("+7 (999) 000-0000")[0][0]["goodsId"] == 102
+
+
+def test_broken_model_is_refused_and_the_old_version_keeps_serving(published):
+    root = published.warehouse
+    write_model(root, "bad", popular=[])  # no fallback for unknown shoppers
+    with pytest.raises(SnapshotError, match="no popular items"):
+        publish(root, "bad")
+    (root / "models" / "v3" / "results").mkdir(parents=True)
+    with pytest.raises(SnapshotError, match="not completely trained"):
+        publish(root, "v3")
+    assert current_version(root) == "v1"
+    assert sorted(p.name for p in (root / "serving").iterdir()) == ["CURRENT", "v1"]
+
+
+def test_nothing_published_says_what_to_run(settings):
+    with pytest.raises(SnapshotError, match="shoprecs run"):
+        RecommendationEngine.from_warehouse(settings.warehouse, hmac_key=TEST_KEY)

@@ -1,0 +1,63 @@
+import pytest
+
+from models import als, fpgrowth, ids
+
+pytestmark = pytest.mark.spark
+
+
+def test_fpgrowth_finds_the_planted_bundle(spark):
+    # Six baskets, as in Spark's test_fpm: {a, b} together in 4, c alone or with a.
+    rows = [("1", ["a", "b"]), ("2", ["a", "b", "c"]), ("3", ["a", "b"]), ("4", ["a", "b"]),
+            ("5", ["c"]), ("6", ["a", "c"])]
+    baskets = spark.createDataFrame(rows, "order_id string, items array<string>")
+    params = fpgrowth.FPGrowthParams(min_support=0.5, min_confidence=0.6)
+    model = fpgrowth.train(baskets, params.support_for(6), params)
+    rules = {(tuple(r.antecedent), tuple(r.consequent)): r for r in fpgrowth.rules(model).collect()}
+    assert set(rules) == {(("a",), ("b",)), (("b",), ("a",))}
+    a_b = rules[(("a",), ("b",))]
+    assert a_b.confidence == pytest.approx(4 / 5)  # a in 5 baskets, with b in 4
+    assert a_b.support == pytest.approx(4 / 6)
+    assert a_b.lift == pytest.approx((4 / 5) / (4 / 6))
+
+
+def test_fpgrowth_default_support_needs_twenty_baskets():
+    p = fpgrowth.FPGrowthParams()
+    assert p.support_for(20_000) == pytest.approx(0.001)
+    assert p.support_for(1_000) == pytest.approx(0.02)
+    assert p.support_for(10) == 0.05
+
+
+def test_als_ranks_a_shoppers_taste_cluster_above_the_others(spark):
+    # Checkerboard: users 0-9 buy items 0-9 ("garden"), users 10-19 items 10-19 ("kitchen").
+    # Each user skips one item of their cluster; ALS must recommend it before anything else.
+    rows = [(u, i, 1.0) for u in range(20) for i in range(20)
+            if (u < 10) == (i < 10) and i % 10 != u % 10]
+    ratings = spark.createDataFrame(rows, "user int, item int, strength float")
+    model = als.train(ratings, als.ALSParams(rank=4, max_iter=15, reg_param=0.01, alpha=5.0))
+    users = spark.createDataFrame([(f"u{u}", u) for u in range(20)], ids.MAPPING_SCHEMA)
+    items = spark.createDataFrame([(f"g{i}", i) for i in range(20)], ids.MAPPING_SCHEMA)
+    recs = als.recommend_all(model, 20, users, items).collect()
+    for u in (0, 3, 12, 17):
+        mine = sorted((r for r in recs if r.user_key == f"u{u}"), key=lambda r: r.rank)
+        ranked = [int(r.goods_id[1:]) for r in mine]
+        cluster = set(range(10)) if u < 10 else set(range(10, 20))
+        assert set(ranked[:10]) == cluster, ranked  # own cluster first
+        assert [r.rank for r in mine] == list(range(1, 21))
+
+
+def test_strength_transforms(spark):
+    lines = spark.createDataFrame(
+        [("o1", "u", "g", 3), ("o2", "u", "g", 1), ("o3", None, "g", 5)],
+        "order_id string, user_key string, goods_id string, quantity int")
+    got = {s: als.interactions(lines, s).first().strength for s in als.STRENGTHS}
+    assert got == pytest.approx({"count": 2.0, "quantity": 4.0, "log": 1.6094379,
+                                 "binary": 1.0})
+    with pytest.raises(ValueError, match="strength must be one of"):
+        als.ALSParams(strength="rmse")
+
+
+def test_id_mapping_is_stable_when_new_shoppers_appear(spark):
+    first = ids.extend(None, spark.createDataFrame([("b",), ("a",)], "k string"))
+    assert sorted(map(tuple, first.collect())) == [("a", 0), ("b", 1)]
+    second = ids.extend(first, spark.createDataFrame([("c",), ("a",), ("0",)], "k string"))
+    assert sorted(map(tuple, second.collect())) == [("0", 2), ("a", 0), ("b", 1), ("c", 3)]

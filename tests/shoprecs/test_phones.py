@@ -1,0 +1,66 @@
+import hashlib
+import hmac
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shoprecs.phones import InvalidPhone, PhoneRules, mask, normalize, user_key
+
+FORMATS = ["+7(916)539-6205", "+7 (916) 539-6205", "79165396205", "89165396205", "9165396205"]
+BAD = ["", "   ", "+7 (916) 539-62O5", "12345", "+7916539620", "+79165396205999", "phone",
+       "8916539620555", "+1 (916) 539"]
+
+
+@pytest.mark.parametrize("raw", FORMATS)
+def test_every_format_gives_one_number(raw):
+    assert normalize(raw) == "79165396205"
+
+
+@pytest.mark.parametrize("raw", BAD)
+def test_garbage_is_rejected_with_a_reason(raw):
+    with pytest.raises(InvalidPhone, match="phone number"):
+        normalize(raw)
+
+
+def test_other_countries_need_a_plus_and_e164_length():
+    assert normalize("+44 20 7946 0958") == "442079460958"
+    assert normalize("+380 (44) 123-45-67", PhoneRules()) == "380441234567"
+
+
+def test_user_key_is_rfc2104_hmac_sha256():
+    expected = hmac.new(b"k", b"79165396205", hashlib.sha256).hexdigest()
+    assert user_key("79165396205", "k") == expected
+    assert user_key("79165396205", "other") != expected
+
+
+def test_mask_hides_phone_numbers_in_text():
+    line = "GET /users/%2B7%20%28916%29%20539-6205/recommendations and /users/89165396205/x"
+    masked = mask(line)
+    assert "539" not in masked and "8916" not in masked
+    assert masked.endswith("/x")
+
+
+phone_text = st.text(alphabet="0123456789 +()-.x\t", max_size=20)
+
+
+@pytest.mark.spark
+@settings(max_examples=1, deadline=None)
+@given(st.lists(phone_text, min_size=200, max_size=200))
+def test_spark_twin_agrees_with_python(spark, samples):
+    """The cleaning job's column expression and the engine's function are one rule."""
+    from pyspark.sql import functions as F
+
+    from etl.clean import hmac_sha256_col, normalize_phone_col
+
+    samples += FORMATS + BAD + ["+7 (999) 000-0000", "+12345678", "\t79165396205"]
+    df = spark.createDataFrame([(s,) for s in samples], "raw string")
+    rows = df.select("raw", normalize_phone_col(F.col("raw")).alias("n")).withColumn(
+        "key", hmac_sha256_col(F.col("n"), "test-key")).collect()
+    for row in rows:
+        try:
+            expected = normalize(row.raw) if row.raw.strip(" ") else None
+        except InvalidPhone:
+            expected = None
+        assert row.n == expected, row.raw
+        assert row.key == (user_key(expected, "test-key") if expected else None)
