@@ -1,13 +1,19 @@
 """The order bus client: pulls a date range of orders and the goods catalog into landing/.
 
-    landing/orders/dt=YYYY-MM-DD/orders.jsonl   raw orders as the bus sent them
-    landing/orders/dt=YYYY-MM-DD/_manifest.json orders, pages, sha256 (written last)
-    landing/goods/dt=YYYY-MM-DD/goods.jsonl     the catalog as of that day
+    landing/orders/dt=YYYY-MM-DD/orders.jsonl    raw orders as the bus sent them, in order
+    landing/orders/dt=YYYY-MM-DD/_manifest.json  orders, pages, sha256, bus totals (last)
+    landing/goods/dt=YYYY-MM-DD/goods.jsonl      the catalog as of that day
 
-Page 1 tells the page count; pages 2..C (the last included) are then fetched by a bounded
-thread pool. Transient failures (connection errors, 429 with Retry-After, 5xx) are retried
-with exponential backoff by urllib3's Retry. Files are written to a temporary name and
-renamed, so a crash never leaves a half-written day that looks complete.
+How it survives a real bus:
+* page 1 of every day first (it tells pageCount), then every other page of every day
+  from one bounded thread pool, the last page included;
+* 429 (honouring Retry-After), 5xx and connection failures are retried with exponential
+  backoff by urllib3's Retry; dropped connections and truncated or malformed bodies by
+  tenacity, with jitter; timeouts on every request;
+* each finished page is checkpointed in `dt=D/_parts/` (temp file + rename): a run killed
+  half-way resumes with the pages it lacks, and no page lands twice; a day is assembled
+  into orders.jsonl, then its manifest is written last: a day with a manifest is complete
+  and is not fetched again unless `refetch=True`.
 
 Run with: shoprecs extract --date 2024-01-30   (or --from 2024-01-01 --to 2024-01-30)
 """
@@ -18,15 +24,22 @@ import hashlib
 import json
 import logging
 import os
-import sys
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+import shutil
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 
 import requests
 from requests.adapters import HTTPAdapter
-from tqdm import tqdm
+from tenacity import (
+    Retrying,
+    before_sleep_log,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
 from urllib3.util.retry import Retry
+
+from etl._progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +48,16 @@ class BusError(RuntimeError):
     """The bus could not be read after retries; the message says which request failed."""
 
 
+class _BadBody(Exception):
+    """A response that ended early or is not the JSON page we asked for: worth a retry."""
+
+
+_TRANSIENT = (_BadBody, requests.ConnectionError, requests.Timeout,
+              requests.exceptions.ChunkedEncodingError)
+
+
 class BusClient:
-    """A pooled, retrying HTTP client for the order bus."""
+    """A pooled, retrying HTTP client for the order bus (thread-safe for GETs)."""
 
     def __init__(self, url: str, user: str, password: str, *, per_page: int = 500,
                  workers: int = 8, timeout: float = 30.0, retries: int = 5):
@@ -44,7 +65,8 @@ class BusClient:
         self.per_page = per_page
         self.workers = workers
         self.timeout = timeout
-        retry = Retry(total=retries, backoff_factor=0.5, backoff_jitter=0.25,
+        self.retries = retries
+        retry = Retry(total=retries, backoff_factor=0.2, backoff_jitter=0.2, backoff_max=30,
                       status_forcelist=(429, 500, 502, 503, 504), allowed_methods={"GET"},
                       respect_retry_after_header=True, raise_on_status=False)
         self.session = requests.Session()
@@ -58,84 +80,102 @@ class BusClient:
         return cls(s.bus_url, s.bus_user, s.bus_password, per_page=s.bus_per_page,
                    workers=s.bus_workers, timeout=s.bus_timeout, retries=s.bus_retries)
 
-    def get(self, path: str, **params) -> dict:
-        where = f"GET {self.url}{path} {params}"
-        try:
-            resp = self.session.get(self.url + path, params=params, timeout=self.timeout)
-        except requests.RequestException as exc:
-            raise BusError(f"{where} failed: {exc}") from exc
+    def _get_once(self, path: str, params: dict, key: str) -> dict:
+        resp = self.session.get(self.url + path, params=params, timeout=self.timeout)
         if resp.status_code == 401:
-            raise BusError(f"{where}: 401 unauthorized; check bus.user/SHOPRECS_BUS_PASSWORD")
+            raise BusError(f"GET {path}: 401 unauthorized; check bus.user and "
+                           "SHOPRECS_BUS_PASSWORD")
         if resp.status_code >= 400:
-            raise BusError(f"{where}: HTTP {resp.status_code} after retries: {resp.text[:200]}")
+            raise BusError(f"GET {path} {params}: HTTP {resp.status_code} after "
+                           f"{self.retries} retries: {resp.text[:200]}")
         try:
-            return resp.json()
+            body = resp.json()
         except ValueError as exc:
-            raise BusError(f"{where}: response is not valid JSON ({exc})") from exc
+            raise _BadBody(f"GET {path} {params}: body is not JSON ({exc})") from exc
+        if not isinstance(body, dict) or not isinstance(body.get(key), list) \
+                or not isinstance(body.get("pageCount"), int):
+            raise _BadBody(f"GET {path} {params}: no '{key}' list and pageCount in the body")
+        return body
 
-    def pages(self, path: str, key: str, desc: str, **params) -> Iterator[list[dict]]:
-        """Every page of `path` in order, 1..pageCount, the last page included."""
-        params["per-page"] = self.per_page
-        first = self.get(path, page=1, **params)
-        count = int(first["pageCount"])
-        bar = tqdm(total=count, desc=desc, unit="page", disable=not sys.stderr.isatty(),
-                   leave=False)
-        bar.update(1)
-        yield first[key]
-        with ThreadPoolExecutor(self.workers, thread_name_prefix="bus") as pool:
-            for body in pool.map(lambda p: self.get(path, page=p, **params), range(2, count + 1)):
-                bar.update(1)
-                yield body[key]
-        bar.close()
+    def get_page(self, path: str, key: str, page: int, **params) -> dict:
+        """One page of `path`, retried until it arrives whole (or BusError)."""
+        params = {**params, "page": page, "per-page": self.per_page}
+        retrying = Retrying(stop=stop_after_attempt(self.retries + 1),
+                            wait=wait_exponential_jitter(initial=0.1, max=10, jitter=0.2),
+                            retry=retry_if_exception_type(_TRANSIENT), reraise=True,
+                            before_sleep=before_sleep_log(log, logging.WARNING))
+        try:
+            return retrying(self._get_once, path, params, key)
+        except _TRANSIENT as exc:
+            raise BusError(f"GET {self.url}{path} {params} failed after "
+                           f"{self.retries + 1} attempts: {exc}") from exc
 
 
-def _write_atomic(path: Path, lines: Iterator[str]) -> str:
-    """Write lines to `path` via a temporary file; return the content's sha256."""
+def _write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    digest = hashlib.sha256()
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for line in lines:
-            digest.update(line.encode())
-            fh.write(line)
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
-    return digest.hexdigest()
 
 
-def extract_orders_day(client: BusClient, day: dt.date, root: Path) -> dict:
-    """Land every order the bus lists for `day`; return the day's manifest."""
-    out = root / "landing" / "orders" / f"dt={day.isoformat()}"
-    stats = {"orders": 0, "pages": 0}
-
-    def lines():
-        for page in client.pages("/orders", "orders", f"orders {day}", expand="basket",
-                                 **{"from": day.isoformat(), "to": day.isoformat()}):
-            stats["pages"] += 1
-            for order in page:
-                stats["orders"] += 1
-                yield json.dumps(order, ensure_ascii=False, separators=(",", ":")) + "\n"
-
-    sha = _write_atomic(out / "orders.jsonl", lines())
-    manifest = {"dt": day.isoformat(), "sha256": sha, **stats}
-    _write_atomic(out / "_manifest.json", iter([json.dumps(manifest, indent=1)]))
-    log.info("landed %s: %d orders in %d pages", day, stats["orders"], stats["pages"])
-    return manifest
+def _jsonl(records: list[dict]) -> str:
+    return "".join(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n"
+                   for r in records)
 
 
-def extract_goods(client: BusClient, day: dt.date, root: Path) -> int:
-    """Land the whole goods catalog as of `day`; return the number of goods."""
-    count = 0
+class _Day:
+    """One day's orders being landed: its checkpoint folder and page count."""
 
-    def lines():
-        nonlocal count
-        for page in client.pages("/goods", "goods", "goods"):
-            for item in page:
-                count += 1
-                yield json.dumps(item, ensure_ascii=False, separators=(",", ":")) + "\n"
+    def __init__(self, root: Path, day: dt.date, per_page: int):
+        self.day = day
+        self.dir = root / "landing" / "orders" / f"dt={day.isoformat()}"
+        self.parts = self.dir / "_parts"
+        self.per_page = per_page
+        self.page_count = 0
 
-    _write_atomic(root / "landing" / "goods" / f"dt={day.isoformat()}" / "goods.jsonl", lines())
-    log.info("landed goods as of %s: %d items", day, count)
-    return count
+    @property
+    def complete(self) -> bool:
+        return (self.dir / "_manifest.json").exists()
+
+    def part(self, page: int) -> Path:
+        return self.parts / f"page-{page:06d}.jsonl"
+
+    def start(self, first: dict) -> None:
+        """Record page 1; a checkpoint made with another page count or size is discarded."""
+        meta = {"pageCount": first["pageCount"], "perPage": self.per_page}
+        meta_path = self.parts / "_meta.json"
+        if meta_path.exists() and json.loads(meta_path.read_text()) != meta:
+            log.warning("%s: the bus changed since the checkpoint; fetching the day again",
+                        self.day)
+            shutil.rmtree(self.parts)
+        _write_atomic(meta_path, json.dumps(meta))
+        self.page_count = first["pageCount"]
+        self.save(1, first["orders"])
+
+    def save(self, page: int, orders: list[dict]) -> None:
+        _write_atomic(self.part(page), _jsonl(orders))
+
+    def missing(self) -> list[int]:
+        return [p for p in range(2, self.page_count + 1) if not self.part(p).exists()]
+
+    def finish(self) -> dict:
+        """Assemble the parts in page order into orders.jsonl; write the manifest last."""
+        digest, orders = hashlib.sha256(), 0
+        tmp = self.dir / f".orders.jsonl.{os.getpid()}.tmp"
+        with open(tmp, "wb") as out:
+            for page in range(1, self.page_count + 1):
+                data = self.part(page).read_bytes()
+                digest.update(data)
+                orders += data.count(b"\n")
+                out.write(data)
+        os.replace(tmp, self.dir / "orders.jsonl")
+        manifest = {"dt": self.day.isoformat(), "orders": orders, "pages": self.page_count,
+                    "perPage": self.per_page, "sha256": digest.hexdigest(),
+                    "bus": {"pageCount": self.page_count,
+                            "maxOrders": self.page_count * self.per_page}}
+        _write_atomic(self.dir / "_manifest.json", json.dumps(manifest, indent=1))
+        shutil.rmtree(self.parts)
+        return manifest
 
 
 def days(start: dt.date, end: dt.date) -> list[dt.date]:
@@ -144,8 +184,71 @@ def days(start: dt.date, end: dt.date) -> list[dt.date]:
     return [start + dt.timedelta(n) for n in range((end - start).days + 1)]
 
 
-def extract(client: BusClient, start: dt.date, end: dt.date, root: Path) -> list[dict]:
+def _fetch_pages(client: BusClient, todo: list[_Day], progress: Progress) -> None:
+    """Page 1 of each day, then all missing pages of all days, from one pool."""
+    def first(day: _Day):
+        body = client.get_page("/orders", "orders", 1, expand="basket",
+                               **{"from": day.day.isoformat(), "to": day.day.isoformat()})
+        day.start(body)
+        return len(body["orders"])
+
+    def other(day: _Day, page: int):
+        body = client.get_page("/orders", "orders", page, expand="basket",
+                               **{"from": day.day.isoformat(), "to": day.day.isoformat()})
+        if body["pageCount"] != day.page_count:
+            log.warning("%s: pageCount went from %d to %d during paging", day.day,
+                        day.page_count, body["pageCount"])
+        day.save(page, body["orders"])
+        return len(body["orders"])
+
+    with ThreadPoolExecutor(client.workers, thread_name_prefix="bus") as pool:
+        for n in pool.map(first, todo):
+            progress.advance(n)
+        jobs = [(d, p) for d in todo for p in d.missing()]
+        progress.expect(len(todo) + len(jobs))
+        pending = {pool.submit(other, d, p) for d, p in jobs}
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                progress.advance(future.result())  # re-raises BusError: the run fails
+
+
+def extract_orders(client: BusClient, start: dt.date, end: dt.date, root: Path,
+                   refetch: bool = False) -> list[dict]:
+    """Land every order the bus lists for each day of start..end; return the manifests."""
+    all_days = [_Day(root, d, client.per_page) for d in days(start, end)]
+    if refetch:
+        for d in all_days:
+            (d.dir / "_manifest.json").unlink(missing_ok=True)
+    todo = [d for d in all_days if not d.complete]
+    if len(todo) < len(all_days):
+        log.info("%d of %d days already landed (use --refetch to fetch them again)",
+                 len(all_days) - len(todo), len(all_days))
+    with Progress("extract orders", total=len(todo), unit="page") as progress:
+        _fetch_pages(client, todo, progress)
+    for d in todo:
+        manifest = d.finish()
+        log.info("landed %s: %d orders in %d pages", d.day, manifest["orders"], manifest["pages"])
+    return [json.loads((d.dir / "_manifest.json").read_text()) for d in all_days]
+
+
+def extract_goods(client: BusClient, day: dt.date, root: Path) -> int:
+    """Land the whole goods catalog as of `day`; return the number of goods."""
+    first = client.get_page("/goods", "goods", 1)
+    pages = [first["goods"]]
+    with ThreadPoolExecutor(client.workers, thread_name_prefix="bus") as pool:
+        pages += pool.map(lambda p: client.get_page("/goods", "goods", p)["goods"],
+                          range(2, first["pageCount"] + 1))
+    goods = [g for page in pages for g in page]
+    _write_atomic(root / "landing" / "goods" / f"dt={day.isoformat()}" / "goods.jsonl",
+                  _jsonl(goods))
+    log.info("landed goods as of %s: %d items in %d pages", day, len(goods), len(pages))
+    return len(goods)
+
+
+def extract(client: BusClient, start: dt.date, end: dt.date, root: Path,
+            refetch: bool = False) -> list[dict]:
     """Land orders for each day of start..end and the catalog as of `end`."""
-    manifests = [extract_orders_day(client, day, root) for day in days(start, end)]
+    manifests = extract_orders(client, start, end, root, refetch)
     extract_goods(client, end, root)
     return manifests

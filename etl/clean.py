@@ -41,9 +41,11 @@ RAW_ORDER_SCHEMA = StructType([
     StructField("date", StringType()),
     StructField("clientTel", StringType()),
     StructField("basket", ArrayType(StructType([
+        # Numbers are read as text and cast line by line: one bad line must not make the
+        # whole order an unparseable record.
         StructField("goodsId", StringType()),
-        StructField("quantity", IntegerType()),
-        StructField("price", DoubleType()),
+        StructField("quantity", StringType()),
+        StructField("price", StringType()),
     ]))),
     StructField("_corrupt_record", StringType()),
 ])
@@ -56,6 +58,10 @@ CLEAN_ORDER_SCHEMA = StructType([
     StructField("quantity", IntegerType(), False),
     StructField("price", DoubleType(), True),
 ])
+
+QUARANTINE_SCHEMA = StructType([StructField("reason", StringType()),
+                                StructField("record", StringType()),
+                                StructField("dt", StringType())])
 
 GOODS_SCHEMA = StructType([StructField("id", StringType()), StructField("name", StringType())])
 
@@ -111,7 +117,8 @@ def transform(raw: DataFrame, *, rules: PhoneRules, hmac_key: str) -> tuple[Data
     bad_orders = orders.where(F.col("reason").isNotNull()).select(
         "dt", "reason", F.coalesce("_corrupt_record", F.to_json(F.struct(
             "id", "date", F.lit("<masked>").alias("clientTel"), "basket"))).alias("record"))
-    latest = Window.partitionBy("id").orderBy(F.col("_seq").desc())
+    # Within a landed day the version sent last wins; across days, see read_clean().
+    latest = Window.partitionBy("dt", "id").orderBy(F.col("_seq").desc())
     good = (orders.where(F.col("reason").isNull())
             .withColumn("_n", F.row_number().over(latest)).where("_n = 1"))
     lines = good.select(
@@ -119,19 +126,39 @@ def transform(raw: DataFrame, *, rules: PhoneRules, hmac_key: str) -> tuple[Data
         F.when(F.col("phone").isNotNull(), hmac_sha256_col(F.col("phone"), hmac_key))
         .alias("user_key"),
         F.explode("basket").alias("line"))
-    lines = lines.withColumn(
+    lines = lines.withColumn("qty", F.col("line.quantity").try_cast("int")).withColumn(
         "reason",
         F.when(_blank(F.col("line.goodsId")), "line has no goodsId")
-        .when(F.col("line.quantity").isNull(), "line quantity missing or not an integer")
-        .when(F.col("line.quantity") <= 0, "quantity <= 0 (return or cancellation)"))
+        .when(F.col("qty").isNull(), "line quantity missing or not an integer")
+        .when(F.col("qty") <= 0, "quantity <= 0 (return or cancellation)"))
     bad_lines = lines.where(F.col("reason").isNotNull()).select(
         "dt", "reason", F.to_json(F.struct("order_id", "line")).alias("record"))
     clean = (lines.where(F.col("reason").isNull())
              .groupBy("dt", "order_id", "order_ts", "user_key",
                       F.trim("line.goodsId").alias("goods_id"))
-             .agg(F.sum("line.quantity").cast("int").alias("quantity"),
-                  F.max("line.price").alias("price")))
+             .agg(F.sum("qty").cast("int").alias("quantity"),
+                  F.max(F.col("line.price").try_cast("double")).alias("price")))
     return clean, bad_orders.unionByName(bad_lines)
+
+
+def with_names(lines: DataFrame, catalog: DataFrame) -> DataFrame:
+    """Order lines with the goods name from the catalog (null for goods it lacks)."""
+    return lines.join(F.broadcast(catalog), "goods_id", "left")
+
+
+def read_clean(spark: SparkSession, root: Path, start: dt.date, end: dt.date) -> DataFrame:
+    """Clean lines of start..end, each order once: an order landed on several days (the bus
+    lists some twice) counts in its latest day's version. Every reader of clean/ uses this."""
+    lines = spark.read.parquet(str(root / "clean" / "orders")).where(
+        F.col("dt").cast("string").between(start.isoformat(), end.isoformat()))
+    latest = Window.partitionBy("order_id")
+    return (lines.withColumn("_last", F.max("dt").over(latest))
+            .where(F.col("dt") == F.col("_last")).drop("_last"))
+
+
+def read_quarantine(spark: SparkSession, root: Path) -> DataFrame:
+    """Every quarantined record (reason, record, dt); empty if nothing was ever rejected."""
+    return spark.read.schema(QUARANTINE_SCHEMA).json(str(root / "quarantine"))
 
 
 def _landed_days(root: Path, days: list[dt.date]) -> list[str]:
@@ -176,18 +203,22 @@ def run(spark: SparkSession, settings, start: dt.date, end: dt.date) -> dict:
                        settings.phone_national_length)
     raw = read_raw(spark, root, day_range(start, end))
     clean, bad = transform(raw, rules=rules, hmac_key=settings.privacy_hmac_key)
+    catalog = clean_goods(spark, root, end).cache()
+    clean = with_names(clean, catalog)
     (clean.repartition("dt").write.mode("overwrite").option("partitionOverwriteMode", "dynamic")
      .partitionBy("dt").parquet(str(root / "clean" / "orders")))
     bad = bad.cache()
     quarantined = bad.count()
     (bad.write.mode("overwrite").option("partitionOverwriteMode", "dynamic")
      .partitionBy("dt").json(str(root / "quarantine")))
-    clean_goods(spark, root, end).write.mode("overwrite").parquet(str(root / "clean" / "goods"))
+    catalog.write.mode("overwrite").parquet(str(root / "clean" / "goods"))
     cleaned = spark.read.parquet(str(root / "clean" / "orders")).where(
         F.col("dt").between(start.isoformat(), end.isoformat()))
     stats = {"lines": cleaned.count(),
              "orders": cleaned.select("order_id").distinct().count(),
-             "quarantined": quarantined}
+             "quarantined": quarantined,
+             "lines_without_catalog_name": cleaned.where(F.col("name").isNull()).count()}
     bad.unpersist()
+    catalog.unpersist()
     log.info("cleaned %s..%s: %s", start, end, stats)
     return stats

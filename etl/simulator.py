@@ -4,7 +4,11 @@
     GET /goods?page=P&per-page=N
 
 Basic auth; pages numbered from 1 to pageCount. It serves generated orders
-(`etl.generator`) or a file in the UCI Online Retail format (`etl.retail`).
+(`etl.generator`) or a file in the UCI Online Retail format (`etl.retail`), and can
+misbehave like a real bus (`HttpFaults`): slow pages, 5xx, 429 with Retry-After, dropped
+connections, truncated JSON. Data faults (duplicates, re-sends, bad lines) are injected
+into the order list by `etl.faults`. Orders are serialized once at start, so the
+simulator is not what a benchmark of the extractor measures.
 
 Run with: shoprecs simulator --generate --port 8765   (or --retail FILE.csv.gz)
 """
@@ -12,11 +16,29 @@ from __future__ import annotations
 
 import bisect
 import hmac
+import json
 import math
+import random
+import threading
+import time
+from dataclasses import dataclass
 
-from flask import Flask, abort, jsonify, request
+from flask import Flask, Response, abort, jsonify, request
 
 MAX_PER_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class HttpFaults:
+    """How often (share of page requests) the bus misbehaves, and how slow it is."""
+
+    latency_ms: float = 0.0
+    error_rate: float = 0.0  # 503
+    throttle_rate: float = 0.0  # 429 with Retry-After
+    retry_after_s: int = 1
+    drop_rate: float = 0.0  # connection closed half-way through the body
+    truncate_rate: float = 0.0  # a complete response whose JSON is cut short
+    seed: int = 0
 
 
 def _page_args() -> tuple[int, int]:
@@ -30,17 +52,67 @@ def _page_args() -> tuple[int, int]:
     return page, per_page
 
 
-def _paginate(items: list, page: int, per_page: int) -> tuple[list, int]:
+def _page(items: list[str], key: str, page: int, per_page: int) -> str:
     count = max(1, math.ceil(len(items) / per_page))
-    return items[(page - 1) * per_page: page * per_page], count
+    chunk = items[(page - 1) * per_page: page * per_page]
+    return f'{{"{key}":[{",".join(chunk)}],"page":{page},"pageCount":{count}}}'
+
+
+def _dumps(obj) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+class _Misbehaviour:
+    """Draws, per request, which HTTP fault (if any) to show."""
+
+    def __init__(self, faults: HttpFaults):
+        self.faults = faults
+        self._rng = random.Random(faults.seed)
+        self._lock = threading.Lock()
+
+    def draw(self) -> str | None:
+        f = self.faults
+        with self._lock:
+            x = self._rng.random()
+        for name, rate in (("error", f.error_rate), ("throttle", f.throttle_rate),
+                           ("drop", f.drop_rate), ("truncate", f.truncate_rate)):
+            if x < rate:
+                return name
+            x -= rate
+        return None
+
+    def respond(self, body: str) -> Response:
+        if self.faults.latency_ms:
+            time.sleep(self.faults.latency_ms / 1000)
+        fault = self.draw()
+        if fault == "error":
+            return Response('{"error":"service unavailable"}', 503, mimetype="application/json")
+        if fault == "throttle":
+            return Response('{"error":"slow down"}', 429, mimetype="application/json",
+                            headers={"Retry-After": str(self.faults.retry_after_s)})
+        data = body.encode()
+        if fault == "truncate":
+            return Response(data[: len(data) // 2], 200, mimetype="application/json")
+        if fault == "drop":
+            def cut():
+                yield data[: len(data) // 2]
+                raise ConnectionAbortedError("simulated dropped connection")
+
+            return Response(cut(), 200, mimetype="application/json",
+                            headers={"Content-Length": str(len(data))})
+        return Response(data, 200, mimetype="application/json")
 
 
 def create_app(orders: list[dict], goods: list[dict], *, user: str = "shoprecs",
-               password: str = "shoprecs") -> Flask:
-    """The bus over `orders` (any order; served sorted by date) and `goods`."""
+               password: str = "shoprecs", faults: HttpFaults = HttpFaults()) -> Flask:
+    """The bus over `orders` (served sorted by date, stable) and `goods`."""
     app = Flask("shoprecs-bus-simulator")
-    by_date = sorted(orders, key=lambda o: o["date"])
-    days = [o["date"][:10] for o in by_date]
+    by_date = sorted(orders, key=lambda o: str(o["date"]))
+    days = [str(o["date"])[:10] for o in by_date]
+    full = [_dumps(o) for o in by_date]
+    short = [_dumps({k: v for k, v in o.items() if k != "basket"}) for o in by_date]
+    goods_json = [_dumps(g) for g in goods]
+    bus = _Misbehaviour(faults)
 
     @app.before_request
     def _authenticate():
@@ -61,16 +133,13 @@ def create_app(orders: list[dict], goods: list[dict], *, user: str = "shoprecs",
         page, per_page = _page_args()
         lo = bisect.bisect_left(days, request.args.get("from", ""))
         hi = bisect.bisect_right(days, request.args.get("to", "9999-12-31"))
-        chunk, count = _paginate(by_date[lo:hi], page, per_page)
-        if "basket" not in request.args.get("expand", "").split(","):
-            chunk = [{k: v for k, v in o.items() if k != "basket"} for o in chunk]
-        return jsonify(orders=chunk, page=page, pageCount=count)
+        source = full if "basket" in request.args.get("expand", "").split(",") else short
+        return bus.respond(_page(source[lo:hi], "orders", page, per_page))
 
     @app.get("/goods")
     def list_goods():
         page, per_page = _page_args()
-        chunk, count = _paginate(goods, page, per_page)
-        return jsonify(goods=chunk, page=page, pageCount=count)
+        return bus.respond(_page(goods_json, "goods", page, per_page))
 
     return app
 

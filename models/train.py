@@ -22,22 +22,14 @@ import logging
 import os
 from pathlib import Path
 
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from etl.clean import read_clean
 from models import als, fpgrowth, ids
 
 log = logging.getLogger(__name__)
 POPULAR_K = 100
-
-
-def window_lines(spark: SparkSession, root: Path, start: dt.date, end: dt.date) -> DataFrame:
-    """Clean lines of start..end; an order landed on several days counts once (latest)."""
-    lines = spark.read.parquet(str(root / "clean" / "orders")).where(
-        F.col("dt").cast("string").between(start.isoformat(), end.isoformat()))
-    latest = Window.partitionBy("order_id")
-    return (lines.withColumn("_last", F.max("dt").over(latest))
-            .where(F.col("dt") == F.col("_last")).drop("_last"))
 
 
 def fingerprint(root: Path, start: dt.date, end: dt.date, params: dict) -> str:
@@ -86,7 +78,7 @@ def run(spark: SparkSession, settings, end: dt.date, als_params: als.ALSParams =
     if (out / "_SUCCESS").exists():
         log.info("model %s already trained for this data and parameters; nothing to do", version)
         return version
-    lines = window_lines(spark, root, start, end).cache()
+    lines = read_clean(spark, root, start, end).cache()
     if lines.isEmpty():
         raise RuntimeError(f"no clean orders between {start} and {end}: run extract and clean")
 

@@ -63,11 +63,12 @@ def main(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
 
 @main.command()
 @with_dates
+@click.option("--refetch", is_flag=True, help="Fetch days again even if already landed.")
 @click.pass_obj
-def extract(settings, date, start, end):
-    """Pull orders (and the catalog) from the bus into landing/."""
+def extract(settings, date, start, end, refetch):
+    """Pull orders (and the catalog) from the bus into landing/ (resumes after a crash)."""
     start, end = _dates(date, start, end)
-    manifests = pipeline.extract(settings, start, end)
+    manifests = pipeline.extract(settings, start, end, refetch)
     click.echo(f"landed {sum(m['orders'] for m in manifests)} orders for {len(manifests)} days")
 
 

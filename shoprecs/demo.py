@@ -38,13 +38,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_simulator(orders, goods, settings):
+def start_simulator(orders, goods, settings, faults=None):
     """The bus simulator in a background thread; returns the server (call .stop())."""
     from cheroot.wsgi import Server
 
-    from etl.simulator import create_app
+    from etl.simulator import HttpFaults, create_app
 
-    app = create_app(orders, goods, user=settings.bus_user, password=settings.bus_password)
+    app = create_app(orders, goods, user=settings.bus_user, password=settings.bus_password,
+                     faults=faults or HttpFaults())
     host, port = settings.bus_url.rsplit(":", 1)
     server = Server((host.split("//")[1], int(port)), app, numthreads=8)
     server.prepare()

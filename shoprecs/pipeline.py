@@ -33,12 +33,13 @@ def _session(spark):
     return nullcontext(spark) if spark is not None else spark_session("shoprecs")
 
 
-def extract(settings: Settings, start: dt.date, end: dt.date) -> list[dict]:
+def extract(settings: Settings, start: dt.date, end: dt.date,
+            refetch: bool = False) -> list[dict]:
     from etl.bus import BusClient
     from etl.bus import extract as extract_range
 
     client = BusClient.from_settings(settings)
-    return extract_range(client, start, end, settings.warehouse)
+    return extract_range(client, start, end, settings.warehouse, refetch)
 
 
 def clean(settings: Settings, start: dt.date, end: dt.date, spark=None) -> dict:

@@ -48,9 +48,9 @@ def bus(settings):
 
     servers = []
 
-    def start(orders, goods):
+    def start(orders, goods, faults=None):
         s = dataclasses.replace(settings, bus_url=f"http://127.0.0.1:{free_port()}")
-        servers.append(start_simulator(orders, goods, s))
+        servers.append(start_simulator(orders, goods, s, faults))
         return s
 
     yield start

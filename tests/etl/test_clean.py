@@ -39,7 +39,8 @@ RECORDS = [
 
 
 def test_clean_normalizes_dedups_and_quarantines(spark, settings):
-    land(settings.warehouse, DAY, RECORDS)
+    land(settings.warehouse, DAY, RECORDS, goods=[{"id": 10, "name": "Mug"},
+                                                  {"id": 11, "name": "Saucer"}])
     stats = clean.run(spark, settings, DAY, DAY)
     lines = spark.read.parquet(str(settings.warehouse / "clean" / "orders"))
     rows = {(r.order_id, r.goods_id): r for r in lines.collect()}
@@ -49,14 +50,15 @@ def test_clean_normalizes_dedups_and_quarantines(spark, settings):
     shopper = user_key("79165396205", TEST_KEY)
     assert {r.user_key for k, r in rows.items() if k[0] != "5"} == {shopper}
     assert rows[("5", "10")].user_key is None
-    assert stats == {"lines": 6, "orders": 5, "quarantined": 5}
-    quarantined = spark.read.json(str(settings.warehouse / "quarantine")).collect()
+    assert stats == {"lines": 6, "orders": 5, "quarantined": 5, "lines_without_catalog_name": 2}
+    assert rows[("1", "11")].name == "Saucer" and rows[("2", "12")].name is None
+    quarantined = clean.read_quarantine(spark, settings.warehouse).collect()
     reasons = sorted(r.reason for r in quarantined)
     assert reasons == ["empty basket", "invalid phone number", "order date missing or not ISO 8601",
                        "quantity <= 0 (return or cancellation)", "unparseable record"]
     assert all("916" not in r.record for r in quarantined)  # no phone numbers in quarantine
     goods = spark.read.parquet(str(settings.warehouse / "clean" / "goods")).collect()
-    assert [(g.goods_id, g.name) for g in goods] == [("1", "Mug")]
+    assert sorted((g.goods_id, g.name) for g in goods) == [("10", "Mug"), ("11", "Saucer")]
 
 
 def test_rerunning_a_day_replaces_only_that_day(spark, settings):

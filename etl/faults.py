@@ -1,0 +1,112 @@
+"""Data faults a real order bus shows, injected into a clean order list, with the truth.
+
+`inject(orders, DataFaults(...))` returns what the simulator should serve and the
+ground truth of what a correct pipeline must end up with: every order id once, in its
+latest version, with exactly its valid lines. Faults (each a share of orders):
+
+* `dup_pages`: the same order listed twice on one day (on another page, or the same);
+* `dup_days`: the same order listed again on the next day;
+* `resend`: the order re-sent later the same day with a changed basket (latest wins);
+* `no_phone`: the phone missing or blank (kept as a guest order);
+* `bad_lines`: an extra line with quantity 0, a negative or non-numeric quantity, or no
+  goodsId (the line is quarantined, the rest of the order kept);
+* `bad_orders`: an order whose date or phone is garbage (quarantined whole).
+"""
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import random
+from dataclasses import dataclass, field
+
+from shoprecs.phones import InvalidPhone, normalize
+
+
+@dataclass(frozen=True)
+class DataFaults:
+    dup_pages: float = 0.0
+    dup_days: float = 0.0
+    resend: float = 0.0
+    no_phone: float = 0.0
+    bad_lines: float = 0.0
+    bad_orders: float = 0.0
+    seed: int = 1
+
+    @classmethod
+    def all(cls, rate: float = 0.05, seed: int = 1) -> DataFaults:
+        return cls(rate, rate, rate, rate, rate, rate, seed)
+
+
+@dataclass
+class GroundTruth:
+    """order id -> {goods id: quantity} of its valid lines, and the ids that must be
+    quarantined whole."""
+
+    orders: dict[str, dict[str, int]] = field(default_factory=dict)
+    quarantined_orders: set[str] = field(default_factory=set)
+
+
+def _lines(order: dict) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for line in order.get("basket") or []:
+        q, g = line.get("quantity"), line.get("goodsId")
+        if isinstance(q, int) and q > 0 and g not in (None, ""):
+            out[str(g)] = out.get(str(g), 0) + q
+    return out
+
+
+def _valid(order: dict) -> bool:
+    try:
+        dt.datetime.fromisoformat(order["date"])
+    except (TypeError, ValueError):
+        return False
+    if order.get("clientTel") and order["clientTel"].strip(" "):
+        try:
+            normalize(order["clientTel"])
+        except InvalidPhone:
+            return False
+    return bool(_lines(order))
+
+
+_BAD_LINES = [{"goodsId": 1, "quantity": 0}, {"goodsId": 2, "quantity": -3},
+              {"goodsId": 3, "quantity": "two"}, {"quantity": 1}]
+
+
+def inject(orders: list[dict], faults: DataFaults) -> tuple[list[dict], GroundTruth]:
+    rng = random.Random(faults.seed)
+    served: list[dict] = []
+    extra: list[dict] = []
+    for original in orders:
+        order = copy.deepcopy(original)
+        if rng.random() < faults.no_phone:
+            order["clientTel"] = rng.choice([None, "", "  "])
+        if rng.random() < faults.bad_lines:
+            order["basket"].append(dict(rng.choice(_BAD_LINES), price=1.0))
+        if rng.random() < faults.bad_orders:
+            if rng.random() < 0.5:
+                order["date"] = order["date"][:10] + "T25:61:00"  # listed on its day, unparseable
+            else:
+                order["clientTel"] = "+7 (9O5) call me"
+        served.append(order)
+        if rng.random() < faults.dup_pages:
+            extra.append(copy.deepcopy(order))
+        if rng.random() < faults.dup_days:
+            later = copy.deepcopy(order)
+            when = dt.datetime.fromisoformat(original["date"]) + dt.timedelta(days=1)
+            later["date"] = when.isoformat()
+            extra.append(later)
+        if rng.random() < faults.resend and len(order["basket"]) > 0:
+            changed = copy.deepcopy(order)
+            changed["basket"][0]["quantity"] = changed["basket"][0]["quantity"] + 1
+            extra.append(changed)
+    served.extend(extra)  # after the originals: a stable sort by date keeps them later
+    truth = GroundTruth()
+    # The bus lists by date (a stable sort): the last version of an id in that order wins.
+    for order in sorted(served, key=lambda o: o["date"]):
+        oid = str(order["id"])
+        if _valid(order):
+            truth.orders[oid] = _lines(order)
+            truth.quarantined_orders.discard(oid)
+        elif oid not in truth.orders:
+            truth.quarantined_orders.add(oid)
+    return served, truth
