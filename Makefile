@@ -34,7 +34,7 @@ serve: $(STAMP)  ## serve serving/CURRENT of the configured warehouse
 	$(BIN)/shoprecs serve
 
 simulator: $(STAMP)  ## run the order-bus simulator on generated data
-	$(BIN)/shoprecs simulator --generate
+	$(BIN)/shoprecs simulator
 
 lock:  ## re-pin constraints.txt from a fresh resolve of setup.py
 	rm -rf /tmp/shoprecs-lock && $(PYTHON) -m venv /tmp/shoprecs-lock

@@ -123,20 +123,42 @@ def serve(settings, host, port, threads):
               threads or settings.service_threads)
 
 
+_HTTP_FAULTS = {"latency_ms": "Delay per page (ms).", "error_rate": "Share of pages -> 503.",
+                "throttle_rate": "Share of pages -> 429 with Retry-After.",
+                "drop_rate": "Share of pages whose connection drops half-way.",
+                "truncate_rate": "Share of pages with truncated JSON."}
+_DATA_FAULTS = {"dup_pages": "Share of orders listed twice on their day.",
+                "dup_days": "Share of orders listed again the next day.",
+                "resend": "Share of orders re-sent with a changed basket.",
+                "no_phone": "Share of orders without a phone.",
+                "bad_lines": "Share of orders with an invalid line.",
+                "bad_orders": "Share of orders with a garbage date or phone."}
+
+
+def fault_options(fn):
+    for name, text in reversed({**_HTTP_FAULTS, **_DATA_FAULTS}.items()):
+        fn = click.option(f"--{name.replace('_', '-')}", name, type=float, default=0.0,
+                          show_default=True, help=text)(fn)
+    return fn
+
+
 @main.command()
-@click.option("--generate/--no-generate", default=True, help="Serve generated orders.")
 @click.option("--retail", type=click.Path(exists=True, dir_okay=False),
-              help="Serve this Online Retail CSV(.gz) instead.")
+              help="Serve this Online Retail CSV(.gz) instead of generated orders.")
 @click.option("--start", type=_DATE, default="2024-01-01", show_default=True)
 @click.option("--days", type=int, default=30, show_default=True)
 @click.option("--orders", type=int, default=20_000, show_default=True)
 @click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--retry-after", type=int, default=1, show_default=True,
+              help="Retry-After seconds sent with 429.")
+@fault_options
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8765, show_default=True)
 @click.pass_obj
-def simulator(settings, generate, retail, start, days, orders, seed, host, port):
+def simulator(settings, retail, start, days, orders, seed, retry_after, host, port, **faults):
     """Run the order-bus simulator (credentials: bus.user / bus.password)."""
     from etl import simulator as sim
+    from etl.faults import DataFaults, inject
 
     if retail:
         from etl.retail import load_retail
@@ -148,8 +170,13 @@ def simulator(settings, generate, retail, start, days, orders, seed, host, port)
 
         data, goods, _ = gen(GeneratorParams(start=start.date(), days=days, orders=orders,
                                              seed=seed))
-    app = sim.create_app(data, goods, user=settings.bus_user, password=settings.bus_password)
-    click.echo(f"bus simulator: {len(data)} orders, {len(goods)} goods on http://{host}:{port}")
+    data, truth = inject(data, DataFaults(**{k: faults[k] for k in _DATA_FAULTS}, seed=seed))
+    http = sim.HttpFaults(**{k: faults[k] for k in _HTTP_FAULTS}, retry_after_s=retry_after,
+                          seed=seed)
+    app = sim.create_app(data, goods, user=settings.bus_user, password=settings.bus_password,
+                         faults=http)
+    click.echo(f"bus simulator: {len(data)} records ({len(truth.orders)} valid orders), "
+               f"{len(goods)} goods on http://{host}:{port}")
     sim.serve(app, host, port)
 
 

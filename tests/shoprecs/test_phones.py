@@ -64,3 +64,22 @@ def test_spark_twin_agrees_with_python(spark, samples):
             expected = None
         assert row.n == expected, row.raw
         assert row.key == (user_key(expected, "test-key") if expected else None)
+
+
+@given(st.text(alphabet="0123456789", min_size=10, max_size=10))
+def test_property_every_format_of_one_number_gives_one_key(national):
+    from etl.generator import format_phone
+
+    digits = "7" + national
+    formats = [format_phone(digits, style) for style in range(4)] + [national]
+    keys = {user_key(normalize(f), "k") for f in formats}
+    assert len(keys) == 1 and normalize(formats[0]) == digits
+
+
+@given(st.text(max_size=40))
+def test_property_garbage_never_crashes(text):
+    try:
+        result = normalize(text)
+    except InvalidPhone:
+        return
+    assert result.isdigit() and 8 <= len(result) <= 15
