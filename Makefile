@@ -6,7 +6,8 @@ STAMP  := $(VENV)/.installed-stamp
 export PYSPARK_PYTHON := $(abspath $(BIN)/python)
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint serve simulator pipeline lock clean
+.PHONY: help install demo test lint serve simulator pipeline lock clean bench bench-etl \
+	bench-quality bench-fpgrowth
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -26,6 +27,22 @@ demo: $(STAMP)  ## generate 30 days of orders, run the nightly pipeline, serve, 
 
 test: $(STAMP)  ## run the whole test suite
 	$(BIN)/python -m pytest
+
+BENCH_STAMP := $(VENV)/.bench-stamp
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --progress-bar on -c constraints.txt -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+bench: bench-etl bench-fpgrowth bench-quality  ## every benchmark (figures in bench/RESULTS.md)
+
+bench-etl: $(STAMP)  ## extractor vs a sequential client, 100k orders from the simulator
+	$(BIN)/python bench/etl.py
+
+bench-fpgrowth: $(STAMP)  ## FP-Growth itemsets + rules on Online Retail
+	$(BIN)/python -m bench.fpgrowth
+
+bench-quality: $(BENCH_STAMP)  ## every model on Online Retail, with implicit as a reference
+	$(BIN)/python -m bench.quality
 
 lint: $(STAMP)  ## ruff (100 columns)
 	$(BIN)/ruff check .

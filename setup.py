@@ -14,6 +14,8 @@ setup(
     install_requires=[
         "pyspark>=4.0,<5",
         "numpy>=1.26",  # pyspark.ml needs it
+        "pandas>=2.2,<3",  # Spark's applyInPandas; pyspark 4 does not support pandas 3 yet
+        "scipy>=1.11",  # sparse products in the item-kNN tasks
         "pyarrow>=15",  # the engine reads snapshots without Spark
         "flask>=3,<4",
         "cherrypy>=18",
@@ -27,7 +29,10 @@ setup(
         "apache-airflow>=3.0,<4",
     ],
     extras_require={
-        "dev": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.5"],
+        "dev": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.5",
+                "mlxtend>=0.23"],  # an independent FP-Growth for the agreement test
+        # outside references for `make bench-quality`, never used by the product
+        "bench": ["implicit>=0.7", "threadpoolctl>=3"],
     },
     entry_points={"console_scripts": ["shoprecs=shoprecs.cli:main"]},
 )

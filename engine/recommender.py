@@ -49,13 +49,27 @@ class RecommendationEngine:
         return {"goodsId": json_id(goods_id), field: round(score, 6),
                 "name": self.snapshot.names.get(goods_id)}
 
-    def recommend(self, phone: str, limit: int = 10) -> tuple[list[dict], bool]:
-        """(recommendations, personalized?) for a phone in any format; popular if unknown."""
+    def recommend(self, phone: str, limit: int = 10,
+                  exclude_bought: bool = False) -> tuple[list[dict], bool]:
+        """(recommendations, personalized?) for a phone in any format; popular if unknown.
+
+        `exclude_bought` leaves out goods the shopper bought in the training window (the
+        batch job stores the best new goods beside the best overall, so the list stays
+        full)."""
         key = user_key(normalize(phone, self._phone_rules), self._hmac_key)
         recs = self.snapshot.user_recs.get(key)
         if recs:
-            return [self._item(g, s) for g, s in recs[:limit]], True
+            if exclude_bought:
+                recs = [r for r in recs if not r[2]]
+            return [self._item(g, s) for g, s, _ in recs[:limit]], True
         return [self._item(g, s) for g, s in self.snapshot.popular[:limit]], False
+
+    def similar(self, goods_id: str, limit: int = 10) -> list[dict]:
+        """Goods whose ALS item factors are closest (cosine) to `goods_id`'s."""
+        if not self.has_product(goods_id):
+            raise UnknownProduct(goods_id)
+        return [self._item(g, s, "score")
+                for g, s in self.snapshot.similar.get(goods_id, ())[:limit]]
 
     def has_product(self, goods_id: str) -> bool:
         return goods_id in self.snapshot.names or goods_id in self.snapshot.rules_by_item

@@ -1,6 +1,7 @@
 """Serving snapshots: publish a trained version to serving/<version>/ and load it back.
 
-    serving/<version>/user_recs, rules, popular, catalog   Parquet, copied from models/
+    serving/<version>/user_recs, rules, similar, popular, catalog
+                                                            Parquet, copied from models/
     serving/<version>/manifest.json                         version, row counts, metrics
     serving/CURRENT                                         the version served
 
@@ -25,7 +26,8 @@ import pyarrow.parquet as pq
 
 log = logging.getLogger(__name__)
 
-RESULT_SETS = ("user_recs", "rules", "popular", "catalog")
+RESULT_SETS = ("user_recs", "rules", "similar", "popular", "catalog")
+OPTIONAL = ("similar",)  # versions published before it existed lack it
 
 
 class SnapshotError(RuntimeError):
@@ -48,7 +50,9 @@ class Snapshot:
 
     version: str
     manifest: dict
-    user_recs: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
+    # shopper -> [(goods, score, already bought?)] best first
+    user_recs: dict[str, list[tuple[str, float, bool]]] = field(default_factory=dict)
+    similar: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
     rules_by_item: dict[str, list[dict]] = field(default_factory=dict)
     popular: list[tuple[str, float]] = field(default_factory=list)
     names: dict[str, str] = field(default_factory=dict)
@@ -63,10 +67,22 @@ class Snapshot:
         snap = cls(version=manifest["version"], manifest=manifest)
         recs = _read(path, "user_recs").sort_by([("user_key", "ascending"), ("rank", "ascending")])
         grouped: dict[str, list] = defaultdict(list)
-        for user, goods, score in zip(recs["user_key"].to_pylist(), recs["goods_id"].to_pylist(),
-                                      recs["score"].to_pylist()):
-            grouped[user].append((goods, score))
+        bought = (recs["bought"].to_pylist() if "bought" in recs.column_names
+                  else [False] * recs.num_rows)
+        for user, goods, score, was_bought in zip(recs["user_key"].to_pylist(),
+                                                  recs["goods_id"].to_pylist(),
+                                                  recs["score"].to_pylist(), bought):
+            grouped[user].append((goods, score, bool(was_bought)))
         snap.user_recs = dict(grouped)
+        if (path / "similar").exists():
+            sim = _read(path, "similar").sort_by([("goods_id", "ascending"),
+                                                  ("rank", "ascending")])
+            neighbours: dict[str, list] = defaultdict(list)
+            for goods, other, score in zip(sim["goods_id"].to_pylist(),
+                                           sim["similar_id"].to_pylist(),
+                                           sim["score"].to_pylist()):
+                neighbours[goods].append((other, score))
+            snap.similar = dict(neighbours)
         by_item: dict[str, list] = defaultdict(list)
         for rule in _read(path, "rules").to_pylist():
             if len(rule["antecedent"]) == 1:  # multi-item antecedents serve baskets
@@ -97,9 +113,10 @@ def _switch_current(serving: Path, version: str) -> None:
 
 
 def _stage(src: Path, tmp: Path, version: str) -> None:
-    for name in RESULT_SETS:
+    present = [n for n in RESULT_SETS if n not in OPTIONAL or (src / "results" / n).exists()]
+    for name in present:
         shutil.copytree(src / "results" / name, tmp / name)
-    counts = {name: pq.read_table(tmp / name).num_rows for name in RESULT_SETS}
+    counts = {name: pq.read_table(tmp / name).num_rows for name in present}
     manifest = {"version": version, "published_at": dt.datetime.now(dt.UTC).isoformat(),
                 "counts": counts, "metrics": json.loads((src / "metrics.json").read_text())}
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))

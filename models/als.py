@@ -17,15 +17,17 @@ STRENGTHS = ("count", "quantity", "log", "binary")
 
 @dataclass(frozen=True)
 class ALSParams:
-    """ALS hyperparameters; the defaults suit tens of thousands of shoppers."""
+    """ALS hyperparameters. The defaults won a search on the generated demo shop and are a
+    sane start; `shoprecs tune` finds the shop's own (models/TUNED.json)."""
 
     rank: int = 32
-    reg_param: float = 0.1
+    reg_param: float = 1.0
     alpha: float = 10.0
     max_iter: int = 10
-    strength: str = "log"
+    strength: str = "count"
     top_k: int = 50  # recommendations precomputed per shopper
     seed: int = 42
+    blocks: int = 0  # user and item blocks; 0: the cluster's cores (defaultParallelism)
 
     def __post_init__(self):
         if self.strength not in STRENGTHS:
@@ -44,10 +46,24 @@ def interactions(lines: DataFrame, strength: str) -> DataFrame:
     return grouped.select("user_key", "goods_id", value.cast("float").alias("strength"))
 
 
+def ratings(lines: DataFrame, users: DataFrame, items: DataFrame, strength: str) -> DataFrame:
+    """(user, item, strength) with the integer ids of the `users` and `items` mappings."""
+    return (interactions(lines, strength)
+            .join(users.select(F.col("key").alias("user_key"), F.col("id").alias("user")),
+                  "user_key")
+            .join(items.select(F.col("key").alias("goods_id"), F.col("id").alias("item")),
+                  "goods_id")
+            .select("user", "item", "strength"))
+
+
 def train(ratings: DataFrame, params: ALSParams) -> ALSModel:
     """Fit on (user int, item int, strength)."""
+    # Spark's default of 10 blocks each makes 2 cores shuffle 100 block pairs an iteration;
+    # one block per core measured 25-45% faster on Online Retail (bench/RESULTS.md).
+    blocks = params.blocks or max(2, ratings.sparkSession.sparkContext.defaultParallelism)
     als = ALS(rank=params.rank, regParam=params.reg_param, alpha=params.alpha,
-              maxIter=params.max_iter, implicitPrefs=True, seed=params.seed,
+              numUserBlocks=blocks, numItemBlocks=blocks, maxIter=params.max_iter,
+              implicitPrefs=True, seed=params.seed,
               userCol="user", itemCol="item", ratingCol="strength",
               # Unknown ids at transform time get no prediction rather than NaN.
               coldStartStrategy="drop", nonnegative=False)
@@ -56,8 +72,17 @@ def train(ratings: DataFrame, params: ALSParams) -> ALSModel:
 
 def recommend_all(model: ALSModel, k: int, users: DataFrame, items: DataFrame) -> DataFrame:
     """(user_key, goods_id, score, rank) for every shopper: the top k by predicted score."""
-    recs = model.recommendForAllUsers(k).select(
-        "user", F.posexplode("recommendations").alias("pos", "rec"))
+    return _named(model.recommendForAllUsers(k), users, items)
+
+
+def recommend_users(model: ALSModel, subset: DataFrame, k: int, users: DataFrame,
+                    items: DataFrame) -> DataFrame:
+    """Like recommend_all, for the shoppers of `subset` (column `user`) only."""
+    return _named(model.recommendForUserSubset(subset, k), users, items)
+
+
+def _named(raw: DataFrame, users: DataFrame, items: DataFrame) -> DataFrame:
+    recs = raw.select("user", F.posexplode("recommendations").alias("pos", "rec"))
     return (recs.join(users.withColumnRenamed("id", "user").withColumnRenamed("key", "user_key"),
                       "user")
             .join(items.select(F.col("id").alias("item"), F.col("key").alias("goods_id")),

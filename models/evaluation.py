@@ -75,10 +75,10 @@ def top_k(recs: DataFrame, k: int, exclude: DataFrame | None = None) -> DataFram
 def evaluate(recs: DataFrame, train: DataFrame, test: DataFrame, k: int, mode: str,
              catalog_size: int) -> dict[str, float]:
     """Metrics@k of `recs` (user_key, goods_id, score) against the holdout, in `mode`."""
-    truth = holdout_truth(train, test, mode)
+    truth = holdout_truth(train, test, mode).cache()
     n_relevant = truth.groupBy("user_key").agg(F.count("*").alias("n_rel"))
     ranked = top_k(recs.join(n_relevant.select("user_key"), "user_key"), k,
-                   train if mode == "new" else None)
+                   train if mode == "new" else None).cache()
     hits = ranked.join(truth, ["user_key", "goods_id"]).withColumn(
         "hits_so_far", F.row_number().over(Window.partitionBy("user_key").orderBy("rank")))
     per_user = hits.groupBy("user_key").agg(
@@ -97,6 +97,18 @@ def evaluate(recs: DataFrame, train: DataFrame, test: DataFrame, k: int, mode: s
         F.avg(F.col("dcg") / idcg).alias("ndcg"),
         F.count("*").alias("users")).first()
     covered = ranked.select("goods_id").distinct().count()
+    truth.unpersist()
+    ranked.unpersist()
     return {"precision": row["precision"] or 0.0, "recall": row["recall"] or 0.0,
             "map": row["map"] or 0.0, "ndcg": row["ndcg"] or 0.0, "users": row["users"],
             "coverage": covered / catalog_size if catalog_size else 0.0}
+
+
+def evaluate_modes(recs: DataFrame, train: DataFrame, test: DataFrame, k: int,
+                   catalog_size: int) -> dict[str, dict[str, float]]:
+    """`evaluate` in every mode, with `recs` cached once for all of them."""
+    recs = recs.cache()
+    try:
+        return {mode: evaluate(recs, train, test, k, mode, catalog_size) for mode in MODES}
+    finally:
+        recs.unpersist()

@@ -2,19 +2,27 @@
 
     models/<version>/als/, fpgrowth/      the fitted Spark models
     models/<version>/ids/users, ids/items the id mapping (extended from models/LATEST)
-    models/<version>/results/             what publishing serves: user_recs, rules,
-                                          popular, catalog (Parquet)
-    models/<version>/metrics.json         window, counts, parameters
+    models/<version>/results/             what publishing serves: user_recs (the hybrid of
+                                          models/hybrid.py), rules, similar, popular,
+                                          catalog (Parquet)
+    models/<version>/metrics.json         window, counts, parameters, holdout evaluation
+    models/<version>/report.html          the evaluation for people (models/report.py)
     models/<version>/_SUCCESS             written last; models/LATEST then names it
 
 The version is `<end date>-<fingerprint>`, the fingerprint hashing the landed data of the
 window (manifest checksums) and the parameters: running the same night twice finds the
 version already trained and does nothing.
 
+Before the final fit, every model is trained again without the window's last
+`train.holdout_days` days and measured on them (models/evaluation.py); the quality gate
+(models/gate.py) reads those figures before publishing. Parameters come from
+models/TUNED.json when `shoprecs tune` wrote one, else from the defaults.
+
 Run with: shoprecs train --date 2024-01-30
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -26,10 +34,13 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from etl.clean import read_clean
-from models import als, fpgrowth, ids
+from models import als, baselines, evaluation, fpgrowth, hybrid, ids, report, similar
 
 log = logging.getLogger(__name__)
 POPULAR_K = 100
+SIMILAR_K = 20
+TUNED = "TUNED.json"  # written by `shoprecs tune`, read by every later run
+PUBLISHED = "hybrid"  # the name of what the pipeline publishes, in metrics.json
 
 
 def fingerprint(root: Path, start: dt.date, end: dt.date, params: dict) -> str:
@@ -53,6 +64,59 @@ def popular(lines: DataFrame, k: int = POPULAR_K) -> DataFrame:
     return lines.sparkSession.createDataFrame(rows, "goods_id string, score double, rank int")
 
 
+def split(lines: DataFrame, cut: dt.date, end: dt.date | None = None):
+    """(before, after, test shoppers): lines before `cut`, lines from `cut` to `end`, and
+    the shoppers who bought in both."""
+    before = lines.where(F.col("dt").cast("string") < cut.isoformat())
+    after = lines.where(F.col("dt").cast("string") >= cut.isoformat())
+    if end is not None:
+        after = after.where(F.col("dt").cast("string") <= end.isoformat())
+    shoppers = after.where(F.col("user_key").isNotNull()).select("user_key").distinct() \
+        .join(before.select("user_key").distinct(), "user_key")
+    return before, after, shoppers
+
+
+def candidates(before: DataFrame, shoppers: DataFrame, users: DataFrame, items: DataFrame,
+               cut: dt.date, als_params: als.ALSParams, params: hybrid.HybridParams,
+               neighbours: DataFrame | None = None) -> dict[str, DataFrame]:
+    """Every model's scores for the `shoppers`, each trained on `before` only."""
+    model = als.train(als.ratings(before, users, items, als_params.strength), als_params)
+    asof = cut - dt.timedelta(days=1)
+    parts = hybrid.components(before, model, users, items, shoppers, asof, params, neighbours)
+    parts = {name: df.cache() for name, df in parts.items()}
+    return {PUBLISHED: hybrid.blend(parts, params.weights(), hybrid.bought_pairs(before)),
+            "als": parts["als"],
+            "cooccurrence": parts["items"],
+            "popularity": baselines.popularity(before, shoppers, 200)}
+
+
+def evaluate_holdout(lines: DataFrame, users: DataFrame, items: DataFrame, cut: dt.date,
+                     als_params: als.ALSParams, params: hybrid.HybridParams, k: int = 10,
+                     end: dt.date | None = None) -> dict:
+    """The published model, ALS alone and the baselines, trained before `cut` and measured
+    on the days from `cut` (to `end`), in both modes."""
+    before, after, shoppers = split(lines, cut, end)
+    shoppers = shoppers.cache()
+    if before.isEmpty() or shoppers.isEmpty():
+        return {"skipped": f"no shoppers bought both before and after {cut}"}
+    scored = candidates(before, shoppers, users, items, cut, als_params, params)
+    catalog = lines.select("goods_id").distinct().count()
+    result = {"k": k, "cut": cut.isoformat(), "test_users": shoppers.count(), "models": {}}
+    for name, recs in scored.items():
+        result["models"][name] = evaluation.evaluate_modes(recs, before, after, k, catalog)
+    shoppers.unpersist()
+    return result
+
+
+def served_metrics(root: Path) -> dict | None:
+    """metrics.json of the version serving/CURRENT names, if any."""
+    pointer = root / "serving" / "CURRENT"
+    if not pointer.exists():
+        return None
+    manifest = root / "serving" / pointer.read_text().strip() / "manifest.json"
+    return json.loads(manifest.read_text()).get("metrics") if manifest.exists() else None
+
+
 def _previous_mapping(spark: SparkSession, root: Path, kind: str) -> DataFrame | None:
     latest = root / "models" / "LATEST"
     if not latest.exists():
@@ -66,13 +130,31 @@ def _write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def run(spark: SparkSession, settings, end: dt.date, als_params: als.ALSParams = als.ALSParams(),
+def tuned_params(root: Path) -> tuple[als.ALSParams, hybrid.HybridParams, dict | None]:
+    """The parameters `shoprecs tune` chose (models/TUNED.json), else the defaults."""
+    path = root / "models" / TUNED
+    if not path.exists():
+        return als.ALSParams(), hybrid.HybridParams(), None
+    tuned = json.loads(path.read_text())
+    return (als.ALSParams(**tuned["als"]), hybrid.HybridParams(**tuned["hybrid"]),
+            {k: tuned.get(k) for k in ("tuned_at", "validation", "score")})
+
+
+def run(spark: SparkSession, settings, end: dt.date, als_params: als.ALSParams | None = None,
+        hybrid_params: hybrid.HybridParams | None = None,
         fp_params: fpgrowth.FPGrowthParams = fpgrowth.FPGrowthParams()) -> str:
-    """Train both models on the window ending at `end`; return the model version."""
+    """Train, evaluate and write everything publishing needs for the window ending at `end`;
+    return the model version."""
     root = settings.warehouse
     start = end - dt.timedelta(days=settings.train_window_days - 1)
-    params = {"als": als_params.as_dict(), "fpgrowth": fp_params.as_dict(),
-              "window": [start.isoformat(), end.isoformat()]}
+    default_als, default_hybrid, tuning = tuned_params(root)
+    als_params = als_params or default_als
+    hybrid_params = hybrid_params or default_hybrid
+    if settings.train_top_k != als_params.top_k:
+        als_params = dataclasses.replace(als_params, top_k=settings.train_top_k)
+    params = {"als": als_params.as_dict(), "hybrid": hybrid_params.as_dict(),
+              "fpgrowth": fp_params.as_dict(), "window": [start.isoformat(), end.isoformat()],
+              "holdout_days": settings.train_holdout_days}
     version = f"{end:%Y%m%d}-{fingerprint(root, start, end, params)}"
     out = root / "models" / version
     if (out / "_SUCCESS").exists():
@@ -85,13 +167,20 @@ def run(spark: SparkSession, settings, end: dt.date, als_params: als.ALSParams =
     inter = als.interactions(lines, als_params.strength)
     users = ids.extend(_previous_mapping(spark, root, "users"), inter.select("user_key")).cache()
     items = ids.extend(_previous_mapping(spark, root, "items"), lines.select("goods_id")).cache()
-    ratings = (inter.join(users.withColumnRenamed("key", "user_key"), "user_key")
-               .withColumnRenamed("id", "user")
-               .join(items.withColumnRenamed("key", "goods_id"), "goods_id")
-               .withColumnRenamed("id", "item").select("user", "item", "strength"))
+    cut = end - dt.timedelta(days=settings.train_holdout_days - 1)
+    if settings.train_holdout_days > 0 and cut > start:
+        log.info("evaluating on the holdout %s..%s (models trained before %s)", cut, end, cut)
+        holdout = evaluate_holdout(lines, users, items, cut, als_params, hybrid_params)
+    else:
+        holdout = {"skipped": "train.holdout_days is 0 or not shorter than the window"}
+
+    ratings = als.ratings(lines, users, items, als_params.strength).cache()
     log.info("training ALS %s on %d pairs", als_params, ratings.count())
     model = als.train(ratings, als_params)
-    recs = als.recommend_all(model, als_params.top_k, users, items)
+    shoppers = inter.select("user_key").distinct()
+    log.info("scoring the hybrid %s for every shopper", hybrid_params)
+    scores = hybrid.score(lines, model, users, items, shoppers, end, hybrid_params)
+    recs = hybrid.top_lists(scores, als_params.top_k)
 
     basket_df = fpgrowth.baskets(lines).cache()
     n_baskets = basket_df.count()
@@ -106,20 +195,26 @@ def run(spark: SparkSession, settings, end: dt.date, als_params: als.ALSParams =
     rules.write.mode("overwrite").parquet(str(results / "rules"))
     popular(lines).write.mode("overwrite").parquet(str(results / "popular"))
     catalog.write.mode("overwrite").parquet(str(results / "catalog"))
+    similar.similar_items(model, items, SIMILAR_K).write.mode("overwrite").parquet(
+        str(results / "similar"))
     users.write.mode("overwrite").parquet(str(out / "ids" / "users"))
     items.write.mode("overwrite").parquet(str(out / "ids" / "items"))
     model.write().overwrite().save(str(out / "als"))
     fp_model.write().overwrite().save(str(out / "fpgrowth"))
 
     metrics = {"version": version, "window": params["window"], "params": params,
+               "published_model": PUBLISHED, "tuning": tuning,
                "trained_on": {"orders": n_baskets, "lines": lines.count(),
-                              "shoppers": inter.select("user_key").distinct().count(),
+                              "shoppers": shoppers.count(),
                               "goods": lines.select("goods_id").distinct().count()},
+               "evaluation": holdout,
                "fpgrowth": {"min_support": support,
                             "rules": spark.read.parquet(str(results / "rules")).count()}}
     _write_text(out / "metrics.json", json.dumps(metrics, indent=2))
+    report.write(out, served_metrics(root))
     _write_text(out / "_SUCCESS", "")
     _write_text(root / "models" / "LATEST", version)
-    lines.unpersist()
+    for df in (lines, users, items, ratings, basket_df):
+        df.unpersist()
     log.info("trained model %s: %s", version, metrics["trained_on"])
     return version

@@ -9,6 +9,7 @@ from service.errors import ApiError
 
 bp = Blueprint("api", __name__)
 MAX_LIMIT = 100
+FLAGS = {"true": True, "1": True, "false": False, "0": False}
 
 
 def _engine() -> RecommendationEngine:
@@ -31,12 +32,20 @@ def _arg(name: str, kind: type, default, lo=None, hi=None):
     return value
 
 
+def _flag(name: str) -> bool:
+    raw = request.args.get(name, "false").lower()
+    if raw not in FLAGS:
+        raise ApiError(400, f"invalid_{name}", f"{name} must be true or false")
+    return FLAGS[raw]
+
+
 @bp.get("/users/<phone>/recommendations")
 def user_recommendations(phone: str):
     engine = _engine()
     limit = _arg("limit", int, 10, 1, MAX_LIMIT)
+    exclude_bought = _flag("exclude_bought")
     try:
-        items, personalized = engine.recommend(phone, limit)
+        items, personalized = engine.recommend(phone, limit, exclude_bought)
     except InvalidPhone as exc:
         raise ApiError(400, "invalid_phone", str(exc)) from None
     response = jsonify(items)
@@ -58,6 +67,19 @@ def product_associations(goods_id: str):
     except UnknownProduct:
         raise ApiError(404, "unknown_product", f"no product {goods_id!r} in the catalog") from None
     response = jsonify(rules)
+    response.headers["X-Model-Version"] = engine.version
+    return response
+
+
+@bp.get("/products/<goods_id>/similar")
+def similar_products(goods_id: str):
+    engine = _engine()
+    limit = _arg("limit", int, 10, 1, MAX_LIMIT)
+    try:
+        items = engine.similar(goods_id, limit)
+    except UnknownProduct:
+        raise ApiError(404, "unknown_product", f"no product {goods_id!r} in the catalog") from None
+    response = jsonify(items)
     response.headers["X-Model-Version"] = engine.version
     return response
 

@@ -90,11 +90,31 @@ def train(settings, date):
 
 
 @main.command()
-@click.option("--version", help="Model version to publish (default: models/LATEST).")
+@click.option("--date", type=_DATE, required=True, help="Last day of the training window.")
+@click.option("--quick", is_flag=True, help="A small grid (2 ALS settings x 5 blends).")
 @click.pass_obj
-def publish(settings, version):
-    """Publish a trained version to serving/ and switch serving/CURRENT to it."""
-    click.echo(pipeline.publish(settings, version))
+def tune(settings, date, quick):
+    """Search ALS and blend parameters on a validation window; write models/TUNED.json."""
+    report = pipeline.tune(settings, date.date(), quick)
+    click.echo(f"best: {report['score']:.3f} x popularity's MAP@10 (mean of both modes) on "
+               f"{report['validation'][0]}..{report['validation'][1]}")
+    click.echo(f"ALS: {report['als']}\nhybrid: {report['hybrid']}")
+    click.echo(f"written to {settings.warehouse / 'models' / 'TUNED.json'}; "
+               "later `shoprecs train` runs use it")
+
+
+@main.command()
+@click.option("--version", help="Model version to publish (default: models/LATEST).")
+@click.option("--skip-gate", is_flag=True, help="Publish even if the quality gate fails.")
+@click.pass_obj
+def publish(settings, version, skip_gate):
+    """Gate a trained version, publish it to serving/ and switch serving/CURRENT to it."""
+    from models.gate import QualityGateError
+
+    try:
+        click.echo(pipeline.publish(settings, version, skip_gate))
+    except QualityGateError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 @main.command()

@@ -46,7 +46,13 @@ class Settings:
     phone_national_length: int = 10
 
     train_window_days: int = 90
+    train_holdout_days: int = 7  # the last days of the window, held out for evaluation
     train_top_k: int = 50
+
+    gate_metric: str = "map"
+    gate_mode: str = "all"
+    gate_min_ratio_over_popularity: float = 1.0
+    gate_max_drop: float = 0.10
 
     service_host: str = "127.0.0.1"
     service_port: int = 8080

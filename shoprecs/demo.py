@@ -94,6 +94,10 @@ def ask(base: str, truth, goods_names: dict, orders: list[dict]) -> None:
     hits = sum(i["goodsId"] in taste for i in resp.json())
     print(f"   {counts[shopper]} orders; {hits}/10 recommendations come from the shopper's "
           f"own taste cluster ({len(taste)} of {len(goods_names)} goods)")
+    resp = requests.get(f"{base}/users/{quote(phone)}/recommendations",
+                        params={"limit": 5, "exclude_bought": "true"})
+    _show("the same shopper, goods new to them only (exclude_bought=true)", resp,
+          lambda i: "*" if i["goodsId"] in taste else "")
     resp = requests.get(f"{base}/users/{quote('+7 (999) 000-0000')}/recommendations",
                         params={"limit": 5})
     _show("unknown shopper: popular fallback", resp)
@@ -101,7 +105,14 @@ def ask(base: str, truth, goods_names: dict, orders: list[dict]) -> None:
     resp = requests.get(f"{base}/products/{bundle[0]}/associations", params={"limit": 5})
     _show(f"product {bundle[0]} ({goods_names[bundle[0]]}); planted bundle {bundle}", resp,
           lambda r: "*" if set(r["consequent"]) <= set(bundle) else "")
-    print("\n== model\n   " + json.dumps(requests.get(f"{base}/models").json()["trainedOn"]))
+    resp = requests.get(f"{base}/products/{bundle[0]}/similar", params={"limit": 5})
+    _show(f"goods similar to {bundle[0]} by ALS item factors", resp)
+    served = requests.get(f"{base}/models").json()
+    print("\n== model\n   " + json.dumps(served["trainedOn"]))
+    evaluation = served["metrics"].get("evaluation", {})
+    for name, modes in evaluation.get("models", {}).items():
+        print(f"   holdout MAP@{evaluation['k']} {name:>13}: " + "  ".join(
+            f"{mode} {m['map']:.4f}" for mode, m in modes.items()))
 
 
 def run_demo(workdir: str, orders: int = 20_000, days: int = 30) -> dict:

@@ -67,7 +67,8 @@ def order(oid, date, phone, *lines):
 SHOPPER = "79165396205"
 
 
-def write_model(root, version, recs=None, rules=None, popular=None, catalog=None):
+def write_model(root, version, recs=None, rules=None, popular=None, catalog=None,
+                similar=None):
     """A trained model version as models/train.py leaves it, built by hand with pyarrow."""
     import json
 
@@ -77,7 +78,10 @@ def write_model(root, version, recs=None, rules=None, popular=None, catalog=None
     from shoprecs.phones import user_key
 
     key = user_key(SHOPPER, TEST_KEY)
-    recs = recs if recs is not None else [(key, "101", 0.9, 1), (key, "102", 0.5, 2)]
+    recs = recs if recs is not None else [(key, "101", 0.9, 1, True), (key, "102", 0.5, 2, False)]
+    recs = [r if len(r) == 5 else (*r, False) for r in recs]
+    similar = similar if similar is not None else [
+        ("100", "101", 0.9, 1), ("100", "102", 0.7, 2), ("101", "100", 0.9, 1)]
     rules = rules if rules is not None else [
         (["100"], ["101"], 0.8, 4.0, 0.2), (["100"], ["102"], 0.5, 6.0, 0.1),
         (["100", "101"], ["102"], 0.9, 7.0, 0.05), (["101"], ["100"], 0.3, 2.0, 0.2)]
@@ -87,7 +91,10 @@ def write_model(root, version, recs=None, rules=None, popular=None, catalog=None
     out = root / "models" / version
     tables = {
         "user_recs": pa.table({k: list(v) for k, v in zip(
-            ["user_key", "goods_id", "score", "rank"], zip(*recs) if recs else [[]] * 4)}),
+            ["user_key", "goods_id", "score", "rank", "bought"],
+            zip(*recs) if recs else [[]] * 5)}),
+        "similar": pa.table({k: list(v) for k, v in zip(
+            ["goods_id", "similar_id", "score", "rank"], zip(*similar) if similar else [[]] * 4)}),
         "rules": pa.table({k: list(v) for k, v in zip(
             ["antecedent", "consequent", "confidence", "lift", "support"], zip(*rules))}),
         "popular": pa.table({k: list(v) for k, v in zip(["goods_id", "score", "rank"],

@@ -25,6 +25,21 @@ def test_known_shopper_in_any_format_gets_personal_recs(engine, phone):
                      {"goodsId": 102, "rating": 0.5, "name": "Spoon"}]
 
 
+def test_exclude_bought_leaves_out_what_the_shopper_bought(engine):
+    items, personalized = engine.recommend("79165396205", limit=10, exclude_bought=True)
+    assert personalized
+    assert [i["goodsId"] for i in items] == [102]  # 101 is flagged bought in the snapshot
+
+
+def test_similar_items_best_first(engine):
+    assert engine.similar("100") == [{"goodsId": 101, "score": 0.9, "name": "Saucer"},
+                                     {"goodsId": 102, "score": 0.7, "name": "Spoon"}]
+    assert engine.similar("100", limit=1)[0]["goodsId"] == 101
+    assert engine.similar("ABC1") == []  # known product without neighbours
+    with pytest.raises(UnknownProduct):
+        engine.similar("nope")
+
+
 def test_unknown_shopper_gets_popular_items(engine):
     items, personalized = engine.recommend("+7 (999) 000-0000", limit=1)
     assert not personalized

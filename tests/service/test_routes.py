@@ -39,6 +39,9 @@ def test_unknown_shopper_falls_back_to_popular(client):
     ("/products/100/associations?sort=price", 400, "invalid_sort"),
     ("/products/100/associations?min_confidence=2", 400, "invalid_min_confidence"),
     ("/no/such/route", 404, "not_found"),
+    ("/users/79165396205/recommendations?exclude_bought=maybe", 400, "invalid_exclude_bought"),
+    ("/products/nope/similar", 404, "unknown_product"),
+    ("/products/100/similar?limit=-1", 400, "invalid_limit"),
 ])
 def test_bad_input_gets_a_json_4xx(client, url, status, code):
     resp = client.get(url)
@@ -51,6 +54,15 @@ def test_wrong_method_is_a_json_405(client):
     resp = client.post("/health")
     assert resp.status_code == 405 and error_code(resp) == "method_not_allowed"
     assert "GET" in resp.headers["Allow"]
+
+
+def test_exclude_bought_and_similar(client):
+    resp = client.get("/users/79165396205/recommendations?exclude_bought=true")
+    assert [i["goodsId"] for i in resp.get_json()] == [102]
+    resp = client.get("/products/100/similar?limit=1")
+    assert resp.status_code == 200
+    assert resp.get_json() == [{"goodsId": 101, "score": 0.9, "name": "Saucer"}]
+    assert resp.headers["X-Model-Version"] == "v1"
 
 
 def test_associations(client):

@@ -1,0 +1,92 @@
+import datetime as dt
+import random
+
+import numpy as np
+import pytest
+
+from models import als, hybrid, ids
+
+pytestmark = pytest.mark.spark
+
+
+def lines_df(spark, rows):
+    """rows: (order_id, user_key, goods_id, dt)."""
+    return spark.createDataFrame(
+        [(o, u, g, 1, dt.date.fromisoformat(d)) for o, u, g, d in rows],
+        "order_id string, user_key string, goods_id string, quantity int, dt date")
+
+
+def brute_force_neighbours(pairs, k):
+    users = sorted({u for u, _ in pairs})
+    goods = sorted({g for _, g in pairs})
+    x = np.zeros((len(users), len(goods)))
+    for u, g in pairs:
+        x[users.index(u), goods.index(g)] = 1
+    co = x.T @ x
+    n = x.sum(0)
+    sim = co / np.sqrt(np.outer(n, n))
+    np.fill_diagonal(sim, 0)
+    out = {}
+    for i, g in enumerate(goods):
+        order = sorted((j for j in range(len(goods)) if sim[i, j] > 0),
+                       key=lambda j: -sim[i, j])[:k]
+        out[g] = {goods[j]: sim[i, j] for j in order}
+    return out
+
+
+@pytest.mark.parametrize("block_items", [2, 1000])
+def test_item_neighbours_equal_brute_force_cosine(spark, block_items):
+    rnd = random.Random(7)
+    pairs = {(f"u{rnd.randrange(30)}", f"g{rnd.randrange(12)}") for _ in range(150)}
+    rows = [(f"o{n}", u, g, "2024-01-01") for n, (u, g) in enumerate(sorted(pairs))]
+    rows.append(("guest", None, "g0", "2024-01-01"))  # guests do not count as buyers
+    got = hybrid.item_neighbours(lines_df(spark, rows), k=3, block_items=block_items).collect()
+    expected = brute_force_neighbours(pairs, 3)
+    by_goods = {}
+    for r in got:
+        by_goods.setdefault(r.goods_id, {})[r.other] = r.sim
+    assert set(by_goods) == {g for g, v in expected.items() if v}
+    for g, neighbours in by_goods.items():
+        assert g not in neighbours
+        # ties may pick different members; the similarity values must be the top ones
+        assert sorted(neighbours.values(), reverse=True) == pytest.approx(
+            sorted(expected[g].values(), reverse=True))
+        for other, sim in neighbours.items():
+            assert sim == pytest.approx(
+                brute_force_neighbours(pairs, 99)[g][other])
+
+
+def test_top_lists_hold_the_best_overall_and_the_best_new(spark):
+    scores = spark.createDataFrame(
+        [("u", "a", 5.0, True), ("u", "b", 4.0, True), ("u", "c", 3.0, True),
+         ("u", "d", 2.0, False), ("u", "e", 1.0, False), ("u", "f", 0.5, False)],
+        "user_key string, goods_id string, score double, bought boolean")
+    rows = hybrid.top_lists(scores, 2).orderBy("rank").collect()
+    assert [(r.goods_id, r.rank) for r in rows] == [("a", 1), ("b", 2), ("d", 3), ("e", 4)]
+    assert [r.goods_id for r in rows if not r.bought][:2] == ["d", "e"]
+
+
+def test_hybrid_recommends_repeats_first_and_neighbours_of_them_as_new(spark):
+    # Two taste groups; shopper s1 keeps rebuying g1 and has never bought g3, which the
+    # other kitchen shoppers buy together with g1 and g2.
+    rows = []
+    for n in range(8):
+        rows += [(f"k{n}a", f"k{n}", "g1", "2024-01-02"), (f"k{n}a", f"k{n}", "g2", "2024-01-02"),
+                 (f"k{n}b", f"k{n}", "g3", "2024-01-03")]
+        rows += [(f"d{n}a", f"d{n}", "h1", "2024-01-02"), (f"d{n}a", f"d{n}", "h2", "2024-01-03")]
+    rows += [(f"s{n}", "s1", "g1", f"2024-01-0{n + 1}") for n in range(3)]
+    rows += [("s9", "s1", "g2", "2024-01-03")]
+    lines = lines_df(spark, rows).cache()
+    users = ids.extend(None, lines.select("user_key"))
+    items = ids.extend(None, lines.select("goods_id"))
+    params = als.ALSParams(rank=4, max_iter=5, reg_param=0.1, alpha=10.0, strength="count")
+    model = als.train(als.ratings(lines, users, items, "count"), params)
+    shoppers = spark.createDataFrame([("s1",)], "user_key string")
+    scores = hybrid.score(lines, model, users, items, shoppers, dt.date(2024, 1, 3),
+                          hybrid.HybridParams(neighbours=5, candidates=10))
+    ranked = hybrid.top_lists(scores, 5).orderBy("rank").collect()
+    assert [r.goods_id for r in ranked][:2] == ["g1", "g2"]  # bought 3 times, then once
+    assert ranked[0].bought and ranked[1].bought
+    new = [r.goods_id for r in ranked if not r.bought]
+    assert new[0] == "g3"  # the kitchen neighbour, before the other group's goods
+    assert max(r.score for r in ranked) <= sum(hybrid.HybridParams().weights().values())
