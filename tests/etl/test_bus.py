@@ -61,3 +61,58 @@ def test_wrong_credentials_name_the_setting_to_fix(bus, settings):
     s = dataclasses.replace(bus(orders_for(DAY, 1), []), bus_password="nope")
     with pytest.raises(BusError, match="401 unauthorized; check bus.user"):
         extract(BusClient.from_settings(s), DAY, DAY, s.warehouse)
+
+
+class FakeBus:
+    """Stands in for BusClient in _fetch_pages: pages of one order each, calls recorded."""
+
+    def __init__(self, pages: int, fail_on: int | None = None, workers: int = 4):
+        import threading
+
+        self.pages, self.fail_on, self.workers = pages, fail_on, workers
+        self.calls: list[tuple[str, int]] = []
+        self._lock = threading.Lock()
+
+    def get_page(self, path, key, page, **params):
+        import time
+
+        with self._lock:
+            self.calls.append((params["from"], page))
+        if page == self.fail_on:
+            raise BusError(f"page {page} failed")
+        time.sleep(0.002)
+        return {key: [{"id": f"{params['from']}/{page}"}], "pageCount": self.pages}
+
+
+def fetch(client, root, day_list):
+    from etl._progress import Progress
+    from etl.bus import _Day, _fetch_pages
+
+    todo = [_Day(root, d, 1) for d in day_list]
+    with Progress("test", total=len(todo)) as progress:
+        _fetch_pages(client, todo, progress)
+    return todo
+
+
+def test_every_page_is_fetched_once_and_a_resumed_run_fetches_only_what_it_lacks(tmp_path):
+    day_list = [DAY, DAY + dt.timedelta(1), DAY + dt.timedelta(2)]
+    client = FakeBus(pages=40)
+    todo = fetch(client, tmp_path, day_list)
+    assert sorted(client.calls) == sorted((d.isoformat(), p) for d in day_list
+                                          for p in range(1, 41))
+    lost = [todo[1].part(p) for p in (7, 8, 40)]
+    for path in lost:
+        path.unlink()
+    again = FakeBus(pages=40)
+    fetch(again, tmp_path, day_list)
+    assert sorted(again.calls) == sorted([(d.isoformat(), 1) for d in day_list]
+                                         + [(todo[1].day.isoformat(), p) for p in (7, 8, 40)])
+    assert all(path.exists() for path in lost)
+
+
+def test_a_failed_page_stops_the_workers_taking_new_pages(tmp_path):
+    client = FakeBus(pages=500, fail_on=20, workers=4)
+    with pytest.raises(BusError, match="page 20 failed"):
+        fetch(client, tmp_path, [DAY])
+    assert len(client.calls) < 100  # not all 500: the others stopped after the failure
+    assert len(set(client.calls)) == len(client.calls)  # none fetched twice
