@@ -7,7 +7,7 @@ export PYSPARK_PYTHON := $(abspath $(BIN)/python)
 
 .DEFAULT_GOAL := help
 .PHONY: help install demo test lint serve simulator pipeline lock clean bench bench-etl \
-	bench-quality bench-fpgrowth
+	bench-quality
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -33,13 +33,10 @@ $(BENCH_STAMP): $(STAMP)
 	$(BIN)/pip install --progress-bar on -c constraints.txt -e '.[dev,bench]'
 	touch $(BENCH_STAMP)
 
-bench: bench-etl bench-fpgrowth bench-quality  ## every benchmark (figures in bench/RESULTS.md)
+bench: bench-etl bench-quality  ## every benchmark (figures in bench/RESULTS.md)
 
 bench-etl: $(STAMP)  ## extractor vs a sequential client, 100k orders from the simulator
 	$(BIN)/python bench/etl.py
-
-bench-fpgrowth: $(STAMP)  ## FP-Growth itemsets + rules on Online Retail
-	$(BIN)/python -m bench.fpgrowth
 
 bench-quality: $(BENCH_STAMP)  ## every model on Online Retail, with implicit as a reference
 	$(BIN)/python -m bench.quality
