@@ -57,6 +57,12 @@ class Settings:
     service_host: str = "127.0.0.1"
     service_port: int = 8080
     service_threads: int = 16
+    # Where the pipeline asks a running service to reload (POST <url>/admin/reload);
+    # empty: nobody is told, the service notices serving/CURRENT on its own.
+    service_url: str = ""
+
+    # Failed pipeline tasks are POSTed here as JSON (besides the log); empty: log only.
+    alert_webhook_url: str = field(default="", repr=False)  # may embed a token
 
     @property
     def warehouse(self) -> Path:
