@@ -60,6 +60,23 @@ class Settings:
     # Where the pipeline asks a running service to reload (POST <url>/admin/reload);
     # empty: nobody is told, the service notices serving/CURRENT on its own.
     service_url: str = ""
+    # Hosting (service/server.py): CherryPy worker threads above; then the listen backlog,
+    # connections accepted but waiting for a worker, idle keep-alive connections kept.
+    service_socket_queue_size: int = 128
+    service_accepted_queue_size: int = 256
+    service_keepalive_limit: int = 256
+    service_socket_timeout: float = 10.0
+    service_shutdown_timeout: float = 10.0  # SIGTERM: how long requests in flight may finish
+    service_max_body_bytes: int = 65536
+    service_max_header_bytes: int = 16384
+    service_reload_interval: float = 10.0  # seconds between looks at serving/CURRENT; 0: never
+    service_fast_path: bool = True  # hot lookups answered before Flask (service/fastpath.py)
+
+    # API keys, comma-separated (header X-API-Key). Admin endpoints (POST /admin/reload)
+    # need one of admin.api_keys and are disabled while it is empty; storefront endpoints
+    # need one of storefront.api_keys only when it is set.
+    admin_api_keys: str = field(default="", repr=False)
+    storefront_api_keys: str = field(default="", repr=False)
 
     # Failed pipeline tasks are POSTed here as JSON (besides the log); empty: log only.
     alert_webhook_url: str = field(default="", repr=False)  # may embed a token
@@ -75,6 +92,8 @@ def _coerce(value: str, target: type | str) -> object:
         return int(value)
     if kind == "float":
         return float(value)
+    if kind == "bool":
+        return value.strip().lower() in ("1", "true", "yes", "on")
     return value
 
 
