@@ -54,6 +54,7 @@ class Snapshot:
     user_recs: dict[str, list[tuple[str, float, bool]]] = field(default_factory=dict)
     similar: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
     rules_by_item: dict[str, list[dict]] = field(default_factory=dict)
+    rules: list[dict] = field(default_factory=list)  # every rule, for basket lookups
     popular: list[tuple[str, float]] = field(default_factory=list)
     names: dict[str, str] = field(default_factory=dict)
 
@@ -64,6 +65,8 @@ class Snapshot:
             manifest = json.loads((path / "manifest.json").read_text())
         except (OSError, ValueError) as exc:
             raise SnapshotError(f"snapshot {path}: manifest.json unreadable: {exc}") from exc
+        if not isinstance(manifest, dict) or not manifest.get("version"):
+            raise SnapshotError(f"snapshot {path}: manifest.json names no version")
         snap = cls(version=manifest["version"], manifest=manifest)
         recs = _read(path, "user_recs").sort_by([("user_key", "ascending"), ("rank", "ascending")])
         grouped: dict[str, list] = defaultdict(list)
@@ -84,7 +87,8 @@ class Snapshot:
                 neighbours[goods].append((other, score))
             snap.similar = dict(neighbours)
         by_item: dict[str, list] = defaultdict(list)
-        for rule in _read(path, "rules").to_pylist():
+        snap.rules = _read(path, "rules").to_pylist()
+        for rule in snap.rules:
             if len(rule["antecedent"]) == 1:  # multi-item antecedents serve baskets
                 by_item[rule["antecedent"][0]].append(rule)
         snap.rules_by_item = dict(by_item)

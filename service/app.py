@@ -1,46 +1,67 @@
-"""The Flask app factory: configuration, the engine, JSON errors, blueprints.
+"""The Flask app factory: configuration, the engine holder, metrics, JSON errors, blueprints.
 
 Configuration: defaults from `shoprecs.config` (file + SHOPRECS_* environment), then the
-`config` mapping given to `create_app` (tests pass {"TESTING": True, ...}).
+`config` mapping given to `create_app` (tests pass {"TESTING": True, ...}); a mapping may
+carry ENGINE (a ready RecommendationEngine) to serve instead of the warehouse's CURRENT.
+
+Request path: CherryPy -> TransLogger -> ServingMiddleware (metrics + fast path) -> Flask.
 """
 from __future__ import annotations
 
 import logging
 
-from flask import Flask
+from flask import Flask, redirect
 
-from engine import RecommendationEngine, SnapshotError
-from service import errors, routes
+from engine import EngineHolder, RecommendationEngine
+from service import errors, merch, ops, routes
+from service.auth import parse_keys
+from service.fastpath import ServingMiddleware
+from service.metrics import Metrics
 from shoprecs import config as shoprecs_config
 from shoprecs.phones import PhoneRules
 
 log = logging.getLogger(__name__)
 
 
-def init_engine(app: Flask, settings: shoprecs_config.Settings) -> None:
-    """Attach the engine serving CURRENT, or None (then /ready answers 503)."""
-    engine = app.config.get("ENGINE")
+def make_holder(settings: shoprecs_config.Settings, engine=None) -> EngineHolder:
+    """A holder for the warehouse's served version, loaded now if one is published."""
+    rules = PhoneRules(settings.phone_country_code, settings.phone_trunk_prefix,
+                       settings.phone_national_length)
+
+    def make_engine(snapshot):
+        return RecommendationEngine(snapshot, hmac_key=settings.privacy_hmac_key, rules=rules)
+
+    holder = EngineHolder(settings.warehouse, make_engine, engine)
     if engine is None:
-        rules = PhoneRules(settings.phone_country_code, settings.phone_trunk_prefix,
-                           settings.phone_national_length)
-        try:
-            engine = RecommendationEngine.from_warehouse(
-                settings.warehouse, hmac_key=settings.privacy_hmac_key, rules=rules)
-            log.info("serving version %s", engine.version)
-        except SnapshotError as exc:
-            log.warning("no snapshot loaded: %s", exc)
-    app.extensions["shoprecs.engine"] = engine
+        result = holder.reload()
+        if holder.engine is None:
+            log.warning("no snapshot loaded (%s): /ready answers 503 until one is published",
+                        result.detail or result.status)
+        else:
+            log.info("serving version %s", holder.version)
+    return holder
 
 
 def create_app(config: dict | None = None) -> Flask:
     app = Flask(__name__)
-    app.config.from_mapping(JSON_SORT_KEYS=False, ENGINE=None, SETTINGS=None)
+    app.config.from_mapping(ENGINE=None, SETTINGS=None)
     if config:
         app.config.update(config)
     settings = app.config["SETTINGS"] or shoprecs_config.load()
+    app.config["MAX_CONTENT_LENGTH"] = settings.service_max_body_bytes
     app.json.sort_keys = False
     app.json.compact = True
-    init_engine(app, settings)
+    holder = make_holder(settings, app.config["ENGINE"])
+    metrics = Metrics(holder)
+    storefront_keys = parse_keys(settings.storefront_api_keys)
+    app.extensions.update({
+        "shoprecs.settings": settings, "shoprecs.holder": holder, "shoprecs.metrics": metrics,
+        "shoprecs.admin_keys": parse_keys(settings.admin_api_keys),
+        "shoprecs.storefront_keys": storefront_keys})
     errors.init_app(app)
-    app.register_blueprint(routes.bp)
+    for blueprint in (routes.bp, ops.bp, merch.bp):
+        app.register_blueprint(blueprint)
+    app.add_url_rule("/", "index", lambda: redirect("/merch"))
+    app.wsgi_app = ServingMiddleware(app.wsgi_app, holder, metrics, storefront_keys,
+                                     fast=settings.service_fast_path)
     return app

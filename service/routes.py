@@ -1,102 +1,89 @@
-"""The serving API's routes (DESIGN.md, "Serving API")."""
+"""The storefront's routes (DESIGN.md, "Serving API"): lookups answered from the engine.
+
+Every response body here is JSON the engine encoded; `service/fastpath.py` answers the
+same GET requests before they reach Flask when it can, with identical results.
+"""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, request
 
 from engine import InvalidPhone, RecommendationEngine, UnknownProduct
-from engine.recommender import SORT_KEYS
+from service import params
+from service.auth import HEADER, require_key
 from service.errors import ApiError
 
 bp = Blueprint("api", __name__)
-MAX_LIMIT = 100
-FLAGS = {"true": True, "1": True, "false": False, "0": False}
 
 
-def _engine() -> RecommendationEngine:
-    engine = current_app.extensions.get("shoprecs.engine")
-    if engine is None:
-        raise ApiError(503, "not_ready", "no model snapshot is loaded yet")
-    return engine
+def engine() -> RecommendationEngine:
+    """The engine serving now, taken once per request (reloads swap it whole)."""
+    found = current_app.extensions["shoprecs.holder"].engine
+    if found is None:
+        raise ApiError(503, "not_ready", "no model snapshot is loaded yet; publish one "
+                       "(shoprecs publish) and the service picks it up")
+    return found
 
 
-def _arg(name: str, kind: type, default, lo=None, hi=None):
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise ApiError(400, f"invalid_{name}", f"{name} must be a {kind.__name__}") from None
-    if (lo is not None and value < lo) or (hi is not None and value > hi):
-        raise ApiError(400, f"invalid_{name}", f"{name} must be between {lo} and {hi}")
-    return value
+@bp.before_request
+def _storefront_key():
+    keys = current_app.extensions["shoprecs.storefront_keys"]
+    if keys:
+        require_key(request.headers.get(HEADER), keys, "storefront",
+                    "SHOPRECS_STOREFRONT_API_KEYS")
 
 
-def _flag(name: str) -> bool:
-    raw = request.args.get(name, "false").lower()
-    if raw not in FLAGS:
-        raise ApiError(400, f"invalid_{name}", f"{name} must be true or false")
-    return FLAGS[raw]
+def _json(body: bytes, version: str, **headers) -> Response:
+    response = Response(body, mimetype="application/json")
+    response.headers["X-Model-Version"] = version
+    response.headers.update(headers)
+    return response
+
+
+def _unknown(goods_id: str) -> ApiError:
+    shown = goods_id if len(goods_id) <= 60 else goods_id[:60] + "..."
+    return ApiError(404, "unknown_product", f"no product {shown!r} in the served catalog")
 
 
 @bp.get("/users/<phone>/recommendations")
 def user_recommendations(phone: str):
-    engine = _engine()
-    limit = _arg("limit", int, 10, 1, MAX_LIMIT)
-    exclude_bought = _flag("exclude_bought")
+    served = engine()
+    limit = params.limit(request.args.get("limit"))
+    exclude_bought = params.flag("exclude_bought", request.args.get("exclude_bought"))
     try:
-        items, personalized = engine.recommend(phone, limit, exclude_bought)
+        body, personalized = served.recommend_json(phone, limit, exclude_bought)
     except InvalidPhone as exc:
         raise ApiError(400, "invalid_phone", str(exc)) from None
-    response = jsonify(items)
-    response.headers["X-Model-Version"] = engine.version
-    response.headers["X-Recommendation-Source"] = "personalized" if personalized else "popular"
-    return response
+    source = "personalized" if personalized else "popular"
+    return _json(body, served.version, **{"X-Recommendation-Source": source})
 
 
 @bp.get("/products/<goods_id>/associations")
 def product_associations(goods_id: str):
-    engine = _engine()
-    limit = _arg("limit", int, 10, 1, MAX_LIMIT)
-    min_confidence = _arg("min_confidence", float, 0.0, 0.0, 1.0)
-    sort = request.args.get("sort", "confidence")
-    if sort not in SORT_KEYS:
-        raise ApiError(400, "invalid_sort", f"sort must be one of {', '.join(SORT_KEYS)}")
+    served = engine()
+    limit = params.limit(request.args.get("limit"))
+    min_confidence = params.min_confidence(request.args.get("min_confidence"))
+    sort = params.sort(request.args.get("sort"))
     try:
-        rules = engine.associations(goods_id, limit, min_confidence, sort)
+        body = served.associations_json(goods_id, limit, min_confidence, sort)
     except UnknownProduct:
-        raise ApiError(404, "unknown_product", f"no product {goods_id!r} in the catalog") from None
-    response = jsonify(rules)
-    response.headers["X-Model-Version"] = engine.version
-    return response
+        raise _unknown(goods_id) from None
+    return _json(body, served.version)
 
 
 @bp.get("/products/<goods_id>/similar")
 def similar_products(goods_id: str):
-    engine = _engine()
-    limit = _arg("limit", int, 10, 1, MAX_LIMIT)
+    served = engine()
+    limit = params.limit(request.args.get("limit"))
     try:
-        items = engine.similar(goods_id, limit)
+        body = served.similar_json(goods_id, limit)
     except UnknownProduct:
-        raise ApiError(404, "unknown_product", f"no product {goods_id!r} in the catalog") from None
-    response = jsonify(items)
-    response.headers["X-Model-Version"] = engine.version
-    return response
+        raise _unknown(goods_id) from None
+    return _json(body, served.version)
 
 
-@bp.get("/models")
-def models():
-    return jsonify(_engine().info())
-
-
-@bp.get("/health")
-def health():
-    return jsonify(status="ok")
-
-
-@bp.get("/ready")
-def ready():
-    engine = current_app.extensions.get("shoprecs.engine")
-    if engine is None or not current_app.extensions.get("shoprecs.started", True):
-        return jsonify(status="not ready", version=None), 503
-    return jsonify(status="ready", version=engine.version)
+@bp.post("/recommendations/basket")
+def basket():
+    served = engine()
+    items, limit = params.basket(request.get_json(force=True, silent=True))
+    body, source = served.basket_json(items, limit)
+    return _json(body, served.version, **{"X-Recommendation-Source": source})

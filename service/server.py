@@ -1,17 +1,32 @@
 """Hosts the Flask app in CherryPy, with Paste's TransLogger writing access logs.
 
-Phone numbers never reach the access log: request paths are masked before logging.
+* Worker threads, listen backlog, accepted-connection queue, idle keep-alive connections,
+  socket timeout, header and body size limits: all from `service.*` settings.
+* Errors the HTTP layer answers itself (413 body or headers too large, 414, 400 for a
+  malformed request line) have the API's JSON error body too.
+* SIGTERM (and Ctrl-C): CherryPy stops accepting, lets requests in flight finish for up
+  to `service.shutdown_timeout` seconds, and the process exits 0.
+* SIGHUP reloads serving/CURRENT (instead of CherryPy's default restart-or-exit); a poll
+  thread does the same every `service.reload_interval` seconds.
+* Phone numbers never reach the access log: request paths are masked before logging.
 
 Run with: shoprecs serve --port 8080
 """
 from __future__ import annotations
 
+import json
 import logging
+import threading
 
 import cherrypy
+from cheroot.errors import socket_errors_to_ignore
+from cheroot.server import HTTPConnection
+from cherrypy._cpwsgi_server import CPWSGIHTTPRequest, CPWSGIServer
 from paste.translogger import TransLogger
 
 from shoprecs.phones import mask
+
+log = logging.getLogger(__name__)
 
 
 class MaskedTransLogger(TransLogger):
@@ -21,8 +36,41 @@ class MaskedTransLogger(TransLogger):
         super().write_log(environ, method, mask(req_uri), start, status, bytes)
 
 
-def serve(app, host: str = "127.0.0.1", port: int = 8080, threads: int = 16) -> None:
-    """Serve `app` until SIGTERM/SIGINT (CherryPy's engine shuts down gracefully)."""
+class _JsonErrorRequest(CPWSGIHTTPRequest):
+    """cheroot's own error answers (before the app runs) with the API's JSON error body."""
+
+    def simple_response(self, status, msg=""):
+        status = str(status)
+        text = msg.decode("latin-1") if isinstance(msg, bytes) else str(msg)
+        code = status[4:].strip().lower().replace(" ", "_").replace("-", "_") or "error"
+        body = json.dumps({"error": {"code": code, "message": text or status}},
+                          separators=(",", ":")).encode()
+        head = [f"{self.server.protocol} {status}", f"Content-Length: {len(body)}",
+                "Content-Type: application/json"]
+        if status[:3] in {"413", "414"}:  # as cheroot does: the rest of the request is unread
+            self.close_connection = True
+            if self.response_protocol == "HTTP/1.1":
+                head.append("Connection: close")
+        try:
+            self.conn.wfile.write("\r\n".join(head).encode("latin-1") + b"\r\n\r\n" + body)
+        except OSError as exc:
+            if exc.args and exc.args[0] not in socket_errors_to_ignore:
+                raise
+
+
+class _JsonErrorConnection(HTTPConnection):
+    RequestHandlerClass = _JsonErrorRequest
+
+
+def _http_server(settings) -> CPWSGIServer:
+    server = CPWSGIServer(cherrypy.server)
+    server.ConnectionClass = _JsonErrorConnection
+    server.keep_alive_conn_limit = settings.service_keepalive_limit
+    return server
+
+
+def configure(app, settings, host: str, port: int, threads: int) -> None:
+    """Mount `app` in CherryPy with the limits, signals and reload hooks of `settings`."""
     logging.getLogger("shoprecs.access").setLevel(logging.INFO)
     cherrypy.tree.graft(MaskedTransLogger(app, logger_name="shoprecs.access",
                                           setup_console_handler=False,
@@ -32,17 +80,47 @@ def serve(app, host: str = "127.0.0.1", port: int = 8080, threads: int = 16) -> 
         "server.socket_host": host,
         "server.socket_port": port,
         "server.thread_pool": threads,
+        "server.socket_queue_size": settings.service_socket_queue_size,
+        "server.accepted_queue_size": settings.service_accepted_queue_size,
+        "server.socket_timeout": settings.service_socket_timeout,
+        "server.shutdown_timeout": settings.service_shutdown_timeout,
+        "server.max_request_header_size": settings.service_max_header_bytes,
+        "server.max_request_body_size": settings.service_max_body_bytes,
         "engine.autoreload.on": False,
         "log.screen": False,
         "checker.on": False,
     })
+    cherrypy.server.instance = _http_server(settings)
+    holder = app.extensions["shoprecs.holder"]
+    bus = cherrypy.engine
     # /ready answers 503 until every start listener (the HTTP server's included, priority
     # 75) has run: a SIGTERM while CherryPy is still STARTING makes it exit with code 70.
     app.extensions["shoprecs.started"] = False
-    cherrypy.engine.subscribe(
-        "start", lambda: app.extensions.__setitem__("shoprecs.started", True), priority=90)
-    cherrypy.engine.subscribe(
-        "stop", lambda: app.extensions.__setitem__("shoprecs.started", False), priority=10)
-    cherrypy.engine.signals.subscribe()
+    bus.subscribe("start", lambda: app.extensions.__setitem__("shoprecs.started", True),
+                  priority=90)
+    bus.subscribe("stop", lambda: app.extensions.__setitem__("shoprecs.started", False),
+                  priority=10)
+    bus.subscribe("start", lambda: holder.start_polling(settings.service_reload_interval))
+    bus.subscribe("stop", holder.stop_polling)
+    # a reload takes seconds; the signal handler only starts it
+    bus.signal_handler.handlers["SIGHUP"] = lambda: threading.Thread(
+        target=holder.reload, kwargs={"force": True}, name="shoprecs-sighup").start()
+    bus.signals.subscribe()
+
+
+def _lean_logging() -> None:
+    """Skip what no log line of ours shows: the caller's frame, thread and process names
+    (the Python logging HOWTO's "Optimization" section). Access lines are one record per
+    request, and finding the caller's frame cost more than answering a lookup."""
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+
+
+def serve(app, host: str = "127.0.0.1", port: int = 8080, threads: int = 16) -> None:
+    """Serve `app` until SIGTERM/SIGINT (CherryPy's engine shuts down gracefully)."""
+    _lean_logging()
+    configure(app, app.extensions["shoprecs.settings"], host, port, threads)
     cherrypy.engine.start()
     cherrypy.engine.block()

@@ -7,6 +7,7 @@
     shoprecs publish [--version V]        serving/<V> and serving/CURRENT
     shoprecs run --from D --to D          all of the above, one Spark session
     shoprecs serve                        the API on CherryPy
+    shoprecs rollback [--to VERSION]      serve the previously published version again
     shoprecs demo                         everything, on generated data, with answers
 """
 from __future__ import annotations
@@ -132,15 +133,42 @@ def run(settings, date, start, end):
 @click.option("--host", help="Interface to listen on (default: service.host).")
 @click.option("--port", type=int, help="Port (default: service.port).")
 @click.option("--threads", type=int, help="Worker threads (default: service.threads).")
+@click.option("--reload-interval", type=float,
+              help="Seconds between looks at serving/CURRENT; 0: only on SIGHUP or "
+                   "POST /admin/reload (default: service.reload_interval).")
 @click.pass_obj
-def serve(settings, host, port, threads):
-    """Serve the API from serving/CURRENT with CherryPy."""
+def serve(settings, host, port, threads, reload_interval):
+    """Serve the API from serving/CURRENT with CherryPy (SIGHUP: reload, SIGTERM: stop)."""
+    import dataclasses
+
     from service import create_app
     from service.server import serve as serve_app
 
+    if reload_interval is not None:
+        settings = dataclasses.replace(settings, service_reload_interval=reload_interval)
     app = create_app({"SETTINGS": settings})
     serve_app(app, host or settings.service_host, port or settings.service_port,
               threads or settings.service_threads)
+
+
+@main.command()
+@click.option("--to", "version", help="Version to serve (default: the one published "
+              "before the version served now).")
+@click.pass_obj
+def rollback(settings, version):
+    """Switch serving/CURRENT back to an earlier published version (checked first)."""
+    from engine import SnapshotError
+    from engine.versions import rollback as switch_back
+
+    try:
+        previous, now = switch_back(settings.warehouse, version)
+    except SnapshotError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if previous == now:
+        click.echo(f"{now} is already served; nothing changed")
+    else:
+        click.echo(f"serving/CURRENT: {previous} -> {now}; a running service picks it up on "
+                   "its next poll (or now: kill -HUP <pid>, or POST /admin/reload)")
 
 
 _HTTP_FAULTS = {"latency_ms": "Delay per page (ms).", "error_rate": "Share of pages -> 503.",

@@ -1,0 +1,255 @@
+"""`make bench-serve`: the API under load on loopback, and the seed's Spark lookup beside it.
+
+1. A model: the demo's generated shop (20,000 orders, 30 days) through the real pipeline,
+   built once into var/bench/serve/warehouse (or --warehouse DIR, already published).
+2. `shoprecs serve` in its own process (CherryPy, TransLogger access log to a file).
+3. A load generator in this process (asyncio, uvloop when installed; raw HTTP/1.1
+   keep-alive, 32 connections) sends mixed traffic: user recommendations for known
+   shoppers (phones in every bus format) and unknown ones, associations, basket POSTs.
+   * closed loop: every connection sends its next request as soon as the answer
+     arrives, for --seconds: the most the server answers (latency here is mostly queueing:
+     32 connections / throughput);
+   * open loop: --rate requests/s spread evenly over the 32 connections, latency measured
+     from when each request was due (no coordinated omission): the latency a storefront
+     sees at that load.
+4. The seed's approach on the same model: the served user_recs as a cached Spark
+   DataFrame, one `filter(user_key == k).orderBy(rank).limit(10).collect()` per lookup.
+
+Prints a table and writes var/bench/serve.json. Bounded: every loop stops by time/count.
+
+Run with: make bench-serve   (or: .venv/bin/python -m bench.serve --seconds 10 --rate 3000)
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import datetime as dt
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / "var" / "bench" / "serve"
+BENCH_KEY = "bench-serve-hmac-key"
+GEN_START = dt.date(2024, 1, 1)
+
+
+def build_warehouse(warehouse: Path):
+    """The demo shop through the real pipeline, once; returns (orders, goods)."""
+    from etl.generator import GeneratorParams, generate
+
+    data, goods, _ = generate(GeneratorParams(start=GEN_START))
+    if not (warehouse / "serving" / "CURRENT").exists():
+        from shoprecs import config, pipeline
+        from shoprecs.demo import free_port, start_simulator
+
+        settings = dataclasses.replace(
+            config.load(), warehouse_root=str(warehouse), privacy_hmac_key=BENCH_KEY,
+            bus_url=f"http://127.0.0.1:{free_port()}", train_window_days=30)
+        print(f"building the bench model in {warehouse} (Spark, about a minute) ...", flush=True)
+        simulator = start_simulator(data, goods, settings)
+        try:
+            pipeline.run_all(settings, GEN_START, GEN_START + dt.timedelta(days=29))
+        finally:
+            simulator.stop()
+    return data, goods
+
+
+def traffic(warehouse: Path, orders: list[dict], n: int = 4000, seed: int = 1) -> list[bytes]:
+    """n raw requests: 40% known shoppers, 15% unknown, 25% associations, 20% baskets."""
+    import pyarrow.parquet as pq
+
+    from engine import current_version
+
+    rng = random.Random(seed)
+    phones = sorted({o["clientTel"] for o in orders if o["clientTel"]})
+    rules = pq.read_table(warehouse / "serving" / current_version(warehouse) / "rules")
+    antecedents = [a for a in rules["antecedent"].to_pylist()]
+    products = sorted({a[0] for a in antecedents if len(a) == 1})
+    out = []
+    for _ in range(n):
+        kind = rng.random()
+        if kind < 0.40:
+            path, body = f"/users/{quote(rng.choice(phones))}/recommendations", None
+        elif kind < 0.55:
+            path = f"/users/{quote(f'+7 (999) {rng.randrange(10**7):07d}')}/recommendations"
+            body = None
+        elif kind < 0.80:
+            extra = rng.choice(["", "?sort=lift", "?limit=5", "?min_confidence=0.1"])
+            path, body = f"/products/{rng.choice(products)}/associations{extra}", None
+        else:
+            cart = list(rng.choice(antecedents)) + [rng.choice(products)]
+            path = "/recommendations/basket"
+            body = json.dumps({"items": [int(g) if g.isdigit() else g for g in cart],
+                               "limit": 10}).encode()
+        if body is None:
+            out.append(f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
+        else:
+            out.append(f"POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json"
+                       f"\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+    return out
+
+
+async def _exchange(reader, writer, request: bytes) -> int:
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+    if length:
+        await reader.readexactly(length)
+    return int(head[9:12])
+
+
+async def _connection(port, requests_, offset, stride, deadline, interval, out):
+    """One keep-alive connection; interval None = closed loop, else one request per interval."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    loop = asyncio.get_running_loop()
+    i, due = offset, loop.time() + (interval or 0) * offset / stride
+    try:
+        while loop.time() < deadline:
+            if interval is not None:
+                delay = due - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            sent = loop.time()
+            try:
+                status = await _exchange(reader, writer, requests_[i % len(requests_)])
+            except (OSError, asyncio.IncompleteReadError, ValueError):
+                out["errors"] += 1
+                writer.close()
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                status = 0
+            done = loop.time()
+            if status >= 400:
+                out["errors"] += 1
+            out["latency"].append(done - (due if interval is not None else sent))
+            out["service"].append(done - sent)
+            i += stride
+            if interval is not None:
+                due += interval
+    finally:
+        writer.close()
+
+
+async def _load(port, requests_, seconds, connections, rate):
+    out = {"latency": [], "service": [], "errors": 0}
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    interval = None if rate is None else connections / rate
+    await asyncio.gather(*(_connection(port, requests_, k, connections, started + seconds,
+                                       interval, out) for k in range(connections)))
+    return out, loop.time() - started
+
+
+def _pct(values, q):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * q))] * 1000 if values else float("nan")
+
+
+def run_load(port, requests_, seconds, connections=32, rate=None) -> dict:
+    runner = asyncio.run
+    try:
+        import uvloop
+        runner = uvloop.run
+    except ImportError:
+        pass
+    out, elapsed = runner(_load(port, requests_, seconds, connections, rate))
+    n = len(out["latency"])
+    return {"mode": "closed loop" if rate is None else f"open loop at {rate}/s",
+            "requests": n, "req_per_s": round(n / elapsed), "errors": out["errors"],
+            "p50_ms": round(_pct(out["latency"], 0.50), 2),
+            "p99_ms": round(_pct(out["latency"], 0.99), 2),
+            "p999_ms": round(_pct(out["latency"], 0.999), 2),
+            "service_p99_ms": round(_pct(out["service"], 0.99), 2)}
+
+
+def start_server(warehouse: Path, port: int, threads: int, log: Path) -> subprocess.Popen:
+    env = {**os.environ, "SHOPRECS_WAREHOUSE_ROOT": str(warehouse),
+           "SHOPRECS_PRIVACY_HMAC_KEY": BENCH_KEY, "SHOPRECS_SERVICE_RELOAD_INTERVAL": "0"}
+    proc = subprocess.Popen([sys.executable, "-m", "shoprecs.cli", "serve", "--port", str(port),
+                             "--threads", str(threads)], env=env, stdout=open(log, "wb"),
+                            stderr=subprocess.STDOUT)
+    for _ in range(300):
+        if proc.poll() is not None:
+            raise RuntimeError(f"shoprecs serve exited with {proc.returncode}; see {log}")
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/ready", timeout=1).ok:
+                return proc
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.2)
+    proc.terminate()
+    raise RuntimeError(f"shoprecs serve not ready after 60 s; see {log}")
+
+
+def seed_approach(warehouse: Path, orders: list[dict], lookups: int) -> dict:
+    """The seed's per-request Spark job: filter + collect on a cached DataFrame."""
+    from engine import current_version
+    from shoprecs.phones import normalize, user_key
+    from shoprecs.spark import spark_session
+
+    phones = sorted({o["clientTel"] for o in orders if o["clientTel"]})[:lookups]
+    keys = [user_key(normalize(p), BENCH_KEY) for p in phones]
+    with spark_session("bench-serve-seed") as spark:
+        from pyspark.sql import functions as F
+
+        path = warehouse / "serving" / current_version(warehouse) / "user_recs"
+        recs = spark.read.parquet(str(path)).cache()
+        recs.count()
+        recs.filter(F.col("user_key") == keys[0]).orderBy("rank").limit(10).collect()  # warm
+        times = []
+        for key in keys:
+            t0 = time.perf_counter()
+            rows = recs.filter(F.col("user_key") == key).orderBy("rank").limit(10).collect()
+            times.append(time.perf_counter() - t0)
+            assert rows, f"no recommendations for {key[:8]}"
+    return {"lookups": len(times), "per_s": round(len(times) / sum(times), 1),
+            "p50_ms": round(_pct(times, 0.5), 1), "p99_ms": round(_pct(times, 0.99), 1)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--warehouse", type=Path, default=WORK / "warehouse")
+    ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--rate", type=int, default=3000, help="open-loop requests/s")
+    ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=8, help="CherryPy worker threads")
+    ap.add_argument("--seed-lookups", type=int, default=30)
+    ap.add_argument("--skip-seed", action="store_true", help="no Spark comparison")
+    args = ap.parse_args()
+    WORK.mkdir(parents=True, exist_ok=True)
+    orders, _ = build_warehouse(args.warehouse)
+    reqs = traffic(args.warehouse, orders)
+    from shoprecs.demo import free_port
+
+    port = free_port()
+    load_before = os.getloadavg()
+    server = start_server(args.warehouse, port, args.threads, WORK / "service.log")
+    try:
+        run_load(port, reqs, 2, args.connections)  # warm-up
+        results = [run_load(port, reqs, args.seconds, args.connections),
+                   run_load(port, reqs, args.seconds, args.connections, args.rate)]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    report = {"when": dt.datetime.now().isoformat(timespec="seconds"), "cores": os.cpu_count(),
+              "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
+              "connections": args.connections, "threads": args.threads, "http": results}
+    if not args.skip_seed:
+        report["seed_spark"] = seed_approach(args.warehouse, orders, args.seed_lookups)
+    (WORK.parent / "serve.json").write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

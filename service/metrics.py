@@ -1,0 +1,87 @@
+"""Prometheus metrics: requests and latency per route, and what snapshot is served.
+
+One CollectorRegistry per app (tests build many apps). Route labels are the route
+templates, never raw paths, so phones never become label values and cardinality stays
+fixed. Children are cached per (route, status) so a request costs two dict reads and two
+observations.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+
+from engine import EngineHolder, ReloadResult
+
+ROUTES = {  # (first segment, last segment or None) -> route label
+    ("users", "recommendations"): "/users/{phone}/recommendations",
+    ("products", "associations"): "/products/{goods_id}/associations",
+    ("products", "similar"): "/products/{goods_id}/similar",
+}
+FIXED = {p: p for p in ("/recommendations/basket", "/models", "/health", "/ready", "/metrics",
+                        "/openapi.json", "/admin/reload", "/merch", "/")}
+BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+def route_of(path: str) -> str:
+    """The route template a path belongs to, or "other"."""
+    fixed = FIXED.get(path)
+    if fixed is not None:
+        return fixed
+    parts = path.split("/")
+    if len(parts) == 4 and parts[0] == "" and parts[2]:
+        return ROUTES.get((parts[1], parts[3]), "other")
+    return "other"
+
+
+class _SnapshotCollector:
+    """Scrape-time gauges: served version, its age, when it was loaded."""
+
+    def __init__(self, holder: EngineHolder):
+        self._holder = holder
+
+    def collect(self):
+        engine = self._holder.engine
+        info = GaugeMetricFamily("shoprecs_snapshot_info", "Snapshot version served (1)",
+                                 labels=["version"])
+        age = GaugeMetricFamily("shoprecs_snapshot_age_seconds",
+                                "Seconds since the served snapshot was published")
+        loaded = GaugeMetricFamily("shoprecs_snapshot_loaded_timestamp_seconds",
+                                   "Unix time the served snapshot was loaded")
+        if engine is not None:
+            info.add_metric([engine.version], 1)
+            published = engine.snapshot.manifest.get("published_at")
+            try:
+                age.add_metric([], time.time() - dt.datetime.fromisoformat(published).timestamp())
+            except (TypeError, ValueError):
+                pass
+            loaded.add_metric([], self._holder.loaded_at or 0)
+        yield from (info, age, loaded)
+
+
+class Metrics:
+    def __init__(self, holder: EngineHolder):
+        self.registry = CollectorRegistry()
+        self._requests = Counter("shoprecs_http_requests", "HTTP requests by route and status",
+                                 ["route", "status"], registry=self.registry)
+        self._latency = Histogram("shoprecs_http_request_duration_seconds",
+                                  "Time to answer, by route", ["route"], buckets=BUCKETS,
+                                  registry=self.registry)
+        self._reloads = Counter("shoprecs_snapshot_reloads", "Reload attempts by result",
+                                ["result"], registry=self.registry)
+        self.registry.register(_SnapshotCollector(holder))
+        holder.listeners.append(self.reloaded)
+        self._children: dict[tuple[str, str], tuple] = {}
+
+    def observe(self, route: str, status: str, seconds: float) -> None:
+        pair = self._children.get((route, status))
+        if pair is None:
+            pair = self._children[(route, status)] = (
+                self._requests.labels(route, status), self._latency.labels(route))
+        pair[0].inc()
+        pair[1].observe(seconds)
+
+    def reloaded(self, result: ReloadResult) -> None:
+        self._reloads.labels(result.status).inc()
