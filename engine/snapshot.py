@@ -22,12 +22,17 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 log = logging.getLogger(__name__)
 
 RESULT_SETS = ("user_recs", "rules", "similar", "popular", "catalog")
 OPTIONAL = ("similar",)  # versions published before it existed lack it
+COLUMNS = {"user_recs": ("user_key", "goods_id", "score", "rank"),
+           "similar": ("goods_id", "similar_id", "score", "rank"),
+           "rules": ("antecedent", "consequent", "confidence", "lift", "support"),
+           "popular": ("goods_id", "score", "rank"), "catalog": ("goods_id", "name")}
 
 
 class SnapshotError(RuntimeError):
@@ -39,9 +44,13 @@ def _read(path: Path, name: str):
     if not folder.exists():
         raise SnapshotError(f"snapshot {path} lacks {name}/")
     try:
-        return pq.read_table(folder)
+        table = pq.read_table(folder)
     except Exception as exc:  # pyarrow raises several types for corrupt files
         raise SnapshotError(f"snapshot {path}: cannot read {name}/: {exc}") from exc
+    missing = [c for c in COLUMNS[name] if c not in table.column_names]
+    if missing:
+        raise SnapshotError(f"snapshot {path}: {name}/ lacks column(s) {', '.join(missing)}")
+    return table
 
 
 @dataclass
@@ -60,7 +69,19 @@ class Snapshot:
 
     @classmethod
     def load(cls, path: str | Path) -> Snapshot:
+        """Load and index serving/<version>; SnapshotError says what is wrong and where."""
         path = Path(path)
+        try:
+            return cls._load(path)
+        except SnapshotError:
+            raise
+        except (KeyError, ValueError, TypeError, pa.ArrowException) as exc:
+            # columns missing or of the wrong type: a snapshot this code cannot serve
+            raise SnapshotError(f"snapshot {path} is malformed: {type(exc).__name__}: "
+                                f"{exc}") from exc
+
+    @classmethod
+    def _load(cls, path: Path) -> Snapshot:
         try:
             manifest = json.loads((path / "manifest.json").read_text())
         except (OSError, ValueError) as exc:

@@ -63,5 +63,6 @@ def create_app(config: dict | None = None) -> Flask:
         app.register_blueprint(blueprint)
     app.add_url_rule("/", "index", lambda: redirect("/merch"))
     app.wsgi_app = ServingMiddleware(app.wsgi_app, holder, metrics, storefront_keys,
-                                     fast=settings.service_fast_path)
+                                     fast=settings.service_fast_path,
+                                     max_body=settings.service_max_body_bytes)
     return app

@@ -44,9 +44,10 @@ def _query(text: str, allowed: set[str]) -> dict[str, str] | None:
 
 class ServingMiddleware:
     def __init__(self, app, holder, metrics: Metrics, storefront_keys: tuple[bytes, ...],
-                 fast: bool = True):
+                 fast: bool = True, max_body: int = MAX_FAST_BODY):
         self.app, self.holder, self.metrics = app, holder, metrics
         self.keys, self.fast = storefront_keys, fast
+        self.max_body = min(max_body, MAX_FAST_BODY)
 
     def __call__(self, environ, start_response):
         started = perf_counter()
@@ -103,7 +104,7 @@ class ServingMiddleware:
             length = int(environ.get("CONTENT_LENGTH") or -1)
         except ValueError:
             return None
-        if not 0 <= length <= MAX_FAST_BODY:
+        if not 0 <= length <= self.max_body:
             return None  # Flask reads it (and applies the body limit)
         body = environ["wsgi.input"].read(length)
         environ["wsgi.input"] = io.BytesIO(body)  # Flask can still read it if we give up

@@ -1,0 +1,135 @@
+"""Basket lookups, pre-encoded answers, hot reload and rollback of the engine."""
+import json
+import threading
+
+import pytest
+
+from engine import (
+    EngineHolder,
+    RecommendationEngine,
+    SnapshotError,
+    current_version,
+    publish,
+    published_versions,
+    rollback,
+)
+from tests.conftest import TEST_KEY, write_model
+
+
+def make_engine(snapshot):
+    return RecommendationEngine(snapshot, hmac_key=TEST_KEY)
+
+
+@pytest.fixture
+def engine(published):
+    return RecommendationEngine.from_warehouse(published.warehouse, hmac_key=TEST_KEY)
+
+
+def test_basket_fires_rules_inside_the_cart_best_first_without_cart_items(engine):
+    # cart {100}: 100->101 (0.8), 100->102 (0.5); {100,101}->102 needs 101 too
+    items, source = engine.basket(["100"])
+    assert source == "rules"
+    assert items == [{"goodsId": 101, "score": 0.8, "name": "Saucer", "because": [100]},
+                     {"goodsId": 102, "score": 0.5, "name": "Spoon", "because": [100]}]
+    # cart {100,101}: 102 by its best rule ({100,101}->102, 0.9), once; 101->100 and
+    # 100->101 are left out because their consequent is already in the cart
+    items, source = engine.basket(["101", "100"])
+    assert source == "rules"
+    assert items == [{"goodsId": 102, "score": 0.9, "name": "Spoon", "because": [100, 101]}]
+    assert engine.basket(["100"], limit=1)[0] == items[:0] + [
+        {"goodsId": 101, "score": 0.8, "name": "Saucer", "because": [100]}]
+
+
+def test_basket_big_cart_uses_the_member_index_with_the_same_answer(engine):
+    cart = ["100", "101"] + [f"x{i}" for i in range(40)]  # unknown ids are ignored
+    assert engine.basket(cart) == engine.basket(["100", "101"])
+
+
+def test_basket_falls_back_to_similar_then_popular(published):
+    write_model(published.warehouse, "v2", rules=[(["100"], ["101"], 0.8, 4.0, 0.2)],
+                similar=[("102", "ABC1", 0.4, 1)])
+    publish(published.warehouse, "v2")
+    engine = RecommendationEngine.from_warehouse(published.warehouse, hmac_key=TEST_KEY)
+    items, source = engine.basket(["102"])  # no rule starts from 102
+    assert source == "similar"
+    assert items == [{"goodsId": "ABC1", "score": 0.4, "name": "Tea", "because": [102]}]
+    items, source = engine.basket(["unknown"])
+    assert source == "popular" and [i["goodsId"] for i in items] == [100, "ABC1"]
+    assert [i["goodsId"] for i in engine.basket(["100", "101"])[0]] == ["ABC1"]
+
+
+def test_json_answers_are_what_json_dumps_gives(engine):
+    body, _ = engine.recommend_json("79165396205", 10)
+    assert body == json.dumps(engine.recommend("79165396205")[0], separators=(",", ":")).encode()
+    assert json.loads(engine.associations_json("100", sort="lift")) == engine.associations(
+        "100", sort="lift")
+
+
+def test_find_products_by_id_or_name(engine):
+    assert engine.find_products("100") == [("100", "Mug")]
+    assert engine.find_products("sauc") == [("101", "Saucer")]
+    assert engine.find_products("zzz") == []
+
+
+def test_holder_swaps_to_a_new_version_and_refuses_a_broken_one(published):
+    root = published.warehouse
+    holder = EngineHolder(root, make_engine)
+    assert holder.reload().status == "reloaded" and holder.version == "v1"
+    assert holder.reload().status == "unchanged"
+    write_model(root, "v2", popular=[("102", 0.9, 1)])
+    publish(root, "v2")
+    old = holder.engine
+    assert holder.reload().status == "reloaded" and holder.version == "v2"
+    assert old.version == "v1"  # a request holding the old engine finishes on it
+    broken = root / "serving" / "v3"
+    broken.mkdir()
+    (broken / "manifest.json").write_text('{"version": "v3"}')  # no result sets
+    (root / "serving" / "CURRENT").write_text("v3\n")
+    result = holder.reload()
+    assert result.status == "refused" and "v3" in result.detail and "lacks" in result.detail
+    assert holder.version == "v2"
+    assert holder.reload().status == "unchanged"  # not retried until forced or CURRENT moves
+    assert holder.reload(force=True).status == "refused"
+
+
+def test_holder_polls_current(published):
+    root = published.warehouse
+    holder = EngineHolder(root, make_engine)
+    holder.reload()
+    seen = threading.Event()
+    holder.listeners.append(lambda r: r.status == "reloaded" and seen.set())
+    holder.start_polling(0.05)
+    try:
+        write_model(root, "v2")
+        publish(root, "v2")
+        assert seen.wait(10), "the poll thread did not pick up v2"
+        assert holder.version == "v2"
+    finally:
+        holder.stop_polling()
+
+
+def test_rollback_to_the_previous_published_version_and_to_a_named_one(published):
+    root = published.warehouse
+    for version in ("v2", "v3"):
+        write_model(root, version)
+        publish(root, version)
+    assert [v for v, _ in published_versions(root)] == ["v1", "v2", "v3"]
+    assert rollback(root) == ("v3", "v2") and current_version(root) == "v2"
+    assert rollback(root) == ("v2", "v1")
+    with pytest.raises(SnapshotError, match="oldest"):
+        rollback(root)
+    assert rollback(root, "v3") == ("v1", "v3")
+    with pytest.raises(SnapshotError, match="not published.*v1, v2, v3"):
+        rollback(root, "v9")
+    assert current_version(root) == "v3"
+
+
+def test_rollback_refuses_a_target_that_does_not_load(published):
+    root = published.warehouse
+    write_model(root, "v2")
+    publish(root, "v2")
+    for part in (root / "serving" / "v1" / "popular").iterdir():
+        part.unlink()
+    with pytest.raises(SnapshotError, match="popular"):
+        rollback(root)
+    assert current_version(root) == "v2"
