@@ -25,18 +25,34 @@ install: $(STAMP)  ## create .venv and install shoprecs with pinned dependencies
 demo: $(STAMP)  ## generate 30 days of orders, run the nightly pipeline, serve, show answers
 	$(BIN)/shoprecs demo
 
-test: $(STAMP)  ## run the whole test suite
+test: $(STAMP) browser  ## run the whole test suite
 	$(BIN)/python -m pytest
+
+# Headless Chromium for the merchandiser-page test (tests/service/test_browser.py): Debian's
+# chromium and chromium-driver, installed only when missing and only where apt-get can run
+# (root); otherwise that test is skipped and says why.
+.PHONY: browser bench-serve
+browser:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's chromium + chromium-driver for the browser test"; \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      chromium chromium-driver >/dev/null; } || echo "note: apt-get failed; browser test skipped"; \
+	  else echo "note: no chromium/chromedriver and no root for apt-get; browser test skipped"; fi; \
+	fi
 
 BENCH_STAMP := $(VENV)/.bench-stamp
 $(BENCH_STAMP): $(STAMP)
 	$(BIN)/pip install --progress-bar on -c constraints.txt -e '.[dev,bench]'
 	touch $(BENCH_STAMP)
 
-bench: bench-etl bench-quality  ## every benchmark (figures in bench/RESULTS.md)
+bench: bench-etl bench-quality bench-serve  ## every benchmark (figures in bench/RESULTS.md)
 
 bench-etl: $(STAMP)  ## extractor vs a sequential client, 100k orders from the simulator
 	$(BIN)/python bench/etl.py
+
+bench-serve: $(STAMP)  ## the API on CherryPy under 32 connections of mixed traffic; seed's Spark lookup
+	$(BIN)/python -m bench.serve
 
 bench-quality: $(BENCH_STAMP)  ## every model on Online Retail, with implicit as a reference
 	$(BIN)/python -m bench.quality

@@ -11,6 +11,7 @@ setup(
     description="Nightly Spark ALS + FP-Growth product recommender with a Flask/CherryPy API",
     python_requires=">=3.11",
     packages=find_packages(include=["shoprecs*", "etl*", "models*", "engine*", "service*"]),
+    package_data={"service": ["templates/*.html"]},
     install_requires=[
         "pyspark>=4.0,<5",
         "numpy>=1.26",  # pyspark.ml needs it
@@ -30,7 +31,9 @@ setup(
     ],
     extras_require={
         "dev": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.5",
-                "mlxtend>=0.23"],  # an independent FP-Growth for the agreement test
+                "mlxtend>=0.23",  # an independent FP-Growth for the agreement test
+                "schemathesis>=4.30",  # fuzzes the API against /openapi.json
+                "selenium>=4.20"],  # drives Debian's headless chromium (merch page test)
         # outside references for `make bench-quality`, never used by the product
         "bench": ["implicit>=0.7", "threadpoolctl>=3"],
     },

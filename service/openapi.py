@@ -30,17 +30,17 @@ def _ok(schema: dict, headers: dict | None = None, text: str = "OK") -> dict:
             "content": {"application/json": {"schema": schema}}}
 
 
-def _path_param(name: str, text: str) -> dict:
+def _path_param(name: str, text: str, example: str) -> dict:
     return {"name": name, "in": "path", "required": True, "description": text,
-            "schema": {"type": "string"}}
+            "schema": {"type": "string"}, "example": example}
 
 
 def _paths() -> dict:
-    goods = _path_param("goods_id", "goods id as in the catalog")
+    goods = _path_param("goods_id", "goods id as in the catalog", "10082")
     return {
         "/users/{phone}/recommendations": {"get": {
             "summary": "Recommendations for a shopper; popular goods for unknown shoppers",
-            "parameters": [_path_param("phone", "phone in any format, e.g. +7 (916) 539-6205"),
+            "parameters": [_path_param("phone", "phone in any format", "+7 (916) 539-6205"),
                            _LIMIT, {"name": "exclude_bought", "in": "query", "schema": {
                                "type": "string", "enum": ["true", "false", "1", "0"]}}],
             "responses": {"200": _ok(_ITEMS, {**_VERSION, **_SOURCE}), **_LOOKUP_ERRORS}}},
@@ -61,7 +61,8 @@ def _paths() -> dict:
                 "type": "object", "required": ["items"], "properties": {
                     "items": {"type": "array", "minItems": 1, "maxItems": 100,
                               "items": _GOODS_ID},
-                    "limit": {"type": "integer", "minimum": 1, "maximum": 100}}}}}},
+                    "limit": {"type": "integer", "minimum": 1, "maximum": 100}},
+                "example": {"items": [10082, 10071], "limit": 10}}}}},
             "responses": {"200": _ok(_ITEMS, {**_VERSION, **_SOURCE}),
                           "413": _ERROR, **_LOOKUP_ERRORS}}},
         "/models": {"get": {"summary": "The version served and its training metrics",
