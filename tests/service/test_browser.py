@@ -1,0 +1,76 @@
+"""The merchandiser page in headless Chromium (Debian's chromium + chromium-driver).
+
+`make test` installs them first when missing (the `browser` target); without them this
+test is skipped, saying what to install.
+"""
+import dataclasses
+import shutil
+import threading
+
+import pytest
+
+webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.common import exceptions  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+from service import create_app  # noqa: E402
+from shoprecs.demo import free_port  # noqa: E402
+
+pytestmark = pytest.mark.browser
+CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+
+
+@pytest.fixture
+def base_url(published):
+    from cheroot.wsgi import Server
+
+    app = create_app({"SETTINGS": dataclasses.replace(published)})
+    server = Server(("127.0.0.1", free_port()), app, numthreads=4)
+    server.prepare()
+    threading.Thread(target=server.serve, daemon=True).start()
+    yield f"http://127.0.0.1:{server.bind_addr[1]}"
+    server.stop()
+
+
+@pytest.fixture
+def browser():
+    if not (CHROMIUM and DRIVER):
+        pytest.skip("needs Debian's chromium and chromium-driver on PATH "
+                    "(apt-get install chromium chromium-driver, or `make browser` as root)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(DRIVER))
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+def product_heading(browser, starts: str) -> str:
+    """Wait for the page that a click loads: its product heading starting with `starts`."""
+    def shown(driver):
+        text = driver.find_element(By.ID, "product").text
+        return text if text.startswith(starts) else None
+
+    return WebDriverWait(browser, 15, ignored_exceptions=(
+        exceptions.NoSuchElementException, exceptions.StaleElementReferenceException)).until(shown)
+
+
+def test_product_search_shows_its_rules_and_neighbours(base_url, browser):
+    browser.get(f"{base_url}/merch")
+    assert browser.find_element(By.ID, "version").text == "v1"
+    box = browser.find_element(By.ID, "q")
+    box.send_keys("mug")
+    browser.find_element(By.ID, "search").click()
+    assert product_heading(browser, "100") == "100 — Mug"
+    rows = browser.find_elements(By.CSS_SELECTOR, "#rules tr")[1:]
+    cells = [[td.text for td in row.find_elements(By.TAG_NAME, "td")] for row in rows]
+    assert cells == [["101 Saucer", "0.800", "4.00", "0.2000"],
+                     ["102 Spoon", "0.500", "6.00", "0.1000"]]
+    assert "Saucer" in browser.find_element(By.ID, "similar").text
+    # a rule's consequent links to that product's own page
+    browser.find_element(By.LINK_TEXT, "101").click()
+    assert product_heading(browser, "101") == "101 — Saucer"
+    assert "Mug" in browser.find_element(By.ID, "rules").text  # 101 -> 100
