@@ -32,6 +32,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from time import perf_counter
 from urllib.parse import quote
 
 import requests
@@ -111,17 +112,18 @@ async def _exchange(reader, writer, request: bytes) -> int:
 
 
 async def _connection(port, requests_, offset, stride, deadline, interval, out):
-    """One keep-alive connection; interval None = closed loop, else one request per interval."""
+    """One keep-alive connection; interval None = closed loop, else one request per interval.
+
+    Times come from perf_counter: uvloop's loop.time() ticks in whole milliseconds."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    loop = asyncio.get_running_loop()
-    i, due = offset, loop.time() + (interval or 0) * offset / stride
+    i, due = offset, perf_counter() + (interval or 0) * offset / stride
     try:
-        while loop.time() < deadline:
+        while perf_counter() < deadline:
             if interval is not None:
-                delay = due - loop.time()
+                delay = due - perf_counter()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            sent = loop.time()
+            sent = perf_counter()
             try:
                 status = await _exchange(reader, writer, requests_[i % len(requests_)])
             except (OSError, asyncio.IncompleteReadError, ValueError):
@@ -129,7 +131,7 @@ async def _connection(port, requests_, offset, stride, deadline, interval, out):
                 writer.close()
                 reader, writer = await asyncio.open_connection("127.0.0.1", port)
                 status = 0
-            done = loop.time()
+            done = perf_counter()
             if status >= 400:
                 out["errors"] += 1
             out["latency"].append(done - (due if interval is not None else sent))
@@ -143,12 +145,11 @@ async def _connection(port, requests_, offset, stride, deadline, interval, out):
 
 async def _load(port, requests_, seconds, connections, rate):
     out = {"latency": [], "service": [], "errors": 0}
-    loop = asyncio.get_running_loop()
-    started = loop.time()
+    started = perf_counter()
     interval = None if rate is None else connections / rate
     await asyncio.gather(*(_connection(port, requests_, k, connections, started + seconds,
                                        interval, out) for k in range(connections)))
-    return out, loop.time() - started
+    return out, perf_counter() - started
 
 
 def _pct(values, q):
