@@ -5,13 +5,19 @@
     models/<version>/results/             what publishing serves: user_recs (the hybrid of
                                           models/hybrid.py), rules, similar, popular,
                                           catalog (Parquet)
+    models/<version>/parts/als.json,      what each training step produced, written last by
+                   parts/fpgrowth.json    that step: a step that finds its part skips it
     models/<version>/metrics.json         window, counts, parameters, holdout evaluation
     models/<version>/report.html          the evaluation for people (models/report.py)
     models/<version>/_SUCCESS             written last; models/LATEST then names it
 
+Three steps, so that Airflow can run the first two in parallel: `train_als` (id mapping,
+holdout evaluation, recommendations, similar, popular, catalog), `train_fpgrowth` (rules),
+then `finalize` (metrics.json, report, _SUCCESS, LATEST). `run` calls them in turn.
+
 The version is `<end date>-<fingerprint>`, the fingerprint hashing the landed data of the
-window (manifest checksums) and the parameters: running the same night twice finds the
-version already trained and does nothing.
+window (manifest checksums) and the parameters (see `Plan`): running the same night twice
+finds the version already trained and does nothing, and parallel steps agree on it.
 
 Before the final fit, every model is trained again without the window's last
 `train.holdout_days` days and measured on them (models/evaluation.py); the quality gate
@@ -28,6 +34,7 @@ import hashlib
 import json
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
@@ -41,6 +48,7 @@ POPULAR_K = 100
 SIMILAR_K = 20
 TUNED = "TUNED.json"  # written by `shoprecs tune`, read by every later run
 PUBLISHED = "hybrid"  # the name of what the pipeline publishes, in metrics.json
+PARTS = "parts"  # models/<version>/parts/<part>.json: what each training step produced
 
 
 def fingerprint(root: Path, start: dt.date, end: dt.date, params: dict) -> str:
@@ -140,81 +148,174 @@ def tuned_params(root: Path) -> tuple[als.ALSParams, hybrid.HybridParams, dict |
             {k: tuned.get(k) for k in ("tuned_at", "validation", "score")})
 
 
-def run(spark: SparkSession, settings, end: dt.date, als_params: als.ALSParams | None = None,
-        hybrid_params: hybrid.HybridParams | None = None,
-        fp_params: fpgrowth.FPGrowthParams = fpgrowth.FPGrowthParams()) -> str:
-    """Train, evaluate and write everything publishing needs for the window ending at `end`;
-    return the model version."""
+@dataclass(frozen=True)
+class Plan:
+    """One training run, fixed before any Spark work: the window, every parameter and the
+    version they fingerprint. The parallel ALS and FP-Growth steps of the DAG each compute
+    it and so write into the same models/<version>/."""
+
+    root: Path
+    start: dt.date
+    end: dt.date
+    holdout_days: int
+    als: als.ALSParams
+    hybrid: hybrid.HybridParams
+    fp: fpgrowth.FPGrowthParams
+    tuning: dict | None
+    params: dict  # what the fingerprint hashes and metrics.json records
+    version: str
+
+    @property
+    def out(self) -> Path:
+        return self.root / "models" / self.version
+
+    @property
+    def done(self) -> bool:
+        return (self.out / "_SUCCESS").exists()
+
+
+def plan(settings, end: dt.date, als_params: als.ALSParams | None = None,
+         hybrid_params: hybrid.HybridParams | None = None,
+         fp_params: fpgrowth.FPGrowthParams = fpgrowth.FPGrowthParams()) -> Plan:
+    """The training run for the window of `train.window_days` ending at `end`."""
     root = settings.warehouse
-    start = end - dt.timedelta(days=settings.train_window_days - 1)
     default_als, default_hybrid, tuning = tuned_params(root)
     als_params = als_params or default_als
-    hybrid_params = hybrid_params or default_hybrid
     if settings.train_top_k != als_params.top_k:
         als_params = dataclasses.replace(als_params, top_k=settings.train_top_k)
+    hybrid_params = hybrid_params or default_hybrid
+    start = end - dt.timedelta(days=settings.train_window_days - 1)
     params = {"als": als_params.as_dict(), "hybrid": hybrid_params.as_dict(),
               "fpgrowth": fp_params.as_dict(), "window": [start.isoformat(), end.isoformat()],
               "holdout_days": settings.train_holdout_days}
     version = f"{end:%Y%m%d}-{fingerprint(root, start, end, params)}"
-    out = root / "models" / version
-    if (out / "_SUCCESS").exists():
-        log.info("model %s already trained for this data and parameters; nothing to do", version)
-        return version
-    lines = read_clean(spark, root, start, end).cache()
-    if lines.isEmpty():
-        raise RuntimeError(f"no clean orders between {start} and {end}: run extract and clean")
+    return Plan(root, start, end, settings.train_holdout_days, als_params, hybrid_params,
+                fp_params, tuning, params, version)
 
-    inter = als.interactions(lines, als_params.strength)
+
+def _read_lines(spark: SparkSession, p: Plan) -> DataFrame:
+    lines = read_clean(spark, p.root, p.start, p.end).cache()
+    if lines.isEmpty():
+        raise RuntimeError(f"no clean orders between {p.start} and {p.end}: run extract and "
+                           "clean for those days first")
+    return lines
+
+
+def part_done(p: Plan, part: str) -> dict | None:
+    """The part's summary if this version already has it (or is complete), else None."""
+    path = p.out / PARTS / f"{part}.json"
+    if not (path.exists() or p.done):
+        return None
+    log.info("%s part of model %s already trained; nothing to do", part, p.version)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _part_finish(p: Plan, part: str, summary: dict) -> dict:
+    (p.out / PARTS).mkdir(parents=True, exist_ok=True)
+    _write_text(p.out / PARTS / f"{part}.json", json.dumps(summary, indent=2))
+    return summary
+
+
+def train_als(spark: SparkSession, p: Plan) -> dict:
+    """The ALS side of model p.version: the id mapping, the holdout evaluation, the hybrid
+    recommendations, similar items, popular items and the catalog; `parts/als.json` last."""
+    if (done := part_done(p, "als")) is not None:
+        return done
+    root, out = p.root, p.out
+    lines = _read_lines(spark, p)
+    inter = als.interactions(lines, p.als.strength)
     users = ids.extend(_previous_mapping(spark, root, "users"), inter.select("user_key")).cache()
     items = ids.extend(_previous_mapping(spark, root, "items"), lines.select("goods_id")).cache()
-    cut = end - dt.timedelta(days=settings.train_holdout_days - 1)
-    if settings.train_holdout_days > 0 and cut > start:
-        log.info("evaluating on the holdout %s..%s (models trained before %s)", cut, end, cut)
-        holdout = evaluate_holdout(lines, users, items, cut, als_params, hybrid_params)
+    cut = p.end - dt.timedelta(days=p.holdout_days - 1)
+    if p.holdout_days > 0 and cut > p.start:
+        log.info("evaluating on the holdout %s..%s (models trained before %s)", cut, p.end, cut)
+        holdout = evaluate_holdout(lines, users, items, cut, p.als, p.hybrid)
     else:
         holdout = {"skipped": "train.holdout_days is 0 or not shorter than the window"}
 
-    ratings = als.ratings(lines, users, items, als_params.strength).cache()
-    log.info("training ALS %s on %d pairs", als_params, ratings.count())
-    model = als.train(ratings, als_params)
+    ratings = als.ratings(lines, users, items, p.als.strength).cache()
+    log.info("training ALS %s on %d pairs", p.als, ratings.count())
+    model = als.train(ratings, p.als)
     shoppers = inter.select("user_key").distinct()
-    log.info("scoring the hybrid %s for every shopper", hybrid_params)
-    scores = hybrid.score(lines, model, users, items, shoppers, end, hybrid_params)
-    recs = hybrid.top_lists(scores, als_params.top_k)
-
-    basket_df = fpgrowth.baskets(lines).cache()
-    n_baskets = basket_df.count()
-    support = fp_params.support_for(n_baskets)
-    log.info("training FP-Growth on %d baskets, minSupport %.4f", n_baskets, support)
-    fp_model = fpgrowth.train(basket_df, support, fp_params)
-    rules = fpgrowth.rules(fp_model)
-
-    catalog = spark.read.parquet(str(root / "clean" / "goods"))
+    log.info("scoring the hybrid %s for every shopper", p.hybrid)
+    recs = hybrid.top_lists(hybrid.score(lines, model, users, items, shoppers, p.end, p.hybrid),
+                            p.als.top_k)
     results = out / "results"
     recs.write.mode("overwrite").parquet(str(results / "user_recs"))
-    rules.write.mode("overwrite").parquet(str(results / "rules"))
     popular(lines).write.mode("overwrite").parquet(str(results / "popular"))
-    catalog.write.mode("overwrite").parquet(str(results / "catalog"))
+    spark.read.parquet(str(root / "clean" / "goods")).write.mode("overwrite").parquet(
+        str(results / "catalog"))
     similar.similar_items(model, items, SIMILAR_K).write.mode("overwrite").parquet(
         str(results / "similar"))
     users.write.mode("overwrite").parquet(str(out / "ids" / "users"))
     items.write.mode("overwrite").parquet(str(out / "ids" / "items"))
     model.write().overwrite().save(str(out / "als"))
-    fp_model.write().overwrite().save(str(out / "fpgrowth"))
-
-    metrics = {"version": version, "window": params["window"], "params": params,
-               "published_model": PUBLISHED, "tuning": tuning,
-               "trained_on": {"orders": n_baskets, "lines": lines.count(),
-                              "shoppers": shoppers.count(),
+    summary = {"trained_on": {"lines": lines.count(), "shoppers": shoppers.count(),
                               "goods": lines.select("goods_id").distinct().count()},
-               "evaluation": holdout,
-               "fpgrowth": {"min_support": support,
-                            "rules": spark.read.parquet(str(results / "rules")).count()}}
-    _write_text(out / "metrics.json", json.dumps(metrics, indent=2))
-    report.write(out, served_metrics(root))
-    _write_text(out / "_SUCCESS", "")
-    _write_text(root / "models" / "LATEST", version)
-    for df in (lines, users, items, ratings, basket_df):
+               "evaluation": holdout}
+    for df in (lines, users, items, ratings):
         df.unpersist()
-    log.info("trained model %s: %s", version, metrics["trained_on"])
-    return version
+    return _part_finish(p, "als", summary)
+
+
+def train_fpgrowth(spark: SparkSession, p: Plan) -> dict:
+    """The FP-Growth side of model p.version: the rules; `parts/fpgrowth.json` last."""
+    if (done := part_done(p, "fpgrowth")) is not None:
+        return done
+    lines = _read_lines(spark, p)
+    basket_df = fpgrowth.baskets(lines).cache()
+    n_baskets = basket_df.count()
+    support = p.fp.support_for(n_baskets)
+    log.info("training FP-Growth on %d baskets, minSupport %.4f", n_baskets, support)
+    fp_model = fpgrowth.train(basket_df, support, p.fp)
+    rules_path = p.out / "results" / "rules"
+    fpgrowth.rules(fp_model).write.mode("overwrite").parquet(str(rules_path))
+    fp_model.write().overwrite().save(str(p.out / "fpgrowth"))
+    summary = {"orders": n_baskets, "min_support": support,
+               "rules": spark.read.parquet(str(rules_path)).count()}
+    for df in (lines, basket_df):
+        df.unpersist()
+    return _part_finish(p, "fpgrowth", summary)
+
+
+def finalize(p: Plan) -> str:
+    """Assemble metrics.json and report.html from both parts, then `_SUCCESS` and
+    models/LATEST (pure Python). Raises FileNotFoundError naming a part not trained yet."""
+    if p.done:
+        log.info("model %s already trained for this data and parameters; nothing to do",
+                 p.version)
+        return p.version
+    parts = {}
+    for part in ("als", "fpgrowth"):
+        path = p.out / PARTS / f"{part}.json"
+        if not path.exists():
+            raise FileNotFoundError(f"{path} missing: the {part} part of model {p.version} is "
+                                    f"not trained (run train_{part} for {p.end} first)")
+        parts[part] = json.loads(path.read_text())
+    fp = parts["fpgrowth"]
+    metrics = {"version": p.version, "window": p.params["window"], "params": p.params,
+               "published_model": PUBLISHED, "tuning": p.tuning,
+               "trained_on": {"orders": fp["orders"], **parts["als"]["trained_on"]},
+               "evaluation": parts["als"]["evaluation"],
+               "fpgrowth": {"min_support": fp["min_support"], "rules": fp["rules"]}}
+    _write_text(p.out / "metrics.json", json.dumps(metrics, indent=2))
+    report.write(p.out, served_metrics(p.root))
+    _write_text(p.out / "_SUCCESS", "")
+    _write_text(p.root / "models" / "LATEST", p.version)
+    log.info("trained model %s: %s", p.version, metrics["trained_on"])
+    return p.version
+
+
+def run(spark: SparkSession, settings, end: dt.date, als_params: als.ALSParams | None = None,
+        hybrid_params: hybrid.HybridParams | None = None,
+        fp_params: fpgrowth.FPGrowthParams = fpgrowth.FPGrowthParams()) -> str:
+    """Train, evaluate and write everything publishing needs for the window ending at `end`
+    (both parts in turn, then finalize); return the model version."""
+    p = plan(settings, end, als_params, hybrid_params, fp_params)
+    if p.done:
+        log.info("model %s already trained for this data and parameters; nothing to do",
+                 p.version)
+        return p.version
+    train_als(spark, p)
+    train_fpgrowth(spark, p)
+    return finalize(p)
