@@ -56,6 +56,43 @@ def train(settings: Settings, end: dt.date, spark=None) -> str:
         return train_job.run(session, settings, end)
 
 
+def train_als(settings: Settings, end: dt.date, spark=None) -> str:
+    """The ALS part of the model for the window ending at `end`; returns its version."""
+    from models import train as train_job
+
+    plan = train_job.plan(settings, end)
+    if train_job.part_done(plan, "als") is None:  # else no JVM to start at all
+        with _session(spark) as session:
+            train_job.train_als(session, plan)
+    return plan.version
+
+
+def train_fpgrowth(settings: Settings, end: dt.date, spark=None) -> str:
+    """The FP-Growth part of the model for the window ending at `end`; returns its version."""
+    from models import train as train_job
+
+    plan = train_job.plan(settings, end)
+    if train_job.part_done(plan, "fpgrowth") is None:
+        with _session(spark) as session:
+            train_job.train_fpgrowth(session, plan)
+    return plan.version
+
+
+def finalize(settings: Settings, end: dt.date, expected: set[str] | None = None) -> str:
+    """metrics.json, report, _SUCCESS and models/LATEST once both parts are trained (no Spark).
+
+    `expected`: the versions the part steps reported; they must all be this plan's."""
+    from models import train as train_job
+
+    plan = train_job.plan(settings, end)
+    if expected and expected != {plan.version}:
+        raise RuntimeError(
+            f"the training steps for {end} wrote {sorted(expected)} but the data and "
+            f"parameters now give {plan.version}: landing/ or models/TUNED.json changed "
+            "during the run; clear the training tasks so both parts train it again")
+    return train_job.finalize(plan)
+
+
 def tune(settings: Settings, end: dt.date, quick: bool = False, spark=None) -> dict:
     from models import tune as tune_job
 
@@ -79,15 +116,15 @@ def _report_gate(model_dir, candidate: dict, served: dict | None, failures: list
     os.replace(tmp, model_dir / "report.html")
 
 
-def publish(settings: Settings, version: str | None = None, skip_gate: bool = False) -> str:
-    """Gate the trained `version` (default models/LATEST), then serve it.
+def gate(settings: Settings, version: str | None = None, skip_gate: bool = False) -> str:
+    """Check the trained `version` (default models/LATEST) against the quality gate and
+    write the verdict into its report.html; return the version.
 
-    Raises QualityGateError, leaving serving/CURRENT as it was, when the model is worse
-    than the gate allows."""
+    Raises QualityGateError when the model is worse than the gate allows (unless
+    `skip_gate`: then the failures are logged as warnings)."""
     import json
 
     from engine.snapshot import current_version
-    from engine.snapshot import publish as publish_snapshot
     from models.gate import GatePolicy, QualityGateError, check
 
     root = settings.warehouse
@@ -114,8 +151,98 @@ def publish(settings: Settings, version: str | None = None, skip_gate: bool = Fa
                                f"stays served: " + "; ".join(failures))
     for failure in failures:
         log.warning("gate skipped by the operator: %s", failure)
-    publish_snapshot(root, version)
     return version
+
+
+def publish(settings: Settings, version: str | None = None, skip_gate: bool = False) -> str:
+    """Gate the trained `version` (default models/LATEST), then serve it.
+
+    Raises QualityGateError, leaving serving/CURRENT as it was, when the model is worse
+    than the gate allows."""
+    from engine.snapshot import publish as publish_snapshot
+
+    version = gate(settings, version, skip_gate)
+    publish_snapshot(settings.warehouse, version)
+    return version
+
+
+def publish_nightly(settings: Settings, version: str) -> str | None:
+    """`publish`, unless the served version was trained on a window ending later than
+    `version`'s: re-running an old night never rolls serving back (an operator does that,
+    explicitly, with `shoprecs publish --version V`). Returns None when it kept the newer."""
+    import json
+
+    from engine.snapshot import current_version
+
+    root = settings.warehouse
+    served = current_version(root)
+
+    def window_end(metrics_path):
+        metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+        metrics = metrics.get("metrics", metrics)  # serving manifests nest them
+        return (metrics.get("window") or [None, ""])[1]
+
+    if served and served != version:
+        mine = window_end(root / "models" / version / "metrics.json")
+        theirs = window_end(root / "serving" / served / "manifest.json")
+        if mine and theirs and theirs > mine:
+            log.warning("not publishing %s (trained through %s): the served %s was trained "
+                        "through %s; roll back explicitly with `shoprecs publish --version "
+                        "%s` if that is what you want", version, mine, served, theirs, version)
+            return None
+    return publish(settings, version)
+
+
+class _ServiceBusy(Exception):
+    """The service answered 5xx: worth asking again."""
+
+
+def _admin_key(settings: Settings) -> str | None:
+    keys = settings.admin_api_keys or ""  # comma-separated, or a list from a TOML file
+    if isinstance(keys, str):
+        keys = keys.split(",")
+    keys = [k.strip() for k in keys if k and k.strip()]
+    return keys[0] if keys else None
+
+
+def reload_service(settings: Settings, version: str, attempts: int = 3) -> dict:
+    """Ask the service at `service.url` to load serving/CURRENT now (POST /admin/reload).
+
+    Never raises: a service that cannot be reached or refuses is logged as a warning and
+    reported in the result, because the service also polls serving/CURRENT and will pick
+    up `version` by itself. Returns {"reloaded": bool, "detail": str}."""
+    import requests
+    from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+    url = settings.service_url.rstrip("/") + "/admin/reload"
+    key = _admin_key(settings)
+    if key is None:
+        detail = (f"service.url is set but admin.api_keys is empty: cannot POST {url}; set "
+                  "SHOPRECS_ADMIN_API_KEYS (the service will still notice serving/CURRENT)")
+        log.warning(detail)
+        return {"reloaded": False, "detail": detail}
+    retrying = Retrying(stop=stop_after_attempt(attempts), reraise=True,
+                        wait=wait_exponential(multiplier=0.5, max=5),
+                        retry=retry_if_exception_type((requests.RequestException, _ServiceBusy)))
+    try:
+        for attempt in retrying:
+            with attempt:
+                resp = requests.post(url, headers={"X-API-Key": key}, timeout=10)
+                if resp.status_code >= 500:
+                    raise _ServiceBusy(f"HTTP {resp.status_code}")
+    except (requests.RequestException, _ServiceBusy) as exc:
+        detail = (f"POST {url} failed after {attempts} attempts ({exc}); the service will "
+                  f"pick up {version} when it next polls serving/CURRENT")
+        log.warning(detail)
+        return {"reloaded": False, "detail": detail}
+    if resp.status_code >= 400:
+        hint = " (check SHOPRECS_ADMIN_API_KEYS)" if resp.status_code in (401, 403) else ""
+        detail = f"POST {url}: HTTP {resp.status_code}{hint}: {resp.text[:200]}"
+        log.warning(detail)
+        return {"reloaded": False, "detail": detail}
+    log.info("asked the service at %s to reload: HTTP %d", settings.service_url,
+             resp.status_code)
+    return {"reloaded": True, "detail": f"HTTP {resp.status_code}: {resp.text[:200]}"}
 
 
 def run_all(settings: Settings, start: dt.date, end: dt.date, timings: dict | None = None,
