@@ -20,11 +20,38 @@ def test_fpgrowth_finds_the_planted_bundle(spark):
     assert a_b.lift == pytest.approx((4 / 5) / (4 / 6))
 
 
-def test_fpgrowth_default_support_needs_twenty_baskets():
+def test_fpgrowth_default_support_needs_fifty_baskets():
     p = fpgrowth.FPGrowthParams()
-    assert p.support_for(20_000) == pytest.approx(0.001)
-    assert p.support_for(1_000) == pytest.approx(0.02)
+    assert p.support_for(50_000) == pytest.approx(0.001)
+    assert p.support_for(2_000) == pytest.approx(0.025)
     assert p.support_for(10) == 0.05
+    assert fpgrowth.FPGrowthParams(min_support=0.3).support_for(10) == 0.3
+
+
+def test_fpgrowth_leaves_out_bulk_baskets(spark):
+    bulk = [str(g) for g in range(30)]
+    df = spark.createDataFrame([("o1", ["a", "b"]), ("o2", bulk), ("o3", ["a"])],
+                               "order_id string, items array<string>")
+    kept = fpgrowth.minable(df, fpgrowth.FPGrowthParams(max_basket_items=10))
+    assert sorted(r.order_id for r in kept.collect()) == ["o1", "o3"]
+    assert fpgrowth.minable(df, fpgrowth.FPGrowthParams(max_basket_items=0)).count() == 3
+
+
+def test_fpgrowth_raises_support_when_itemsets_explode(spark):
+    # 12 goods always bought together in 4 of 12 baskets: 4,095 itemsets at minSupport
+    # 0.2. With at most 100 itemsets allowed it is doubled to 0.4, which leaves only the
+    # goods of the 8 baskets of {x, y}.
+    dense = [str(g) for g in range(12)]
+    rows = [(f"d{i}", dense) for i in range(4)] + [(f"p{i}", ["x", "y"]) for i in range(8)]
+    df = spark.createDataFrame(rows, "order_id string, items array<string>")
+    params = fpgrowth.FPGrowthParams(max_itemsets=100)
+    model = fpgrowth.train(df, 0.2, params)
+    try:
+        assert model.getMinSupport() == pytest.approx(0.4)
+        assert {tuple(sorted(r["items"])) for r in model.freqItemsets.collect()} == {
+            ("x",), ("y",), ("x", "y")}
+    finally:
+        model.freqItemsets.unpersist()
 
 
 def test_als_ranks_a_shoppers_taste_cluster_above_the_others(spark):
