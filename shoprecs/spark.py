@@ -21,6 +21,9 @@ def configure_environment() -> None:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    # With the system's OpenBLAS installed, Spark's ALS solves through it: one thread per
+    # call, as Spark already runs a task per core (spark-defaults.conf sets the executors').
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
 def get_spark(app_name: str):
