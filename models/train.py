@@ -263,16 +263,21 @@ def train_fpgrowth(spark: SparkSession, p: Plan) -> dict:
     if (done := part_done(p, "fpgrowth")) is not None:
         return done
     lines = _read_lines(spark, p)
-    basket_df = fpgrowth.baskets(lines).cache()
-    n_baskets = basket_df.count()
+    all_baskets = fpgrowth.baskets(lines)
+    basket_df = fpgrowth.minable(all_baskets, p.fp).cache()
+    n_baskets, n_orders = basket_df.count(), all_baskets.count()
     support = p.fp.support_for(n_baskets)
-    log.info("training FP-Growth on %d baskets, minSupport %.4f", n_baskets, support)
+    log.info("training FP-Growth on %d baskets (%d bulk orders of more than %d goods left "
+             "out), minSupport %.4f", n_baskets, n_orders - n_baskets, p.fp.max_basket_items,
+             support)
     fp_model = fpgrowth.train(basket_df, support, p.fp)
     rules_path = p.out / "results" / "rules"
     fpgrowth.rules(fp_model).write.mode("overwrite").parquet(str(rules_path))
     fp_model.write().overwrite().save(str(p.out / "fpgrowth"))
-    summary = {"orders": n_baskets, "min_support": support,
+    summary = {"orders": n_orders, "baskets_mined": n_baskets,
+               "min_support": fp_model.getMinSupport(),
                "rules": spark.read.parquet(str(rules_path)).count()}
+    fp_model.freqItemsets.unpersist()
     for df in (lines, basket_df):
         df.unpersist()
     return _part_finish(p, "fpgrowth", summary)
@@ -297,7 +302,8 @@ def finalize(p: Plan) -> str:
                "published_model": PUBLISHED, "tuning": p.tuning,
                "trained_on": {"orders": fp["orders"], **parts["als"]["trained_on"]},
                "evaluation": parts["als"]["evaluation"],
-               "fpgrowth": {"min_support": fp["min_support"], "rules": fp["rules"]}}
+               "fpgrowth": {"min_support": fp["min_support"], "rules": fp["rules"],
+                            "baskets_mined": fp.get("baskets_mined")}}
     _write_text(p.out / "metrics.json", json.dumps(metrics, indent=2))
     report.write(p.out, served_metrics(p.root))
     _write_text(p.out / "_SUCCESS", "")
