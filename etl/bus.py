@@ -212,6 +212,25 @@ class _Day:
         return manifest
 
 
+def land_day(root: Path, day: dt.date, jsonl: bytes) -> dict:
+    """Land one day of orders that did not come over the bus (the data scaler's), in the
+    layout `extract` leaves: orders.jsonl, then the manifest last."""
+    folder = root / "landing" / "orders" / f"dt={day.isoformat()}"
+    _write_atomic(folder / "orders.jsonl", jsonl)
+    orders = jsonl.count(b"\n")
+    manifest = {"dt": day.isoformat(), "orders": orders, "pages": 1, "perPage": orders,
+                "sha256": hashlib.sha256(jsonl).hexdigest(),
+                "bus": {"pageCount": 1, "maxOrders": orders}}
+    _write_atomic(folder / "_manifest.json", json.dumps(manifest, indent=1))
+    return manifest
+
+
+def land_goods(root: Path, day: dt.date, goods: list[dict]) -> None:
+    """Land a goods catalog as of `day` (what `extract_goods` writes)."""
+    _write_atomic(root / "landing" / "goods" / f"dt={day.isoformat()}" / "goods.jsonl",
+                  _jsonl(goods))
+
+
 def days(start: dt.date, end: dt.date) -> list[dt.date]:
     if end < start:
         raise ValueError(f"date range is empty: {start} is after {end}")
@@ -293,8 +312,7 @@ def extract_goods(client: BusClient, day: dt.date, root: Path) -> int:
         pages += pool.map(lambda p: client.get_page("/goods", "goods", p)["goods"],
                           range(2, first["pageCount"] + 1))
     goods = [g for page in pages for g in page]
-    _write_atomic(root / "landing" / "goods" / f"dt={day.isoformat()}" / "goods.jsonl",
-                  _jsonl(goods))
+    land_goods(root, day, goods)
     log.info("landed goods as of %s: %d items in %d pages", day, len(goods), len(pages))
     return len(goods)
 
