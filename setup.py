@@ -24,6 +24,7 @@ setup(
         "requests>=2.31",
         "urllib3>=2",
         "pymongo>=4.6",
+        "cachetools>=5",  # the MongoDB-backed engine's LRU
         "click>=8.1",
         "tqdm>=4.66",
         "prometheus-client>=0.20",
@@ -33,7 +34,8 @@ setup(
         "dev": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.5",
                 "mlxtend>=0.23",  # an independent FP-Growth for the agreement test
                 "schemathesis>=4.30",  # fuzzes the API against /openapi.json
-                "selenium>=4.20"],  # drives Debian's headless chromium (merch page test)
+                "selenium>=4.20",  # drives Debian's headless chromium (merch page test)
+                "mongomock>=4.3"],  # the MongoDB store's tests without a server
         # outside references for `make bench-quality`, never used by the product
         "bench": ["implicit>=0.7", "threadpoolctl>=3"],
     },

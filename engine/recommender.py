@@ -32,6 +32,28 @@ def _rule_order(sort: str):
     return lambda r: (-r[sort], -r["support"], r["consequent"])
 
 
+def user_fragments(recs, enc: ItemEncoder) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
+    """(every rec, the recs not bought before) of one shopper, encoded."""
+    return (tuple(enc.item(g, s) for g, s, _ in recs),
+            tuple(enc.item(g, s) for g, s, bought in recs if not bought))
+
+
+def ranked_rules(rules: list[dict], enc: ItemEncoder) -> dict[str, list[tuple[float, bytes]]]:
+    """sort key -> [(confidence, fragment)] best first, for one product's rules."""
+    return {key: [(r["confidence"], enc.rule(r)) for r in sorted(rules, key=_rule_order(key))]
+            for key in SORT_KEYS}
+
+
+def basket_entry(r: dict, enc: ItemEncoder) -> tuple:
+    """(antecedent set, (confidence, lift, support), ((consequent, fragment), ...))."""
+    because = ",".join(enc.goods(g) for g in r["antecedent"])
+    score = number(r["confidence"])
+    fragments = tuple(
+        (c, f'{{"goodsId":{enc.goods(c)},"score":{score},"name":{enc.name(c)},'
+            f'"because":[{because}]}}'.encode()) for c in r["consequent"])
+    return (frozenset(r["antecedent"]), (r["confidence"], r["lift"], r["support"]), fragments)
+
+
 class RecommendationEngine:
     def __init__(self, snapshot: Snapshot, *, hmac_key: str, rules: PhoneRules = PhoneRules()):
         self.snapshot = snapshot
@@ -41,17 +63,13 @@ class RecommendationEngine:
 
     def _encode(self, snap: Snapshot) -> None:
         enc = ItemEncoder(snap.names)
-        self._users = {key: (tuple(enc.item(g, s) for g, s, _ in recs),
-                             tuple(enc.item(g, s) for g, s, bought in recs if not bought))
+        self._users = {key: user_fragments(recs, enc)
                        for key, recs in snap.user_recs.items() if recs}
         self._popular = tuple(enc.item(g, s) for g, s in snap.popular)
         self._similar = {g: tuple(enc.item(o, s, "score") for o, s in near)
                          for g, near in snap.similar.items()}
         # product -> sort key -> [(confidence, fragment)] best first
-        self._assoc = {g: {key: [(r["confidence"], enc.rule(r))
-                                 for r in sorted(rules, key=_rule_order(key))]
-                           for key in SORT_KEYS}
-                       for g, rules in snap.rules_by_item.items()}
+        self._assoc = {g: ranked_rules(rules, enc) for g, rules in snap.rules_by_item.items()}
         self._index_basket_rules(snap.rules, enc)
 
     def _index_basket_rules(self, rules: list[dict], enc: ItemEncoder) -> None:
@@ -61,13 +79,8 @@ class RecommendationEngine:
         self._by_member: dict[str, list[tuple]] = {}
         self._max_antecedent = 0
         for r in rules:
-            because = ",".join(enc.goods(g) for g in r["antecedent"])
-            score = number(r["confidence"])
-            fragments = tuple(
-                (c, f'{{"goodsId":{enc.goods(c)},"score":{score},"name":{enc.name(c)},'
-                    f'"because":[{because}]}}'.encode()) for c in r["consequent"])
-            antecedent = frozenset(r["antecedent"])
-            entry = (antecedent, (r["confidence"], r["lift"], r["support"]), fragments)
+            entry = basket_entry(r, enc)
+            antecedent = entry[0]
             self._by_antecedent.setdefault(antecedent, []).append(entry)
             for g in antecedent:
                 self._by_member.setdefault(g, []).append(entry)

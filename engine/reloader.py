@@ -9,6 +9,10 @@ until CURRENT changes again (or `force=True`).
 
 Triggers: `start_polling(interval)` (a daemon thread), and anything that calls
 `reload()` (SIGHUP and POST /admin/reload in the service).
+
+Versions come from the snapshot folder under `root` unless a `source` is given: any
+object with `current_version()`, `load(version)` and a `pointer` description, such as
+engine.mongo_engine.MongoSource (which follows MongoDB's serving.current document).
 """
 from __future__ import annotations
 
@@ -32,10 +36,24 @@ class ReloadResult:
     detail: str = ""
 
 
+class _SnapshotFolder:
+    """The default source: serving/CURRENT and serving/<version>/ under the warehouse."""
+
+    def __init__(self, root: Path):
+        self.root, self.pointer = root, str(root / "serving" / "CURRENT")
+
+    def current_version(self) -> str | None:
+        return current_version(self.root)
+
+    def load(self, version: str) -> Snapshot:
+        return Snapshot.load(self.root / "serving" / version)
+
+
 class EngineHolder:
     def __init__(self, root: str | Path, make_engine: Callable[[Snapshot], RecommendationEngine],
-                 engine: RecommendationEngine | None = None):
+                 engine: RecommendationEngine | None = None, source=None):
         self.root = Path(root)
+        self.source = source if source is not None else _SnapshotFolder(self.root)
         self.engine = engine
         self.loaded_at = time.time() if engine is not None else None
         self._make_engine = make_engine
@@ -60,15 +78,15 @@ class EngineHolder:
 
     def _reload(self, force: bool) -> ReloadResult:
         served = self.version
-        wanted = current_version(self.root)
+        wanted = self.source.current_version()
         if wanted is None:
-            return ReloadResult("empty", served, f"{self.root / 'serving' / 'CURRENT'} is missing")
+            return ReloadResult("empty", served, f"{self.source.pointer} is missing")
         if wanted == served or (wanted == self._refused and not force):
             return ReloadResult("unchanged", served)
         try:
-            engine = self._make_engine(Snapshot.load(self.root / "serving" / wanted))
+            engine = self._make_engine(self.source.load(wanted))
             if engine.version != wanted:
-                raise SnapshotError(f"serving/{wanted}/manifest.json says version "
+                raise SnapshotError(f"version {wanted}'s manifest says version "
                                     f"{engine.version!r}")
             engine.self_check()
         except Exception as exc:  # anything wrong with the new version must not stop serving

@@ -81,6 +81,17 @@ class Settings:
     # Failed pipeline tasks are POSTed here as JSON (besides the log); empty: log only.
     alert_webhook_url: str = field(default="", repr=False)  # may embed a token
 
+    # Stores (README, "MongoDB store"). publish.store: where `shoprecs publish` writes a
+    # version: "snapshot" (serving/ folder), "mongo" or "both"; service.store: where the
+    # service reads it from: "snapshot" or "mongo".
+    publish_store: str = "snapshot"
+    service_store: str = "snapshot"
+    mongo_uri: str = field(default="", repr=False)  # mongodb://user:password@host/...
+    mongo_db: str = "shoprecs"
+    mongo_keep_versions: int = 3  # complete versions kept; current and previous always are
+    mongo_batch_size: int = 1000  # documents per unordered bulk insert
+    mongo_cache_size: int = 100_000  # LRU entries per lookup kind in each service process
+
     @property
     def warehouse(self) -> Path:
         return Path(self.warehouse_root)

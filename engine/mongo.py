@@ -1,0 +1,241 @@
+"""The MongoDB serving store: versioned collections, a pointer document, pruning.
+
+    <kind>_<version>    one collection per result set of a version (kind in RESULT_SETS):
+        user_recs_<v>   {_id: user_key, recs: [[goods, score, bought], ...]} best first
+        similar_<v>     {_id: goods, items: [[goods, score], ...]} best first
+        rules_<v>       {_id, antecedent, consequent, size, confidence, lift, support},
+                        index (antecedent, size): a product's rules and a cart's rules
+        popular_<v>     {_id: rank, goods_id, score}
+        catalog_<v>     {_id: goods, name}
+    versions            {_id: version, state: "writing" | "complete", counts, manifest}
+    serving             {_id: "current", version, previous, switched_at}: what is served
+
+Writers (`write_partition`, run by Spark executors in models/publish_mongo.py) insert
+unordered in batches. The pointer moves with one compare-and-swap update, only after a
+version is marked complete, so readers always see one whole version. Nothing here
+imports Spark; `connect` is the module-level client factory executors call, chosen by
+URI (`mongodb://`, `mongodb+srv://`, or `mongomock://name` for tests, one in-memory
+server per process).
+
+Run with: shoprecs publish --store mongo   (serving: service.store = "mongo")
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import re
+import threading
+
+from pymongo import ASCENDING, InsertOne
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+from engine.snapshot import SnapshotError
+
+log = logging.getLogger(__name__)
+
+RESULT_SETS = ("user_recs", "rules", "similar", "popular", "catalog")
+POINTER, VERSIONS, CURRENT = "serving", "versions", "current"
+INDEXES = {"rules": [("antecedent", ASCENDING), ("size", ASCENDING)]}
+_VERSION = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+_DUPLICATE_KEY = 11000
+_mock_clients: dict[str, object] = {}
+_mock_lock = threading.Lock()
+
+
+class MongoStoreError(SnapshotError):
+    """A version in MongoDB is missing, incomplete or unreadable; the message says which."""
+
+
+def collection_name(kind: str, version: str) -> str:
+    if kind not in RESULT_SETS:
+        raise ValueError(f"unknown result set {kind!r}; one of {RESULT_SETS}")
+    if not _VERSION.match(version):
+        raise ValueError(f"version {version!r} cannot name a collection: use letters, "
+                         "digits, '_', '.', '-' (at most 100)")
+    return f"{kind}_{version}"
+
+
+def connect(uri: str):
+    """A client for `uri`: pymongo for mongodb:// and mongodb+srv://, mongomock (a dev
+    dependency) for mongomock://NAME, shared per process so a test's writers and readers
+    meet. Module-level so Spark ships it to executors by reference."""
+    if not uri:
+        raise ValueError("no MongoDB URI: set mongo.uri (SHOPRECS_MONGO_URI), e.g. "
+                         "mongodb://127.0.0.1:27017")
+    if uri.startswith("mongomock://"):
+        import mongomock
+
+        with _mock_lock:
+            return _mock_clients.setdefault(uri, mongomock.MongoClient())
+    if not uri.startswith(("mongodb://", "mongodb+srv://")):
+        raise ValueError("mongo.uri must start with mongodb://, mongodb+srv:// or "
+                         "mongomock://, got a URI with another scheme")
+    from pymongo import MongoClient
+
+    return MongoClient(uri, appname="shoprecs", serverSelectionTimeoutMS=10_000,
+                       tz_aware=True)
+
+
+def _user_doc(row) -> dict:
+    return {"_id": row["user_key"],
+            "recs": [[r["goods_id"], r["score"], bool(r["bought"])] for r in row["recs"]]}
+
+
+def _similar_doc(row) -> dict:
+    return {"_id": row["goods_id"], "items": [[r["similar_id"], r["score"]] for r in row["items"]]}
+
+
+def _rule_doc(row) -> dict:
+    ante, cons = list(row["antecedent"]), list(row["consequent"])
+    # a deterministic _id: a Spark task run twice inserts duplicates, which are ignored
+    return {"_id": json.dumps([ante, cons]), "antecedent": ante, "consequent": cons,
+            "size": len(ante), "confidence": row["confidence"], "lift": row["lift"],
+            "support": row["support"]}
+
+
+TO_DOC = {"user_recs": _user_doc, "similar": _similar_doc, "rules": _rule_doc,
+          "popular": lambda r: {"_id": r["rank"], "goods_id": r["goods_id"], "score": r["score"]},
+          "catalog": lambda r: {"_id": r["goods_id"], "name": r["name"]}}
+
+
+def _flush(coll, ops: list) -> int:
+    try:
+        return coll.bulk_write(ops, ordered=False).inserted_count
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        other = [e for e in errors if e.get("code") != _DUPLICATE_KEY]
+        if other or exc.details.get("writeConcernErrors"):
+            first = (other or exc.details["writeConcernErrors"])[0]
+            raise MongoStoreError(f"bulk insert into {coll.name} failed: {first.get('errmsg')} "
+                                  f"({len(other)} of {len(ops)} documents)") from exc
+        # only duplicates of documents already there: this partition ran before (a retry)
+        return exc.details.get("nInserted", 0)
+
+
+def write_partition(rows, *, uri: str, db: str, collection: str, kind: str,
+                    batch_size: int = 1000, connect=connect) -> int:
+    """Insert one partition's rows (Spark Rows or dicts) into `collection` as `kind`
+    documents, unordered, `batch_size` at a time, with a client of its own; returns the
+    number inserted. Executors run it through DataFrame.foreachPartition."""
+    to_doc = TO_DOC[kind]
+    client = connect(uri)
+    coll = client[db][collection]
+    inserted, batch = 0, []
+    try:
+        for row in rows:
+            batch.append(InsertOne(to_doc(row)))
+            if len(batch) >= batch_size:
+                inserted += _flush(coll, batch)
+                batch = []
+        if batch:
+            inserted += _flush(coll, batch)
+    finally:
+        if not uri.startswith("mongomock://"):
+            client.close()
+    return inserted
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class MongoStore:
+    """Versions, the pointer and pruning in one MongoDB database (driver side)."""
+
+    def __init__(self, db):
+        self.db = db
+
+    def collection(self, kind: str, version: str):
+        return self.db[collection_name(kind, version)]
+
+    def pointer(self) -> dict | None:
+        return self.db[POINTER].find_one({"_id": CURRENT})
+
+    def current_version(self) -> str | None:
+        doc = self.pointer()
+        return doc["version"] if doc else None
+
+    def is_complete(self, version: str) -> bool:
+        doc = self.db[VERSIONS].find_one({"_id": version})
+        return bool(doc) and doc.get("state") == "complete" and not self.count_mismatches(
+            version, doc.get("counts", {}))
+
+    def begin(self, version: str) -> None:
+        """Drop whatever an earlier attempt left of `version` and mark it being written.
+        Refuses to touch the version being served."""
+        if version == self.current_version():
+            raise MongoStoreError(f"version {version} is served (serving.current); it cannot "
+                                  "be rewritten in place: publish another version first")
+        for kind in RESULT_SETS:
+            self.collection(kind, version).drop()
+        self.db[VERSIONS].replace_one({"_id": version}, {"_id": version, "state": "writing",
+                                                         "started_at": _now()}, upsert=True)
+
+    def count_mismatches(self, version: str, expected: dict[str, int]) -> list[str]:
+        wrong = []
+        for kind in RESULT_SETS:
+            found = self.collection(kind, version).count_documents({})
+            if kind in expected and found != expected[kind]:
+                wrong.append(f"{collection_name(kind, version)} has {found} documents, "
+                             f"expected {expected[kind]}")
+        return wrong
+
+    def finish(self, version: str, expected: dict[str, int], manifest: dict) -> None:
+        """Verify every collection's count, build the indexes, mark `version` complete."""
+        wrong = self.count_mismatches(version, expected)
+        if wrong:
+            raise MongoStoreError(f"version {version} is incomplete, not switched: "
+                                  + "; ".join(wrong) + ". Publish it again")
+        if not expected.get("popular"):
+            raise MongoStoreError(f"version {version}: no popular items, so no fallback")
+        for kind, keys in INDEXES.items():
+            self.collection(kind, version).create_index(keys, name="_".join(k for k, _ in keys))
+        self.db[VERSIONS].update_one({"_id": version}, {"$set": {
+            "state": "complete", "counts": expected, "published_at": _now(),
+            "manifest": {**manifest, "counts": expected}}})
+
+    def refuse(self, version: str) -> None:
+        """Mark a written version unservable: never switched to, rewritten when published."""
+        self.db[VERSIONS].update_one({"_id": version}, {"$set": {"state": "refused"}})
+
+    def switch(self, version: str) -> str | None:
+        """Point serving.current at the complete `version` (compare-and-swap: a concurrent
+        switch makes this raise rather than be lost); returns the version served before."""
+        if not self.is_complete(version):
+            raise MongoStoreError(f"version {version} is not completely written; not switched")
+        old = self.pointer()
+        served = old["version"] if old else None
+        if served == version:
+            return served
+        doc = {"version": version, "previous": served, "switched_at": _now()}
+        try:
+            if old is None:
+                self.db[POINTER].insert_one({"_id": CURRENT, **doc})
+                return None
+            if self.db[POINTER].find_one_and_update({"_id": CURRENT, "version": served},
+                                                    {"$set": doc}) is not None:
+                return served
+        except DuplicateKeyError:
+            pass
+        raise MongoStoreError(f"serving.current changed while switching to {version}: another "
+                              "publish ran at the same time; publish again")
+
+    def prune(self, keep: int) -> list[str]:
+        """Drop all but the `keep` newest complete versions, never current or previous;
+        returns the versions dropped (partial leftovers of failed runs included)."""
+        pointer = self.pointer() or {}
+        protected = {pointer.get("version"), pointer.get("previous")}
+        docs = sorted(self.db[VERSIONS].find({}, {"state": 1, "published_at": 1,
+                                                   "started_at": 1}),
+                      key=lambda d: str(d.get("published_at") or d.get("started_at") or ""),
+                      reverse=True)
+        complete = [d["_id"] for d in docs if d.get("state") == "complete"]
+        kept = protected | set(complete[:max(keep, 0)])
+        dropped = [d["_id"] for d in docs if d["_id"] not in kept]
+        for version in dropped:
+            for kind in RESULT_SETS:
+                self.collection(kind, version).drop()
+            self.db[VERSIONS].delete_one({"_id": version})
+            log.info("pruned version %s from MongoDB", version)
+        return dropped

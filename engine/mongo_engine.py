@@ -1,0 +1,214 @@
+"""Serving from MongoDB: the RecommendationEngine's lookups, read per request, LRU-cached.
+
+The seam is `RecommendationEngine._encode`, the one method that builds the in-memory
+indexes from a snapshot. `MongoEngine` overrides it to bind the same index names to
+`_Lru` views that fetch one document on a miss and encode it with the very functions the
+snapshot engine uses (`user_fragments`, `ranked_rules`, `basket_entry`), so both answer
+byte for byte alike; every lookup method above the indexes is inherited unchanged.
+Popular items and the manifest are read once per version; goods names are fetched in one
+query per answer and cached. Misses are cached too (an unknown shopper costs one query
+per `cache_size` lookups, not one per request).
+
+    holder = EngineHolder(root, lambda snap: engine_for(snap, hmac_key=KEY),
+                          source=MongoSource(connect(uri)[db]))
+"""
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Iterable
+
+from cachetools import LRUCache
+
+from engine._encoded import ItemEncoder
+from engine.mongo import VERSIONS, MongoStore, MongoStoreError, connect
+from engine.recommender import RecommendationEngine, basket_entry, ranked_rules, user_fragments
+
+_MISSING = object()
+
+
+class _Lru:
+    """key -> value fetched on a miss (None: absent), in a thread-safe LRU."""
+
+    def __init__(self, fetch_many: Callable[[list], dict], maxsize: int):
+        self._fetch_many = fetch_many
+        self._cache = LRUCache(maxsize)
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def get_many(self, keys: Iterable) -> dict:
+        found, missing = {}, []
+        with self._lock:
+            for key in keys:
+                value = self._cache.get(key, _MISSING)
+                if value is _MISSING:
+                    missing.append(key)
+                else:
+                    found[key] = value
+            self.hits += len(found)
+            self.misses += len(missing)
+        if missing:
+            fetched = self._fetch_many(missing)  # outside the lock: readers never wait on I/O
+            with self._lock:
+                for key in missing:
+                    found[key] = self._cache[key] = fetched.get(key)
+        return found
+
+    def get(self, key, default=None):
+        value = self.get_many((key,))[key]
+        return default if value is None else value
+
+    def __contains__(self, key) -> bool:
+        return self.get(key) is not None
+
+
+class _Names:
+    """The catalog's names, as much of a dict as ItemEncoder and the engine need."""
+
+    def __init__(self, coll, maxsize: int):
+        self._coll = coll
+        self._lru = _Lru(self._fetch, maxsize)
+
+    def _fetch(self, ids: list) -> dict:
+        return {d["_id"]: (d.get("name"),) for d in self._coll.find({"_id": {"$in": ids}})}
+
+    def prefetch(self, ids: Iterable[str]) -> None:
+        self._lru.get_many(set(ids))
+
+    def get(self, goods_id: str, default=None):
+        found = self._lru.get(goods_id)
+        return default if found is None else found[0]
+
+    def __contains__(self, goods_id: str) -> bool:
+        return self._lru.get(goods_id) is not None
+
+    def search(self, text: str) -> list[tuple[str, str]]:
+        pattern = {"$regex": re.escape(text), "$options": "i"}
+        return [(d["_id"], d["name"]) for d in self._coll.find({"name": pattern})]
+
+
+class MongoSnapshot:
+    """One complete version in MongoDB, shaped like the parts of Snapshot the engine reads."""
+
+    def __init__(self, store: MongoStore, version: str, cache_size: int = 100_000):
+        doc = store.db[VERSIONS].find_one({"_id": version})
+        if not doc or doc.get("state") != "complete":
+            raise MongoStoreError(f"version {version} is not completely published in MongoDB "
+                                  f"({store.db.name}.{VERSIONS}); publish it again")
+        self.store, self.version, self.cache_size = store, version, cache_size
+        self.manifest = doc.get("manifest") or {"version": version}
+        self.names = _Names(store.collection("catalog", version), cache_size)
+        self.popular = [(d["goods_id"], d["score"]) for d in
+                        store.collection("popular", version).find().sort("_id", 1)]
+        sim = store.collection("similar", version)
+        self.similar = _Lru(lambda ids: {d["_id"]: [tuple(i) for i in d["items"]]
+                                         for d in sim.find({"_id": {"$in": ids}})}, cache_size)
+
+    def rules_with(self, goods_ids: list[str], single: bool = False) -> list[dict]:
+        query = {"antecedent": {"$in": goods_ids}, **({"size": 1} if single else {})}
+        return list(self.store.collection("rules", self.version).find(query))
+
+
+class MongoSource:
+    """Versions for EngineHolder: the pointer document says which one to serve."""
+
+    def __init__(self, db, cache_size: int = 100_000):
+        self.store, self.cache_size = MongoStore(db), cache_size
+        self.pointer = f"{db.name}.serving (_id 'current')"
+
+    def current_version(self) -> str | None:
+        return self.store.current_version()
+
+    def load(self, version: str) -> MongoSnapshot:
+        return MongoSnapshot(self.store, version, self.cache_size)
+
+
+class MongoEngine(RecommendationEngine):
+    """RecommendationEngine over a MongoSnapshot: same lookups, documents fetched lazily."""
+
+    def _encode(self, snap: MongoSnapshot) -> None:
+        enc, size = ItemEncoder(snap.names), snap.cache_size
+        users = snap.store.collection("user_recs", snap.version)
+
+        def fetch_users(keys):
+            docs = list(users.find({"_id": {"$in": keys}}))
+            snap.names.prefetch(r[0] for d in docs for r in d["recs"])
+            return {d["_id"]: user_fragments(d["recs"], enc) for d in docs if d["recs"]}
+
+        def fetch_similar(ids):
+            near = snap.similar.get_many(ids)
+            snap.names.prefetch(o for n in near.values() if n for o, _ in n)
+            return {g: tuple(enc.item(o, s, "score") for o, s in n)
+                    for g, n in near.items() if n}
+
+        def fetch_assoc(ids):
+            rules = snap.rules_with(ids, single=True)
+            snap.names.prefetch(c for r in rules for c in r["consequent"])
+            return {g: ranked_rules([r for r in rules if r["antecedent"][0] == g], enc)
+                    for g in {r["antecedent"][0] for r in rules}}
+
+        def fetch_members(ids):
+            rules = snap.rules_with(ids)
+            snap.names.prefetch(c for r in rules for c in r["consequent"])
+            entries = [basket_entry(r, enc) for r in rules]
+            return {g: [e for e in entries if g in e[0]] for g in ids}
+
+        self._users = _Lru(fetch_users, size)
+        self._popular = tuple(enc.item(g, s) for g, s in snap.popular)
+        self._similar = _Lru(fetch_similar, size)
+        self._assoc = _Lru(fetch_assoc, size)
+        self._by_member = _Lru(fetch_members, size)
+
+    def _fired(self, cart: set[str]):
+        """Rules whose whole antecedent is in the cart: one query for the uncached items."""
+        for entries in self._by_member.get_many(sorted(cart)).values():
+            for entry in entries or ():
+                if entry[0] <= cart:
+                    yield entry
+
+    def has_product(self, goods_id: str) -> bool:
+        return goods_id in self.snapshot.names or goods_id in self._assoc
+
+    def find_products(self, text: str, limit: int = 20) -> list[tuple[str, str]]:
+        text = text.strip()
+        if self.has_product(text):
+            return [(text, self.snapshot.names.get(text))]
+        found = [(g, n) for g, n in self.snapshot.names.search(text) if text and n]
+        return sorted(found, key=lambda gn: (len(gn[1]), gn[1]))[:limit]
+
+    def self_check(self) -> None:
+        """Answer one lookup of each kind; MongoStoreError if the version cannot serve."""
+        snap = self.snapshot
+        if not self._popular:
+            raise MongoStoreError(f"{self.version}: no popular items, so no fallback")
+        try:
+            self.recommend_json("+70000000000", 10)
+            user = snap.store.collection("user_recs", self.version).find_one()
+            if user is not None and self._users.get(user["_id"]) is None:
+                raise MongoStoreError(f"{self.version}: shopper {user['_id'][:8]}... has no recs")
+            rule = snap.store.collection("rules", self.version).find_one({"size": 1})
+            for goods_id in ([rule["antecedent"][0]] if rule else []) + [g for g, _ in
+                                                                          snap.popular[:1]]:
+                self.associations_json(goods_id)
+                self.similar_json(goods_id)
+            self.basket([g for g, _ in snap.popular[:2]])
+        except (LookupError, ValueError, TypeError, KeyError) as exc:
+            raise MongoStoreError(f"{self.version}: self-check failed: {exc!r}") from exc
+
+
+def engine_for(snapshot, **kwargs) -> RecommendationEngine:
+    """The engine for what a store loaded: MongoEngine for a MongoSnapshot."""
+    cls = MongoEngine if isinstance(snapshot, MongoSnapshot) else RecommendationEngine
+    return cls(snapshot, **kwargs)
+
+
+def source_for(settings) -> MongoSource | None:
+    """Where the service reads versions: None for the snapshot folder (service.store =
+    "snapshot"), a MongoSource for "mongo"."""
+    if settings.service_store == "snapshot":
+        return None
+    if settings.service_store != "mongo":
+        raise ValueError(f"service.store must be 'snapshot' or 'mongo', got "
+                         f"{settings.service_store!r}")
+    db = connect(settings.mongo_uri)[settings.mongo_db]
+    return MongoSource(db, settings.mongo_cache_size)

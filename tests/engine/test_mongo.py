@@ -1,0 +1,279 @@
+"""The MongoDB store and engine on mongomock: answers equal the snapshot engine's, the
+pointer moves only after complete writes, pruning, the LRU, the reloader."""
+import dataclasses
+import uuid
+
+import pytest
+
+from engine import EngineHolder, RecommendationEngine, publish
+from engine.mongo import VERSIONS, MongoStore, MongoStoreError, connect, write_partition
+from tests.conftest import TEST_KEY, write_model
+
+mongomock = pytest.importorskip("mongomock", reason="mongomock (dev extra) is not installed")
+from engine.mongo_engine import MongoEngine, MongoSnapshot, MongoSource, engine_for  # noqa: E402
+from models.publish_mongo import publish_version  # noqa: E402
+from tests.engine._mongo_helpers import python_write  # noqa: E402
+
+PHONES = ["+7(916)539-6205", "89165396205", "+7 (999) 000-0000"]
+GOODS = ["100", "101", "102", "ABC1"]
+CARTS = [["100"], ["101", "100"], ["102"], ["unknown"], ["100", "101"],
+         ["100", "101"] + [f"x{i}" for i in range(40)]]
+
+
+@pytest.fixture
+def mongo_settings(settings):
+    return dataclasses.replace(settings, mongo_uri=f"mongomock://{uuid.uuid4().hex}",
+                               mongo_batch_size=2, mongo_keep_versions=1)
+
+
+@pytest.fixture
+def store(mongo_settings):
+    return MongoStore(connect(mongo_settings.mongo_uri)[mongo_settings.mongo_db])
+
+
+def mongo_publish(s, version, write=python_write):
+    return publish_version(None, s, version, write=write)
+
+
+def answers(engine):
+    out = []
+    for phone in PHONES:
+        for exclude in (False, True):
+            out.append(engine.recommend_json(phone, 10, exclude))
+    for goods in GOODS:
+        out.append(engine.similar_json(goods))
+        for sort in ("confidence", "lift"):
+            out.append(engine.associations_json(goods, 10, 0.4, sort))
+    out += [engine.basket_json(cart, limit) for cart in CARTS for limit in (1, 10)]
+    return out + [engine.find_products("sau"), engine.find_products("101"), engine.info()]
+
+
+@pytest.mark.parametrize("model", [
+    {},  # the default model: rules fire
+    {"rules": [(["100"], ["101"], 0.8, 4.0, 0.2)], "similar": [("102", "ABC1", 0.4, 1)]},
+])
+def test_mongo_engine_answers_as_the_snapshot_engine(mongo_settings, store, model):
+    root = mongo_settings.warehouse
+    write_model(root, "v1", **model)
+    publish(root, "v1")
+    mongo_publish(mongo_settings, "v1")
+    snap = RecommendationEngine.from_warehouse(root, hmac_key=TEST_KEY)
+    mongo = MongoEngine(MongoSnapshot(store, "v1"), hmac_key=TEST_KEY)
+    got, want = answers(mongo), answers(snap)
+    assert got[:-1] == want[:-1]
+    assert got[-1]["metrics"] == want[-1]["metrics"] and got[-1]["version"] == "v1"
+    # and they are the right answers, not merely equal ones
+    assert mongo.recommend("79165396205")[0][0] == {"goodsId": 101, "rating": 0.9,
+                                                     "name": "Saucer"}
+    assert mongo.recommend("+7 (999) 000-0000") == (
+        [{"goodsId": 100, "rating": 0.5, "name": "Mug"},
+         {"goodsId": "ABC1", "rating": 0.25, "name": "Tea"}], False)
+
+
+def test_mongo_engine_unknown_product_and_bad_phone_raise_like_the_snapshot(mongo_settings,
+                                                                            store):
+    from engine import InvalidPhone, UnknownProduct
+
+    write_model(mongo_settings.warehouse, "v1")
+    mongo_publish(mongo_settings, "v1")
+    engine = MongoEngine(MongoSnapshot(store, "v1"), hmac_key=TEST_KEY)
+    with pytest.raises(UnknownProduct):
+        engine.associations("nope")
+    with pytest.raises(UnknownProduct):
+        engine.similar("nope")
+    with pytest.raises(InvalidPhone):
+        engine.recommend("not-a-phone")
+    assert engine.basket(["100"])[0][0]["goodsId"] == 101
+
+
+def test_repeated_lookups_are_answered_from_the_lru(mongo_settings, store):
+    write_model(mongo_settings.warehouse, "v1")
+    mongo_publish(mongo_settings, "v1")
+    engine = MongoEngine(MongoSnapshot(store, "v1"), hmac_key=TEST_KEY)
+    first = (engine.recommend_json("79165396205"), engine.associations_json("100"),
+             engine.similar_json("100"), engine.basket_json(["100", "101"]))
+    assert engine._users.misses == 1 and engine._users.hits == 0
+    for kind in ("user_recs", "rules", "similar", "catalog"):
+        store.collection(kind, "v1").drop()  # a second answer can only come from the cache
+    again = (engine.recommend_json("79165396205"), engine.associations_json("100"),
+             engine.similar_json("100"), engine.basket_json(["100", "101"]))
+    assert again == first
+    assert engine._users.hits == 1 and engine._users.misses == 1
+    # an unknown shopper is cached as unknown too: one query, then hits
+    engine.recommend_json("+7 (999) 000-0000")
+    engine.recommend_json("+7 (999) 000-0000")
+    assert engine._users.misses == 2 and engine._users.hits == 2
+
+
+def test_lru_evicts_beyond_its_size(mongo_settings, store):
+    write_model(mongo_settings.warehouse, "v1")
+    mongo_publish(mongo_settings, "v1")
+    engine = MongoEngine(MongoSnapshot(store, "v1", cache_size=1), hmac_key=TEST_KEY)
+    engine.similar_json("100")
+    engine.similar_json("101")  # evicts 100
+    engine.similar_json("100")
+    assert engine._similar.misses == 3 and engine._similar.hits == 0
+
+
+def test_pointer_switches_only_after_complete_writes_and_publish_is_idempotent(
+        mongo_settings, store):
+    write_model(mongo_settings.warehouse, "v1")
+    with pytest.raises(MongoStoreError, match="not completely written"):
+        store.switch("v1")
+    assert mongo_publish(mongo_settings, "v1") is None
+    assert store.pointer()["version"] == "v1" and store.pointer()["previous"] is None
+    assert store.collection("user_recs", "v1").count_documents({}) == 1
+    assert store.collection("rules", "v1").count_documents({}) == 4
+    assert "antecedent_size" in store.collection("rules", "v1").index_information()
+    calls = []
+    mongo_publish(mongo_settings, "v1", write=lambda *a, **k: calls.append(a))
+    assert calls == [] and store.pointer()["version"] == "v1"  # complete: nothing rewritten
+
+
+def test_a_failed_write_leaves_the_old_pointer_and_a_retry_rewrites(mongo_settings, store):
+    write_model(mongo_settings.warehouse, "v1")
+    write_model(mongo_settings.warehouse, "v2", popular=[("102", 0.9, 1)])
+    mongo_publish(mongo_settings, "v1")
+
+    def half_write(spark, results, version, **kw):
+        expected = python_write(spark, results, version, **kw)
+        store.collection("user_recs", version).delete_many({})  # an executor died
+        return expected
+
+    with pytest.raises(MongoStoreError, match="user_recs_v2 has 0 documents, expected 1"):
+        mongo_publish(mongo_settings, "v2", write=half_write)
+    assert store.current_version() == "v1"
+    assert store.db[VERSIONS].find_one({"_id": "v2"})["state"] == "writing"
+
+    def crash(spark, results, version, **kw):
+        raise RuntimeError("executor lost")
+
+    with pytest.raises(RuntimeError):
+        mongo_publish(mongo_settings, "v2", write=crash)
+    assert store.current_version() == "v1"
+    assert mongo_publish(mongo_settings, "v2") == "v1"  # the retry drops and rewrites
+    assert store.pointer()["version"] == "v2" and store.pointer()["previous"] == "v1"
+    assert store.collection("popular", "v2").count_documents({}) == 1
+
+
+def test_a_version_failing_its_self_check_is_refused_and_not_served(mongo_settings, store):
+    write_model(mongo_settings.warehouse, "v1")
+    write_model(mongo_settings.warehouse, "v2", popular=[])
+    mongo_publish(mongo_settings, "v1")
+    with pytest.raises(MongoStoreError, match="no popular items"):
+        mongo_publish(mongo_settings, "v2")
+    assert store.current_version() == "v1"
+    with pytest.raises(MongoStoreError, match="is served"):
+        store.begin("v1")  # the served version is never rewritten in place
+
+
+def test_pruning_keeps_the_newest_and_never_current_or_previous(mongo_settings, store):
+    s = dataclasses.replace(mongo_settings, mongo_keep_versions=1)
+    for v in ("v1", "v2", "v3", "v4"):
+        write_model(s.warehouse, v)
+    store.begin("v0")  # a partial leftover of a failed run
+    for v in ("v1", "v2", "v3"):
+        mongo_publish(s, v)
+    assert sorted(d["_id"] for d in store.db[VERSIONS].find()) == ["v2", "v3"]
+    assert not store.collection("user_recs", "v1").count_documents({})
+    store.switch("v2")  # a rollback: current v2, previous v3
+    mongo_publish(s, "v4")  # current v4, previous v2: v3 is neither and not newest
+    assert sorted(d["_id"] for d in store.db[VERSIONS].find()) == ["v2", "v4"]
+    assert store.prune(0) == [] and store.prune(5) == []
+    assert sorted(c for c in store.db.list_collection_names() if c.startswith("user_recs")) \
+        == ["user_recs_v2", "user_recs_v4"]
+
+
+def test_write_partition_batches_and_ignores_a_retried_partition(mongo_settings, store):
+    rows = [{"goods_id": str(i), "name": f"n{i}"} for i in range(5)]
+    sizes = []
+    client = connect(mongo_settings.mongo_uri)
+
+    class Counting:
+        def __getitem__(self, db):
+            return self
+
+        def __getattr__(self, name):
+            return getattr(client[mongo_settings.mongo_db], name)
+
+    def factory(uri):
+        coll = client[mongo_settings.mongo_db]["catalog_v9"]
+        real = coll.bulk_write
+
+        def bulk_write(ops, ordered=True):
+            assert ordered is False
+            sizes.append(len(ops))
+            return real(ops, ordered=ordered)
+        coll.bulk_write = bulk_write
+
+        class Db(dict):
+            pass
+        return {mongo_settings.mongo_db: Db(catalog_v9=coll)}
+
+    kw = dict(uri="mongomock://x", db=mongo_settings.mongo_db, collection="catalog_v9",
+              kind="catalog", batch_size=2, connect=factory)
+    assert write_partition(iter(rows), **kw) == 5
+    assert sizes == [2, 2, 1]
+    assert write_partition(iter(rows), **kw) == 0  # a retried task: duplicates ignored
+    assert store.db["catalog_v9"].count_documents({}) == 5
+
+
+def test_write_partition_reports_a_real_write_error(mongo_settings):
+    from pymongo.errors import BulkWriteError
+
+    class Failing:
+        name = "rules_v1"
+
+        def bulk_write(self, ops, ordered=True):
+            raise BulkWriteError({"writeErrors": [{"code": 121, "errmsg": "validation"}],
+                                  "nInserted": 0})
+
+    with pytest.raises(MongoStoreError, match="bulk insert into rules_v1 failed: validation"):
+        write_partition(iter([{"goods_id": "1", "name": "a"}]), uri="mongomock://y", db="d",
+                        collection="rules_v1", kind="catalog",
+                        connect=lambda uri: {"d": {"rules_v1": Failing()}})
+
+
+def test_the_reloader_follows_the_pointer_document(mongo_settings, store):
+    for v, pop in (("v1", "100"), ("v2", "102")):
+        write_model(mongo_settings.warehouse, v, popular=[(pop, 0.9, 1)])
+    holder = EngineHolder(mongo_settings.warehouse,
+                          lambda snap: engine_for(snap, hmac_key=TEST_KEY),
+                          source=MongoSource(store.db))
+    assert holder.reload().status == "empty"
+    mongo_publish(mongo_settings, "v1")
+    assert holder.reload().status == "reloaded" and isinstance(holder.engine, MongoEngine)
+    assert holder.reload().status == "unchanged"
+    mongo_publish(mongo_settings, "v2")
+    assert holder.reload().version == "v2"
+    assert holder.engine.recommend("+7 (999) 000-0000")[0][0]["goodsId"] == 102
+    store.db["serving"].update_one({"_id": "current"}, {"$set": {"version": "v9"}})
+    result = holder.reload()  # a pointer to a version that is not there is refused
+    assert result.status == "refused" and holder.version == "v2"
+    assert "not completely published" in result.detail
+
+
+def test_settings_from_the_environment(tmp_path):
+    from engine.mongo_engine import source_for
+    from shoprecs.config import load
+
+    s = load(env={"SHOPRECS_MONGO_URI": "mongomock://env", "SHOPRECS_PUBLISH_STORE": "both",
+                  "SHOPRECS_SERVICE_STORE": "mongo", "SHOPRECS_MONGO_KEEP_VERSIONS": "5"})
+    assert (s.mongo_uri, s.publish_store, s.mongo_keep_versions) == ("mongomock://env",
+                                                                    "both", 5)
+    assert "mongomock" not in repr(s)  # the URI may hold a password
+    assert isinstance(source_for(s), MongoSource)
+    assert source_for(dataclasses.replace(s, service_store="snapshot")) is None
+    with pytest.raises(ValueError, match="service.store must be"):
+        source_for(dataclasses.replace(s, service_store="redis"))
+    with pytest.raises(ValueError, match="SHOPRECS_MONGO_URI"):
+        connect("")
+    with pytest.raises(ValueError, match="must start with mongodb://"):
+        connect("http://example")
+
+
+def test_publish_refuses_an_unknown_store(mongo_settings):
+    from shoprecs import pipeline
+
+    with pytest.raises(ValueError, match="publish.store must be one of snapshot, mongo, both"):
+        pipeline.publish(mongo_settings, "v1", store="redis")
