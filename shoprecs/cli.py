@@ -5,6 +5,7 @@
     shoprecs clean --from D --to D        Spark cleaning into clean/ and quarantine/
     shoprecs train --date D               ALS + FP-Growth on the window ending at D
     shoprecs publish [--version V]        serving/<V> and serving/CURRENT
+            [--store mongo|both]          ... or MongoDB's versioned collections
     shoprecs run --from D --to D          all of the above, one Spark session
     shoprecs serve                        the API on CherryPy
     shoprecs rollback [--to VERSION]      serve the previously published version again
@@ -107,15 +108,25 @@ def tune(settings, date, quick):
 @main.command()
 @click.option("--version", help="Model version to publish (default: models/LATEST).")
 @click.option("--skip-gate", is_flag=True, help="Publish even if the quality gate fails.")
+@click.option("--store", type=click.Choice(pipeline.STORES),
+              help="Where to publish: serving/ (snapshot), MongoDB (mongo, a Spark job) or "
+                   "both (default: publish.store).")
 @click.pass_obj
-def publish(settings, version, skip_gate):
-    """Gate a trained version, publish it to serving/ and switch serving/CURRENT to it."""
+def publish(settings, version, skip_gate, store):
+    """Gate a trained version, publish it and switch what is served to it (serving/CURRENT,
+    or MongoDB's serving.current)."""
+    from pymongo.errors import PyMongoError
+
+    from engine import SnapshotError
     from models.gate import QualityGateError
 
     try:
-        click.echo(pipeline.publish(settings, version, skip_gate))
-    except QualityGateError as exc:
+        click.echo(pipeline.publish(settings, version, skip_gate, store))
+    except (QualityGateError, SnapshotError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
+    except PyMongoError as exc:
+        raise click.ClickException(f"MongoDB at mongo.uri failed: {exc}; check that the "
+                                   "server is up and SHOPRECS_MONGO_URI is right") from exc
 
 
 @main.command()

@@ -154,15 +154,30 @@ def gate(settings: Settings, version: str | None = None, skip_gate: bool = False
     return version
 
 
-def publish(settings: Settings, version: str | None = None, skip_gate: bool = False) -> str:
-    """Gate the trained `version` (default models/LATEST), then serve it.
+STORES = ("snapshot", "mongo", "both")
+
+
+def publish(settings: Settings, version: str | None = None, skip_gate: bool = False,
+            store: str | None = None, spark=None) -> str:
+    """Gate the trained `version` (default models/LATEST), then serve it from `store`
+    (default publish.store): the serving/ folder, MongoDB (a Spark job), or both, MongoDB
+    first so a failed MongoDB write leaves both stores as they were.
 
     Raises QualityGateError, leaving serving/CURRENT as it was, when the model is worse
     than the gate allows."""
     from engine.snapshot import publish as publish_snapshot
 
+    store = store or settings.publish_store
+    if store not in STORES:
+        raise ValueError(f"publish.store must be one of {', '.join(STORES)}, got {store!r}")
     version = gate(settings, version, skip_gate)
-    publish_snapshot(settings.warehouse, version)
+    if store in ("mongo", "both"):
+        from models.publish_mongo import publish_version
+
+        with _session(spark) as session:
+            publish_version(session, settings, version)
+    if store in ("snapshot", "both"):
+        publish_snapshot(settings.warehouse, version)
     return version
 
 
