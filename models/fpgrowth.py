@@ -36,6 +36,15 @@ class FPGrowthParams:
     max_basket_items: int = 100  # larger baskets are not mined; 0: no limit
     max_itemsets: int = 200_000  # more than this: minSupport is doubled; 0: no limit
 
+    @classmethod
+    def from_settings(cls, settings) -> FPGrowthParams:
+        """The [fpgrowth] section of the shoprecs config (min_support 0: derived)."""
+        return cls(min_support=settings.fpgrowth_min_support or None,
+                   min_confidence=settings.fpgrowth_min_confidence,
+                   min_baskets=settings.fpgrowth_min_baskets,
+                   max_basket_items=settings.fpgrowth_max_basket_items,
+                   max_itemsets=settings.fpgrowth_max_itemsets)
+
     def support_for(self, n_baskets: int) -> float:
         if self.min_support is not None:
             return self.min_support

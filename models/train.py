@@ -176,9 +176,10 @@ class Plan:
 
 def plan(settings, end: dt.date, als_params: als.ALSParams | None = None,
          hybrid_params: hybrid.HybridParams | None = None,
-         fp_params: fpgrowth.FPGrowthParams = fpgrowth.FPGrowthParams()) -> Plan:
+         fp_params: fpgrowth.FPGrowthParams | None = None) -> Plan:
     """The training run for the window of `train.window_days` ending at `end`."""
     root = settings.warehouse
+    fp_params = fp_params or fpgrowth.FPGrowthParams.from_settings(settings)
     default_als, default_hybrid, tuning = tuned_params(root)
     als_params = als_params or default_als
     if settings.train_top_k != als_params.top_k:
@@ -314,7 +315,7 @@ def finalize(p: Plan) -> str:
 
 def run(spark: SparkSession, settings, end: dt.date, als_params: als.ALSParams | None = None,
         hybrid_params: hybrid.HybridParams | None = None,
-        fp_params: fpgrowth.FPGrowthParams = fpgrowth.FPGrowthParams()) -> str:
+        fp_params: fpgrowth.FPGrowthParams | None = None) -> str:
     """Train, evaluate and write everything publishing needs for the window ending at `end`
     (both parts in turn, then finalize); return the model version."""
     p = plan(settings, end, als_params, hybrid_params, fp_params)

@@ -49,6 +49,16 @@ class Settings:
     train_holdout_days: int = 7  # the last days of the window, held out for evaluation
     train_top_k: int = 50
 
+    # FP-Growth (models/fpgrowth.py): min_support 0 derives it from the number of baskets
+    # (what min_baskets baskets make, within [0.001, 0.05]); baskets of more goods than
+    # max_basket_items (bulk orders) are not mined; more itemsets than max_itemsets double
+    # the support.
+    fpgrowth_min_support: float = 0.0
+    fpgrowth_min_confidence: float = 0.05
+    fpgrowth_min_baskets: int = 50
+    fpgrowth_max_basket_items: int = 100
+    fpgrowth_max_itemsets: int = 200_000
+
     gate_metric: str = "map"
     gate_mode: str = "all"
     gate_min_ratio_over_popularity: float = 1.0

@@ -88,3 +88,16 @@ def test_id_mapping_is_stable_when_new_shoppers_appear(spark):
     assert sorted(map(tuple, first.collect())) == [("a", 0), ("b", 1)]
     second = ids.extend(first, spark.createDataFrame([("c",), ("a",), ("0",)], "k string"))
     assert sorted(map(tuple, second.collect())) == [("0", 2), ("a", 0), ("b", 1), ("c", 3)]
+
+
+def test_fpgrowth_params_come_from_the_config():
+    from shoprecs import config
+
+    s = config.load(env={"SHOPRECS_FPGROWTH_MIN_SUPPORT": "0.02",
+                         "SHOPRECS_FPGROWTH_MIN_CONFIDENCE": "0.3",
+                         "SHOPRECS_FPGROWTH_MAX_BASKET_ITEMS": "40"})
+    p = fpgrowth.FPGrowthParams.from_settings(s)
+    assert (p.min_support, p.min_confidence, p.max_basket_items) == (0.02, 0.3, 40)
+    assert p.support_for(10) == 0.02
+    derived = fpgrowth.FPGrowthParams.from_settings(config.Settings())
+    assert derived.min_support is None and derived.support_for(2_000) == pytest.approx(0.025)
