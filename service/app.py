@@ -12,7 +12,8 @@ import logging
 
 from flask import Flask, redirect
 
-from engine import EngineHolder, RecommendationEngine
+from engine import EngineHolder
+from engine.mongo_engine import engine_for, source_for
 from service import errors, merch, ops, routes
 from service.auth import parse_keys
 from service.fastpath import ServingMiddleware
@@ -24,14 +25,16 @@ log = logging.getLogger(__name__)
 
 
 def make_holder(settings: shoprecs_config.Settings, engine=None) -> EngineHolder:
-    """A holder for the warehouse's served version, loaded now if one is published."""
+    """A holder for the served version, loaded now if one is published: the warehouse's
+    serving/CURRENT, or MongoDB's pointer document when service.store is "mongo"."""
     rules = PhoneRules(settings.phone_country_code, settings.phone_trunk_prefix,
                        settings.phone_national_length)
 
     def make_engine(snapshot):
-        return RecommendationEngine(snapshot, hmac_key=settings.privacy_hmac_key, rules=rules)
+        return engine_for(snapshot, hmac_key=settings.privacy_hmac_key, rules=rules)
 
-    holder = EngineHolder(settings.warehouse, make_engine, engine)
+    holder = EngineHolder(settings.warehouse, make_engine, engine,
+                          source=source_for(settings) if engine is None else None)
     if engine is None:
         result = holder.reload()
         if holder.engine is None:

@@ -277,3 +277,18 @@ def test_publish_refuses_an_unknown_store(mongo_settings):
 
     with pytest.raises(ValueError, match="publish.store must be one of snapshot, mongo, both"):
         pipeline.publish(mongo_settings, "v1", store="redis")
+
+
+def test_the_service_serves_from_mongo_when_configured(mongo_settings):
+    from service.app import create_app
+
+    write_model(mongo_settings.warehouse, "v1")  # in the warehouse, not in serving/
+    mongo_publish(mongo_settings, "v1")
+    s = dataclasses.replace(mongo_settings, service_store="mongo")
+    client = create_app({"TESTING": True, "SETTINGS": s}).test_client()
+    assert client.get("/ready").status_code == 200
+    assert client.get("/models").get_json()["version"] == "v1"
+    got = client.get("/users/79165396205/recommendations?limit=1").get_json()
+    assert got == [{"goodsId": 101, "rating": 0.9, "name": "Saucer"}]
+    snapshot_only = create_app({"TESTING": True, "SETTINGS": mongo_settings}).test_client()
+    assert snapshot_only.get("/ready").status_code == 503  # nothing in serving/CURRENT
