@@ -7,7 +7,7 @@ export PYSPARK_PYTHON := $(abspath $(BIN)/python)
 
 .DEFAULT_GOAL := help
 .PHONY: help install demo test lint serve simulator pipeline lock clean bench bench-etl \
-	bench-quality
+	bench-quality airflow dag-test
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -40,6 +40,25 @@ browser:
 	      chromium chromium-driver >/dev/null; } || echo "note: apt-get failed; browser test skipped"; \
 	  else echo "note: no chromium/chromedriver and no root for apt-get; browser test skipped"; fi; \
 	fi
+
+dag-test: $(STAMP)  ## `airflow dags test` of the nightly DAG against the simulator (also in test)
+	$(BIN)/python -m pytest tests/dags
+
+# `make airflow`: Airflow 3 standalone (api-server, scheduler, dag-processor, triggerer) in
+# var/airflow, dags/ as its DAG folder, the bus simulator on :8765 serving the last 30 days.
+AIRFLOW_PORT ?= 8088
+airflow: $(STAMP)  ## local Airflow on http://127.0.0.1:8088 (DAG shoprecs_daily), bus simulator
+	mkdir -p var/airflow
+	$(BIN)/shoprecs simulator --start $$(date -u -d '30 days ago' +%F) --days 31 --orders 20000 \
+		--port 8765 > var/airflow/simulator.log 2>&1 & SIM=$$!; \
+	trap 'kill $$SIM' EXIT INT TERM; \
+	AIRFLOW_HOME=$(abspath var/airflow) AIRFLOW__CORE__DAGS_FOLDER=$(abspath dags) \
+	AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__API__HOST=127.0.0.1 \
+	AIRFLOW__API__PORT=$(AIRFLOW_PORT) AIRFLOW__API__BASE_URL=http://127.0.0.1:$(AIRFLOW_PORT) \
+	AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS=True \
+	SHOPRECS_WAREHOUSE_ROOT=$${SHOPRECS_WAREHOUSE_ROOT:-$(abspath var/warehouse)} \
+	SHOPRECS_BUS_URL=$${SHOPRECS_BUS_URL:-http://127.0.0.1:8765} \
+	PATH=$(abspath $(BIN)):$$PATH airflow standalone
 
 BENCH_STAMP := $(VENV)/.bench-stamp
 $(BENCH_STAMP): $(STAMP)

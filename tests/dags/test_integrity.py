@@ -1,20 +1,7 @@
-"""The DAG folder imports cleanly in Airflow and chains the nightly steps."""
-import os
-from pathlib import Path
+"""The DAG folder imports cleanly in Airflow and wires the nightly steps as documented."""
+import datetime as dt
 
 import pytest
-
-DAGS = Path(__file__).resolve().parents[2] / "dags"
-
-
-@pytest.fixture(scope="module")
-def dagbag(tmp_path_factory):
-    home = tmp_path_factory.mktemp("airflow_home")
-    os.environ.setdefault("AIRFLOW_HOME", str(home))
-    os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
-    from airflow.dag_processing.dagbag import DagBag
-
-    return DagBag(dag_folder=str(DAGS))
 
 
 def test_no_import_errors(dagbag):
@@ -25,7 +12,34 @@ def test_no_import_errors(dagbag):
 def test_task_graph(dagbag):
     dag = dagbag.dags["shoprecs_daily"]  # get_dag() would ask the metadata DB
     edges = {(t.task_id, d) for t in dag.tasks for d in t.downstream_task_ids}
-    assert edges == {("extract", "clean"), ("extract", "train"), ("clean", "train"),
-                     ("train", "publish")}
+    # train_als and train_fpgrowth do not depend on each other: they run in parallel.
+    assert edges == {
+        ("extract", "clean"), ("extract", "train_als"), ("extract", "train_fpgrowth"),
+        ("extract", "evaluate_gate"), ("clean", "train_als"), ("clean", "train_fpgrowth"),
+        ("train_als", "evaluate_gate"), ("train_fpgrowth", "evaluate_gate"),
+        ("evaluate_gate", "publish"), ("publish", "reload")}
+
+
+def test_scheduling_retries_and_alerts(dagbag):
+    dag = dagbag.dags["shoprecs_daily"]
     assert dag.max_active_runs == 1 and not dag.catchup
-    assert dag.get_task("extract").retries >= 3
+    extract = dag.get_task("extract")
+    assert extract.retries >= 3 and extract.retry_exponential_backoff >= 2
+    assert dag.get_task("evaluate_gate").retries == 0  # a failed gate is a verdict
+    assert all(t.on_failure_callback for t in dag.tasks)
+
+
+def test_run_of_a_day_processes_the_day_before(dagbag):
+    from airflow.serialization.encoders import coerce_to_core_timetable
+
+    from dags.shoprecs_daily import _days
+
+    timetable = coerce_to_core_timetable(dagbag.dags["shoprecs_daily"].timetable)
+    for run_at in (dt.datetime(2024, 1, 8, tzinfo=dt.UTC),  # the nightly run
+                   dt.datetime(2024, 1, 8, 17, 45, tzinfo=dt.UTC)):  # triggered by hand
+        interval = timetable.infer_manual_data_interval(run_after=run_at)
+        assert _days(interval.start, interval.end) == ("2024-01-07", "2024-01-07"), run_at
+    three_nights = (dt.datetime(2024, 1, 5, tzinfo=dt.UTC), dt.datetime(2024, 1, 8, tzinfo=dt.UTC))
+    assert _days(*three_nights) == ("2024-01-05", "2024-01-07")
+    with pytest.raises(ValueError, match="no whole day ends within"):
+        _days(dt.datetime(2024, 1, 8, 1, tzinfo=dt.UTC), dt.datetime(2024, 1, 8, 23, tzinfo=dt.UTC))
