@@ -31,7 +31,7 @@ test: $(STAMP) browser  ## run the whole test suite
 # Headless Chromium for the merchandiser-page test (tests/service/test_browser.py): Debian's
 # chromium and chromium-driver, installed only when missing and only where apt-get can run
 # (root); otherwise that test is skipped and says why.
-.PHONY: browser bench-serve
+.PHONY: browser bench-serve bench-als bench-fpgrowth bench-scale native-blas
 browser:
 	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -65,7 +65,7 @@ $(BENCH_STAMP): $(STAMP)
 	$(BIN)/pip install --progress-bar on -c constraints.txt -e '.[dev,bench]'
 	touch $(BENCH_STAMP)
 
-bench: bench-etl bench-quality bench-serve  ## every benchmark (figures in bench/RESULTS.md)
+bench: bench-etl bench-quality bench-als bench-fpgrowth bench-serve  ## every benchmark (figures in bench/RESULTS.md)
 
 bench-etl: $(STAMP)  ## extractor vs a sequential client, 100k orders from the simulator
 	$(BIN)/python bench/etl.py
@@ -73,8 +73,29 @@ bench-etl: $(STAMP)  ## extractor vs a sequential client, 100k orders from the s
 bench-serve: $(STAMP)  ## the API on CherryPy under 32 connections of mixed traffic; seed's Spark lookup
 	$(BIN)/python -m bench.serve
 
-bench-quality: $(BENCH_STAMP)  ## every model on Online Retail, with implicit as a reference
+bench-quality: $(BENCH_STAMP) native-blas  ## every model on Online Retail, with implicit as a reference
 	$(BIN)/python -m bench.quality
+
+bench-als: $(BENCH_STAMP) native-blas  ## Spark ALS fit time against implicit's, same data
+	$(BIN)/python -m bench.als
+
+bench-fpgrowth: $(STAMP)  ## FP-Growth itemsets + rules on Online Retail at minSupport 0.01
+	$(BIN)/python -m bench.fpgrowth
+
+bench-scale: $(STAMP)  ## the nightly pipeline at 1x, 4x, 16x Online Retail's volume (long)
+	$(BIN)/python -m bench.scale
+
+# Spark's ALS solves its normal equations in pure Java unless the system has a BLAS and
+# LAPACK (libblas.so.3, liblapack.so.3); OpenBLAS made the fit ~2x faster here. The
+# pipeline works without it: install it on every Spark node where training speed matters.
+native-blas:  ## install OpenBLAS for Spark's ALS (Debian, as root) unless present
+	@if ! ldconfig -p | grep -q 'liblapack.so.3 '; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's libopenblas0-pthread for Spark's ALS"; \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      libopenblas0-pthread >/dev/null; } || echo "note: apt-get failed; ALS runs on Java BLAS"; \
+	  else echo "note: no liblapack.so.3 and no root for apt-get; ALS runs on Java BLAS"; fi; \
+	fi
 
 lint: $(STAMP)  ## ruff (100 columns)
 	$(BIN)/ruff check .

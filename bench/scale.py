@@ -1,0 +1,227 @@
+"""Benchmark: the nightly pipeline's cost at 1x, 4x and 16x the volume of Online Retail.
+
+For each scale, etl/scaler.py lands a shop shaped like UCI Online Retail (304 days) into
+var/bench/scale/x<s> once. Then a fresh process per scale (so the JVM start counts) runs
+what the nightly job runs after extraction, training on the whole period: clean →
+ALS part (holdout evaluation, ALS, hybrid lists, similar items) → FP-Growth part →
+finalize (metrics, report) → gate + publish. The parent samples the resident memory of
+that process and its children (the JVM, Python workers) every 0.2 s for the peak. Then
+another fresh process loads the published snapshot as the service does and reports its
+load time and memory.
+
+Prints a table, writes var/bench/scale.json and the log-log plot bench/scale.svg.
+Targets: 16x the data in at most 20x the time (no worse than linear); no step out of
+memory at 16x on 24 GB; 1x in under a minute on 2 cores, JVM start included.
+
+Run with: make bench-scale   (or: .venv/bin/python -m bench.scale [--scales 1 4 16])
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import math
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE = ROOT / "var" / "bench" / "scale"
+SVG = ROOT / "bench" / "scale.svg"
+GiB = 1024 ** 3
+
+
+def warehouse(scale: float) -> Path:
+    return BASE / f"x{scale:g}"
+
+
+def settings_for(root: Path):
+    from etl import scaler
+    from shoprecs.config import Settings
+
+    return dataclasses.replace(Settings(), warehouse_root=str(root),
+                               train_window_days=scaler.DAYS)
+
+
+def child(scale: float, what: str) -> None:
+    """In the measured process: run the pipeline (what="pipeline") or load the snapshot."""
+    from etl import scaler
+
+    s = settings_for(warehouse(scale))
+    start, end = scaler.START, scaler.START + dt.timedelta(scaler.DAYS - 1)
+    if what == "service":
+        from engine import RecommendationEngine
+
+        before = psutil.Process().memory_info().rss
+        t0 = time.perf_counter()
+        engine = RecommendationEngine.from_warehouse(s.warehouse,
+                                                     hmac_key=s.privacy_hmac_key)
+        seconds = time.perf_counter() - t0
+        rss = psutil.Process().memory_info().rss
+        print(json.dumps({"version": engine.version, "load_seconds": round(seconds, 2),
+                          "rss_gib": round(rss / GiB, 3),
+                          "snapshot_gib": round((rss - before) / GiB, 3)}))
+        return
+    from shoprecs import pipeline
+    from shoprecs.spark import spark_session
+
+    timings: dict = {}
+    with spark_session("shoprecs-bench-scale") as spark:
+        with pipeline.timed("clean", timings):
+            pipeline.clean(s, start, end, spark=spark)
+        with pipeline.timed("train ALS part", timings):
+            version = pipeline.train_als(s, end, spark=spark)
+        with pipeline.timed("train FP-Growth part", timings):
+            pipeline.train_fpgrowth(s, end, spark=spark)
+        with pipeline.timed("finalize", timings):
+            pipeline.finalize(s, end)
+    with pipeline.timed("gate + publish", timings):
+        try:
+            pipeline.publish(s, version)
+            gate = "passed"
+        except Exception as exc:  # the synthetic shop may not beat popularity: still publish
+            gate = f"refused ({exc}); published with --skip-gate"
+            pipeline.publish(s, version, skip_gate=True)
+    print(json.dumps({"version": version, "steps": timings, "gate": gate}))
+
+
+def measured(args: list[str]) -> tuple[dict, float, float]:
+    """(the child's JSON, wall seconds, peak RSS GiB of it and its children)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "bench.scale", *args], cwd=ROOT,
+                            stdout=subprocess.PIPE, text=True)
+    peak, done = 0, threading.Event()
+
+    def sample():
+        nonlocal peak
+        parent = psutil.Process(proc.pid)
+        while not done.is_set():
+            try:
+                procs = [parent, *parent.children(recursive=True)]
+                peak = max(peak, sum(p.memory_info().rss for p in procs
+                                     if p.is_running()))
+            except psutil.Error:
+                pass
+            done.wait(0.2)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, _ = proc.communicate()
+    seconds = time.perf_counter() - started
+    done.set()
+    sampler.join()
+    if proc.returncode != 0:
+        raise SystemExit(f"bench.scale {' '.join(args)} failed with exit code "
+                         f"{proc.returncode}; its log is above")
+    return json.loads(out.strip().splitlines()[-1]), seconds, peak / GiB
+
+
+def plot(rows: list[dict]) -> str:
+    """A log-log SVG of wall seconds against orders, with the linear line through 1x."""
+    w, h, pad = 520, 340, 60
+    xs = [math.log10(r["orders"]) for r in rows]
+    ys = [math.log10(r["seconds"]) for r in rows]
+    x0, x1 = min(xs) - 0.1, max(xs) + 0.1
+    lo = min(ys + [ys[0] - (xs[0] - x0)]) - 0.2
+    hi = max(ys + [ys[0] + (x1 - xs[0])]) + 0.2
+
+    def px(x, y):
+        return (pad + (x - x0) / (x1 - x0) * (w - 2 * pad),
+                h - pad - (y - lo) / (hi - lo) * (h - 2 * pad))
+
+    pts = " ".join(f"{px(x, y)[0]:.1f},{px(x, y)[1]:.1f}" for x, y in zip(xs, ys))
+    (ax, ay), (bx, by) = px(x0, ys[0] - (xs[0] - x0)), px(x1, ys[0] + (x1 - xs[0]))
+    marks = "".join(
+        f'<circle cx="{px(x, y)[0]:.1f}" cy="{px(x, y)[1]:.1f}" r="4"/>'
+        f'<text x="{px(x, y)[0] + 6:.1f}" y="{px(x, y)[1] - 6:.1f}" font-size="11">'
+        f'{r["scale"]:g}x: {r["seconds"]:.0f} s</text>' for x, y, r in zip(xs, ys, rows))
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
+            f'font-family="sans-serif">'
+            f'<rect width="{w}" height="{h}" fill="white"/>'
+            f'<text x="{pad}" y="24" font-size="13">Nightly pipeline wall time vs orders '
+            f'(log-log, 2 cores)</text>'
+            f'<line x1="{ax:.1f}" y1="{ay:.1f}" x2="{bx:.1f}" y2="{by:.1f}" stroke="#aaa" '
+            f'stroke-dasharray="5,4"/>'
+            f'<text x="{bx - 120:.1f}" y="{by + 16:.1f}" font-size="11" fill="#777">'
+            f'linear from 1x</text>'
+            f'<polyline points="{pts}" fill="none" stroke="#1f77b4" stroke-width="2"/>'
+            f'<g fill="#1f77b4">{marks}</g>'
+            f'<text x="{w / 2:.0f}" y="{h - 16}" font-size="11" text-anchor="middle">'
+            f'orders (log)</text>'
+            f'<text x="14" y="{h / 2:.0f}" font-size="11" transform="rotate(-90 14 '
+            f'{h / 2:.0f})" text-anchor="middle">seconds (log)</text></svg>\n')
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scales", type=float, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--child", choices=["pipeline", "service"], help=argparse.SUPPRESS)
+    parser.add_argument("--scale", type=float, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        return child(args.scale, args.child)
+
+    from etl import scaler
+
+    rows = []
+    for scale in args.scales:
+        root = warehouse(scale)
+        marker = root / "_LANDED.json"
+        if not marker.exists():
+            print(f"landing a {scale:g}x shop into {root} ...", flush=True)
+            landed = scaler.land(root, scaler.Shape(scale=scale))
+            marker.write_text(json.dumps(landed))
+        landed = json.loads(marker.read_text())
+        for stale in ("clean", "quarantine", "models", "serving"):
+            subprocess.run(["rm", "-rf", str(root / stale)], check=True)
+        print(f"{scale:g}x: {landed['orders']:,} orders, {landed['lines']:,} lines; "
+              f"running the pipeline ...", flush=True)
+        result, seconds, peak = measured(["--child", "pipeline", "--scale", str(scale)])
+        service, _, service_peak = measured(["--child", "service", "--scale", str(scale)])
+        rows.append({"scale": scale, "orders": landed["orders"], "lines": landed["lines"],
+                     "seconds": round(seconds, 1), "peak_gib": round(peak, 2),
+                     "steps": result["steps"], "gate": result["gate"],
+                     "service": service})
+        print(f"{scale:g}x: {seconds:.1f} s, peak {peak:.2f} GiB, steps {result['steps']}",
+              flush=True)
+
+    print(f"\nmachine: os.cpu_count()={os.cpu_count()}, "
+          f"{psutil.virtual_memory().total / GiB:.0f} GiB, load average "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}\n")
+    steps = list(rows[0]["steps"])
+    print("| scale | orders | lines | wall s (JVM start incl.) | × 1x time | peak GiB | "
+          + " | ".join(f"{s} s" for s in steps)
+          + " | service load s | service RSS GiB |")
+    print("|---" * (8 + len(steps)) + "|")
+    for r in rows:
+        rel = r["seconds"] / rows[0]["seconds"]
+        print(f"| {r['scale']:g}x | {r['orders']:,} | {r['lines']:,} | {r['seconds']:.1f} "
+              f"| {rel:.1f}× | {r['peak_gib']:.2f} | "
+              + " | ".join(f"{r['steps'].get(s, '')}" for s in steps)
+              + f" | {r['service']['load_seconds']} | {r['service']['rss_gib']} |")
+    for r in rows:
+        if r["gate"] != "passed":
+            print(f"note: {r['scale']:g}x gate {r['gate']}")
+    first = rows[0]
+    if first["scale"] == 1:
+        print(f"\ntarget: 1x in under 60 s: {first['seconds']:.1f} s, "
+              f"{'met' if first['seconds'] < 60 else 'NOT met'}")
+    for r in rows[1:]:
+        k = r["orders"] / first["orders"]
+        ratio = r["seconds"] / first["seconds"]
+        print(f"target: {k:.0f}x the orders in at most {k * 20 / 16:.0f}x the time: "
+              f"{ratio:.1f}x, {'met' if ratio <= k * 20 / 16 else 'NOT met'}")
+    (BASE / "scale.json").write_text(json.dumps(rows, indent=1))
+    if len(rows) > 1:
+        SVG.write_text(plot(rows))
+        print(f"plot: {SVG.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
