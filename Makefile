@@ -28,6 +28,13 @@ demo: $(STAMP)  ## generate 30 days of orders, run the nightly pipeline, serve, 
 test: $(STAMP) browser  ## run the whole test suite
 	$(BIN)/python -m pytest
 
+# A Spark standalone master + worker on 127.0.0.1:7077 (logs, scratch and both warehouses in
+# var/cluster/), the pipeline run there and in local mode, results compared; the cluster is
+# always stopped. `make test` runs it too.
+.PHONY: cluster-test
+cluster-test: $(STAMP)  ## the pipeline on a loopback Spark standalone cluster = local mode
+	$(BIN)/python -m pytest -m cluster -o log_cli=true --log-cli-level=INFO
+
 # Headless Chromium for the merchandiser-page test (tests/service/test_browser.py): Debian's
 # chromium and chromium-driver, installed only when missing and only where apt-get can run
 # (root); otherwise that test is skipped and says why.
