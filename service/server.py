@@ -8,72 +8,49 @@
   to `service.shutdown_timeout` seconds, and the process exits 0.
 * SIGHUP reloads serving/CURRENT (instead of CherryPy's default restart-or-exit); a poll
   thread does the same every `service.reload_interval` seconds.
-* Phone numbers never reach the access log: request paths are masked before logging.
+* Access log: Apache combined lines on stderr, phone numbers masked, written in batches
+  (service/accesslog.py). cheroot's adjustments for speed: service/_http.py.
 
 Run with: shoprecs serve --port 8080
 """
 from __future__ import annotations
 
-import json
 import logging
+import sys
 import threading
 
 import cherrypy
-from cheroot.errors import socket_errors_to_ignore
-from cheroot.server import HTTPConnection
-from cherrypy._cpwsgi_server import CPWSGIHTTPRequest, CPWSGIServer
-from paste.translogger import TransLogger
 
-from shoprecs.phones import mask
+from service._http import Server
+from service.accesslog import AccessLog, MaskedTransLogger
 
 log = logging.getLogger(__name__)
 
 
-class MaskedTransLogger(TransLogger):
-    """Apache combined log lines with anything phone-like in the URI masked."""
-
-    def write_log(self, environ, method, req_uri, start, status, bytes):
-        super().write_log(environ, method, mask(req_uri), start, status, bytes)
-
-
-class _JsonErrorRequest(CPWSGIHTTPRequest):
-    """cheroot's own error answers (before the app runs) with the API's JSON error body."""
-
-    def simple_response(self, status, msg=""):
-        status = str(status)
-        text = msg.decode("latin-1") if isinstance(msg, bytes) else str(msg)
-        code = status[4:].strip().lower().replace(" ", "_").replace("-", "_") or "error"
-        body = json.dumps({"error": {"code": code, "message": text or status}},
-                          separators=(",", ":")).encode()
-        head = [f"{self.server.protocol} {status}", f"Content-Length: {len(body)}",
-                "Content-Type: application/json"]
-        if status[:3] in {"413", "414"}:  # as cheroot does: the rest of the request is unread
-            self.close_connection = True
-            if self.response_protocol == "HTTP/1.1":
-                head.append("Connection: close")
-        try:
-            self.conn.wfile.write("\r\n".join(head).encode("latin-1") + b"\r\n\r\n" + body)
-        except OSError as exc:
-            if exc.args and exc.args[0] not in socket_errors_to_ignore:
-                raise
-
-
-class _JsonErrorConnection(HTTPConnection):
-    RequestHandlerClass = _JsonErrorRequest
-
-
-def _http_server(settings) -> CPWSGIServer:
-    server = CPWSGIServer(cherrypy.server)
-    server.ConnectionClass = _JsonErrorConnection
+def _http_server(settings) -> Server:
+    server = Server(cherrypy.server)
     server.keep_alive_conn_limit = settings.service_keepalive_limit
     return server
 
 
+def _access_logger() -> logging.Logger:
+    """`shoprecs.access`, writing bare Apache combined lines to stderr (as TransLogger's
+    console handler does) unless logging was configured for it already. A record holds a
+    batch of lines (service/accesslog.py)."""
+    access = logging.getLogger("shoprecs.access")
+    access.setLevel(logging.INFO)
+    if not access.handlers:
+        console = logging.StreamHandler(sys.stderr)
+        console.setFormatter(logging.Formatter("%(message)s"))
+        access.addHandler(console)
+        access.propagate = False
+    return access
+
+
 def configure(app, settings, host: str, port: int, threads: int) -> None:
     """Mount `app` in CherryPy with the limits, signals and reload hooks of `settings`."""
-    logging.getLogger("shoprecs.access").setLevel(logging.INFO)
-    cherrypy.tree.graft(MaskedTransLogger(app, logger_name="shoprecs.access",
-                                          setup_console_handler=False,
+    access_log = AccessLog(_access_logger())
+    cherrypy.tree.graft(MaskedTransLogger(app, access_log, setup_console_handler=False,
                                           set_logger_level=None), "/")
     cherrypy.config.update({
         "environment": "production",
@@ -102,6 +79,8 @@ def configure(app, settings, host: str, port: int, threads: int) -> None:
                   priority=10)
     bus.subscribe("start", lambda: holder.start_polling(settings.service_reload_interval))
     bus.subscribe("stop", holder.stop_polling)
+    bus.subscribe("start", access_log.start)
+    bus.subscribe("stop", access_log.stop, priority=90)  # after requests in flight finished
     # a reload takes seconds; the signal handler only starts it
     bus.signal_handler.handlers["SIGHUP"] = lambda: threading.Thread(
         target=holder.reload, kwargs={"force": True}, name="shoprecs-sighup").start()
