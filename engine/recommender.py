@@ -9,6 +9,7 @@ shoppers.
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import math
@@ -21,6 +22,7 @@ from shoprecs.phones import InvalidPhone, PhoneRules, normalize, user_key
 __all__ = ["InvalidPhone", "RecommendationEngine", "UnknownProduct", "json_id"]
 
 SORT_KEYS = ("confidence", "lift")
+USER_KEY_CACHE = 65536  # phones (as sent) -> key; a few MB at most
 BASKET_SOURCES = ("rules", "similar", "popular")
 
 
@@ -59,6 +61,9 @@ class RecommendationEngine:
         self.snapshot = snapshot
         self._hmac_key = hmac_key
         self._phone_rules = rules
+        # storefronts ask for the same shoppers again and again, and normalizing plus the
+        # HMAC cost more than the lookup (InvalidPhone is raised again each time, not kept)
+        self._key_of = functools.lru_cache(maxsize=USER_KEY_CACHE)(self._user_key)
         self._encode(snapshot)
 
     def _encode(self, snap: Snapshot) -> None:
@@ -113,6 +118,9 @@ class RecommendationEngine:
 
     def user_key(self, phone: str) -> str:
         """The snapshot's key for a phone in any format; InvalidPhone says why not."""
+        return self._key_of(phone)
+
+    def _user_key(self, phone: str) -> str:
         return user_key(normalize(phone, self._phone_rules), self._hmac_key)
 
     def recommend_json(self, phone: str, limit: int = 10,

@@ -4,6 +4,9 @@
 * One `send` per response: cheroot writes the head and then the body, two system calls
   and, in a server bound by the GIL, two hand-overs of it. The head is held and goes out
   with the body's first chunk (or alone when the request ends without a body).
+* Request lines and headers are cut from the read buffer with one `find`: cheroot reads
+  them line by line through `_pyio`'s pure-Python `readline`, which copies the buffer and
+  takes its lock several times a line.
 * The `Date` header is formatted once a second, not per response.
 * Whether another idle keep-alive connection may be kept is read without cheroot's
   selector lock, which every worker and the selector thread otherwise take per request.
@@ -16,7 +19,7 @@ import json
 import time
 
 from cheroot.errors import socket_errors_to_ignore
-from cheroot.makefile import MakeFile, StreamWriter
+from cheroot.makefile import MakeFile, StreamReader, StreamWriter
 from cheroot.server import HTTPConnection
 from cherrypy._cpwsgi_server import CPWSGIHTTPRequest, CPWSGIServer
 
@@ -56,8 +59,24 @@ class _HeldHeadWriter(StreamWriter):
             self.write(b"")
 
 
+class _LineReader(StreamReader):
+    """cheroot's socket reader, with a readline that cuts whole lines from the buffer."""
+
+    def readline(self, size=-1):
+        with self._read_lock:
+            if self._read_pos >= len(self._read_buf):
+                self._peek_unlocked(1)  # one read from the socket, as _pyio's would do
+            buf, pos = self._read_buf, self._read_pos
+            end = buf.find(b"\n", pos) + 1
+            if end and (size is None or size < 0 or end - pos <= size):
+                self._read_pos = end
+                self.bytes_read += end - pos
+                return buf[pos:end]
+        return super().readline(size)  # a line longer than `size` or not all read yet
+
+
 def _makefile(sock, mode="r", bufsize=io.DEFAULT_BUFFER_SIZE):
-    return _HeldHeadWriter(sock, mode, bufsize) if "w" in mode else MakeFile(sock, mode, bufsize)
+    return (_HeldHeadWriter if "w" in mode else _LineReader)(sock, mode, bufsize)
 
 
 class _Request(CPWSGIHTTPRequest):
