@@ -56,6 +56,10 @@ def basket_entry(r: dict, enc: ItemEncoder) -> tuple:
     return (frozenset(r["antecedent"]), (r["confidence"], r["lift"], r["support"]), fragments)
 
 
+def _phone_key(phone: str, *, rules: PhoneRules, hmac_key: str) -> str:
+    return user_key(normalize(phone, rules), hmac_key)
+
+
 class RecommendationEngine:
     def __init__(self, snapshot: Snapshot, *, hmac_key: str, rules: PhoneRules = PhoneRules()):
         self.snapshot = snapshot
@@ -63,7 +67,10 @@ class RecommendationEngine:
         self._phone_rules = rules
         # storefronts ask for the same shoppers again and again, and normalizing plus the
         # HMAC cost more than the lookup (InvalidPhone is raised again each time, not kept)
-        self._key_of = functools.lru_cache(maxsize=USER_KEY_CACHE)(self._user_key)
+        # (a closure, not a bound method: the engine stays free of reference cycles, so the
+        # old one is freed on reload without waiting for the cyclic GC)
+        self._key_of = functools.lru_cache(maxsize=USER_KEY_CACHE)(
+            functools.partial(_phone_key, rules=rules, hmac_key=hmac_key))
         self._encode(snapshot)
 
     def _encode(self, snap: Snapshot) -> None:
@@ -119,9 +126,6 @@ class RecommendationEngine:
     def user_key(self, phone: str) -> str:
         """The snapshot's key for a phone in any format; InvalidPhone says why not."""
         return self._key_of(phone)
-
-    def _user_key(self, phone: str) -> str:
-        return user_key(normalize(phone, self._phone_rules), self._hmac_key)
 
     def recommend_json(self, phone: str, limit: int = 10,
                        exclude_bought: bool = False) -> tuple[bytes, bool]:

@@ -15,6 +15,7 @@ Run with: shoprecs serve --port 8080
 """
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 import threading
@@ -87,10 +88,22 @@ def configure(app, settings, host: str, port: int, threads: int) -> None:
     bus.signals.subscribe()
 
 
+def _freeze_loaded(result=None) -> None:
+    """Put what is alive now (the app, the engine's indexes) out of the cyclic GC's reach.
+
+    A full collection walked the served engine's ~100k containers holding the GIL for
+    60-100 ms, every request in flight waiting: the open loop's p99. Frozen objects are
+    still freed by reference counting (an old engine has no cycles), so this runs after
+    each load, behind one collection so no garbage cycle of the load is frozen with it."""
+    if result is None or result.status == "reloaded":
+        gc.collect()
+        gc.freeze()
+
+
 def _lean_logging() -> None:
     """Skip what no log line of ours shows: the caller's frame, thread and process names
-    (the Python logging HOWTO's "Optimization" section). Access lines are one record per
-    request, and finding the caller's frame cost more than answering a lookup."""
+    (the Python logging HOWTO's "Optimization" section): finding the caller's frame cost
+    more than answering a lookup when access lines were one record each."""
     logging._srcfile = None
     logging.logThreads = False
     logging.logProcesses = False
@@ -101,5 +114,7 @@ def serve(app, host: str = "127.0.0.1", port: int = 8080, threads: int = 16) -> 
     """Serve `app` until SIGTERM/SIGINT (CherryPy's engine shuts down gracefully)."""
     _lean_logging()
     configure(app, app.extensions["shoprecs.settings"], host, port, threads)
+    app.extensions["shoprecs.holder"].listeners.append(_freeze_loaded)
+    _freeze_loaded()
     cherrypy.engine.start()
     cherrypy.engine.block()
