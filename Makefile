@@ -38,7 +38,7 @@ cluster-test: $(STAMP)  ## the pipeline on a loopback Spark standalone cluster =
 # Headless Chromium for the merchandiser-page test (tests/service/test_browser.py): Debian's
 # chromium and chromium-driver, installed only when missing and only where apt-get can run
 # (root); otherwise that test is skipped and says why.
-.PHONY: browser bench-serve bench-als bench-fpgrowth bench-scale native-blas
+.PHONY: browser wrk bench-serve bench-als bench-fpgrowth bench-scale native-blas
 browser:
 	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -77,8 +77,20 @@ bench: bench-etl bench-quality bench-als bench-fpgrowth bench-serve  ## every be
 bench-etl: $(STAMP)  ## extractor vs a sequential client, 100k orders from the simulator
 	$(BIN)/python bench/etl.py
 
-bench-serve: $(STAMP)  ## the API on CherryPy under 32 connections of mixed traffic; seed's Spark lookup
+bench-serve: $(STAMP) wrk  ## the API on CherryPy under 32 connections of mixed traffic; seed's Spark lookup
 	$(BIN)/python -m bench.serve
+
+# wrk (C) drives bench-serve's closed loop and leaves the 2 cores to the server; Debian's
+# package, installed only when missing and only where apt-get can run (root). Without it
+# bench/serve.py drives the closed loop with its own asyncio generator.
+wrk:
+	@if ! command -v wrk >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's wrk for bench-serve"; \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      wrk >/dev/null; } || echo "note: apt-get failed; bench-serve uses its Python load generator"; \
+	  else echo "note: no wrk and no root for apt-get; bench-serve uses its Python load generator"; fi; \
+	fi
 
 bench-quality: $(BENCH_STAMP) native-blas  ## every model on Online Retail, with implicit as a reference
 	$(BIN)/python -m bench.quality

@@ -3,19 +3,22 @@
 1. A model: the demo's generated shop (20,000 orders, 30 days) through the real pipeline,
    built once into var/bench/serve/warehouse (or --warehouse DIR, already published).
 2. `shoprecs serve` in its own process (CherryPy, TransLogger access log to a file).
-3. A load generator in this process (asyncio, uvloop when installed; raw HTTP/1.1
-   keep-alive, 32 connections) sends mixed traffic: user recommendations for known
-   shoppers (phones in every bus format) and unknown ones, associations, basket POSTs.
+3. Mixed traffic on 32 keep-alive connections: user recommendations for known shoppers
+   (phones in every bus format) and unknown ones, associations, basket POSTs.
    * closed loop: every connection sends its next request as soon as the answer
      arrives, for --seconds: the most the server answers (latency here is mostly queueing:
-     32 connections / throughput);
+     32 connections / throughput). Driven by wrk (C; `make wrk` installs Debian's) with
+     bench/serve_mix.lua when wrk is on PATH, since it leaves the 2 cores to the server;
+     else by the asyncio generator below (`--loadgen python` forces it);
    * open loop: --rate requests/s spread evenly over the 32 connections, latency measured
      from when each request was due (no coordinated omission): the latency a storefront
-     sees at that load.
+     sees at that load. Always the generator in this process (asyncio, uvloop when
+     installed, raw HTTP/1.1), since wrk has no fixed-rate mode.
 4. The seed's approach on the same model: the served user_recs as a cached Spark
    DataFrame, one `filter(user_key == k).orderBy(rank).limit(10).collect()` per lookup.
 
-Prints a table and writes var/bench/serve.json. Bounded: every loop stops by time/count.
+Prints the figures against issue 5's targets and writes var/bench/serve.json. Bounded:
+every loop stops by time/count.
 
 Run with: make bench-serve   (or: .venv/bin/python -m bench.serve --seconds 10 --rate 3000)
 """
@@ -28,6 +31,7 @@ import datetime as dt
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import time
@@ -174,6 +178,23 @@ def run_load(port, requests_, seconds, connections=32, rate=None) -> dict:
             "service_p99_ms": round(_pct(out["service"], 0.99), 2)}
 
 
+def wrk_load(port, requests_, seconds, connections=32) -> dict:
+    """The closed loop driven by wrk (C, one thread): the same requests, far less of the
+    CPU the server shares with the load generator than the asyncio loop takes."""
+    blob = WORK / "requests.bin"
+    blob.write_bytes(b"\0".join(requests_))
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "5s",
+           "-s", str(ROOT / "bench" / "serve_mix.lua"), f"http://127.0.0.1:{port}", "--",
+           str(blob)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    w = json.loads(out.strip().splitlines()[-1])
+    errors = w["connect"] + w["read"] + w["write"] + w["status"] + w["timeout"]
+    return {"mode": "closed loop (wrk)", "requests": w["requests"],
+            "req_per_s": round(w["requests"] / (w["duration_us"] / 1e6)), "errors": errors,
+            "p50_ms": round(w["p50_us"] / 1000, 2), "p99_ms": round(w["p99_us"] / 1000, 2),
+            "p999_ms": round(w["p999_us"] / 1000, 2)}
+
+
 def start_server(warehouse: Path, port: int, threads: int, log: Path) -> subprocess.Popen:
     env = {**os.environ, "SHOPRECS_WAREHOUSE_ROOT": str(warehouse),
            "SHOPRECS_PRIVACY_HMAC_KEY": BENCH_KEY, "SHOPRECS_SERVICE_RELOAD_INTERVAL": "0"}
@@ -218,16 +239,57 @@ def seed_approach(warehouse: Path, orders: list[dict], lookups: int) -> dict:
             "p50_ms": round(_pct(times, 0.5), 1), "p99_ms": round(_pct(times, 0.99), 1)}
 
 
+TARGET_RPS, TARGET_P99_MS = 3000, 5.0
+
+
+def closed_loop(port, requests_, seconds, connections, loadgen) -> dict:
+    if loadgen == "wrk":
+        return wrk_load(port, requests_, seconds, connections)
+    return run_load(port, requests_, seconds, connections)
+
+
+def verdict(report: dict) -> str:
+    """The figures against issue 5's targets, one line each."""
+    closed, opened = report["http"]
+    errors = closed["errors"] + opened["errors"]
+    met = {True: "met", False: "NOT MET"}
+    before, after = report["loadavg_before"][0], report["loadavg_after"][0]
+    lines = [
+        f"bench-serve: {report['connections']} connections of mixed traffic, "
+        f"{report['threads']} worker threads, {report['cores']} cores, "
+        f"load average (1 min) {before:.2f} -> {after:.2f}",
+        f"  closed loop ({report['loadgen']}), most answered: {closed['req_per_s']:,} req/s "
+        f"(target >= {TARGET_RPS:,}: {met[closed['req_per_s'] >= TARGET_RPS]}); "
+        f"its p50/p99 {closed['p50_ms']}/{closed['p99_ms']} ms are queueing "
+        f"({report['connections']} / throughput)",
+        f"  open loop, {report['rate']:,} req/s offered (python): {opened['req_per_s']:,} "
+        f"answered/s, p50 {opened['p50_ms']} ms, p99 {opened['p99_ms']} ms from when each "
+        f"was due (target p99 < {TARGET_P99_MS:g} ms: {met[opened['p99_ms'] < TARGET_P99_MS]})",
+        f"  errors: {errors} (target 0: {met[errors == 0]})"]
+    if "seed_spark" in report:
+        seed = report["seed_spark"]
+        lines.append(f"  seed's Spark filter + collect per lookup: {seed['per_s']}/s, "
+                     f"p50 {seed['p50_ms']} ms, p99 {seed['p99_ms']} ms")
+    if before > report["cores"] / 2:
+        lines.append("  note: the machine was busy before the run; re-measure on a quiet one")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--warehouse", type=Path, default=WORK / "warehouse")
     ap.add_argument("--seconds", type=float, default=10)
-    ap.add_argument("--rate", type=int, default=3000, help="open-loop requests/s")
+    ap.add_argument("--rate", type=int, default=TARGET_RPS, help="open-loop requests/s")
     ap.add_argument("--connections", type=int, default=32)
-    ap.add_argument("--threads", type=int, default=8, help="CherryPy worker threads")
+    ap.add_argument("--threads", type=int, default=4, help="CherryPy worker threads")
+    ap.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto",
+                    help="closed loop's load generator (auto: wrk when on PATH)")
     ap.add_argument("--seed-lookups", type=int, default=30)
     ap.add_argument("--skip-seed", action="store_true", help="no Spark comparison")
     args = ap.parse_args()
+    loadgen = args.loadgen
+    if loadgen == "auto":
+        loadgen = "wrk" if shutil.which("wrk") else "python"
     WORK.mkdir(parents=True, exist_ok=True)
     orders, _ = build_warehouse(args.warehouse)
     reqs = traffic(args.warehouse, orders)
@@ -238,18 +300,20 @@ def main() -> None:
     server = start_server(args.warehouse, port, args.threads, WORK / "service.log")
     try:
         run_load(port, reqs, 2, args.connections)  # warm-up
-        results = [run_load(port, reqs, args.seconds, args.connections),
+        results = [closed_loop(port, reqs, args.seconds, args.connections, loadgen),
                    run_load(port, reqs, args.seconds, args.connections, args.rate)]
     finally:
         server.terminate()
         server.wait(timeout=30)
     report = {"when": dt.datetime.now().isoformat(timespec="seconds"), "cores": os.cpu_count(),
               "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
-              "connections": args.connections, "threads": args.threads, "http": results}
+              "connections": args.connections, "threads": args.threads, "loadgen": loadgen,
+              "rate": args.rate, "http": results}
     if not args.skip_seed:
         report["seed_spark"] = seed_approach(args.warehouse, orders, args.seed_lookups)
     (WORK.parent / "serve.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
+    print(verdict(report))
 
 
 if __name__ == "__main__":
