@@ -195,30 +195,36 @@ def clean_goods(spark: SparkSession, root: Path, end: dt.date) -> DataFrame:
 
 
 def run(spark: SparkSession, settings, start: dt.date, end: dt.date) -> dict:
-    """Clean the landed days start..end; replace exactly those days in clean/ and quarantine/."""
+    """Clean the landed days start..end; replace exactly those days in clean/ and quarantine/.
+
+    The landed JSON is parsed once and kept (memory, spilling to disk) for both outputs; the
+    statistics are counted from what was written's cached rows, not by reading it back."""
     from etl.bus import days as day_range
 
     root = settings.warehouse
     rules = PhoneRules(settings.phone_country_code, settings.phone_trunk_prefix,
                        settings.phone_national_length)
-    raw = read_raw(spark, root, day_range(start, end))
+    raw = read_raw(spark, root, day_range(start, end)).persist()
     clean, bad = transform(raw, rules=rules, hmac_key=settings.privacy_hmac_key)
-    catalog = clean_goods(spark, root, end).cache()
-    clean = with_names(clean, catalog)
-    (clean.repartition("dt").write.mode("overwrite").option("partitionOverwriteMode", "dynamic")
-     .partitionBy("dt").parquet(str(root / "clean" / "orders")))
-    bad = bad.cache()
-    quarantined = bad.count()
-    (bad.write.mode("overwrite").option("partitionOverwriteMode", "dynamic")
-     .partitionBy("dt").json(str(root / "quarantine")))
-    catalog.write.mode("overwrite").parquet(str(root / "clean" / "goods"))
-    cleaned = spark.read.parquet(str(root / "clean" / "orders")).where(
-        F.col("dt").between(start.isoformat(), end.isoformat()))
-    stats = {"lines": cleaned.count(),
-             "orders": cleaned.select("order_id").distinct().count(),
-             "quarantined": quarantined,
-             "lines_without_catalog_name": cleaned.where(F.col("name").isNull()).count()}
-    bad.unpersist()
-    catalog.unpersist()
+    catalog = clean_goods(spark, root, end).persist()
+    clean = with_names(clean, catalog).persist()
+    bad = bad.persist()
+    try:
+        (clean.repartition("dt").write.mode("overwrite")
+         .option("partitionOverwriteMode", "dynamic")
+         .partitionBy("dt").parquet(str(root / "clean" / "orders")))
+        (bad.repartition("dt").write.mode("overwrite")
+         .option("partitionOverwriteMode", "dynamic")
+         .partitionBy("dt").json(str(root / "quarantine")))
+        catalog.write.mode("overwrite").parquet(str(root / "clean" / "goods"))
+        counts = clean.agg(F.count("*").alias("lines"),
+                           F.countDistinct("order_id").alias("orders"),
+                           F.count_if(F.col("name").isNull()).alias("unnamed")).first()
+        stats = {"lines": counts["lines"], "orders": counts["orders"],
+                 "quarantined": bad.count(),
+                 "lines_without_catalog_name": counts["unnamed"]}
+    finally:
+        for df in (clean, bad, catalog, raw):
+            df.unpersist()
     log.info("cleaned %s..%s: %s", start, end, stats)
     return stats
