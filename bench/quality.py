@@ -169,8 +169,9 @@ def main() -> None:
         ratings.unpersist()
         log(f"{name}: fit {seconds:.1f} s")
     t0 = time.perf_counter()
-    scored = candidates(before, shoppers, users, items, TRAIN_CUT, als.ALSParams(**tuned["als"]),
-                        hybrid.HybridParams(**tuned["hybrid"]))
+    scored, _ = candidates(before, shoppers, users, items, TRAIN_CUT,
+                           als.ALSParams(**tuned["als"]),
+                           hybrid.HybridParams(**tuned["hybrid"]))
     published = scored[PUBLISHED].cache()
     published.count()
     seconds = time.perf_counter() - t0

@@ -86,8 +86,10 @@ def split(lines: DataFrame, cut: dt.date, end: dt.date | None = None):
 
 def candidates(before: DataFrame, shoppers: DataFrame, users: DataFrame, items: DataFrame,
                cut: dt.date, als_params: als.ALSParams, params: hybrid.HybridParams,
-               neighbours: DataFrame | None = None) -> dict[str, DataFrame]:
-    """Every model's scores for the `shoppers`, each trained on `before` only."""
+               neighbours: DataFrame | None = None
+               ) -> tuple[dict[str, DataFrame], dict[str, DataFrame]]:
+    """Every model's scores for the `shoppers`, each trained on `before` only, and the
+    hybrid's cached components (unpersist them when done)."""
     model = als.train(als.ratings(before, users, items, als_params.strength), als_params)
     asof = cut - dt.timedelta(days=1)
     parts = hybrid.components(before, model, users, items, shoppers, asof, params, neighbours)
@@ -95,7 +97,7 @@ def candidates(before: DataFrame, shoppers: DataFrame, users: DataFrame, items: 
     return {PUBLISHED: hybrid.blend(parts, params.weights(), hybrid.bought_pairs(before)),
             "als": parts["als"],
             "cooccurrence": parts["items"],
-            "popularity": baselines.popularity(before, shoppers, 200)}
+            "popularity": baselines.popularity(before, shoppers, 200)}, parts
 
 
 def evaluate_holdout(lines: DataFrame, users: DataFrame, items: DataFrame, cut: dt.date,
@@ -107,12 +109,12 @@ def evaluate_holdout(lines: DataFrame, users: DataFrame, items: DataFrame, cut: 
     shoppers = shoppers.cache()
     if before.isEmpty() or shoppers.isEmpty():
         return {"skipped": f"no shoppers bought both before and after {cut}"}
-    scored = candidates(before, shoppers, users, items, cut, als_params, params)
+    scored, parts = candidates(before, shoppers, users, items, cut, als_params, params)
     catalog = lines.select("goods_id").distinct().count()
-    result = {"k": k, "cut": cut.isoformat(), "test_users": shoppers.count(), "models": {}}
-    for name, recs in scored.items():
-        result["models"][name] = evaluation.evaluate_modes(recs, before, after, k, catalog)
-    shoppers.unpersist()
+    result = {"k": k, "cut": cut.isoformat(), "test_users": shoppers.count(),
+              "models": evaluation.evaluate_many(scored, before, after, k, catalog)}
+    for df in (shoppers, *parts.values()):
+        df.unpersist()
     return result
 
 
@@ -239,7 +241,7 @@ def train_als(spark: SparkSession, p: Plan) -> dict:
     model = als.train(ratings, p.als)
     shoppers = inter.select("user_key").distinct()
     log.info("scoring the hybrid %s for every shopper", p.hybrid)
-    recs = hybrid.top_lists(hybrid.score(lines, model, users, items, shoppers, p.end, p.hybrid),
+    recs = hybrid.top_lists(hybrid.score(lines, model, users, items, None, p.end, p.hybrid),
                             p.als.top_k)
     results = out / "results"
     recs.write.mode("overwrite").parquet(str(results / "user_recs"))

@@ -46,3 +46,24 @@ def test_spark_evaluator_agrees_with_the_definitions(spark):
         [(a + b) / 2 for a, b in zip(u1_new, u2)])
     with pytest.raises(ValueError, match="mode must be one of"):
         ev.evaluate(recs, train, test, k=4, mode="old", catalog_size=10)
+
+
+@pytest.mark.spark
+def test_many_models_in_one_pass_match_each_alone(spark):
+    recs = spark.createDataFrame(
+        [("u1", g, 1.0 - i / 10) for i, g in enumerate(REC)] + [("u2", "x", 0.9), ("u2", "y", 0.8)],
+        "user_key string, goods_id string, score double")
+    other = spark.createDataFrame([("u1", "e", 1.0), ("u1", "b", 0.5), ("u2", "y", 0.7)],
+                                  "user_key string, goods_id string, score double")
+    train = spark.createDataFrame([("u1", "b"), ("u2", "z")], "user_key string, goods_id string")
+    test = spark.createDataFrame([("u1", g) for g in REL] + [("u2", "x")],
+                                 "user_key string, goods_id string")
+    both = ev.evaluate_many({"a": recs, "b": other}, train, test, k=3, catalog_size=10)
+    for name, df in (("a", recs), ("b", other)):
+        for mode in ev.MODES:
+            alone = ev.evaluate(df, train, test, k=3, mode=mode, catalog_size=10)
+            assert both[name][mode] == pytest.approx(alone)
+    # u1 "new": relevant {d, e}; model b recommends e (b was bought before): AP 1/2 for u1;
+    # u2 gets y (not relevant): 0. Mean over the two shoppers.
+    assert both["b"]["new"]["map"] == pytest.approx((1 / 2 + 0) / 2)
+    assert both["b"]["all"]["users"] == 2 and both["b"]["new"]["coverage"] == pytest.approx(0.2)
