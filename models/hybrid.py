@@ -130,20 +130,26 @@ def _top_per_user(scores: DataFrame, n: int) -> DataFrame:
 
 
 def components(lines: DataFrame, model: ALSModel, users: DataFrame, items: DataFrame,
-               shoppers: DataFrame, asof: dt.date, params: HybridParams,
+               shoppers: DataFrame | None, asof: dt.date, params: HybridParams,
                neighbours: DataFrame | None = None) -> dict[str, DataFrame]:
-    """Each component's (user_key, goods_id, score), normalized, for the `shoppers`.
+    """Each component's (user_key, goods_id, score), normalized, for the `shoppers`
+    (None: every shopper of `lines`, without the joins that pick a subset).
 
     `neighbours` (from item_neighbours) can be passed in when scoring several ALS models
     on the same lines."""
-    known = lines.where(F.col("user_key").isNotNull()).join(
-        shoppers.select("user_key").distinct(), "user_key")
+    known = lines.where(F.col("user_key").isNotNull())
+    if shoppers is not None:
+        shoppers = shoppers.select("user_key").distinct()
+        known = known.join(shoppers, "user_key")
     age = F.datediff(F.lit(asof.isoformat()).cast("date"), F.col("dt").cast("date"))
     per_order = known.select("user_key", "goods_id", "order_id", age.alias("age")).distinct()
-    repeat = per_order.groupBy("user_key", "goods_id").agg(
-        F.log1p(F.count("*").cast("double")).alias("score"))
-    profile = per_order.groupBy("user_key", "goods_id").agg(
+    # One aggregation for both per-pair components: orders of the goods (repeat) and their
+    # recency-weighted sum (the kNN profile).
+    pair = per_order.groupBy("user_key", "goods_id").agg(
+        F.log1p(F.count("*").cast("double")).alias("score"),
         F.log1p(F.sum(F.exp(-F.col("age") / F.lit(params.decay_days)))).alias("weight"))
+    repeat = pair.select("user_key", "goods_id", "score")
+    profile = pair.select("user_key", "goods_id", "weight")
 
     if neighbours is None:
         neighbours = item_neighbours(lines, params.neighbours, params.block_items)
@@ -151,8 +157,12 @@ def components(lines: DataFrame, model: ALSModel, users: DataFrame, items: DataF
            .groupBy("user_key", F.col("other").alias("goods_id"))
            .agg(F.sum(F.col("weight") * F.col("sim")).alias("score")))
 
-    subset = shoppers.join(users.withColumnRenamed("key", "user_key"), "user_key") \
-        .select(F.col("id").alias("user")).distinct()
+    if shoppers is None:  # users without ALS factors get no recommendations from it
+        subset = users.select(F.col("id").alias("user"))
+        shoppers = known.select("user_key").distinct()
+    else:
+        subset = shoppers.join(users.withColumnRenamed("key", "user_key"), "user_key") \
+            .select(F.col("id").alias("user")).distinct()
     als_recs = als.recommend_users(model, subset, params.candidates, users, items) \
         .select("user_key", "goods_id", "score")
 
@@ -162,7 +172,7 @@ def components(lines: DataFrame, model: ALSModel, users: DataFrame, items: DataF
              .orderBy(F.desc("orders"), "goods_id").limit(params.candidates))
     peak = F.max("orders").over(Window.partitionBy())
     trend = trend.select("goods_id", (F.col("orders") / peak).cast("double").alias("score"))
-    trending = shoppers.select("user_key").distinct().crossJoin(F.broadcast(trend))
+    trending = shoppers.crossJoin(F.broadcast(trend))
 
     return {"repeat": _per_user_max(repeat),
             "als": _per_user_max(als_recs),
@@ -188,8 +198,9 @@ def blend(parts: dict[str, DataFrame], weights: dict[str, float],
 
 
 def score(lines: DataFrame, model: ALSModel, users: DataFrame, items: DataFrame,
-          shoppers: DataFrame, asof: dt.date, params: HybridParams) -> DataFrame:
-    """(user_key, goods_id, score, bought): every candidate of every shopper, blended."""
+          shoppers: DataFrame | None, asof: dt.date, params: HybridParams) -> DataFrame:
+    """(user_key, goods_id, score, bought): every candidate of the `shoppers` (None: all of
+    them), blended."""
     parts = components(lines, model, users, items, shoppers, asof, params)
     return blend(parts, params.weights(), bought_pairs(lines))
 

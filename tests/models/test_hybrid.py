@@ -90,3 +90,11 @@ def test_hybrid_recommends_repeats_first_and_neighbours_of_them_as_new(spark):
     new = [r.goods_id for r in ranked if not r.bought]
     assert new[0] == "g3"  # the kitchen neighbour, before the other group's goods
     assert max(r.score for r in ranked) <= sum(hybrid.HybridParams().weights().values())
+    # Scoring everyone (the nightly run) gives s1 the same list as scoring s1 alone.
+    everyone = hybrid.top_lists(hybrid.score(lines, model, users, items, None,
+                                             dt.date(2024, 1, 3),
+                                             hybrid.HybridParams(neighbours=5, candidates=10)), 5)
+    mine = everyone.where("user_key = 's1'").orderBy("rank").collect()
+    assert [(r.goods_id, r.bought) for r in mine] == [(r.goods_id, r.bought) for r in ranked]
+    assert [r.score for r in mine] == pytest.approx([r.score for r in ranked])
+    assert everyone.select("user_key").distinct().count() == 17  # k0-k7, d0-d7, s1
