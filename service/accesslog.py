@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import re
 import threading
 import time
 from urllib.parse import quote
@@ -21,6 +22,8 @@ from urllib.parse import quote
 from paste.translogger import TransLogger
 
 from shoprecs.phones import mask
+
+_UNQUOTED = re.compile(r"[A-Za-z0-9_.~/-]*\Z").match  # what quote() leaves as it is
 
 
 class AccessLog:
@@ -99,7 +102,8 @@ class MaskedTransLogger(TransLogger):
 
     def __call__(self, environ, start_response):
         start = time.time()
-        req_uri = quote(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""))
+        path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+        req_uri = path if _UNQUOTED(path) else quote(path)
         if environ.get("QUERY_STRING"):
             req_uri += "?" + environ["QUERY_STRING"]
         method = environ["REQUEST_METHOD"]
