@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import dataclasses
 import datetime as dt
+import gc
 import json
 import os
 import random
@@ -168,7 +169,16 @@ def run_load(port, requests_, seconds, connections=32, rate=None) -> dict:
         runner = uvloop.run
     except ImportError:
         pass
-    out, elapsed = runner(_load(port, requests_, seconds, connections, rate))
+    # This process holds the generated shop (20,000 orders); a full collection of it
+    # stalled the generator 30-60 ms, sending requests late and counting that as latency.
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        out, elapsed = runner(_load(port, requests_, seconds, connections, rate))
+    finally:
+        gc.enable()
+        gc.unfreeze()
     n = len(out["latency"])
     return {"mode": "closed loop" if rate is None else f"open loop at {rate}/s",
             "requests": n, "req_per_s": round(n / elapsed), "errors": out["errors"],
@@ -264,7 +274,8 @@ def verdict(report: dict) -> str:
         f"({report['connections']} / throughput)",
         f"  open loop, {report['rate']:,} req/s offered (python): {opened['req_per_s']:,} "
         f"answered/s, p50 {opened['p50_ms']} ms, p99 {opened['p99_ms']} ms from when each "
-        f"was due (target p99 < {TARGET_P99_MS:g} ms: {met[opened['p99_ms'] < TARGET_P99_MS]})",
+        f"was due (target p99 < {TARGET_P99_MS:g} ms: {met[opened['p99_ms'] < TARGET_P99_MS]}); "
+        f"p99 from when it was sent {opened['service_p99_ms']} ms",
         f"  errors: {errors} (target 0: {met[errors == 0]})"]
     if "seed_spark" in report:
         seed = report["seed_spark"]
