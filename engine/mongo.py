@@ -221,6 +221,44 @@ class MongoStore:
         raise MongoStoreError(f"serving.current changed while switching to {version}: another "
                               "publish ran at the same time; publish again")
 
+    def served_metrics(self) -> tuple[str | None, dict | None]:
+        """(the served version, the metrics its manifest recorded) — what the quality
+        gate compares a new model with when the service reads MongoDB."""
+        served = self.current_version()
+        if served is None:
+            return None, None
+        doc = self.db[VERSIONS].find_one({"_id": served}, {"manifest.metrics": 1}) or {}
+        return served, (doc.get("manifest") or {}).get("metrics")
+
+    def complete_versions(self) -> list[str]:
+        """The complete versions, oldest published first."""
+        docs = self.db[VERSIONS].find({"state": "complete"}, {"published_at": 1})
+        return [d["_id"] for d in sorted(docs, key=lambda d: (str(d.get("published_at")),
+                                                              d["_id"]))]
+
+    def rollback(self, to: str | None = None) -> tuple[str | None, str]:
+        """Point serving.current at `to` (default: the version served before the current
+        one, the pointer's `previous`); returns (previous, new). Raises MongoStoreError,
+        leaving the pointer alone, when there is nothing to go back to or `to` is not a
+        complete version."""
+        pointer = self.pointer()
+        served = pointer["version"] if pointer else None
+        if to is None:
+            if served is None:
+                raise MongoStoreError("nothing is served from MongoDB (no serving.current "
+                                      "document); give --to VERSION or publish one")
+            to = pointer.get("previous")
+            if not to:
+                raise MongoStoreError(f"{served} is the first version served from MongoDB; "
+                                      "nothing to roll back to")
+        if to == served:
+            return served, to
+        if not self.is_complete(to):
+            raise MongoStoreError(
+                f"version {to!r} is not a complete version in MongoDB (pruned or never "
+                "published there); complete: " + (", ".join(self.complete_versions()) or "none"))
+        return self.switch(to), to
+
     def prune(self, keep: int) -> list[str]:
         """Drop all but the `keep` newest complete versions, never current or previous;
         returns the versions dropped (partial leftovers of failed runs included)."""

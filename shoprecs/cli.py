@@ -165,21 +165,39 @@ def serve(settings, host, port, threads, reload_interval):
 @main.command()
 @click.option("--to", "version", help="Version to serve (default: the one published "
               "before the version served now).")
+@click.option("--store", type=click.Choice(pipeline.STORES), default=None,
+              help="Which store to switch back: snapshot (serving/CURRENT), mongo "
+              "(serving.current in MongoDB) or both (default: publish.store).")
 @click.pass_obj
-def rollback(settings, version):
-    """Switch serving/CURRENT back to an earlier published version (checked first)."""
+def rollback(settings, version, store):
+    """Switch serving back to an earlier published version (checked first)."""
     from engine import SnapshotError
     from engine.versions import rollback as switch_back
 
+    store = store or settings.publish_store
+    if store not in pipeline.STORES:
+        raise click.ClickException(f"publish.store must be one of {', '.join(pipeline.STORES)}"
+                                   f", got {store!r}")
     try:
-        previous, now = switch_back(settings.warehouse, version)
-    except SnapshotError as exc:
+        if store in ("mongo", "both"):
+            from engine.mongo import MongoStore, connect
+
+            mongo = MongoStore(connect(settings.mongo_uri)[settings.mongo_db])
+            previous, now = mongo.rollback(version)
+            _switched("MongoDB serving.current", previous, now)
+            version = now  # with both stores, the folder follows MongoDB's choice
+        if store in ("snapshot", "both"):
+            _switched("serving/CURRENT", *switch_back(settings.warehouse, version))
+    except (SnapshotError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+def _switched(what: str, previous: str | None, now: str) -> None:
     if previous == now:
-        click.echo(f"{now} is already served; nothing changed")
+        click.echo(f"{what}: {now} is already served; nothing changed")
     else:
-        click.echo(f"serving/CURRENT: {previous} -> {now}; a running service picks it up on "
-                   "its next poll (or now: kill -HUP <pid>, or POST /admin/reload)")
+        click.echo(f"{what}: {previous} -> {now}; a running service picks it up on its next "
+                   "poll (or now: kill -HUP <pid>, or POST /admin/reload)")
 
 
 _HTTP_FAULTS = {"latency_ms": "Delay per page (ms).", "error_rate": "Share of pages -> 503.",

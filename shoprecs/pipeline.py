@@ -116,6 +116,25 @@ def _report_gate(model_dir, candidate: dict, served: dict | None, failures: list
     os.replace(tmp, model_dir / "report.html")
 
 
+def served_model(settings: Settings) -> tuple[str | None, dict | None]:
+    """(the version the service serves, its metrics): from MongoDB's pointer when the
+    service reads MongoDB (service.store = "mongo"), else from serving/CURRENT."""
+    import json
+
+    from engine.snapshot import current_version
+
+    if settings.service_store == "mongo":
+        from engine.mongo import MongoStore, connect
+
+        return MongoStore(connect(settings.mongo_uri)[settings.mongo_db]).served_metrics()
+    served = current_version(settings.warehouse)
+    if served is None:
+        return None, None
+    manifest = settings.warehouse / "serving" / served / "manifest.json"
+    return served, (json.loads(manifest.read_text()).get("metrics")
+                    if manifest.exists() else None)
+
+
 def gate(settings: Settings, version: str | None = None, skip_gate: bool = False) -> str:
     """Check the trained `version` (default models/LATEST) against the quality gate and
     write the verdict into its report.html; return the version.
@@ -124,7 +143,6 @@ def gate(settings: Settings, version: str | None = None, skip_gate: bool = False
     `skip_gate`: then the failures are logged as warnings)."""
     import json
 
-    from engine.snapshot import current_version
     from models.gate import GatePolicy, QualityGateError, check
 
     root = settings.warehouse
@@ -136,11 +154,9 @@ def gate(settings: Settings, version: str | None = None, skip_gate: bool = False
     metrics_path = root / "models" / version / "metrics.json"
     if not metrics_path.exists():
         raise FileNotFoundError(f"{metrics_path} missing: model {version} is not trained")
-    served_version = current_version(root)
-    served = None
-    if served_version and served_version != version:
-        manifest = root / "serving" / served_version / "manifest.json"
-        served = json.loads(manifest.read_text()).get("metrics") if manifest.exists() else None
+    served_version, served = served_model(settings)
+    if served_version == version:
+        served = None
     policy = GatePolicy(settings.gate_metric, settings.gate_mode,
                         settings.gate_min_ratio_over_popularity, settings.gate_max_drop)
     candidate = json.loads(metrics_path.read_text())
@@ -187,19 +203,16 @@ def publish_nightly(settings: Settings, version: str) -> str | None:
     explicitly, with `shoprecs publish --version V`). Returns None when it kept the newer."""
     import json
 
-    from engine.snapshot import current_version
-
     root = settings.warehouse
-    served = current_version(root)
+    served, served_metrics = served_model(settings)
 
-    def window_end(metrics_path):
-        metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
-        metrics = metrics.get("metrics", metrics)  # serving manifests nest them
-        return (metrics.get("window") or [None, ""])[1]
+    def window_end(metrics):
+        return ((metrics or {}).get("window") or [None, ""])[1]
 
     if served and served != version:
-        mine = window_end(root / "models" / version / "metrics.json")
-        theirs = window_end(root / "serving" / served / "manifest.json")
+        path = root / "models" / version / "metrics.json"
+        mine = window_end(json.loads(path.read_text()) if path.exists() else None)
+        theirs = window_end(served_metrics)
         if mine and theirs and theirs > mine:
             log.warning("not publishing %s (trained through %s): the served %s was trained "
                         "through %s; roll back explicitly with `shoprecs publish --version "

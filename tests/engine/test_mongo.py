@@ -292,3 +292,74 @@ def test_the_service_serves_from_mongo_when_configured(mongo_settings):
     assert got == [{"goodsId": 101, "rating": 0.9, "name": "Saucer"}]
     snapshot_only = create_app({"TESTING": True, "SETTINGS": mongo_settings}).test_client()
     assert snapshot_only.get("/ready").status_code == 503  # nothing in serving/CURRENT
+
+
+def _evaluated(root, version, als_map):
+    import json
+
+    out = root / "models" / version / "metrics.json"
+    models = {"als": {"all": {"map": als_map}}, "popularity": {"all": {"map": 0.01}}}
+    out.write_text(json.dumps({"version": version, "window": ["2024-01-01", "2024-01-30"],
+                               "evaluation": {"k": 10, "models": models}}))
+
+
+def test_rollback_moves_the_pointer_back_and_refuses_what_is_not_complete(mongo_settings,
+                                                                          store):
+    for version in ("v1", "v2"):
+        write_model(mongo_settings.warehouse, version)
+        mongo_publish(mongo_settings, version)
+    assert store.rollback() == ("v2", "v1") and store.current_version() == "v1"
+    assert store.rollback() == ("v1", "v2")  # previous is now v1's successor: back again
+    assert store.rollback("v2") == ("v2", "v2")  # already served: nothing moves
+    with pytest.raises(MongoStoreError, match="'v9' is not a complete version.*v1, v2"):
+        store.rollback("v9")
+    assert store.current_version() == "v2"
+    empty = MongoStore(connect(f"mongomock://{uuid.uuid4().hex}")["shoprecs"])
+    with pytest.raises(MongoStoreError, match="nothing is served from MongoDB"):
+        empty.rollback()
+
+
+def test_the_cli_rolls_back_mongodb_and_the_folder_to_the_same_version(mongo_settings,
+                                                                       store, monkeypatch):
+    from click.testing import CliRunner
+
+    from engine import current_version
+    from shoprecs import cli
+
+    root = mongo_settings.warehouse
+    for version in ("v1", "v2"):
+        write_model(root, version)
+        mongo_publish(mongo_settings, version)
+        publish(root, version)
+    for key, value in {"WAREHOUSE_ROOT": str(root), "MONGO_URI": mongo_settings.mongo_uri,
+                       "PUBLISH_STORE": "both", "PRIVACY_HMAC_KEY": TEST_KEY}.items():
+        monkeypatch.setenv(f"SHOPRECS_{key}", value)
+    result = CliRunner().invoke(cli.main, ["rollback"])
+    assert result.exit_code == 0, result.output
+    assert "MongoDB serving.current: v2 -> v1" in result.output
+    assert "serving/CURRENT: v2 -> v1" in result.output
+    assert store.current_version() == "v1" and current_version(root) == "v1"
+    result = CliRunner().invoke(cli.main, ["rollback", "--store", "mongo", "--to", "v7"])
+    assert result.exit_code == 1 and "'v7' is not a complete version" in result.output
+    assert store.current_version() == "v1"
+
+
+def test_the_gate_compares_with_what_mongodb_serves_when_the_service_reads_it(
+        mongo_settings, store):
+    from models.gate import QualityGateError
+    from shoprecs import pipeline
+
+    root = mongo_settings.warehouse
+    write_model(root, "v1")
+    _evaluated(root, "v1", 0.05)
+    mongo_publish(mongo_settings, "v1")  # MongoDB serves v1; serving/ has nothing
+    write_model(root, "v2")
+    _evaluated(root, "v2", 0.03)  # beats popularity, but 40% below v1
+    reads_mongo = dataclasses.replace(mongo_settings, service_store="mongo",
+                                      publish_store="mongo")
+    assert pipeline.served_model(reads_mongo)[0] == "v1"
+    with pytest.raises(QualityGateError, match="below the served model v1"):
+        pipeline.gate(reads_mongo, "v2")
+    assert pipeline.gate(dataclasses.replace(reads_mongo, gate_max_drop=0.5), "v2") == "v2"
+    # the folder-reading service has nothing served: only popularity is the bar
+    assert pipeline.gate(mongo_settings, "v2") == "v2"
