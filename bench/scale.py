@@ -13,6 +13,11 @@ Prints a table, writes var/bench/scale.json and the log-log plot bench/scale.svg
 Targets: 16x the data in at most 20x the time (no worse than linear); no step out of
 memory at 16x on 24 GB; 1x in under a minute on 2 cores, JVM start included.
 
+The table also shows CPU seconds (the pipeline process and its children, JVM and Python
+workers): wall seconds grow with whatever else runs on the machine, CPU seconds much less.
+A run keeps the scales earlier runs measured (var/bench/scale.json), so `--scales 16` alone
+completes a table (`--fresh` forgets them).
+
 Run with: make bench-scale   (or: .venv/bin/python -m bench.scale [--scales 1 4 16])
 """
 from __future__ import annotations
@@ -91,12 +96,15 @@ def child(scale: float, what: str) -> None:
     print(json.dumps({"version": version, "steps": timings, "gate": gate}))
 
 
-def measured(args: list[str]) -> tuple[dict, float, float]:
-    """(the child's JSON, wall seconds, peak RSS GiB of it and its children)."""
+def measured(args: list[str]) -> tuple[dict, float, float, float]:
+    """(the child's JSON, wall seconds, peak RSS GiB of it and its children, CPU seconds
+    of it and its children). CPU seconds are what the work costs whatever else runs on the
+    machine; wall seconds grow with the load."""
     started = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "bench.scale", *args], cwd=ROOT,
                             stdout=subprocess.PIPE, text=True)
     peak, done = 0, threading.Event()
+    cpu: dict[int, float] = {}  # pid -> its CPU seconds when last seen
 
     def sample():
         nonlocal peak
@@ -104,8 +112,13 @@ def measured(args: list[str]) -> tuple[dict, float, float]:
         while not done.is_set():
             try:
                 procs = [parent, *parent.children(recursive=True)]
-                peak = max(peak, sum(p.memory_info().rss for p in procs
-                                     if p.is_running()))
+                rss = 0
+                for p in procs:
+                    with p.oneshot():
+                        rss += p.memory_info().rss
+                        times = p.cpu_times()
+                        cpu[p.pid] = times.user + times.system
+                peak = max(peak, rss)
             except psutil.Error:
                 pass
             done.wait(0.2)
@@ -119,7 +132,7 @@ def measured(args: list[str]) -> tuple[dict, float, float]:
     if proc.returncode != 0:
         raise SystemExit(f"bench.scale {' '.join(args)} failed with exit code "
                          f"{proc.returncode}; its log is above")
-    return json.loads(out.strip().splitlines()[-1]), seconds, peak / GiB
+    return json.loads(out.strip().splitlines()[-1]), seconds, peak / GiB, sum(cpu.values())
 
 
 def plot(rows: list[dict]) -> str:
@@ -161,6 +174,8 @@ def plot(rows: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scales", type=float, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--fresh", action="store_true",
+                        help="forget the scales earlier runs measured (var/bench/scale.json)")
     parser.add_argument("--child", choices=["pipeline", "service"], help=argparse.SUPPRESS)
     parser.add_argument("--scale", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -182,27 +197,37 @@ def main() -> None:
             subprocess.run(["rm", "-rf", str(root / stale)], check=True)
         print(f"{scale:g}x: {landed['orders']:,} orders, {landed['lines']:,} lines; "
               f"running the pipeline ...", flush=True)
-        result, seconds, peak = measured(["--child", "pipeline", "--scale", str(scale)])
-        service, _, service_peak = measured(["--child", "service", "--scale", str(scale)])
+        result, seconds, peak, cpu = measured(["--child", "pipeline", "--scale", str(scale)])
+        service, *_ = measured(["--child", "service", "--scale", str(scale)])
         rows.append({"scale": scale, "orders": landed["orders"], "lines": landed["lines"],
-                     "seconds": round(seconds, 1), "peak_gib": round(peak, 2),
+                     "seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1),
+                     "peak_gib": round(peak, 2), "load": os.getloadavg()[0],
                      "steps": result["steps"], "gate": result["gate"],
                      "service": service})
-        print(f"{scale:g}x: {seconds:.1f} s, peak {peak:.2f} GiB, steps {result['steps']}",
-              flush=True)
+        print(f"{scale:g}x: {seconds:.1f} s ({cpu:.0f} CPU s), peak {peak:.2f} GiB, "
+              f"steps {result['steps']}", flush=True)
+
+    # Scales measured by earlier runs (another --scales) stay in the table and the plot.
+    saved = BASE / "scale.json"
+    if saved.exists() and not args.fresh:
+        measured_now = {r["scale"] for r in rows}
+        rows += [r for r in json.loads(saved.read_text()) if r["scale"] not in measured_now
+                 and "cpu_seconds" in r]
+    rows.sort(key=lambda r: r["scale"])
 
     print(f"\nmachine: os.cpu_count()={os.cpu_count()}, "
           f"{psutil.virtual_memory().total / GiB:.0f} GiB, load average "
           f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}\n")
     steps = list(rows[0]["steps"])
-    print("| scale | orders | lines | wall s (JVM start incl.) | × 1x time | peak GiB | "
-          + " | ".join(f"{s} s" for s in steps)
+    print("| scale | orders | lines | wall s (JVM start incl.) | × 1x time | CPU s | "
+          "load avg | peak GiB | " + " | ".join(f"{s} s" for s in steps)
           + " | service load s | service RSS GiB |")
-    print("|---" * (8 + len(steps)) + "|")
+    print("|---" * (10 + len(steps)) + "|")
     for r in rows:
         rel = r["seconds"] / rows[0]["seconds"]
         print(f"| {r['scale']:g}x | {r['orders']:,} | {r['lines']:,} | {r['seconds']:.1f} "
-              f"| {rel:.1f}× | {r['peak_gib']:.2f} | "
+              f"| {rel:.1f}× | {r['cpu_seconds']:.0f} | {r['load']:.1f} "
+              f"| {r['peak_gib']:.2f} | "
               + " | ".join(f"{r['steps'].get(s, '')}" for s in steps)
               + f" | {r['service']['load_seconds']} | {r['service']['rss_gib']} |")
     for r in rows:
@@ -217,7 +242,7 @@ def main() -> None:
         ratio = r["seconds"] / first["seconds"]
         print(f"target: {k:.0f}x the orders in at most {k * 20 / 16:.0f}x the time: "
               f"{ratio:.1f}x, {'met' if ratio <= k * 20 / 16 else 'NOT met'}")
-    (BASE / "scale.json").write_text(json.dumps(rows, indent=1))
+    saved.write_text(json.dumps(rows, indent=1))
     if len(rows) > 1:
         SVG.write_text(plot(rows))
         print(f"plot: {SVG.relative_to(ROOT)}")
