@@ -292,7 +292,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--rate", type=int, default=TARGET_RPS, help="open-loop requests/s")
     ap.add_argument("--connections", type=int, default=32)
-    ap.add_argument("--threads", type=int, default=4, help="CherryPy worker threads")
+    ap.add_argument("--threads", type=int, default=2, help="CherryPy worker threads")
     ap.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto",
                     help="closed loop's load generator (auto: wrk when on PATH)")
     ap.add_argument("--seed-lookups", type=int, default=30)
