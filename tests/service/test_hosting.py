@@ -1,0 +1,124 @@
+"""The hosting layer's own parts, without a server: cheroot's reader and writer as
+adjusted in service/_http.py, and the batched, masked access log (service/accesslog.py).
+"""
+import logging
+import re
+import socket
+import threading
+import time
+
+import pytest
+
+from service._http import _HeldHeadWriter, _LineReader, http_date
+from service.accesslog import AccessLog, MaskedTransLogger
+
+
+@pytest.fixture
+def pair():
+    a, b = socket.socketpair()
+    a.settimeout(5)
+    b.settimeout(5)
+    yield a, b
+    a.close()
+    b.close()
+
+
+def test_line_reader_cuts_whole_lines_and_falls_back_for_the_rest(pair):
+    server, client = pair
+    reader = _LineReader(server, "rb")
+    client.sendall(b"GET /x HTTP/1.1\r\nHost: h\r\n\r\nBODY" + b"z" * 20 + b"\n")
+    assert reader.readline() == b"GET /x HTTP/1.1\r\n"
+    assert reader.readline() == b"Host: h\r\n"
+    assert reader.readline() == b"\r\n"
+    assert reader.has_data()
+    assert reader.read(4) == b"BODY"
+    assert reader.readline(5) == b"zzzzz"  # longer than asked: _pyio's readline
+    assert reader.readline() == b"z" * 15 + b"\n"
+    assert not reader.has_data()
+    threading.Timer(0.1, client.sendall, args=(b"ef\r\n",)).start()
+    client.sendall(b"abc-d")  # a line that arrives in two parts
+    assert reader.readline() == b"abc-def\r\n"
+    assert reader.bytes_read == 17 + 9 + 2 + 4 + 21 + 9  # every byte handed out, as cheroot's
+
+
+def _recv_now(sock) -> bytes:
+    sock.setblocking(False)
+    try:
+        return sock.recv(65536)
+    except BlockingIOError:
+        return b""
+    finally:
+        sock.settimeout(5)
+
+
+def test_held_head_goes_out_with_the_body_or_on_release(pair):
+    server, client = pair
+    writer = _HeldHeadWriter(server, "wb")
+    writer.hold_next()
+    writer.write(b"HTTP/1.1 200 OK\r\n\r\n")
+    assert _recv_now(client) == b""
+    writer.write(b"body")
+    time.sleep(0.05)
+    assert _recv_now(client) == b"HTTP/1.1 200 OK\r\n\r\nbody"
+    writer.release()  # nothing held: nothing sent
+    writer.hold_next()
+    writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+    writer.release()  # a response without a body
+    time.sleep(0.05)
+    assert _recv_now(client) == b"HTTP/1.1 204 No Content\r\n\r\n"
+
+
+def test_http_date_is_an_rfc_7231_date():
+    assert re.fullmatch(rb"[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d GMT",
+                        http_date())
+
+
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+@pytest.fixture
+def access():
+    logger = logging.getLogger("tests.access")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    records = _Records()
+    logger.addHandler(records)
+    yield AccessLog(logger, interval=60, max_lines=3), records
+    logger.removeHandler(records)
+
+
+def test_access_lines_are_translogger_lines_with_phones_masked(access):
+    log, records = access
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "application/json"),
+                                  ("Content-Length", "2")])
+        return [b"[]"]
+
+    logged = MaskedTransLogger(app, log)
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/users/+7 (905) 545-5709/recommendations",
+               "QUERY_STRING": "limit=1", "SCRIPT_NAME": "", "SERVER_PROTOCOL": "HTTP/1.1",
+               "REMOTE_ADDR": "127.0.0.1", "HTTP_USER_AGENT": "ua"}
+    assert b"".join(logged(environ, lambda status, headers, exc_info=None: None)) == b"[]"
+    log.flush()
+    (line,) = records.messages
+    assert re.fullmatch(r'127\.0\.0\.1 - - \[\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] '
+                        r'"GET /users/%2B\*{6}09/recommendations\?limit=1 HTTP/1\.1" 200 2 "-" '
+                        r'"ua"', line), line
+    assert "545" not in line
+
+
+def test_access_log_writes_batches_when_full_and_the_rest_on_stop(access):
+    log, records = access
+    log.start()
+    for i in range(4):
+        log.add(f"line {i}")
+    assert records.messages == ["line 0\nline 1\nline 2"]  # max_lines reached
+    log.stop()
+    assert records.messages == ["line 0\nline 1\nline 2", "line 3"]
