@@ -66,7 +66,9 @@ class Settings:
 
     service_host: str = "127.0.0.1"
     service_port: int = 8080
-    service_threads: int = 16
+    # Snapshot lookups hold the GIL: on 2 cores 2-4 workers answered most, with the
+    # shortest tail (bench/RESULTS.md). Serving from MongoDB waits on the network: more.
+    service_threads: int = 4
     # Where the pipeline asks a running service to reload (POST <url>/admin/reload);
     # empty: nobody is told, the service notices serving/CURRENT on its own.
     service_url: str = ""
