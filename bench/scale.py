@@ -3,8 +3,9 @@
 For each scale, etl/scaler.py lands a shop shaped like UCI Online Retail (304 days) into
 var/bench/scale/x<s> once. Then a fresh process per scale (so the JVM start counts) runs
 what the nightly job runs after extraction, training on the whole period: clean →
-ALS part (holdout evaluation, ALS, hybrid lists, similar items) → FP-Growth part →
-finalize (metrics, report) → gate + publish. The parent samples the resident memory of
+train (`shoprecs train`: the ALS part — holdout evaluation beside the final ALS, hybrid
+lists, similar items — and the FP-Growth part side by side, as the DAG runs them; then
+finalize: metrics, report) → gate + publish. The parent samples the resident memory of
 that process and its children (the JVM, Python workers) every 0.2 s for the peak. Then
 another fresh process loads the published snapshot as the service does and reports its
 load time and memory.
@@ -80,12 +81,8 @@ def child(scale: float, what: str) -> None:
     with spark_session("shoprecs-bench-scale") as spark:
         with pipeline.timed("clean", timings):
             pipeline.clean(s, start, end, spark=spark)
-        with pipeline.timed("train ALS part", timings):
-            version = pipeline.train_als(s, end, spark=spark)
-        with pipeline.timed("train FP-Growth part", timings):
-            pipeline.train_fpgrowth(s, end, spark=spark)
-        with pipeline.timed("finalize", timings):
-            pipeline.finalize(s, end)
+        with pipeline.timed("train (ALS part ∥ FP-Growth part, finalize)", timings):
+            version = pipeline.train(s, end, spark=spark)
     with pipeline.timed("gate + publish", timings):
         try:
             pipeline.publish(s, version)

@@ -34,6 +34,7 @@ import hashlib
 import json
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -219,7 +220,7 @@ def _part_finish(p: Plan, part: str, summary: dict) -> dict:
     return summary
 
 
-def train_als(spark: SparkSession, p: Plan) -> dict:
+def train_als(spark: SparkSession, p: Plan, release: bool = True) -> dict:
     """The ALS side of model p.version: the id mapping, the holdout evaluation, the hybrid
     recommendations, similar items, popular items and the catalog; `parts/als.json` last."""
     if (done := part_done(p, "als")) is not None:
@@ -230,39 +231,49 @@ def train_als(spark: SparkSession, p: Plan) -> dict:
     users = ids.extend(_previous_mapping(spark, root, "users"), inter.select("user_key")).cache()
     items = ids.extend(_previous_mapping(spark, root, "items"), lines.select("goods_id")).cache()
     cut = p.end - dt.timedelta(days=p.holdout_days - 1)
-    if p.holdout_days > 0 and cut > p.start:
-        log.info("evaluating on the holdout %s..%s (models trained before %s)", cut, p.end, cut)
-        holdout = evaluate_holdout(lines, users, items, cut, p.als, p.hybrid)
-    else:
-        holdout = {"skipped": "train.holdout_days is 0 or not shorter than the window"}
-
-    ratings = als.ratings(lines, users, items, p.als.strength).cache()
-    log.info("training ALS %s on %d pairs", p.als, ratings.count())
-    model = als.train(ratings, p.als)
-    shoppers = inter.select("user_key").distinct()
-    log.info("scoring the hybrid %s for every shopper", p.hybrid)
-    recs = hybrid.top_lists(hybrid.score(lines, model, users, items, None, p.end, p.hybrid),
-                            p.als.top_k)
-    results = out / "results"
-    recs.write.mode("overwrite").parquet(str(results / "user_recs"))
-    popular(lines).write.mode("overwrite").parquet(str(results / "popular"))
-    spark.read.parquet(str(root / "clean" / "goods")).write.mode("overwrite").parquet(
-        str(results / "catalog"))
-    similar.similar_items(model, items, SIMILAR_K).write.mode("overwrite").parquet(
-        str(results / "similar"))
-    users.write.mode("overwrite").parquet(str(out / "ids" / "users"))
-    items.write.mode("overwrite").parquet(str(out / "ids" / "items"))
-    model.write().overwrite().save(str(out / "als"))
-    summary = {"trained_on": {"lines": lines.count(), "shoppers": shoppers.count(),
-                              "goods": lines.select("goods_id").distinct().count()},
-               "evaluation": holdout}
-    for df in (lines, users, items, ratings):
+    # The holdout evaluation (models trained before the cut) and the final fit share only
+    # the cached lines and id mappings: run them as concurrent Spark jobs from two
+    # threads, so that one's small and serial stages leave no core idle.
+    with ThreadPoolExecutor(1, thread_name_prefix="holdout") as pool:
+        if p.holdout_days > 0 and cut > p.start:
+            log.info("evaluating on the holdout %s..%s (models trained before %s)",
+                     cut, p.end, cut)
+            evaluating = pool.submit(evaluate_holdout, lines, users, items, cut, p.als,
+                                     p.hybrid)
+        else:
+            evaluating = None
+        ratings = als.ratings(lines, users, items, p.als.strength).cache()
+        log.info("training ALS %s on %d pairs", p.als, ratings.count())
+        model = als.train(ratings, p.als)
+        log.info("scoring the hybrid %s for every shopper", p.hybrid)
+        recs = hybrid.top_lists(hybrid.score(lines, model, users, items, None, p.end,
+                                             p.hybrid), p.als.top_k)
+        results = out / "results"
+        recs.write.mode("overwrite").parquet(str(results / "user_recs"))
+        popular(lines).write.mode("overwrite").parquet(str(results / "popular"))
+        spark.read.parquet(str(root / "clean" / "goods")).write.mode("overwrite").parquet(
+            str(results / "catalog"))
+        similar.similar_items(model, items, SIMILAR_K).write.mode("overwrite").parquet(
+            str(results / "similar"))
+        users.write.mode("overwrite").parquet(str(out / "ids" / "users"))
+        items.write.mode("overwrite").parquet(str(out / "ids" / "items"))
+        model.write().overwrite().save(str(out / "als"))
+        counts = lines.agg(F.count("*").alias("lines"),
+                           F.countDistinct("user_key").alias("shoppers"),
+                           F.countDistinct("goods_id").alias("goods")).first()
+        holdout = evaluating.result() if evaluating else {
+            "skipped": "train.holdout_days is 0 or not shorter than the window"}
+    summary = {"trained_on": counts.asDict(), "evaluation": holdout}
+    for df in (users, items, ratings, *([lines] if release else [])):
         df.unpersist()
     return _part_finish(p, "als", summary)
 
 
-def train_fpgrowth(spark: SparkSession, p: Plan) -> dict:
-    """The FP-Growth side of model p.version: the rules; `parts/fpgrowth.json` last."""
+def train_fpgrowth(spark: SparkSession, p: Plan, release: bool = True) -> dict:
+    """The FP-Growth side of model p.version: the rules; `parts/fpgrowth.json` last.
+
+    `release`: unpersist the window's cached lines when done (False when the ALS part
+    still reads them in another thread; `run` releases them)."""
     if (done := part_done(p, "fpgrowth")) is not None:
         return done
     lines = _read_lines(spark, p)
@@ -281,7 +292,7 @@ def train_fpgrowth(spark: SparkSession, p: Plan) -> dict:
                "min_support": fp_model.getMinSupport(),
                "rules": spark.read.parquet(str(rules_path)).count()}
     fp_model.freqItemsets.unpersist()
-    for df in (lines, basket_df):
+    for df in (basket_df, *([lines] if release else [])):
         df.unpersist()
     return _part_finish(p, "fpgrowth", summary)
 
@@ -325,6 +336,13 @@ def run(spark: SparkSession, settings, end: dt.date, als_params: als.ALSParams |
         log.info("model %s already trained for this data and parameters; nothing to do",
                  p.version)
         return p.version
-    train_als(spark, p)
-    train_fpgrowth(spark, p)
+    # Like the DAG's parallel tasks: the rules are mined while the ALS part trains, both
+    # reading the window's lines from one cache.
+    try:
+        with ThreadPoolExecutor(1, thread_name_prefix="fpgrowth") as pool:
+            mining = pool.submit(train_fpgrowth, spark, p, False)
+            train_als(spark, p, False)
+            mining.result()
+    finally:
+        read_clean(spark, p.root, p.start, p.end).unpersist()
     return finalize(p)
