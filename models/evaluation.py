@@ -9,8 +9,9 @@ Two modes:
 * `new`: relevant = what they bought in the test period and never before, and goods they
   bought in training are removed from the recommendations before taking the top k.
 
-The pure functions below define the metrics; `evaluate` computes the same numbers in
-Spark for whole populations (tests check the two agree).
+The pure functions below define the metrics; `evaluate_many` computes the same numbers
+in Spark for whole populations, every model and mode in one pass (`evaluate` and
+`evaluate_modes` are views of it; tests check they agree with the definitions).
 """
 from __future__ import annotations
 
@@ -49,34 +50,9 @@ def ndcg_at_k(recommended: Sequence, relevant: set, k: int) -> float:
     return dcg / ideal if ideal else 0.0
 
 
-def holdout_truth(train: DataFrame, test: DataFrame, mode: str) -> DataFrame:
-    """(user_key, goods_id) relevant in the test period for shoppers seen in training."""
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}")
-    bought = train.select("user_key", "goods_id").distinct()
-    known = bought.select("user_key").distinct()
-    truth = test.where(F.col("user_key").isNotNull()).select("user_key", "goods_id").distinct()
-    truth = truth.join(known, "user_key")
-    if mode == "new":
-        truth = truth.join(bought, ["user_key", "goods_id"], "left_anti")
-    return truth
-
-
-def top_k(recs: DataFrame, k: int, exclude: DataFrame | None = None) -> DataFrame:
-    """(user_key, goods_id, rank) best k by score, after removing `exclude` pairs."""
-    if exclude is not None:
-        recs = recs.join(exclude.select("user_key", "goods_id").distinct(),
-                         ["user_key", "goods_id"], "left_anti")
-    order = Window.partitionBy("user_key").orderBy(F.desc("score"), "goods_id")
-    return (recs.withColumn("rank", F.row_number().over(order)).where(F.col("rank") <= k)
-            .select("user_key", "goods_id", "rank"))
-
-
 def evaluate(recs: DataFrame, train: DataFrame, test: DataFrame, k: int, mode: str,
              catalog_size: int) -> dict[str, float]:
     """Metrics@k of `recs` (user_key, goods_id, score) against the holdout, in `mode`."""
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}")
     return evaluate_many({"model": recs}, train, test, k, catalog_size, (mode,))["model"][mode]
 
 
