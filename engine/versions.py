@@ -3,7 +3,8 @@
     shoprecs rollback               -> the version published before the one served
     shoprecs rollback --to VERSION  -> that version
 
-The target is loaded and checked exactly as the service would load it before CURRENT
+`served_model` says what the service serves (and its metrics), from whichever store it
+reads. The target is loaded and checked exactly as the service would load it before CURRENT
 moves; a running service notices the switch on its next poll (or on SIGHUP, or
 `POST /admin/reload`).
 
@@ -18,6 +19,23 @@ from pathlib import Path
 from engine.snapshot import Snapshot, SnapshotError, _switch_current, current_version
 
 log = logging.getLogger(__name__)
+
+
+def served_model(settings) -> tuple[str | None, dict | None]:
+    """(the version the service serves, the metrics it was published with): MongoDB's
+    pointer document when the service reads MongoDB (service.store = "mongo"), else
+    serving/CURRENT. The quality gate and the model report compare with it."""
+    if settings.service_store == "mongo":
+        from engine.mongo import MongoStore, connect
+
+        return MongoStore(connect(settings.mongo_uri)[settings.mongo_db]).served_metrics()
+    root = Path(settings.warehouse)
+    served = current_version(root)
+    if served is None:
+        return None, None
+    manifest = root / "serving" / served / "manifest.json"
+    return served, (json.loads(manifest.read_text()).get("metrics")
+                    if manifest.exists() else None)
 
 
 def published_versions(root: str | Path) -> list[tuple[str, str]]:

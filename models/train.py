@@ -41,6 +41,7 @@ from pathlib import Path
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from engine.versions import served_model
 from etl.clean import read_clean
 from models import als, baselines, evaluation, fpgrowth, hybrid, ids, report, similar
 
@@ -117,15 +118,6 @@ def evaluate_holdout(lines: DataFrame, users: DataFrame, items: DataFrame, cut: 
     for df in (shoppers, *parts.values()):
         df.unpersist()
     return result
-
-
-def served_metrics(root: Path) -> dict | None:
-    """metrics.json of the version serving/CURRENT names, if any."""
-    pointer = root / "serving" / "CURRENT"
-    if not pointer.exists():
-        return None
-    manifest = root / "serving" / pointer.read_text().strip() / "manifest.json"
-    return json.loads(manifest.read_text()).get("metrics") if manifest.exists() else None
 
 
 def _previous_mapping(spark: SparkSession, root: Path, kind: str) -> DataFrame | None:
@@ -297,8 +289,9 @@ def train_fpgrowth(spark: SparkSession, p: Plan, release: bool = True) -> dict:
     return _part_finish(p, "fpgrowth", summary)
 
 
-def finalize(p: Plan) -> str:
-    """Assemble metrics.json and report.html from both parts, then `_SUCCESS` and
+def finalize(p: Plan, served: dict | None = None) -> str:
+    """Assemble metrics.json and report.html (compared with `served`, the metrics of the
+    version being served: engine.versions.served_model), then `_SUCCESS` and
     models/LATEST (pure Python). Raises FileNotFoundError naming a part not trained yet."""
     if p.done:
         log.info("model %s already trained for this data and parameters; nothing to do",
@@ -319,7 +312,7 @@ def finalize(p: Plan) -> str:
                "fpgrowth": {"min_support": fp["min_support"], "rules": fp["rules"],
                             "baskets_mined": fp.get("baskets_mined")}}
     _write_text(p.out / "metrics.json", json.dumps(metrics, indent=2))
-    report.write(p.out, served_metrics(p.root))
+    report.write(p.out, served)
     _write_text(p.out / "_SUCCESS", "")
     _write_text(p.root / "models" / "LATEST", p.version)
     log.info("trained model %s: %s", p.version, metrics["trained_on"])
@@ -345,4 +338,4 @@ def run(spark: SparkSession, settings, end: dt.date, als_params: als.ALSParams |
             mining.result()
     finally:
         read_clean(spark, p.root, p.start, p.end).unpersist()
-    return finalize(p)
+    return finalize(p, served_model(settings)[1])

@@ -90,7 +90,9 @@ def finalize(settings: Settings, end: dt.date, expected: set[str] | None = None)
             f"the training steps for {end} wrote {sorted(expected)} but the data and "
             f"parameters now give {plan.version}: landing/ or models/TUNED.json changed "
             "during the run; clear the training tasks so both parts train it again")
-    return train_job.finalize(plan)
+    from engine.versions import served_model
+
+    return train_job.finalize(plan, served_model(settings)[1])
 
 
 def tune(settings: Settings, end: dt.date, quick: bool = False, spark=None) -> dict:
@@ -116,25 +118,6 @@ def _report_gate(model_dir, candidate: dict, served: dict | None, failures: list
     os.replace(tmp, model_dir / "report.html")
 
 
-def served_model(settings: Settings) -> tuple[str | None, dict | None]:
-    """(the version the service serves, its metrics): from MongoDB's pointer when the
-    service reads MongoDB (service.store = "mongo"), else from serving/CURRENT."""
-    import json
-
-    from engine.snapshot import current_version
-
-    if settings.service_store == "mongo":
-        from engine.mongo import MongoStore, connect
-
-        return MongoStore(connect(settings.mongo_uri)[settings.mongo_db]).served_metrics()
-    served = current_version(settings.warehouse)
-    if served is None:
-        return None, None
-    manifest = settings.warehouse / "serving" / served / "manifest.json"
-    return served, (json.loads(manifest.read_text()).get("metrics")
-                    if manifest.exists() else None)
-
-
 def gate(settings: Settings, version: str | None = None, skip_gate: bool = False) -> str:
     """Check the trained `version` (default models/LATEST) against the quality gate and
     write the verdict into its report.html; return the version.
@@ -143,6 +126,7 @@ def gate(settings: Settings, version: str | None = None, skip_gate: bool = False
     `skip_gate`: then the failures are logged as warnings)."""
     import json
 
+    from engine.versions import served_model
     from models.gate import GatePolicy, QualityGateError, check
 
     root = settings.warehouse
@@ -202,6 +186,8 @@ def publish_nightly(settings: Settings, version: str) -> str | None:
     `version`'s: re-running an old night never rolls serving back (an operator does that,
     explicitly, with `shoprecs publish --version V`). Returns None when it kept the newer."""
     import json
+
+    from engine.versions import served_model
 
     root = settings.warehouse
     served, served_metrics = served_model(settings)

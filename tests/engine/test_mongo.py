@@ -346,6 +346,7 @@ def test_the_cli_rolls_back_mongodb_and_the_folder_to_the_same_version(mongo_set
 
 def test_the_gate_compares_with_what_mongodb_serves_when_the_service_reads_it(
         mongo_settings, store):
+    from engine.versions import served_model
     from models.gate import QualityGateError
     from shoprecs import pipeline
 
@@ -357,7 +358,7 @@ def test_the_gate_compares_with_what_mongodb_serves_when_the_service_reads_it(
     _evaluated(root, "v2", 0.03)  # beats popularity, but 40% below v1
     reads_mongo = dataclasses.replace(mongo_settings, service_store="mongo",
                                       publish_store="mongo")
-    assert pipeline.served_model(reads_mongo)[0] == "v1"
+    assert served_model(reads_mongo)[0] == "v1"
     with pytest.raises(QualityGateError, match="below the served model v1"):
         pipeline.gate(reads_mongo, "v2")
     assert pipeline.gate(dataclasses.replace(reads_mongo, gate_max_drop=0.5), "v2") == "v2"
