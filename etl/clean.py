@@ -198,7 +198,7 @@ def run(spark: SparkSession, settings, start: dt.date, end: dt.date) -> dict:
     """Clean the landed days start..end; replace exactly those days in clean/ and quarantine/.
 
     The landed JSON is parsed once and kept (memory, spilling to disk) for both outputs; the
-    statistics are counted from what was written's cached rows, not by reading it back."""
+    statistics are counted from the cached rows just written, not by reading them back."""
     from etl.bus import days as day_range
 
     root = settings.warehouse
