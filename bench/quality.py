@@ -171,7 +171,7 @@ def main() -> None:
     t0 = time.perf_counter()
     scored, _ = candidates(before, shoppers, users, items, TRAIN_CUT,
                            als.ALSParams(**tuned["als"]),
-                           hybrid.HybridParams(**tuned["hybrid"]))
+                           hybrid.HybridParams(**tuned["hybrid"]), K)
     published = scored[PUBLISHED].cache()
     published.count()
     seconds = time.perf_counter() - t0

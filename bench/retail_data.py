@@ -35,25 +35,34 @@ def require_data() -> Path:
     return DATA
 
 
+def land(root: Path) -> dict:
+    """Land the whole file into the warehouse at `root` through the bus simulator and the
+    extractor, as the nightly job would have day by day; return {"orders", "lines"}."""
+    from etl.bus import BusClient, extract
+    from etl.retail import load_retail
+    from shoprecs.demo import free_port, start_simulator
+
+    orders, goods = load_retail(require_data())
+    s = dataclasses.replace(settings(), warehouse_root=str(root),
+                            bus_url=f"http://127.0.0.1:{free_port()}")
+    print(f"landing {len(orders):,} Online Retail orders through the simulator ...", flush=True)
+    server = start_simulator(orders, goods, s)
+    try:
+        extract(BusClient.from_settings(s), START, END, root)
+    finally:
+        server.stop()
+    return {"orders": len(orders), "lines": sum(len(o["basket"]) for o in orders)}
+
+
 def prepare(spark) -> Path:
     """Land and clean the whole file once; return the warehouse root."""
     marker = WAREHOUSE / "_PREPARED"
     if marker.exists():
         return WAREHOUSE
     from etl import clean
-    from etl.bus import BusClient, extract
-    from etl.retail import load_retail
-    from shoprecs.demo import free_port, start_simulator
 
-    orders, goods = load_retail(require_data())
-    s = dataclasses.replace(settings(), bus_url=f"http://127.0.0.1:{free_port()}")
-    print(f"landing {len(orders):,} Online Retail orders through the simulator ...", flush=True)
-    server = start_simulator(orders, goods, s)
-    try:
-        extract(BusClient.from_settings(s), START, END, WAREHOUSE)
-    finally:
-        server.stop()
+    land(WAREHOUSE)
     print("cleaning them with Spark ...", flush=True)
-    clean.run(spark, s, START, END)
+    clean.run(spark, settings(), START, END)
     marker.write_text("")
     return WAREHOUSE

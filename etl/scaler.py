@@ -14,8 +14,9 @@ returns left out):
 
 At scale s: s times the invoices and customers, sqrt(s) times the goods (catalogs grow
 slower than their shops), and the same distributions. At 1x it writes 14,876 orders and
-329k lines (per order: median 16, p90 47, p99 104; the real tail is longer). Shoppers keep to a taste cluster of
-goods, as the demo generator's do, so ALS and the rules have signal to find.
+329k lines (per order: median 16, p90 47, p99 104; the real tail is longer). Shoppers
+keep to a taste cluster of goods, as the demo generator's do, so ALS and the rules have
+signal to find.
 
 Days are written straight into landing/ in the extractor's layout (etl.bus.land_day): the
 benchmark measures the pipeline after extraction. Generation is vectorized (numpy) a day

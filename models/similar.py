@@ -55,7 +55,7 @@ def _block_top_k(k: int):
                                  "rank": pd.Series([], dtype="int32")})
         scores = vectors[queries] @ vectors.T
         scores[np.arange(len(queries)), queries] = -np.inf  # never one's own neighbour
-        best = _best_columns(scores, n)
+        best = best_columns(scores, n)
         return pd.DataFrame({"goods_id": np.repeat(keys[queries], n),
                              "similar_id": keys[best].ravel(),
                              "score": np.take_along_axis(scores, best, axis=1).ravel(),
@@ -71,7 +71,7 @@ def _normalized(matrix: np.ndarray) -> np.ndarray:
     return matrix / np.where(norms > 0, norms, 1.0)
 
 
-def _best_columns(scores: np.ndarray, n: int) -> np.ndarray:
+def best_columns(scores: np.ndarray, n: int) -> np.ndarray:
     """Per row, the columns of the n highest scores, best first, ties to the lower column.
 
     argpartition alone would break a tie at the n-th place arbitrarily; here every score

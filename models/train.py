@@ -87,19 +87,20 @@ def split(lines: DataFrame, cut: dt.date, end: dt.date | None = None):
 
 
 def candidates(before: DataFrame, shoppers: DataFrame, users: DataFrame, items: DataFrame,
-               cut: dt.date, als_params: als.ALSParams, params: hybrid.HybridParams,
-               neighbours: DataFrame | None = None
-               ) -> tuple[dict[str, DataFrame], dict[str, DataFrame]]:
-    """Every model's scores for the `shoppers`, each trained on `before` only, and the
-    hybrid's cached components (unpersist them when done)."""
+               cut: dt.date, als_params: als.ALSParams, params: hybrid.HybridParams, k: int
+               ) -> tuple[dict[str, DataFrame], DataFrame]:
+    """Every model's (user_key, goods_id, score) for the `shoppers`, each trained on
+    `before` only: the best k goods overall and the best k new, which is all an evaluation
+    at k reads in either mode. Also the cached lists behind them (unpersist when done)."""
     model = als.train(als.ratings(before, users, items, als_params.strength), als_params)
     asof = cut - dt.timedelta(days=1)
-    parts = hybrid.components(before, model, users, items, shoppers, asof, params, neighbours)
-    parts = {name: df.cache() for name, df in parts.items()}
-    return {PUBLISHED: hybrid.blend(parts, params.weights(), hybrid.bought_pairs(before)),
-            "als": parts["als"],
-            "cooccurrence": parts["items"],
-            "popularity": baselines.popularity(before, shoppers, 200)}, parts
+    blends = {PUBLISHED: params.weights(), "als": {"als": 1.0}, "cooccurrence": {"items": 1.0}}
+    lists = hybrid.recommend(before, model, users, items, asof, params, k, shoppers=shoppers,
+                             blends=blends).cache()
+    scored = {name: lists.where(F.col("model") == name).select("user_key", "goods_id", "score")
+              for name in blends}
+    scored["popularity"] = baselines.popularity(before, shoppers, 200)
+    return scored, lists
 
 
 def evaluate_holdout(lines: DataFrame, users: DataFrame, items: DataFrame, cut: dt.date,
@@ -111,11 +112,11 @@ def evaluate_holdout(lines: DataFrame, users: DataFrame, items: DataFrame, cut: 
     shoppers = shoppers.cache()
     if before.isEmpty() or shoppers.isEmpty():
         return {"skipped": f"no shoppers bought both before and after {cut}"}
-    scored, parts = candidates(before, shoppers, users, items, cut, als_params, params)
+    scored, lists = candidates(before, shoppers, users, items, cut, als_params, params, k)
     catalog = lines.select("goods_id").distinct().count()
     result = {"k": k, "cut": cut.isoformat(), "test_users": shoppers.count(),
               "models": evaluation.evaluate_many(scored, before, after, k, catalog)}
-    for df in (shoppers, *parts.values()):
+    for df in (shoppers, lists):
         df.unpersist()
     return result
 
@@ -238,8 +239,8 @@ def train_als(spark: SparkSession, p: Plan, release: bool = True) -> dict:
         log.info("training ALS %s on %d pairs", p.als, ratings.count())
         model = als.train(ratings, p.als)
         log.info("scoring the hybrid %s for every shopper", p.hybrid)
-        recs = hybrid.top_lists(hybrid.score(lines, model, users, items, None, p.end,
-                                             p.hybrid), p.als.top_k)
+        recs = hybrid.recommend(lines, model, users, items, p.end, p.hybrid,
+                                p.als.top_k).drop("model")
         results = out / "results"
         recs.write.mode("overwrite").parquet(str(results / "user_recs"))
         popular(lines).write.mode("overwrite").parquet(str(results / "popular"))

@@ -98,3 +98,63 @@ def test_hybrid_recommends_repeats_first_and_neighbours_of_them_as_new(spark):
     assert [(r.goods_id, r.bought) for r in mine] == [(r.goods_id, r.bought) for r in ranked]
     assert [r.score for r in mine] == pytest.approx([r.score for r in ranked])
     assert everyone.select("user_key").distinct().count() == 17  # k0-k7, d0-d7, s1
+
+
+@pytest.fixture(scope="module")
+def random_shop(spark):
+    """A small random shop with guests, repeat buyers and a long tail, and an ALS on it."""
+    rnd = random.Random(3)
+    rows = []
+    for o in range(600):
+        user = f"u{rnd.randrange(80)}" if rnd.random() > 0.05 else None
+        day = f"2024-01-{rnd.randrange(1, 29):02d}"
+        for g in rnd.sample(range(60), rnd.randrange(1, 6)):
+            goods = g if rnd.random() < 0.5 else int(rnd.paretovariate(1.2)) % 60
+            rows.append((f"o{o}", user, f"g{goods:02d}", day))
+    lines = lines_df(spark, rows).dropDuplicates(["order_id", "goods_id"]).cache()
+    users = ids.extend(None, lines.select("user_key")).cache()
+    items = ids.extend(None, lines.select("goods_id")).cache()
+    model = als.train(als.ratings(lines, users, items, "count"), als.ALSParams(rank=4, max_iter=5))
+    return lines, users, items, model
+
+
+def _lists(rows):
+    return {(r.user_key, r.rank): (r.goods_id, r.bought, r.score) for r in rows}
+
+
+@pytest.mark.parametrize("subset", [False, True])
+def test_recommend_equals_the_spark_definition_of_the_blend(spark, random_shop, subset):
+    lines, users, items, model = random_shop
+    shoppers = (spark.createDataFrame([(f"u{i}",) for i in range(0, 80, 3)], "user_key string")
+                if subset else None)
+    params = hybrid.HybridParams(neighbours=5, candidates=15, block_items=16)
+    asof, k = dt.date(2024, 1, 28), 6
+    expected = _lists(hybrid.top_lists(
+        hybrid.score(lines, model, users, items, shoppers, asof, params), k).collect())
+    got = hybrid.recommend(lines, model, users, items, asof, params, k,
+                           shoppers=shoppers).collect()
+    assert {r.model for r in got} == {"hybrid"}
+    got = _lists(got)
+    assert len(expected) > (200 if subset else 700)
+    assert set(got) == set(expected)
+    for key, (goods, bought, score) in expected.items():
+        assert got[key][:2] == (goods, bought), key
+        assert got[key][2] == pytest.approx(score)
+
+
+def test_recommend_scores_several_blends_in_one_pass(spark, random_shop):
+    # The holdout evaluation measures ALS alone and the kNN alone from the same pass.
+    lines, users, items, model = random_shop
+    params = hybrid.HybridParams(neighbours=5, candidates=15, block_items=16)
+    asof, k = dt.date(2024, 1, 28), 5
+    parts = hybrid.components(lines, model, users, items, None, asof, params)
+    pairs = hybrid.bought_pairs(lines)
+    blends = {"als": {"als": 1.0}, "knn": {"items": 1.0}, "mix": {"repeat": 1.0, "trending": 2.0}}
+    got = hybrid.recommend(lines, model, users, items, asof, params, k, blends=blends).cache()
+    for name, weights in blends.items():
+        expected = _lists(hybrid.top_lists(hybrid.blend(parts, weights, pairs), k).collect())
+        mine = _lists(got.where(f"model = '{name}'").collect())
+        assert set(mine) == set(expected), name
+        assert all(mine[key][:2] == expected[key][:2] for key in expected), name
+    with pytest.raises(ValueError, match="every weight"):
+        hybrid.recommend(lines, model, users, items, asof, params, k, blends={"x": {"als": 0}})
