@@ -56,7 +56,7 @@ class HybridParams:
     decay_days: float = 90.0  # age scale of a purchase in the kNN profile
     trending_days: int = 30
     candidates: int = 100  # per shopper, from ALS, from item-kNN and from trending
-    block_items: int = 512  # goods per item-kNN task
+    block_items: int = 2048  # goods per item-kNN task
 
     def weights(self) -> dict[str, float]:
         return {"repeat": self.w_repeat, "als": self.w_als, "items": self.w_items,
@@ -69,7 +69,10 @@ class HybridParams:
 NEIGHBOUR_SCHEMA = "goods_id string, other string, sim double"
 
 
-def _block_neighbours(k: int):
+QUERY_CHUNK = 512  # goods whose neighbours one dense product computes (memory bound)
+
+
+def _block_neighbours(k: int, chunk: int):
     def compute(pdf):
         import pandas as pd
         import scipy.sparse as sp
@@ -77,30 +80,34 @@ def _block_neighbours(k: int):
         block = pdf["block"].iat[0]
         goods, gi = np.unique(pdf["goods_id"].to_numpy(), return_inverse=True)
         _, ui = np.unique(pdf["user_key"].to_numpy(), return_inverse=True)
-        x = sp.csr_matrix((np.ones(len(pdf), np.float32), (ui, gi)),
+        x = sp.csc_matrix((np.ones(len(pdf), np.float32), (ui, gi)),
                           shape=(ui.max() + 1, len(goods)))
         x.data[:] = 1.0  # a (shopper, goods) pair counts once
         buyers = np.zeros(len(goods))
         buyers[gi] = pdf["n"].to_numpy()
         home = np.zeros(len(goods), bool)
         home[gi] = pdf["item_block"].to_numpy() == block
-        query = np.flatnonzero(home)
-        co = (x[:, query].T @ x).toarray()  # query goods x local goods, shared buyers
-        sim = co / np.sqrt(np.outer(buyers[query], buyers))
-        sim[np.arange(len(query)), query] = 0.0  # never your own neighbour
-        kk = min(k, sim.shape[1] - 1)
-        if kk <= 0:
+        kk = min(k, len(goods) - 1)
+        if kk <= 0 or not home.any():
             return pd.DataFrame({"goods_id": [], "other": [], "sim": []})
-        top = np.argpartition(-sim, kk - 1, axis=1)[:, :kk]
-        vals = np.take_along_axis(sim, top, 1)
-        keep = vals > 0
-        rows = np.repeat(np.arange(len(query)), kk)[keep.ravel()]
-        return pd.DataFrame({"goods_id": goods[query[rows]], "other": goods[top[keep]],
-                             "sim": vals[keep].astype(float)})
+        xt = x.T.tocsr()
+        out = []
+        for start in range(0, int(home.sum()), chunk):
+            query = np.flatnonzero(home)[start:start + chunk]
+            co = (xt[query] @ x).toarray()  # query goods x local goods, shared buyers
+            sim = co / np.sqrt(np.outer(buyers[query], buyers))
+            sim[np.arange(len(query)), query] = 0.0  # never your own neighbour
+            top = np.argpartition(-sim, kk - 1, axis=1)[:, :kk]
+            vals = np.take_along_axis(sim, top, 1)
+            keep = vals > 0
+            rows = np.repeat(np.arange(len(query)), kk)[keep.ravel()]
+            out.append(pd.DataFrame({"goods_id": goods[query[rows]], "other": goods[top[keep]],
+                                     "sim": vals[keep].astype(float)}))
+        return pd.concat(out, ignore_index=True)
     return compute
 
 
-def item_neighbours(lines: DataFrame, k: int = 20, block_items: int = 512) -> DataFrame:
+def item_neighbours(lines: DataFrame, k: int = 20, block_items: int = 2048) -> DataFrame:
     """(goods_id, other, sim): each goods' k nearest goods by cosine of their buyer sets."""
     pairs = bought_pairs(lines)
     buyers = pairs.groupBy("goods_id").agg(F.count("*").alias("n"))
@@ -110,7 +117,8 @@ def item_neighbours(lines: DataFrame, k: int = 20, block_items: int = 512) -> Da
         "item_block", F.pmod(F.xxhash64("goods_id"), F.lit(blocks)))
     touched = tagged.select("user_key", F.col("item_block").alias("block")).distinct()
     rows = touched.join(tagged, "user_key")
-    return rows.groupBy("block").applyInPandas(_block_neighbours(k), NEIGHBOUR_SCHEMA)
+    return rows.groupBy("block").applyInPandas(_block_neighbours(k, QUERY_CHUNK),
+                                               NEIGHBOUR_SCHEMA)
 
 
 def bought_pairs(lines: DataFrame) -> DataFrame:

@@ -34,8 +34,9 @@ def brute_force_neighbours(pairs, k):
     return out
 
 
-@pytest.mark.parametrize("block_items", [2, 1000])
-def test_item_neighbours_equal_brute_force_cosine(spark, block_items):
+@pytest.mark.parametrize("block_items,query_chunk", [(2, 512), (1000, 512), (1000, 5)])
+def test_item_neighbours_equal_brute_force_cosine(spark, monkeypatch, block_items, query_chunk):
+    monkeypatch.setattr(hybrid, "QUERY_CHUNK", query_chunk)  # read when the job is built
     rnd = random.Random(7)
     pairs = {(f"u{rnd.randrange(30)}", f"g{rnd.randrange(12)}") for _ in range(150)}
     rows = [(f"o{n}", u, g, "2024-01-01") for n, (u, g) in enumerate(sorted(pairs))]
