@@ -101,8 +101,8 @@ bench-als: $(BENCH_STAMP) native-blas  ## Spark ALS fit time against implicit's,
 bench-fpgrowth: $(STAMP)  ## FP-Growth itemsets + rules on Online Retail at minSupport 0.01
 	$(BIN)/python -m bench.fpgrowth
 
-bench-scale: $(STAMP)  ## the nightly pipeline at 1x, 4x, 16x Online Retail's volume (long)
-	$(BIN)/python -m bench.scale
+bench-scale: $(STAMP)  ## the nightly pipeline on Online Retail and at 1x, 4x, 16x its volume (long)
+	$(BIN)/python -m bench.scale --real
 
 # Spark's ALS solves its normal equations in pure Java unless the system has a BLAS and
 # LAPACK (libblas.so.3, liblapack.so.3); OpenBLAS made the fit ~2x faster here. The

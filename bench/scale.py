@@ -19,7 +19,10 @@ workers): wall seconds grow with whatever else runs on the machine, CPU seconds 
 A run keeps the scales earlier runs measured (var/bench/scale.json), so `--scales 16` alone
 completes a table (`--fresh` forgets them).
 
-Run with: make bench-scale   (or: .venv/bin/python -m bench.scale [--scales 1 4 16])
+`--real` also runs it on UCI Online Retail itself (../shared/data), the data the 1x target
+names; the scaler's 1x shop matches its orders and lines but not its co-purchase density.
+
+Run with: make bench-scale   (or: .venv/bin/python -m bench.scale [--real] [--scales 1 4 16])
 """
 from __future__ import annotations
 
@@ -212,6 +215,13 @@ def main() -> None:
 
     rows = []
     for scale in ([REAL] if args.real else []) + [f"{x:g}" for x in args.scales]:
+        if scale == REAL and not (warehouse(REAL) / "_LANDED.json").exists():
+            from bench import retail_data
+
+            if not retail_data.DATA.exists():
+                print(f"skipping Online Retail itself: no {retail_data.DATA} (put ../shared "
+                      "beside the checkout or set SHOPRECS_ONLINE_RETAIL)", flush=True)
+                continue
         landed = land(scale)
         print(f"{label(scale)}: {landed['orders']:,} orders, {landed['lines']:,} lines; "
               f"running the pipeline ...", flush=True)

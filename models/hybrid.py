@@ -29,6 +29,15 @@ Everything is computed in Spark. The item neighbours come from a blocked sparse 
 items are split into blocks, each block's task receives the full baskets of the shoppers
 who bought any of its items, and computes the block's rows of the co-occurrence matrix
 with scipy, keeping the top neighbours. No shopper pair join, nothing collected.
+
+Two implementations of the blend, checked equal by the tests:
+* `components` / `blend` / `top_lists`: Spark SQL, one DataFrame per component. The
+  definition, and what `shoprecs tune` uses to re-blend cached components under many
+  weights.
+* `recommend`: what the nightly job runs. One pandas task per block of shoppers computes
+  every component and the top lists with numpy, beside a copy of the goods side (item
+  factors, neighbours, trending). The SQL version spent most of its time on shuffles and
+  windows, not arithmetic.
 """
 from __future__ import annotations
 
