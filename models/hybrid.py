@@ -278,8 +278,11 @@ def recommend(lines: DataFrame, model: ALSModel, users: DataFrame, items: DataFr
     if shoppers is not None:
         user_factors = user_factors.join(shoppers.select("user_key").distinct(), "user_key",
                                          "left_semi")
+    # Blocks by the shoppers scored (ALS has factors for the window's), not by the id
+    # mapping, which keeps every shopper ever seen.
+    n_shoppers = shoppers.count() if shoppers is not None else model.userFactors.count()
     n_blocks = max(spark.sparkContext.defaultParallelism,
-                   math.ceil(users.count() / USERS_PER_BLOCK))
+                   math.ceil(n_shoppers / USERS_PER_BLOCK))
     block = F.pmod(F.xxhash64("user_key"), F.lit(n_blocks)).cast("int").alias("block")
     no_floats = F.lit(None).cast("array<float>")
     shopper_side = pair.select(block, "user_key", "goods_id", "repeat", "weight",
