@@ -178,16 +178,22 @@ def plot(rows: list[dict]) -> str:
             f'{h / 2:.0f})" text-anchor="middle">seconds (log)</text></svg>\n')
 
 
-def land(scale: str) -> dict:
+def land(scale: str) -> dict | None:
     """Land the shop of `scale` once (its _LANDED.json marker) and clear what earlier runs
-    wrote after landing; return {"orders", "lines"}."""
+    wrote after landing; return {"orders", "lines"}, or None (saying why) when Online
+    Retail itself is asked for and its file is absent."""
     root = warehouse(scale)
     marker = root / "_LANDED.json"
     if not marker.exists():
-        print(f"landing the {label(scale)} shop into {root} ...", flush=True)
         if scale == REAL:
             from bench import retail_data
 
+            if not retail_data.DATA.exists():
+                print(f"skipping Online Retail itself: no {retail_data.DATA} (put ../shared "
+                      "beside the checkout or set SHOPRECS_ONLINE_RETAIL)", flush=True)
+                return None
+        print(f"landing the {label(scale)} shop into {root} ...", flush=True)
+        if scale == REAL:
             landed = retail_data.land(root)
         else:
             from etl import scaler
@@ -215,14 +221,9 @@ def main() -> None:
 
     rows = []
     for scale in ([REAL] if args.real else []) + [f"{x:g}" for x in args.scales]:
-        if scale == REAL and not (warehouse(REAL) / "_LANDED.json").exists():
-            from bench import retail_data
-
-            if not retail_data.DATA.exists():
-                print(f"skipping Online Retail itself: no {retail_data.DATA} (put ../shared "
-                      "beside the checkout or set SHOPRECS_ONLINE_RETAIL)", flush=True)
-                continue
         landed = land(scale)
+        if landed is None:
+            continue
         print(f"{label(scale)}: {landed['orders']:,} orders, {landed['lines']:,} lines; "
               f"running the pipeline ...", flush=True)
         result, seconds, peak, cpu = measured(["--child", "pipeline", "--scale", scale])

@@ -51,6 +51,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from models import als
+from models.similar import best_columns
 
 COMPONENTS = ("repeat", "als", "items", "trending")
 
@@ -101,8 +102,9 @@ def _block_neighbours(k: int, chunk: int):
             return pd.DataFrame({"goods_id": [], "other": [], "sim": []})
         xt = x.T.tocsr()
         out = []
-        for start in range(0, int(home.sum()), chunk):
-            query = np.flatnonzero(home)[start:start + chunk]
+        homes = np.flatnonzero(home)
+        for start in range(0, len(homes), chunk):
+            query = homes[start:start + chunk]
             co = (xt[query] @ x).toarray()  # query goods x local goods, shared buyers
             sim = co / np.sqrt(np.outer(buyers[query], buyers))
             sim[np.arange(len(query)), query] = 0.0  # never your own neighbour
@@ -146,6 +148,33 @@ def _top_per_user(scores: DataFrame, n: int) -> DataFrame:
     return scores.withColumn("_r", F.row_number().over(order)).where(F.col("_r") <= n).drop("_r")
 
 
+def pair_signals(lines: DataFrame, shoppers: DataFrame | None, asof: dt.date,
+                 params: HybridParams) -> DataFrame:
+    """(user_key, goods_id, repeat, weight) for each goods a shopper bought (`shoppers`,
+    one column user_key; None: every known shopper of `lines`), in one aggregation:
+    repeat = log1p(orders of the goods), weight = log1p(sum over those orders of
+    exp(-age / decay_days)), the kNN profile."""
+    known = lines.where(F.col("user_key").isNotNull())
+    if shoppers is not None:
+        known = known.join(shoppers, "user_key")
+    age = F.datediff(F.lit(asof.isoformat()).cast("date"), F.col("dt").cast("date"))
+    return (known.select("user_key", "goods_id", "order_id", age.alias("age")).distinct()
+            .groupBy("user_key", "goods_id").agg(
+                F.log1p(F.count("*").cast("double")).alias("repeat"),
+                F.log1p(F.sum(F.exp(-F.col("age") / F.lit(params.decay_days)))).alias("weight")))
+
+
+def trending_goods(lines: DataFrame, asof: dt.date, params: HybridParams) -> DataFrame:
+    """(goods_id, score): the `candidates` goods in the most orders of the last
+    `trending_days` up to `asof`, each scored as a share of the first one's orders."""
+    since = (asof - dt.timedelta(days=params.trending_days - 1)).isoformat()
+    top = (lines.where(F.col("dt").cast("string") >= since)
+           .groupBy("goods_id").agg(F.countDistinct("order_id").alias("orders"))
+           .orderBy(F.desc("orders"), "goods_id").limit(params.candidates))
+    peak = F.max("orders").over(Window.partitionBy())
+    return top.select("goods_id", (F.col("orders") / peak).cast("double").alias("score"))
+
+
 def components(lines: DataFrame, model: ALSModel, users: DataFrame, items: DataFrame,
                shoppers: DataFrame | None, asof: dt.date, params: HybridParams,
                neighbours: DataFrame | None = None) -> dict[str, DataFrame]:
@@ -154,18 +183,10 @@ def components(lines: DataFrame, model: ALSModel, users: DataFrame, items: DataF
 
     `neighbours` (from item_neighbours) can be passed in when scoring several ALS models
     on the same lines."""
-    known = lines.where(F.col("user_key").isNotNull())
     if shoppers is not None:
         shoppers = shoppers.select("user_key").distinct()
-        known = known.join(shoppers, "user_key")
-    age = F.datediff(F.lit(asof.isoformat()).cast("date"), F.col("dt").cast("date"))
-    per_order = known.select("user_key", "goods_id", "order_id", age.alias("age")).distinct()
-    # One aggregation for both per-pair components: orders of the goods (repeat) and their
-    # recency-weighted sum (the kNN profile).
-    pair = per_order.groupBy("user_key", "goods_id").agg(
-        F.log1p(F.count("*").cast("double")).alias("score"),
-        F.log1p(F.sum(F.exp(-F.col("age") / F.lit(params.decay_days)))).alias("weight"))
-    repeat = pair.select("user_key", "goods_id", "score")
+    pair = pair_signals(lines, shoppers, asof, params)
+    repeat = pair.select("user_key", "goods_id", F.col("repeat").alias("score"))
     profile = pair.select("user_key", "goods_id", "weight")
 
     if neighbours is None:
@@ -176,20 +197,14 @@ def components(lines: DataFrame, model: ALSModel, users: DataFrame, items: DataF
 
     if shoppers is None:  # users without ALS factors get no recommendations from it
         subset = users.select(F.col("id").alias("user"))
-        shoppers = known.select("user_key").distinct()
+        shoppers = pair.select("user_key").distinct()
     else:
         subset = shoppers.join(users.withColumnRenamed("key", "user_key"), "user_key") \
             .select(F.col("id").alias("user")).distinct()
     als_recs = als.recommend_users(model, subset, params.candidates, users, items) \
         .select("user_key", "goods_id", "score")
 
-    since = (asof - dt.timedelta(days=params.trending_days - 1)).isoformat()
-    recent = lines.where(F.col("dt").cast("string") >= since)
-    trend = (recent.groupBy("goods_id").agg(F.countDistinct("order_id").alias("orders"))
-             .orderBy(F.desc("orders"), "goods_id").limit(params.candidates))
-    peak = F.max("orders").over(Window.partitionBy())
-    trend = trend.select("goods_id", (F.col("orders") / peak).cast("double").alias("score"))
-    trending = shoppers.crossJoin(F.broadcast(trend))
+    trending = shoppers.crossJoin(F.broadcast(trending_goods(lines, asof, params)))
 
     return {"repeat": _per_user_max(repeat),
             "als": _per_user_max(als_recs),
@@ -236,13 +251,10 @@ def top_lists(scores: DataFrame, k: int) -> DataFrame:
         "user_key", "goods_id", "score", "rank", "bought")
 
 
-# The nightly path: the same blend and top lists as `top_lists(score(...))`, computed in one
-# pandas pass per block of shoppers instead of a dozen Spark joins, windows and shuffles.
-# Those cost 60 of the 210 task seconds of a nightly run on Online Retail (2 cores), for a
-# problem of a few thousand shoppers by a few thousand goods.
+# The nightly path (see the module docstring): `top_lists(score(...))` in one pandas pass.
 RECOMMEND_SCHEMA = ("model string, user_key string, goods_id string, score double, rank int, "
                     "bought boolean")
-USERS_PER_BLOCK = 8192  # shoppers per pandas task (scored in chunks of `_chunk` rows)
+USERS_PER_BLOCK = 8192  # shoppers per pandas task, scored in dense chunks of:
 _CELLS_PER_CHUNK = 4_000_000  # shoppers x goods per dense chunk: ~32 MB a float64 matrix
 
 
@@ -265,19 +277,13 @@ def recommend(lines: DataFrame, model: ALSModel, users: DataFrame, items: DataFr
         if not any(weights.get(c, 0) for c in COMPONENTS):
             raise ValueError(f"every weight of blend {name!r} is 0: nothing to recommend with")
     spark = lines.sparkSession
-    known = lines.where(F.col("user_key").isNotNull())
     if shoppers is not None:
-        known = known.join(shoppers.select("user_key").distinct(), "user_key")
-    age = F.datediff(F.lit(asof.isoformat()).cast("date"), F.col("dt").cast("date"))
-    pair = (known.select("user_key", "goods_id", "order_id", age.alias("age")).distinct()
-            .groupBy("user_key", "goods_id").agg(
-                F.log1p(F.count("*").cast("double")).alias("repeat"),
-                F.log1p(F.sum(F.exp(-F.col("age") / F.lit(params.decay_days)))).alias("weight")))
+        shoppers = shoppers.select("user_key").distinct()
+    pair = pair_signals(lines, shoppers, asof, params)
     user_factors = model.userFactors.join(
         users.select("id", F.col("key").alias("user_key")), "id")
     if shoppers is not None:
-        user_factors = user_factors.join(shoppers.select("user_key").distinct(), "user_key",
-                                         "left_semi")
+        user_factors = user_factors.join(shoppers, "user_key", "left_semi")
     # Blocks by the shoppers scored (ALS has factors for the window's), not by the id
     # mapping, which keeps every shopper ever seen.
     n_shoppers = shoppers.count() if shoppers is not None else model.userFactors.count()
@@ -292,12 +298,6 @@ def recommend(lines: DataFrame, model: ALSModel, users: DataFrame, items: DataFr
                             F.lit(None).cast("double").alias("weight"), "features"))
 
     neighbours = item_neighbours(lines, params.neighbours, params.block_items)
-    since = (asof - dt.timedelta(days=params.trending_days - 1)).isoformat()
-    trend = (lines.where(F.col("dt").cast("string") >= since)
-             .groupBy("goods_id").agg(F.countDistinct("order_id").alias("orders"))
-             .orderBy(F.desc("orders"), "goods_id").limit(params.candidates))
-    trend = trend.select("goods_id", (F.col("orders") / F.max("orders").over(
-        Window.partitionBy())).cast("double").alias("value"))
     item_factors = model.itemFactors.join(
         items.select("id", F.col("key").alias("goods_id")), "id")
 
@@ -312,7 +312,8 @@ def recommend(lines: DataFrame, model: ALSModel, users: DataFrame, items: DataFr
     goods_side = (side("goods", lines.select("goods_id").distinct())
                   .unionByName(side("factors", item_factors, features="features"))
                   .unionByName(side("neighbour", neighbours, other="other", value="sim"))
-                  .unionByName(side("trending", trend, value="value")))
+                  .unionByName(side("trending", trending_goods(lines, asof, params),
+                                    value="score")))
     blocks = spark.range(n_blocks).select(F.col("id").cast("int").alias("block"))
     goods_side = goods_side.crossJoin(F.broadcast(blocks))
     return (shopper_side.groupBy("block").cogroup(goods_side.groupBy("block"))
@@ -322,8 +323,6 @@ def recommend(lines: DataFrame, model: ALSModel, users: DataFrame, items: DataFr
 def _top(scores: np.ndarray, n: int) -> list[np.ndarray]:
     """Per row, the columns of its n best finite scores, best first, ties to the lower
     column (columns are goods in goods_id order, as Spark's orderBy(desc score, goods_id))."""
-    from models.similar import best_columns
-
     n = min(n, scores.shape[1])
     if n < 1:
         return [np.empty(0, np.int64)] * len(scores)

@@ -19,8 +19,9 @@ The version is `<end date>-<fingerprint>`, the fingerprint hashing the landed da
 window (manifest checksums) and the parameters (see `Plan`): running the same night twice
 finds the version already trained and does nothing, and parallel steps agree on it.
 
-Before the final fit, every model is trained again without the window's last
-`train.holdout_days` days and measured on them (models/evaluation.py); the quality gate
+Beside the final fit (a concurrent Spark job), every model is trained again without the
+window's last `train.holdout_days` days and measured on them (models/evaluation.py),
+scoring the hybrid, ALS alone and the kNN alone in one `hybrid.recommend` pass; the gate
 (models/gate.py) reads those figures before publishing. Parameters come from
 models/TUNED.json when `shoprecs tune` wrote one, else from the defaults.
 
