@@ -35,8 +35,10 @@ TRAIN_CUT, TEST_END = dt.date(2011, 8, 1), dt.date(2011, 9, 30)
 VAL_CUT, VAL_END = dt.date(2011, 6, 1), dt.date(2011, 7, 31)
 K, CANDIDATES = 10, 200
 SEED_ALS = dict(rank=10, max_iter=5, reg_param=0.01, strength="quantity", alpha=1.0)
-IMPLICIT_ALS_GRID = [dict(factors=f, regularization=r, alpha=a, iterations=15)
-                     for f, r, a in itertools.product((64, 128), (0.01, 0.1), (1.0, 10.0))]
+# Its iterations are searched like Spark's (models/tune.ALS_GRID), and its default of 15 too.
+IMPLICIT_ALS_GRID = [dict(factors=f, regularization=r, alpha=a, iterations=i)
+                     for i, f, r, a in itertools.product((5, 10, 15), (64, 128), (0.01, 0.1),
+                                                         (1.0, 10.0))]
 BM25_GRID = [dict(K=k, K1=k1, B=b) for k, k1, b in itertools.product(
     (50, 100, 200), (0.5, 1.2), (0.5, 0.75))]
 
