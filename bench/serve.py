@@ -2,7 +2,8 @@
 
 1. A model: the demo's generated shop (20,000 orders, 30 days) through the real pipeline,
    built once into var/bench/serve/warehouse (or --warehouse DIR, already published).
-2. `shoprecs serve` in its own process (CherryPy, TransLogger access log to a file).
+2. `shoprecs serve --workers N` (default: one server process per core, --workers) in its
+   own processes (CherryPy, TransLogger access log to a file).
 3. Mixed traffic on 32 keep-alive connections: user recommendations for known shoppers
    (phones in every bus format) and unknown ones, associations, basket POSTs.
    * closed loop: every connection sends its next request as soon as the answer
@@ -205,12 +206,13 @@ def wrk_load(port, requests_, seconds, connections=32) -> dict:
             "p999_ms": round(w["p999_us"] / 1000, 2)}
 
 
-def start_server(warehouse: Path, port: int, threads: int, log: Path) -> subprocess.Popen:
+def start_server(warehouse: Path, port: int, threads: int, log: Path,
+                 workers: int = 1) -> subprocess.Popen:
     env = {**os.environ, "SHOPRECS_WAREHOUSE_ROOT": str(warehouse),
            "SHOPRECS_PRIVACY_HMAC_KEY": BENCH_KEY, "SHOPRECS_SERVICE_RELOAD_INTERVAL": "0"}
     proc = subprocess.Popen([sys.executable, "-m", "shoprecs.cli", "serve", "--port", str(port),
-                             "--threads", str(threads)], env=env, stdout=open(log, "wb"),
-                            stderr=subprocess.STDOUT)
+                             "--threads", str(threads), "--workers", str(workers)],
+                            env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
     for _ in range(300):
         if proc.poll() is not None:
             raise RuntimeError(f"shoprecs serve exited with {proc.returncode}; see {log}")
@@ -266,7 +268,8 @@ def verdict(report: dict) -> str:
     before, after = report["loadavg_before"][0], report["loadavg_after"][0]
     lines = [
         f"bench-serve: {report['connections']} connections of mixed traffic, "
-        f"{report['threads']} worker threads, {report['cores']} cores, "
+        f"{report['workers']} server processes of {report['threads']} threads, "
+        f"{report['cores']} cores, "
         f"load average (1 min) {before:.2f} -> {after:.2f}",
         f"  closed loop ({report['loadgen']}), most answered: {closed['req_per_s']:,} req/s "
         f"(target >= {TARGET_RPS:,}: {met[closed['req_per_s'] >= TARGET_RPS]}); "
@@ -292,7 +295,9 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--rate", type=int, default=TARGET_RPS, help="open-loop requests/s")
     ap.add_argument("--connections", type=int, default=32)
-    ap.add_argument("--threads", type=int, default=2, help="CherryPy worker threads")
+    ap.add_argument("--threads", type=int, default=2, help="CherryPy threads per process")
+    ap.add_argument("--workers", type=int, default=os.cpu_count(),
+                    help="server processes (shoprecs serve --workers; default: one per core)")
     ap.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto",
                     help="closed loop's load generator (auto: wrk when on PATH)")
     ap.add_argument("--seed-lookups", type=int, default=30)
@@ -308,7 +313,8 @@ def main() -> None:
 
     port = free_port()
     load_before = os.getloadavg()
-    server = start_server(args.warehouse, port, args.threads, WORK / "service.log")
+    server = start_server(args.warehouse, port, args.threads, WORK / "service.log",
+                          args.workers)
     try:
         run_load(port, reqs, 2, args.connections)  # warm-up
         results = [closed_loop(port, reqs, args.seconds, args.connections, loadgen),
@@ -318,7 +324,8 @@ def main() -> None:
         server.wait(timeout=30)
     report = {"when": dt.datetime.now().isoformat(timespec="seconds"), "cores": os.cpu_count(),
               "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
-              "connections": args.connections, "threads": args.threads, "loadgen": loadgen,
+              "connections": args.connections, "workers": args.workers,
+              "threads": args.threads, "loadgen": loadgen,
               "rate": args.rate, "http": results}
     if not args.skip_seed:
         report["seed_spark"] = seed_approach(args.warehouse, orders, args.seed_lookups)

@@ -27,7 +27,7 @@ def _numbers(tree, prefix: str = "", out=None, limit: int = 60) -> list[tuple[st
 
 
 def _requests_served() -> list[tuple[str, str, float]]:
-    registry = current_app.extensions["shoprecs.metrics"].registry
+    registry = current_app.extensions["shoprecs.metrics"].exposition
     rows = []
     for family in registry.collect():
         if family.name == "shoprecs_http_requests":

@@ -1,6 +1,9 @@
 """Prometheus metrics: requests and latency per route, and what snapshot is served.
 
-One CollectorRegistry per app (tests build many apps). Route labels are the route
+One CollectorRegistry per app (tests build many apps). Under several worker processes
+(service/workers.py sets PROMETHEUS_MULTIPROC_DIR) the values live in files shared by the
+workers, and /metrics exposes their sum (`exposition`); the snapshot gauges are the
+answering worker's. Route labels are the route
 templates, never raw paths, so phones never become label values and cardinality stays
 fixed. Children are cached per (route, status) so a request costs two dict reads and two
 observations.
@@ -8,10 +11,12 @@ observations.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from engine import EngineHolder, ReloadResult
 
@@ -72,6 +77,12 @@ class Metrics:
         self._reloads = Counter("shoprecs_snapshot_reloads", "Reload attempts by result",
                                 ["result"], registry=self.registry)
         self.registry.register(_SnapshotCollector(holder))
+        self.exposition = self.registry  # what /metrics shows
+        shared = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if shared:
+            self.exposition = CollectorRegistry()
+            MultiProcessCollector(self.exposition, shared)
+            self.exposition.register(_SnapshotCollector(holder))
         holder.listeners.append(self.reloaded)
         self._children: dict[tuple[str, str], tuple] = {}
 

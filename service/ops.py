@@ -8,6 +8,7 @@ from service.auth import HEADER, require_key
 from service.errors import ApiError
 from service.openapi import document
 from service.routes import engine
+from service.workers import notify_siblings
 
 bp = Blueprint("ops", __name__)
 
@@ -32,7 +33,7 @@ def ready():
 
 @bp.get("/metrics")
 def metrics():
-    registry = current_app.extensions["shoprecs.metrics"].registry
+    registry = current_app.extensions["shoprecs.metrics"].exposition
     return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
 
@@ -47,6 +48,8 @@ def admin_reload():
     require_key(request.headers.get(HEADER), current_app.extensions["shoprecs.admin_keys"],
                 "admin", "SHOPRECS_ADMIN_API_KEYS")
     result = current_app.extensions["shoprecs.holder"].reload(force=True)
+    if result.status == "reloaded":
+        notify_siblings()  # other worker processes, if any, follow now
     if result.status == "refused":
         raise ApiError(409, "reload_refused", result.detail)
     return jsonify(status=result.status, version=result.version, detail=result.detail)

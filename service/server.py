@@ -8,6 +8,7 @@
   to `service.shutdown_timeout` seconds, and the process exits 0.
 * SIGHUP reloads serving/CURRENT (instead of CherryPy's default restart-or-exit); a poll
   thread does the same every `service.reload_interval` seconds.
+* Several worker processes on one port: service/workers.py (`service.workers`).
 * Access log: Apache combined lines on stderr, phone numbers masked, written in batches
   (service/accesslog.py). cheroot's adjustments for speed: service/_http.py.
 
@@ -28,9 +29,10 @@ from service.accesslog import AccessLog, MaskedTransLogger
 log = logging.getLogger(__name__)
 
 
-def _http_server(settings) -> Server:
+def _http_server(settings, reuse_port: bool = False) -> Server:
     server = Server(cherrypy.server)
     server.keep_alive_conn_limit = settings.service_keepalive_limit
+    server.reuse_port = reuse_port  # several workers on one port (service/workers.py)
     return server
 
 
@@ -48,7 +50,8 @@ def _access_logger() -> logging.Logger:
     return access
 
 
-def configure(app, settings, host: str, port: int, threads: int) -> None:
+def configure(app, settings, host: str, port: int, threads: int,
+              reuse_port: bool = False) -> None:
     """Mount `app` in CherryPy with the limits, signals and reload hooks of `settings`."""
     access_log = AccessLog(_access_logger())
     cherrypy.tree.graft(MaskedTransLogger(app, access_log, setup_console_handler=False,
@@ -68,9 +71,12 @@ def configure(app, settings, host: str, port: int, threads: int) -> None:
         "log.screen": False,
         "checker.on": False,
     })
-    cherrypy.server.instance = _http_server(settings)
-    holder = app.extensions["shoprecs.holder"]
     bus = cherrypy.engine
+    cherrypy.server.instance = _http_server(settings, reuse_port)
+    if reuse_port:
+        bus.unsubscribe("start", cherrypy.server.start)
+        bus.subscribe("start", _start_sharing_port, priority=75)
+    holder = app.extensions["shoprecs.holder"]
     # /ready answers 503 until every start listener (the HTTP server's included, priority
     # 75) has run: a SIGTERM while CherryPy is still STARTING makes it exit with code 70.
     app.extensions["shoprecs.started"] = False
@@ -86,6 +92,19 @@ def configure(app, settings, host: str, port: int, threads: int) -> None:
     bus.signal_handler.handlers["SIGHUP"] = lambda: threading.Thread(
         target=holder.reload, kwargs={"force": True}, name="shoprecs-sighup").start()
     bus.signals.subscribe()
+
+
+def _start_sharing_port() -> None:
+    """CherryPy's server start for a worker sharing its port (SO_REUSEPORT): the same, less
+    its check that nothing answers on the port yet, since the sibling workers do. Anything
+    else on the port makes cheroot's bind fail, and the supervisor checked it was free."""
+    adapter = cherrypy.server
+    if not adapter.httpserver:
+        adapter.httpserver, adapter.bind_addr = adapter.httpserver_from_self()
+    threading.Thread(target=adapter._start_http_thread, name="HTTPServer").start()
+    adapter.wait()
+    adapter.running = True
+    adapter.bus.log(f"Serving on {adapter.description}, the port shared with other workers")
 
 
 def _freeze_loaded(result=None) -> None:
@@ -110,10 +129,11 @@ def _lean_logging() -> None:
     logging.logMultiprocessing = False
 
 
-def serve(app, host: str = "127.0.0.1", port: int = 8080, threads: int = 16) -> None:
+def serve(app, host: str = "127.0.0.1", port: int = 8080, threads: int = 16,
+          reuse_port: bool = False) -> None:
     """Serve `app` until SIGTERM/SIGINT (CherryPy's engine shuts down gracefully)."""
     _lean_logging()
-    configure(app, app.extensions["shoprecs.settings"], host, port, threads)
+    configure(app, app.extensions["shoprecs.settings"], host, port, threads, reuse_port)
     app.extensions["shoprecs.holder"].listeners.append(_freeze_loaded)
     _freeze_loaded()
     cherrypy.engine.start()

@@ -144,22 +144,33 @@ def run(settings, date, start, end):
 @click.option("--host", help="Interface to listen on (default: service.host).")
 @click.option("--port", type=int, help="Port (default: service.port).")
 @click.option("--threads", type=int, help="Worker threads (default: service.threads).")
+@click.option("--workers", type=click.IntRange(min=1),
+              help="Server processes on the port, one per core (default: service.workers).")
 @click.option("--reload-interval", type=float,
               help="Seconds between looks at serving/CURRENT; 0: only on SIGHUP or "
                    "POST /admin/reload (default: service.reload_interval).")
 @click.pass_obj
-def serve(settings, host, port, threads, reload_interval):
+def serve(settings, host, port, threads, workers, reload_interval):
     """Serve the API from serving/CURRENT with CherryPy (SIGHUP: reload, SIGTERM: stop)."""
     import dataclasses
 
+    if reload_interval is not None:
+        settings = dataclasses.replace(settings, service_reload_interval=reload_interval)
+    address = (host or settings.service_host, port or settings.service_port,
+               threads or settings.service_threads)
+    workers = workers or settings.service_workers
+    if workers > 1:
+        from service.workers import serve_workers
+
+        try:
+            serve_workers(settings, *address, workers)
+        except RuntimeError as exc:
+            raise click.ClickException(str(exc)) from exc
+        return
     from service import create_app
     from service.server import serve as serve_app
 
-    if reload_interval is not None:
-        settings = dataclasses.replace(settings, service_reload_interval=reload_interval)
-    app = create_app({"SETTINGS": settings})
-    serve_app(app, host or settings.service_host, port or settings.service_port,
-              threads or settings.service_threads)
+    serve_app(create_app({"SETTINGS": settings}), *address)
 
 
 @main.command()

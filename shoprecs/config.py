@@ -69,6 +69,9 @@ class Settings:
     # Snapshot lookups hold the GIL: on 2 cores 2-4 workers answered most, with the
     # shortest tail (bench/RESULTS.md). Serving from MongoDB waits on the network: more.
     service_threads: int = 4
+    # Processes, each with service.threads threads, on one port (service/workers.py): one
+    # process is bound by its GIL, so give it one per core you give the service.
+    service_workers: int = 1
     # Where the pipeline asks a running service to reload (POST <url>/admin/reload);
     # empty: nobody is told, the service notices serving/CURRENT on its own.
     service_url: str = ""

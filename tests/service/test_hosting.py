@@ -122,3 +122,16 @@ def test_access_log_writes_batches_when_full_and_the_rest_on_stop(access):
     assert records.messages == ["line 0\nline 1\nline 2"]  # max_lines reached
     log.stop()
     assert records.messages == ["line 0\nline 1\nline 2", "line 3"]
+
+
+def test_workers_refuse_an_address_already_served():
+    from service.workers import check_address
+
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # as a stale worker's
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(RuntimeError, match=f"cannot listen on 127.0.0.1:{port}"):
+            check_address("127.0.0.1", port)
+    check_address("127.0.0.1", port)  # free again

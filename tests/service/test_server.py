@@ -1,7 +1,7 @@
 """The real thing: `shoprecs serve` (CherryPy) in its own process, over HTTP on loopback.
 
 Hot reload while clients hammer the API, SIGHUP, JSON errors from the HTTP layer itself,
-and a graceful SIGTERM.
+a graceful SIGTERM, and several worker processes on one port.
 """
 import dataclasses
 import json
@@ -26,9 +26,11 @@ KEY = "admin-test-key"
 def serve(published, tmp_path, monkeypatch):
     procs = []
 
-    def start(reload_interval: float):
+    def start(reload_interval: float, workers: int = 1):
         monkeypatch.setenv("SHOPRECS_SERVICE_RELOAD_INTERVAL", str(reload_interval))
         monkeypatch.setenv("SHOPRECS_ADMIN_API_KEYS", KEY)
+        monkeypatch.setenv("SHOPRECS_SERVICE_WORKERS", str(workers))
+        monkeypatch.setenv("TMPDIR", str(tmp_path))  # where the workers' metrics files go
         settings = dataclasses.replace(published, service_port=free_port())
         procs.append(start_service(settings, tmp_path / "service.log"))
         return procs[-1], f"http://127.0.0.1:{settings.service_port}"
@@ -156,3 +158,55 @@ def test_sighup_reloads_and_http_layer_errors_are_json(serve, published):
         assert resp.status_code == code and resp.json()["error"]["message"]
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0
+
+
+def test_workers_share_the_port_count_together_reload_together_and_are_replaced(
+        serve, published, tmp_path):
+    proc, base = serve(reload_interval=0, workers=2)
+    [metrics_dir] = tmp_path.glob("shoprecs-metrics-*")
+
+    def writers():  # prometheus_client's multiprocess files: one set per worker pid
+        return {int(f.stem.split("_")[1]) for f in metrics_dir.glob("counter_*.db")}
+
+    sent = []
+
+    def health() -> bool:  # a new connection each: the kernel spreads them over the workers
+        sent.append(requests.get(f"{base}/health").status_code)
+        return len(writers()) == 2  # the other worker may still be starting
+
+    assert wait_for(health)
+    while len(sent) < 60:
+        health()
+    workers = writers()
+    assert sent == [200] * len(sent) and proc.pid not in workers
+    metrics = requests.get(f"{base}/metrics").text
+    assert f'shoprecs_http_requests_total{{route="/health",status="200"}} {len(sent)}.0' in metrics
+
+    def versions():
+        return {requests.get(f"{base}/ready").json()["version"] for _ in range(30)}
+
+    v2_model(published.warehouse)
+    assert versions() == {"v1"}  # no polling: nobody looked yet
+    resp = requests.post(f"{base}/admin/reload", headers={"X-API-Key": KEY})
+    assert resp.json()["version"] == "v2"  # this worker; the supervisor tells the other
+    assert wait_for(lambda: versions() == {"v2"})
+
+    def healthy() -> bool:
+        try:
+            return requests.get(f"{base}/health", timeout=5).ok
+        except requests.ConnectionError:  # queued on the killed worker's socket
+            return False
+
+    killed = min(workers)
+    os.kill(killed, signal.SIGKILL)
+    assert wait_for(lambda: healthy() and len(writers()) == 3)  # a new worker answers
+    assert all(healthy() for _ in range(30))
+    assert wait_for(lambda: versions() == {"v2"})  # it loaded what CURRENT names
+    alive = writers() - {killed}
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0
+    assert not metrics_dir.exists()  # removed with the workers
+    for pid in alive:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
