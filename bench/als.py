@@ -32,9 +32,9 @@ from shoprecs.spark import get_spark
 
 TRAIN_CUT, TEST_END = dt.date(2011, 8, 1), dt.date(2011, 9, 30)
 QUALITY = retail_data.ROOT / "var" / "bench" / "quality.json"
-# bench-quality's validation winners on 2026-11-23 (bench/RESULTS.md)
-SPARK_PARAMS = {"rank": 64, "reg_param": 0.1, "alpha": 1.0, "max_iter": 10, "strength": "count"}
-IMPLICIT_PARAMS = {"factors": 64, "regularization": 0.01, "alpha": 1.0, "iterations": 15}
+# bench-quality's validation winners on 2026-11-24 (bench/RESULTS.md)
+SPARK_PARAMS = {"rank": 64, "reg_param": 0.1, "alpha": 1.0, "max_iter": 5, "strength": "count"}
+IMPLICIT_PARAMS = {"factors": 64, "regularization": 0.01, "alpha": 1.0, "iterations": 10}
 REPEAT, TARGET = 3, 10.0
 
 
