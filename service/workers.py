@@ -82,6 +82,8 @@ def check_address(host: str, port: int) -> None:
 
 
 class Supervisor:
+    target = staticmethod(_worker)  # what each worker process runs
+
     def __init__(self, settings, host: str, port: int, threads: int, workers: int):
         if not hasattr(socket, "SO_REUSEPORT"):
             raise RuntimeError("service.workers > 1 needs SO_REUSEPORT (Linux, BSD, macOS); "
@@ -127,7 +129,7 @@ class Supervisor:
 
     def _start(self, slot: int) -> None:
         proc = self._context.Process(
-            target=_worker, name=f"shoprecs-worker-{slot}", daemon=False,
+            target=self.target, name=f"shoprecs-worker-{slot}", daemon=False,
             args=(self.settings, self.host, self.port, self.threads,
                   logging.getLogger().getEffectiveLevel()))
         proc.start()

@@ -1,7 +1,9 @@
 """The hosting layer's own parts, without a server: cheroot's reader and writer as
-adjusted in service/_http.py, and the batched, masked access log (service/accesslog.py).
+adjusted in service/_http.py, the batched, masked access log (service/accesslog.py), and
+the worker supervisor's checks (service/workers.py).
 """
 import logging
+import os
 import re
 import socket
 import threading
@@ -135,3 +137,20 @@ def test_workers_refuse_an_address_already_served():
         with pytest.raises(RuntimeError, match=f"cannot listen on 127.0.0.1:{port}"):
             check_address("127.0.0.1", port)
     check_address("127.0.0.1", port)  # free again
+
+
+def _dies_at_once(*args) -> None:  # a worker whose snapshot, port or config can never work
+    raise SystemExit(3)
+
+
+def test_supervisor_replaces_dying_workers_then_gives_up(published):
+    from service import workers
+    from shoprecs.demo import free_port
+
+    class Doomed(workers.Supervisor):
+        target = staticmethod(_dies_at_once)
+
+    supervisor = Doomed(published, "127.0.0.1", free_port(), threads=1, workers=2)
+    assert supervisor.run() == 1  # after _MAX_FAST_DEATHS starts that died at once
+    assert supervisor._fast_deaths == workers._MAX_FAST_DEATHS
+    assert workers.MULTIPROC_ENV not in os.environ and supervisor._workers == {}
