@@ -76,6 +76,8 @@ def configure(app, settings, host: str, port: int, threads: int,
     if reuse_port:
         bus.unsubscribe("start", cherrypy.server.start)
         bus.subscribe("start", _start_sharing_port, priority=75)
+        bus.unsubscribe("stop", cherrypy.server.stop)
+        bus.subscribe("stop", _stop_sharing_port, priority=25)
     holder = app.extensions["shoprecs.holder"]
     # /ready answers 503 until every start listener (the HTTP server's included, priority
     # 75) has run: a SIGTERM while CherryPy is still STARTING makes it exit with code 70.
@@ -99,12 +101,26 @@ def _start_sharing_port() -> None:
     its check that nothing answers on the port yet, since the sibling workers do. Anything
     else on the port makes cheroot's bind fail, and the supervisor checked it was free."""
     adapter = cherrypy.server
+    if adapter.running:
+        return
+    adapter.interrupt = None
     if not adapter.httpserver:
         adapter.httpserver, adapter.bind_addr = adapter.httpserver_from_self()
     threading.Thread(target=adapter._start_http_thread, name="HTTPServer").start()
     adapter.wait()
     adapter.running = True
     adapter.bus.log(f"Serving on {adapter.description}, the port shared with other workers")
+
+
+def _stop_sharing_port() -> None:
+    """CherryPy's server stop, less its check that the port is free afterwards: the sibling
+    workers still answer on it (the check failing made a worker exit with code 70)."""
+    adapter = cherrypy.server
+    if not adapter.running:
+        return
+    adapter.httpserver.stop()
+    adapter.running = False
+    adapter.bus.log(f"HTTP Server {adapter.httpserver!r} shut down")
 
 
 def _freeze_loaded(result=None) -> None:

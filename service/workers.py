@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 SUPERVISOR_ENV = "SHOPRECS_SUPERVISOR_PID"
 _FAST_DEATH = 10.0  # seconds: a worker dying sooner than this after its start counts ...
-_MAX_FAST_DEATHS = 5  # ... and this many in a row stop the supervisor
+_MAX_FAST_DEATHS = 5  # ... and this many ...
+_FAST_DEATH_WINDOW = 120.0  # ... within this many seconds stop the supervisor
 
 
 def _worker(settings, host: str, port: int, threads: int, level: int) -> None:
@@ -49,12 +50,24 @@ def _worker(settings, host: str, port: int, threads: int, level: int) -> None:
                         f"%(name)s[worker {os.getpid()}]: %(message)s")
     for noisy in ("urllib3", "werkzeug"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # SIGHUP (a reload) came blocked from the supervisor, since its default action kills.
+    # Until CherryPy takes it over, one is only noted; the load is repeated once serving.
+    hangups: list[int] = []
+    signal.signal(signal.SIGHUP, lambda signum, frame: hangups.append(signum))
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
+    import cherrypy
+
     from service import create_app
     from service.server import serve
 
     threading.Thread(target=_exit_with, args=(os.getppid(),), name="shoprecs-orphan",
                      daemon=True).start()
-    serve(create_app({"SETTINGS": settings}), host, port, threads, reuse_port=True)
+    app = create_app({"SETTINGS": settings})
+    holder = app.extensions["shoprecs.holder"]
+    cherrypy.engine.subscribe("start", lambda: hangups and threading.Thread(
+        target=holder.reload, kwargs={"force": True}, name="shoprecs-sighup").start(),
+        priority=95)
+    serve(app, host, port, threads, reuse_port=True)
 
 
 def _exit_with(supervisor: int) -> None:
@@ -67,54 +80,68 @@ def _exit_with(supervisor: int) -> None:
 
 
 def check_address(host: str, port: int) -> None:
-    """Fail now, with a clear message, if something already listens on host:port.
+    """Fail now, with a clear message, if something already listens on host:port (on any
+    address the name resolves to, as cheroot resolves it).
 
     Without this, a forgotten server of the same user that also set SO_REUSEPORT would
     silently take a share of the connections."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            raise RuntimeError(f"cannot listen on {host}:{port}: {exc.strerror}; stop what "
-                               "uses it or choose another service.port") from exc
+    if port == 0:
+        raise RuntimeError("several workers need a fixed port to share, not port 0; set "
+                           "service.port or --port")
+    try:
+        addresses = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0,
+                                       socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise RuntimeError(f"cannot resolve service.host {host!r}: {exc}") from exc
+    for family, kind, proto, _, address in addresses:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                raise RuntimeError(f"cannot listen on {host}:{port} ({address[0]}): "
+                                   f"{exc.strerror}; stop what uses it or choose another "
+                                   "service.port") from exc
 
 
 class Supervisor:
     target = staticmethod(_worker)  # what each worker process runs
 
     def __init__(self, settings, host: str, port: int, threads: int, workers: int):
-        if not hasattr(socket, "SO_REUSEPORT"):
-            raise RuntimeError("service.workers > 1 needs SO_REUSEPORT (Linux, BSD, macOS); "
-                               "run one worker here")
+        if not sys.platform.startswith("linux"):
+            # elsewhere SO_REUSEPORT gives every connection to one of the listeners
+            raise RuntimeError("service.workers > 1 needs Linux, whose SO_REUSEPORT spreads "
+                               "connections over the workers; run one worker here")
         self.settings, self.host, self.port = settings, host, port
         self.threads, self.count = threads, workers
         self._context = multiprocessing.get_context("spawn")
         self._workers: dict[int, tuple[multiprocessing.Process, float]] = {}  # slot -> ...
         self._signals: list[int] = []
-        self._fast_deaths = 0
+        self._fast_deaths: list[float] = []  # when workers died soon after their start
 
     def run(self) -> int:
-        """Serve until SIGTERM/SIGINT; the exit code for the process."""
+        """Serve until SIGTERM/SIGINT; the exit code for the process: 0, or 1 when the
+        workers kept dying or did not all stop cleanly."""
         check_address(self.host, self.port)
-        metrics_dir = tempfile.mkdtemp(prefix="shoprecs-metrics-")
-        # inherited by the workers, read by prometheus_client when they import it
-        os.environ[MULTIPROC_ENV] = metrics_dir
-        os.environ[SUPERVISOR_ENV] = str(os.getpid())
         wake_r, wake_w = os.pipe()
         os.set_blocking(wake_w, False)
         previous_fd = signal.set_wakeup_fd(wake_w)
         handlers = {sig: signal.signal(sig, self._note)
                     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+        metrics_dir = None
         try:
+            metrics_dir = tempfile.mkdtemp(prefix="shoprecs-metrics-")
+            # inherited by the workers, read by prometheus_client when they import it
+            os.environ[MULTIPROC_ENV] = metrics_dir
+            os.environ[SUPERVISOR_ENV] = str(os.getpid())
             for slot in range(self.count):
                 self._start(slot)
             log.info("started %d workers for http://%s:%d/ (%d threads each)", self.count,
                      self.host, self.port, self.threads)
-            return self._loop(wake_r)
+            code = self._loop(wake_r)
+            return code if self._stop_all() else 1
         finally:
-            self._stop_all()
+            self._stop_all()  # a no-op unless the loop failed
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
             signal.set_wakeup_fd(previous_fd)
@@ -122,7 +149,8 @@ class Supervisor:
             os.close(wake_w)
             for name in (MULTIPROC_ENV, SUPERVISOR_ENV):
                 os.environ.pop(name, None)
-            shutil.rmtree(metrics_dir, ignore_errors=True)
+            if metrics_dir:
+                shutil.rmtree(metrics_dir, ignore_errors=True)
 
     def _note(self, signum, frame) -> None:
         self._signals.append(signum)  # handled in _loop, outside the signal handler
@@ -132,7 +160,13 @@ class Supervisor:
             target=self.target, name=f"shoprecs-worker-{slot}", daemon=False,
             args=(self.settings, self.host, self.port, self.threads,
                   logging.getLogger().getEffectiveLevel()))
-        proc.start()
+        # The new interpreter inherits the signal mask: a SIGHUP forwarded while it boots
+        # stays pending until _worker can take it, rather than killing it.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+        try:
+            proc.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
         self._workers[slot] = (proc, time.monotonic())
         log.info("worker %d started (pid %d)", slot, proc.pid)
 
@@ -157,11 +191,14 @@ class Supervisor:
         proc, started = self._workers[slot]
         proc.join()
         self._mark_dead(proc.pid)
-        lived = time.monotonic() - started
-        self._fast_deaths = self._fast_deaths + 1 if lived < _FAST_DEATH else 0
-        log.error("worker %d (pid %d) exited with %s after %.0f s", slot, proc.pid,
-                  proc.exitcode, lived)
-        if self._fast_deaths >= _MAX_FAST_DEATHS:
+        now = time.monotonic()
+        lived = now - started
+        if lived < _FAST_DEATH:
+            self._fast_deaths.append(now)
+        self._fast_deaths = [t for t in self._fast_deaths if now - t < _FAST_DEATH_WINDOW]
+        log.error("worker %d (pid %d) exited with %s after %.0f s; starting another", slot,
+                  proc.pid, proc.exitcode, lived)
+        if len(self._fast_deaths) >= _MAX_FAST_DEATHS:
             log.error("workers keep dying right after they start; giving up. Their log "
                       "lines above say why (a broken snapshot, the port, the config)")
             return False
@@ -173,16 +210,25 @@ class Supervisor:
             if proc.is_alive():
                 os.kill(proc.pid, signum)
 
-    def _stop_all(self) -> None:
+    def _stop_all(self) -> bool:
+        """Stop every worker (SIGTERM, then SIGKILL after the shutdown timeout); whether
+        they all stopped cleanly."""
         self._send(signal.SIGTERM)
         deadline = time.monotonic() + self.settings.service_shutdown_timeout + 5
-        for proc, _ in self._workers.values():
+        clean = True
+        for slot, (proc, _) in self._workers.items():
             proc.join(max(0.0, deadline - time.monotonic()))
             if proc.is_alive():
-                log.error("worker pid %d did not stop in time; killing it", proc.pid)
+                log.error("worker %d (pid %d) did not stop in time; killing it", slot,
+                          proc.pid)
                 proc.kill()
                 proc.join()
+            if proc.exitcode != 0:
+                clean = False
+                log.error("worker %d (pid %d) stopped with exit code %s", slot, proc.pid,
+                          proc.exitcode)
         self._workers.clear()
+        return clean
 
     @staticmethod
     def _mark_dead(pid: int) -> None:

@@ -152,5 +152,5 @@ def test_supervisor_replaces_dying_workers_then_gives_up(published):
 
     supervisor = Doomed(published, "127.0.0.1", free_port(), threads=1, workers=2)
     assert supervisor.run() == 1  # after _MAX_FAST_DEATHS starts that died at once
-    assert supervisor._fast_deaths == workers._MAX_FAST_DEATHS
+    assert len(supervisor._fast_deaths) == workers._MAX_FAST_DEATHS
     assert workers.MULTIPROC_ENV not in os.environ and supervisor._workers == {}

@@ -197,12 +197,19 @@ def test_workers_share_the_port_count_together_reload_together_and_are_replaced(
         except requests.ConnectionError:  # queued on the killed worker's socket
             return False
 
-    killed = min(workers)
-    os.kill(killed, signal.SIGKILL)
-    assert wait_for(lambda: healthy() and len(writers()) == 3)  # a new worker answers
+    first, second = sorted(workers)
+    os.kill(first, signal.SIGTERM)  # a worker stopped alone exits cleanly and is replaced;
+    for _ in range(8):  # reloads forwarded while its replacement boots must not kill it
+        time.sleep(0.25)
+        os.kill(proc.pid, signal.SIGHUP)
+    assert wait_for(lambda: healthy() and len(writers()) == 3, seconds=60)
+    log = (tmp_path / "service.log").read_text()
+    assert f"(pid {first}) exited with 0" in log and "exited with -" not in log
+    os.kill(second, signal.SIGKILL)  # a crash: replaced too
+    assert wait_for(lambda: healthy() and len(writers()) == 4, seconds=60)
     assert all(healthy() for _ in range(30))
-    assert wait_for(lambda: versions() == {"v2"})  # it loaded what CURRENT names
-    alive = writers() - {killed}
+    assert wait_for(lambda: versions() == {"v2"})  # the new workers loaded what CURRENT names
+    alive = writers() - {first, second}
     assert proc.poll() is None
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0
