@@ -68,6 +68,9 @@ def _worker(settings, host: str, port: int, threads: int, level: int) -> None:
         target=holder.reload, kwargs={"force": True}, name="shoprecs-sighup").start(),
         priority=95)
     serve(app, host, port, threads, reuse_port=True)
+    # Stopped. The interpreter's shutdown puts SIGHUP back to its default action, which
+    # would turn a late reload into a death by signal instead of a clean exit.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
 
 
 def _exit_with(supervisor: int) -> None:

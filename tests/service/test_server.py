@@ -197,14 +197,18 @@ def test_workers_share_the_port_count_together_reload_together_and_are_replaced(
         except requests.ConnectionError:  # queued on the killed worker's socket
             return False
 
+    def log() -> str:
+        return (tmp_path / "service.log").read_text()
+
     first, second = sorted(workers)
     os.kill(first, signal.SIGTERM)  # a worker stopped alone exits cleanly and is replaced;
+    assert wait_for(lambda: f"(pid {first}) exited with" in log())
+    assert f"(pid {first}) exited with 0" in log()
     for _ in range(8):  # reloads forwarded while its replacement boots must not kill it
-        time.sleep(0.25)
         os.kill(proc.pid, signal.SIGHUP)
+        time.sleep(0.25)
     assert wait_for(lambda: healthy() and len(writers()) == 3, seconds=60)
-    log = (tmp_path / "service.log").read_text()
-    assert f"(pid {first}) exited with 0" in log and "exited with -" not in log
+    assert "exited with -" not in log()
     os.kill(second, signal.SIGKILL)  # a crash: replaced too
     assert wait_for(lambda: healthy() and len(writers()) == 4, seconds=60)
     assert all(healthy() for _ in range(30))
