@@ -3,10 +3,9 @@
 One CollectorRegistry per app (tests build many apps). Under several worker processes
 (service/workers.py sets PROMETHEUS_MULTIPROC_DIR) the values live in files shared by the
 workers, and /metrics exposes their sum (`exposition`); the snapshot gauges are the
-answering worker's. Route labels are the route
-templates, never raw paths, so phones never become label values and cardinality stays
-fixed. Children are cached per (route, status) so a request costs two dict reads and two
-observations.
+answering worker's. Route labels are the route templates, never raw paths, so phones
+never become label values and cardinality stays fixed. Children are cached per (route,
+status) so a request costs two dict reads and two observations.
 """
 from __future__ import annotations
 

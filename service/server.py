@@ -91,9 +91,14 @@ def configure(app, settings, host: str, port: int, threads: int,
     bus.subscribe("start", access_log.start)
     bus.subscribe("stop", access_log.stop, priority=90)  # after requests in flight finished
     # a reload takes seconds; the signal handler only starts it
-    bus.signal_handler.handlers["SIGHUP"] = lambda: threading.Thread(
-        target=holder.reload, kwargs={"force": True}, name="shoprecs-sighup").start()
+    bus.signal_handler.handlers["SIGHUP"] = lambda: reload_in_background(holder)
     bus.signals.subscribe()
+
+
+def reload_in_background(holder) -> None:
+    """What SIGHUP does: load serving/CURRENT again (forced), in a thread of its own."""
+    threading.Thread(target=holder.reload, kwargs={"force": True},
+                     name="shoprecs-sighup").start()
 
 
 def _start_sharing_port() -> None:

@@ -1,8 +1,8 @@
 """Several server processes on one address: `shoprecs serve --workers N`.
 
 One Python process answers one request at a time however many threads it has (the GIL):
-on 2 cores one process topped out near 3,400 requests/s, and at 3,000/s its tail was
-30-40 ms of queueing. With N workers, each a whole `shoprecs serve` (its own engine,
+on 2 cores one process topped out near 4,000 requests/s, and at 3,000/s its p99 was
+7-28 ms of queueing. With N workers, each a whole `shoprecs serve` (its own engine,
 CherryPy and access log) listening on the same host and port with SO_REUSEPORT, the
 kernel spreads connections across them (bench/RESULTS.md, bench-serve).
 
@@ -14,8 +14,9 @@ This process, the supervisor, loads nothing and answers nothing. It
   than at their next poll;
 * forwards SIGTERM and SIGINT, waits for the workers to finish the requests in flight
   (`service.shutdown_timeout`), and exits 0;
-* restarts a worker that dies, and gives up (exit 1) when workers keep dying within
-  `_FAST_DEATH` seconds of their start: a snapshot or a port that can never work.
+* restarts a worker that dies, and gives up (exit 1) when workers keep dying soon after
+  their start (`_MAX_FAST_DEATHS` within `_FAST_DEATH_WINDOW` seconds): a snapshot or a
+  port that can never work.
 
 Metrics: prometheus_client's multiprocess mode, in a private directory removed at exit, so
 /metrics from any worker counts the requests of all of them (service/metrics.py).
@@ -46,10 +47,9 @@ _FAST_DEATH_WINDOW = 120.0  # ... within this many seconds stop the supervisor
 
 def _worker(settings, host: str, port: int, threads: int, level: int) -> None:
     """One worker: the app and CherryPy, as `shoprecs serve` with one process runs them."""
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s "
-                        f"%(name)s[worker {os.getpid()}]: %(message)s")
-    for noisy in ("urllib3", "werkzeug"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from shoprecs.cli import configure_logging
+
+    configure_logging(level, tag=f"[worker {os.getpid()}]")
     # SIGHUP (a reload) came blocked from the supervisor, since its default action kills.
     # Until CherryPy takes it over, one is only noted; the load is repeated once serving.
     hangups: list[int] = []
@@ -58,15 +58,17 @@ def _worker(settings, host: str, port: int, threads: int, level: int) -> None:
     import cherrypy
 
     from service import create_app
-    from service.server import serve
+    from service.server import reload_in_background, serve
 
     threading.Thread(target=_exit_with, args=(os.getppid(),), name="shoprecs-orphan",
                      daemon=True).start()
     app = create_app({"SETTINGS": settings})
-    holder = app.extensions["shoprecs.holder"]
-    cherrypy.engine.subscribe("start", lambda: hangups and threading.Thread(
-        target=holder.reload, kwargs={"force": True}, name="shoprecs-sighup").start(),
-        priority=95)
+
+    def catch_up() -> None:  # CherryPy's SIGHUP handler is in place by now
+        if hangups:
+            reload_in_background(app.extensions["shoprecs.holder"])
+
+    cherrypy.engine.subscribe("start", catch_up, priority=95)
     serve(app, host, port, threads, reuse_port=True)
     # Stopped. The interpreter's shutdown puts SIGHUP back to its default action, which
     # would turn a late reload into a death by signal instead of a clean exit.
@@ -142,9 +144,8 @@ class Supervisor:
             log.info("started %d workers for http://%s:%d/ (%d threads each)", self.count,
                      self.host, self.port, self.threads)
             code = self._loop(wake_r)
-            return code if self._stop_all() else 1
         finally:
-            self._stop_all()  # a no-op unless the loop failed
+            clean = self._stop_all()
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
             signal.set_wakeup_fd(previous_fd)
@@ -154,6 +155,7 @@ class Supervisor:
                 os.environ.pop(name, None)
             if metrics_dir:
                 shutil.rmtree(metrics_dir, ignore_errors=True)
+        return code if clean else 1
 
     def _note(self, signum, frame) -> None:
         self._signals.append(signum)  # handled in _loop, outside the signal handler
@@ -187,7 +189,7 @@ class Supervisor:
                     log.info("%s: stopping the workers", signal.Signals(signum).name)
                     return 0
             for sentinel in ready:
-                if sentinel in sentinels and self._restart(sentinels[sentinel]) is False:
+                if sentinel in sentinels and not self._restart(sentinels[sentinel]):
                     return 1
 
     def _restart(self, slot: int) -> bool:

@@ -49,6 +49,14 @@ def with_dates(fn):
     return fn
 
 
+def configure_logging(level: int, tag: str = "") -> None:
+    """Log lines on stderr, `tag` after the logger's name (a worker process names itself)."""
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format=f"%(asctime)s %(levelname)s %(name)s{tag}: %(message)s")
+    for noisy in ("py4j", "urllib3", "werkzeug"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
 @click.group()
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
               envvar="SHOPRECS_CONFIG", help="TOML configuration file.")
@@ -56,10 +64,7 @@ def with_dates(fn):
 @click.pass_context
 def main(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
     """shoprecs: the nightly recommender pipeline and its API."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("py4j", "urllib3", "werkzeug"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_logging(logging.DEBUG if verbose else logging.INFO)
     ctx.obj = shoprecs_config.load(config_path)
 
 
