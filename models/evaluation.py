@@ -10,15 +10,17 @@ Two modes:
   bought in training are removed from the recommendations before taking the top k.
 
 The pure functions below define the metrics; `evaluate_many` computes the same numbers
-in Spark for whole populations, every model and mode in one pass (`evaluate` and
-`evaluate_modes` are views of it; tests check they agree with the definitions).
+for whole populations, every model and mode in one pass, a pandas task per block of
+shoppers (`evaluate` and `evaluate_modes` are views of it; tests check they agree with
+the definitions).
 """
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 
-from pyspark.sql import Column, DataFrame, Window
+import numpy as np
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 MODES = ("all", "new")
@@ -62,85 +64,120 @@ def evaluate_modes(recs: DataFrame, train: DataFrame, test: DataFrame, k: int,
     return evaluate_many({"model": recs}, train, test, k, catalog_size)["model"]
 
 
-def _idcg(k: int, relevant: Column) -> Column:
-    """IDCG = sum_{i=1..m} 1/log2(i+1) for m = min(|relevant|, k): a lookup of k values."""
-    return F.element_at(F.array(*[F.lit(sum(1 / math.log2(i + 1) for i in range(1, m + 1)))
-                                  for m in range(1, k + 1)]), relevant.cast("int"))
+def _ranked_metrics(k: int, modes: Sequence[str], names: Sequence[str]):
+    """The pandas function of `evaluate_many`: one block of shoppers' rows in, the
+    per-shopper metrics of every model and mode and the goods each model's top k holds
+    out (EVALUATED_SCHEMA)."""
+    discount = 1 / np.log2(np.arange(2, k + 2))
+    ideal = np.concatenate([[0.0], np.cumsum(discount)])  # IDCG for m = 0..k relevant
+
+    def compute(pdf):
+        import pandas as pd
+
+        kind = pdf["kind"].to_numpy()
+        bought = pdf.loc[kind == "bought", ["user_key", "goods_id"]].assign(old=True)
+        truth = pdf.loc[kind == "truth", ["user_key", "goods_id"]]
+        truth = truth[truth["user_key"].isin(bought["user_key"])]  # shoppers seen before
+        truth = truth.merge(bought, "left", ["user_key", "goods_id"])
+        truth["old"] = truth["old"].fillna(False).astype(bool)
+        recs = pdf.loc[kind == "recs", ["model", "user_key", "goods_id", "score"]]
+        recs = recs.merge(bought, "left", ["user_key", "goods_id"])
+        recs["old"] = recs["old"].fillna(False).astype(bool)
+        out = []
+        for mode in modes:
+            relevant = truth if mode == "all" else truth[~truth["old"]]
+            n_rel = relevant.groupby("user_key").size()
+            if n_rel.empty:
+                continue
+            cand = recs[recs["user_key"].isin(n_rel.index)]
+            if mode == "new":  # goods bought before leave the list before the top k
+                cand = cand[~cand["old"]]
+            cand = cand.sort_values(["model", "user_key", "score", "goods_id"],
+                                    ascending=[True, True, False, True], na_position="last")
+            rank = cand.groupby(["model", "user_key"], sort=False).cumcount().to_numpy() + 1
+            top = cand.loc[rank <= k, ["model", "user_key", "goods_id"]].assign(
+                rank=rank[rank <= k])
+            hit = top.merge(relevant.assign(hit=True)[["user_key", "goods_id", "hit"]], "left",
+                            ["user_key", "goods_id"])["hit"].fillna(False).to_numpy(bool)
+            top = top.assign(hit=hit)
+            top["hits_so_far"] = top.groupby(["model", "user_key"], sort=False)["hit"].cumsum()
+            r = top["rank"].to_numpy()
+            top["ap"] = np.where(hit, top["hits_so_far"] / r, 0.0)
+            top["dcg"] = np.where(hit, discount[r - 1], 0.0)
+            per = top.groupby(["model", "user_key"])[["hit", "ap", "dcg"]].sum()
+            every = pd.MultiIndex.from_product([list(names), n_rel.index],
+                                               names=["model", "user_key"])
+            per = per.reindex(every, fill_value=0.0).reset_index()
+            rel = n_rel.reindex(per["user_key"]).to_numpy().astype(float)
+            hits = per["hit"].to_numpy(float)
+            m = np.minimum(rel, k).astype(int)
+            out.append(pd.DataFrame({
+                "model": per["model"], "mode": mode, "goods_id": None,
+                "precision": hits / k, "recall": hits / rel,
+                "map": per["ap"].to_numpy(float) / m,
+                "ndcg": per["dcg"].to_numpy(float) / ideal[m]}))
+            covered = top[["model", "goods_id"]].drop_duplicates()
+            out.append(pd.DataFrame({"model": covered["model"], "mode": mode,
+                                     "goods_id": covered["goods_id"]}))
+        if not out:
+            return pd.DataFrame({c: [] for c in EVALUATED_COLUMNS})
+        return pd.concat(out, ignore_index=True)[list(EVALUATED_COLUMNS)]
+    return compute
 
 
-def _modes(modes: Sequence[str]) -> Column:
-    """A row per mode the (user_key, goods_id) pair takes part in (column `mode`): a pair
-    bought before the cut (column `before` not null) is in mode `all` only."""
-    old = [F.lit(m) for m in modes if m == "all"]
-    return F.explode(F.when(F.col("before").isNull(), F.array(*map(F.lit, modes)))
-                     .otherwise(F.array(*old) if old else F.array().cast("array<string>"))
-                     ).alias("mode")
+EVALUATED_SCHEMA = ("model string, mode string, goods_id string, precision double, "
+                    "recall double, map double, ndcg double")
+EVALUATED_COLUMNS = ("model", "mode", "goods_id", "precision", "recall", "map", "ndcg")
 
 
 def evaluate_many(models: dict[str, DataFrame], train: DataFrame, test: DataFrame, k: int,
                   catalog_size: int, modes: Sequence[str] = MODES
                   ) -> dict[str, dict[str, dict[str, float]]]:
     """{model: {mode: metrics@k}} for every model's (user_key, goods_id, score), all of them
-    ranked, matched and averaged in one pass: two Spark jobs whatever the number of models
-    (a nightly run measures four in two modes; one job per model and mode cost minutes)."""
+    in one pass: every model's lists, the test purchases and the training purchases meet in
+    blocks of shoppers, one pandas task per block ranks and matches them
+    (`_ranked_metrics`), and one aggregation averages the shoppers' metrics and counts the
+    goods covered. Ties in score rank by goods_id, as everywhere in shoprecs.
+
+    A nightly run measures four models in two modes; the same numbers from Spark windows
+    and joins cost some fifty stages."""
     if not models:
         return {}
     bad = set(modes) - set(MODES)
     if bad:
         raise ValueError(f"mode must be one of {MODES}, not {sorted(bad)}")
     spark = train.sparkSession
-    bought = (train.where(F.col("user_key").isNotNull()).select("user_key", "goods_id")
-              .distinct().withColumn("before", F.lit(True)))
-    known = bought.select("user_key").distinct()
-    seen = (test.where(F.col("user_key").isNotNull()).select("user_key", "goods_id")
-            .distinct().join(known, "user_key")
-            .join(bought, ["user_key", "goods_id"], "left"))
-    # The relevant pairs of every mode: all of the test purchases, and the new ones.
-    truth = seen.select("user_key", "goods_id", _modes(modes)).persist()
-    n_relevant = truth.groupBy("mode", "user_key").agg(F.count("*").alias("n_rel"))
+    n_blocks = max(spark.sparkContext.defaultParallelism,
+                   int(spark.conf.get("spark.sql.shuffle.partitions")))
+    block = F.pmod(F.xxhash64("user_key"), F.lit(n_blocks)).alias("block")
 
-    scored = None
+    def pairs(df: DataFrame, kind: str) -> DataFrame:
+        return (df.where(F.col("user_key").isNotNull()).select("user_key", "goods_id")
+                .distinct().select(block, F.lit(kind).alias("kind"),
+                                   F.lit(None).cast("string").alias("model"), "user_key",
+                                   "goods_id", F.lit(None).cast("double").alias("score")))
+
+    rows = pairs(train, "bought").unionByName(pairs(test, "truth"))
     for name, recs in models.items():
-        named = recs.select(F.lit(name).alias("model"), "user_key", "goods_id",
-                            F.col("score").cast("double").alias("score"))
-        scored = named if scored is None else scored.unionByName(named)
-    # In mode new, goods bought before the cut leave the list before the top k is taken.
-    candidates = (scored.join(n_relevant.select("user_key").distinct(), "user_key")
-                  .join(bought, ["user_key", "goods_id"], "left")
-                  .select("model", "user_key", "goods_id", "score", _modes(modes))
-                  .join(n_relevant.select("mode", "user_key"), ["mode", "user_key"], "left_semi"))
-    order = Window.partitionBy("model", "mode", "user_key").orderBy(F.desc("score"), "goods_id")
-    ranked = (candidates.withColumn("rank", F.row_number().over(order))
-              .where(F.col("rank") <= k).drop("score").persist())
-    hits = ranked.join(truth, ["mode", "user_key", "goods_id"]).withColumn(
-        "hits_so_far", F.row_number().over(
-            Window.partitionBy("model", "mode", "user_key").orderBy("rank")))
-    per_user = hits.groupBy("model", "mode", "user_key").agg(
-        F.count("*").alias("hits"),
-        F.sum(F.col("hits_so_far") / F.col("rank")).alias("ap_sum"),
-        F.sum(1 / F.log2(F.col("rank") + 1)).alias("dcg"))
-    names = spark.createDataFrame([(name,) for name in models], "model string")
-    users = (n_relevant.crossJoin(F.broadcast(names))
-             .join(per_user, ["model", "mode", "user_key"], "left")
-             .fillna(0.0, ["hits", "ap_sum", "dcg"]))
-    kk = F.least(F.col("n_rel"), F.lit(k))
-    rows = users.groupBy("model", "mode").agg(
-        F.avg(F.col("hits") / k).alias("precision"),
-        F.avg(F.col("hits") / F.col("n_rel")).alias("recall"),
-        F.avg(F.col("ap_sum") / kk).alias("map"),
-        F.avg(F.col("dcg") / _idcg(k, kk)).alias("ndcg"),
-        F.count("*").alias("users")).collect()
-    covered = {(r["model"], r["mode"]): r["n"] for r in ranked.groupBy("model", "mode").agg(
-        F.countDistinct("goods_id").alias("n")).collect()}
-    truth.unpersist()
-    ranked.unpersist()
+        rows = rows.unionByName(recs.where(F.col("user_key").isNotNull()).select(
+            block, F.lit("recs").alias("kind"), F.lit(name).alias("model"), "user_key",
+            "goods_id", F.col("score").cast("double").alias("score")))
+    # Every pair a block needs is its shoppers': training purchases of shoppers without a
+    # test purchase are dropped before the shuffle.
+    tested = test.where(F.col("user_key").isNotNull()).select("user_key").distinct()
+    rows = rows.join(tested, "user_key", "left_semi")
+    per_user = rows.groupBy("block").applyInPandas(
+        _ranked_metrics(k, list(modes), list(models)), EVALUATED_SCHEMA)
+    found = per_user.groupBy("model", "mode").agg(
+        *(F.avg(m).alias(m) for m in ("precision", "recall", "map", "ndcg")),
+        F.count("precision").alias("users"), F.countDistinct("goods_id").alias("covered")
+    ).collect()
     result = {name: {mode: {"precision": 0.0, "recall": 0.0, "map": 0.0, "ndcg": 0.0,
                             "users": 0, "coverage": 0.0} for mode in modes}
               for name in models}
-    for r in rows:
+    for r in found:
         result[r["model"]][r["mode"]] = {
             "precision": r["precision"] or 0.0, "recall": r["recall"] or 0.0,
             "map": r["map"] or 0.0, "ndcg": r["ndcg"] or 0.0, "users": r["users"],
-            "coverage": (covered.get((r["model"], r["mode"]), 0) / catalog_size
-                         if catalog_size else 0.0)}
+            "coverage": r["covered"] / catalog_size if catalog_size else 0.0}
     return result

@@ -111,11 +111,13 @@ def evaluate_holdout(lines: DataFrame, users: DataFrame, items: DataFrame, cut: 
     on the days from `cut` (to `end`), in both modes."""
     before, after, shoppers = split(lines, cut, end)
     shoppers = shoppers.cache()
-    if before.isEmpty() or shoppers.isEmpty():
+    test_users = shoppers.count()  # a shopper bought before the cut: `before` is not empty
+    if test_users == 0:
+        shoppers.unpersist()
         return {"skipped": f"no shoppers bought both before and after {cut}"}
     scored, lists = candidates(before, shoppers, users, items, cut, als_params, params, k)
     catalog = lines.select("goods_id").distinct().count()
-    result = {"k": k, "cut": cut.isoformat(), "test_users": shoppers.count(),
+    result = {"k": k, "cut": cut.isoformat(), "test_users": test_users,
               "models": evaluation.evaluate_many(scored, before, after, k, catalog)}
     for df in (shoppers, lists):
         df.unpersist()

@@ -67,3 +67,63 @@ def test_many_models_in_one_pass_match_each_alone(spark):
     # u2 gets y (not relevant): 0. Mean over the two shoppers.
     assert both["b"]["new"]["map"] == pytest.approx((1 / 2 + 0) / 2)
     assert both["b"]["all"]["users"] == 2 and both["b"]["new"]["coverage"] == pytest.approx(0.2)
+
+
+def _expected(recs, train, test, k, catalog_size):
+    """metrics@k by the pure definitions, shopper by shopper, for one model's rows."""
+    bought, tested = {}, {}
+    for u, g in train:
+        bought.setdefault(u, set()).add(g)
+    for u, g in test:
+        if u is not None and u in bought:
+            tested.setdefault(u, set()).add(g)
+    lists = {}
+    for u, g, s in recs:
+        lists.setdefault(u, []).append((-s, g))
+    out = {}
+    for mode in ev.MODES:
+        rows, covered = [], set()
+        for u, relevant in tested.items():
+            if mode == "new":
+                relevant = relevant - bought[u]
+            if not relevant:
+                continue
+            ranked = [g for _, g in sorted(lists.get(u, []))
+                      if mode == "all" or g not in bought[u]][:k]
+            covered.update(ranked)
+            rows.append([f(ranked, relevant, k) for f in (
+                ev.precision_at_k, ev.recall_at_k, ev.average_precision_at_k, ev.ndcg_at_k)])
+        means = [sum(col) / len(rows) for col in zip(*rows)] if rows else [0.0] * 4
+        out[mode] = dict(zip(("precision", "recall", "map", "ndcg"), means),
+                         users=len(rows), coverage=len(covered) / catalog_size)
+    return out
+
+
+@pytest.mark.spark
+def test_evaluator_matches_the_definitions_on_a_random_population(spark):
+    """Many shoppers, three models, tied scores, shoppers without recommendations and
+    recommendations for shoppers outside the test: every figure as the definitions say."""
+    import random
+
+    rnd = random.Random(7)
+    goods = [f"g{i:02d}" for i in range(30)]
+    users = [f"u{i:02d}" for i in range(60)]
+    train = {(u, g) for u in users[:50] for g in rnd.sample(goods, rnd.randint(1, 6))}
+    test = {(u, g) for u in users[10:] for g in rnd.sample(goods, rnd.randint(1, 5))}
+    test |= {(None, "g00")}
+    models = {}
+    for name in ("a", "b", "c"):
+        models[name] = [(u, g, float(rnd.randint(0, 4)))  # few values: many ties
+                        for u in rnd.sample(users, 45) for g in rnd.sample(goods, 12)]
+    k = 5
+    got = ev.evaluate_many(
+        {n: spark.createDataFrame(r, "user_key string, goods_id string, score double")
+         for n, r in models.items()},
+        spark.createDataFrame(sorted(train), "user_key string, goods_id string"),
+        spark.createDataFrame(sorted(test, key=str), "user_key string, goods_id string"),
+        k=k, catalog_size=len(goods))
+    for name, rows in models.items():
+        want = _expected(rows, train, test, k, len(goods))
+        for mode in ev.MODES:
+            assert got[name][mode] == pytest.approx(want[mode]), (name, mode)
+    assert got["a"]["new"]["users"] < got["a"]["all"]["users"] == 40
