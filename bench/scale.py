@@ -16,6 +16,9 @@ memory at 16x on 24 GB; 1x in under a minute on 2 cores, JVM start included.
 
 The table also shows CPU seconds (the pipeline process and its children, JVM and Python
 workers): wall seconds grow with whatever else runs on the machine, CPU seconds much less.
+A second table splits them: the JVM's Spark task threads, its JIT compiler threads, its
+other threads (planning and code generation, GC, scheduling), the Python workers and the
+Python driver.
 A run keeps the scales earlier runs measured (var/bench/scale.json), so `--scales 16` alone
 completes a table (`--fresh` forgets them).
 
@@ -103,15 +106,47 @@ def child(scale: str, what: str) -> None:
     print(json.dumps({"version": version, "steps": timings, "gate": gate}))
 
 
-def measured(args: list[str]) -> tuple[dict, float, float, float]:
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")  # /proc's unit of CPU time
+CPU_KINDS = ("Spark tasks", "JIT compilers", "other JVM threads", "Python workers",
+             "Python driver")
+
+
+def _thread_kind(name: str) -> str:
+    """The CPU_KINDS group of a JVM thread, by its name (/proc/<pid>/task/<tid>/comm)."""
+    if name.startswith("Executor task"):
+        return "Spark tasks"
+    if "CompilerThre" in name:  # "C1 CompilerThread0", "C2 CompilerThread0"
+        return "JIT compilers"
+    return "other JVM threads"  # planning and code generation (py4j threads), GC, scheduler
+
+
+def _jvm_threads(pid: int) -> dict[tuple[int, int], tuple[str, float]]:
+    """{(pid, tid): (kind, CPU seconds)} of a JVM's live threads, from /proc."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended
+            continue
+        out[(pid, int(task.name))] = (_thread_kind(name),
+                                      (int(fields[11]) + int(fields[12])) / CLOCK_TICKS)
+    return out
+
+
+def measured(args: list[str]) -> tuple[dict, float, float, float, dict[str, float]]:
     """(the child's JSON, wall seconds, peak RSS GiB of it and its children, CPU seconds
-    of it and its children). CPU seconds are what the work costs whatever else runs on the
-    machine; wall seconds grow with the load."""
+    of it and its children, those CPU seconds by CPU_KINDS). CPU seconds are what the work
+    costs whatever else runs on the machine; wall seconds grow with the load. The JVM's
+    threads are read every 0.2 s: a thread's last 0.2 s before it ends go uncounted in the
+    breakdown (not in the total)."""
     started = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "bench.scale", *args], cwd=ROOT,
                             stdout=subprocess.PIPE, text=True)
     peak, done = 0, threading.Event()
     cpu: dict[int, float] = {}  # pid -> its CPU seconds when last seen
+    kinds: dict[int, str] = {}  # pid -> "jvm" or a CPU_KINDS group
+    threads: dict[tuple[int, int], tuple[str, float]] = {}  # JVM threads, when last seen
 
     def sample():
         nonlocal peak
@@ -125,6 +160,12 @@ def measured(args: list[str]) -> tuple[dict, float, float, float]:
                         rss += p.memory_info().rss
                         times = p.cpu_times()
                         cpu[p.pid] = times.user + times.system
+                        # Asked at every sample: the JVM starts as spark-submit's shell
+                        # script, which then execs java.
+                        kinds[p.pid] = ("Python driver" if p.pid == proc.pid else
+                                        "jvm" if p.name() == "java" else "Python workers")
+                    if kinds[p.pid] == "jvm":
+                        threads.update(_jvm_threads(p.pid))
                 peak = max(peak, rss)
             except psutil.Error:
                 pass
@@ -139,7 +180,14 @@ def measured(args: list[str]) -> tuple[dict, float, float, float]:
     if proc.returncode != 0:
         raise SystemExit(f"bench.scale {' '.join(args)} failed with exit code "
                          f"{proc.returncode}; its log is above")
-    return json.loads(out.strip().splitlines()[-1]), seconds, peak / GiB, sum(cpu.values())
+    by_kind = dict.fromkeys(CPU_KINDS, 0.0)
+    for pid, seconds_ in cpu.items():
+        if kinds.get(pid, "jvm") != "jvm":
+            by_kind[kinds[pid]] += seconds_
+    for kind, seconds_ in threads.values():
+        by_kind[kind] += seconds_
+    return (json.loads(out.strip().splitlines()[-1]), seconds, peak / GiB, sum(cpu.values()),
+            {k: round(v, 1) for k, v in by_kind.items()})
 
 
 def plot(rows: list[dict]) -> str:
@@ -226,16 +274,17 @@ def main() -> None:
             continue
         print(f"{label(scale)}: {landed['orders']:,} orders, {landed['lines']:,} lines; "
               f"running the pipeline ...", flush=True)
-        result, seconds, peak, cpu = measured(["--child", "pipeline", "--scale", scale])
+        result, seconds, peak, cpu, cpu_by = measured(["--child", "pipeline", "--scale", scale])
         service, *_ = measured(["--child", "service", "--scale", scale])
         rows.append({"scale": scale if scale == REAL else float(scale),
                      "orders": landed["orders"], "lines": landed["lines"],
                      "seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1),
+                     "cpu_by": cpu_by,
                      "peak_gib": round(peak, 2), "load": os.getloadavg()[0],
                      "steps": result["steps"], "gate": result["gate"],
                      "service": service})
-        print(f"{label(scale)}: {seconds:.1f} s ({cpu:.0f} CPU s), peak {peak:.2f} GiB, "
-              f"steps {result['steps']}", flush=True)
+        print(f"{label(scale)}: {seconds:.1f} s ({cpu:.0f} CPU s: {cpu_by}), peak "
+              f"{peak:.2f} GiB, steps {result['steps']}", flush=True)
 
     # Scales measured by earlier runs (another --scales) stay in the table and the plot.
     saved = BASE / "scale.json"
@@ -264,6 +313,14 @@ def main() -> None:
               f"| {r['peak_gib']:.2f} | "
               + " | ".join(f"{r['steps'].get(s, '')}" for s in steps)
               + f" | {r['service']['load_seconds']} | {r['service']['rss_gib']} |")
+    print("\nWhere the CPU seconds went (JVM threads by name, Python processes):\n")
+    print("| data | CPU s | " + " | ".join(CPU_KINDS) + " |")
+    print("|---" * (2 + len(CPU_KINDS)) + "|")
+    for r in rows:
+        if "cpu_by" in r:
+            print(f"| {label(r['scale'])} | {r['cpu_seconds']:.0f} | "
+                  + " | ".join(f"{r['cpu_by'][k]:.0f}" for k in CPU_KINDS) + " |")
+    print()
     for r in rows:
         if r["gate"] != "passed":
             print(f"note: {label(r['scale'])} gate {r['gate']}")
