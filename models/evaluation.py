@@ -151,21 +151,23 @@ def evaluate_many(models: dict[str, DataFrame], train: DataFrame, test: DataFram
                    int(spark.conf.get("spark.sql.shuffle.partitions")))
     block = F.pmod(F.xxhash64("user_key"), F.lit(n_blocks)).alias("block")
 
-    def pairs(df: DataFrame, kind: str) -> DataFrame:
-        return (df.where(F.col("user_key").isNotNull()).select("user_key", "goods_id")
-                .distinct().select(block, F.lit(kind).alias("kind"),
-                                   F.lit(None).cast("string").alias("model"), "user_key",
-                                   "goods_id", F.lit(None).cast("double").alias("score")))
+    def pairs(df: DataFrame) -> DataFrame:
+        return df.where(F.col("user_key").isNotNull()).select("user_key", "goods_id").distinct()
 
-    rows = pairs(train, "bought").unionByName(pairs(test, "truth"))
+    def tagged(df: DataFrame, kind: str) -> DataFrame:
+        return df.select(block, F.lit(kind).alias("kind"),
+                         F.lit(None).cast("string").alias("model"), "user_key", "goods_id",
+                         F.lit(None).cast("double").alias("score"))
+
+    truth = pairs(test)
+    rows = tagged(pairs(train), "bought").unionByName(tagged(truth, "truth"))
     for name, recs in models.items():
         rows = rows.unionByName(recs.where(F.col("user_key").isNotNull()).select(
             block, F.lit("recs").alias("kind"), F.lit(name).alias("model"), "user_key",
             "goods_id", F.col("score").cast("double").alias("score")))
     # Every pair a block needs is its shoppers': training purchases of shoppers without a
     # test purchase are dropped before the shuffle.
-    tested = test.where(F.col("user_key").isNotNull()).select("user_key").distinct()
-    rows = rows.join(tested, "user_key", "left_semi")
+    rows = rows.join(truth.select("user_key").distinct(), "user_key", "left_semi")
     per_user = rows.groupBy("block").applyInPandas(
         _ranked_metrics(k, list(modes), list(models)), EVALUATED_SCHEMA)
     found = per_user.groupBy("model", "mode").agg(
