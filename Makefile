@@ -3,6 +3,8 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+LOCALFS := $(VENV)/share/shoprecs/localfs.jar
+SETUP  := $(STAMP) $(LOCALFS)
 export PYSPARK_PYTHON := $(abspath $(BIN)/python)
 
 .DEFAULT_GOAL := help
@@ -20,19 +22,25 @@ $(STAMP): setup.py constraints.txt
 	$(BIN)/pip install --progress-bar on -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)  ## create .venv and install shoprecs with pinned dependencies
+# Hadoop's local file system without a chmod process per file written (shoprecs/localfs.py),
+# compiled with the JDK's javac against the installed pyspark. Without javac Spark keeps
+# Hadoop's own, slower at writing many files, and the note says so.
+$(LOCALFS): shoprecs/java/NoForkLocalFileSystem.java $(STAMP)
+	-$(BIN)/python -m shoprecs.localfs
 
-demo: $(STAMP)  ## generate 30 days of orders, run the nightly pipeline, serve, show answers
+install: $(SETUP)  ## create .venv and install shoprecs with pinned dependencies
+
+demo: $(SETUP)  ## generate 30 days of orders, run the nightly pipeline, serve, show answers
 	$(BIN)/shoprecs demo
 
-test: $(STAMP) browser  ## run the whole test suite
+test: $(SETUP) browser  ## run the whole test suite
 	$(BIN)/python -m pytest
 
 # A Spark standalone master + worker on 127.0.0.1:7077 (logs, scratch and both warehouses in
 # var/cluster/), the pipeline run there and in local mode, results compared; the cluster is
 # always stopped. `make test` runs it too.
 .PHONY: cluster-test
-cluster-test: $(STAMP)  ## the pipeline on a loopback Spark standalone cluster = local mode
+cluster-test: $(SETUP)  ## the pipeline on a loopback Spark standalone cluster = local mode
 	$(BIN)/python -m pytest -m cluster -o log_cli=true --log-cli-level=INFO
 
 # Headless Chromium for the merchandiser-page test (tests/service/test_browser.py): Debian's
@@ -48,13 +56,13 @@ browser:
 	  else echo "note: no chromium/chromedriver and no root for apt-get; browser test skipped"; fi; \
 	fi
 
-dag-test: $(STAMP)  ## `airflow dags test` of the nightly DAG against the simulator (also in test)
+dag-test: $(SETUP)  ## `airflow dags test` of the nightly DAG against the simulator (also in test)
 	$(BIN)/python -m pytest tests/dags
 
 # `make airflow`: Airflow 3 standalone (api-server, scheduler, dag-processor, triggerer) in
 # var/airflow, dags/ as its DAG folder, the bus simulator on :8765 serving the last 30 days.
 AIRFLOW_PORT ?= 8088
-airflow: $(STAMP)  ## local Airflow on http://127.0.0.1:8088 (DAG shoprecs_daily), bus simulator
+airflow: $(SETUP)  ## local Airflow on http://127.0.0.1:8088 (DAG shoprecs_daily), bus simulator
 	mkdir -p var/airflow
 	$(BIN)/shoprecs simulator --start $$(date -u -d '30 days ago' +%F) --days 31 --orders 20000 \
 		--port 8765 > var/airflow/simulator.log 2>&1 & SIM=$$!; \
@@ -68,16 +76,16 @@ airflow: $(STAMP)  ## local Airflow on http://127.0.0.1:8088 (DAG shoprecs_daily
 	PATH=$(abspath $(BIN)):$$PATH airflow standalone
 
 BENCH_STAMP := $(VENV)/.bench-stamp
-$(BENCH_STAMP): $(STAMP)
+$(BENCH_STAMP): $(SETUP)
 	$(BIN)/pip install --progress-bar on -c constraints.txt -e '.[dev,bench]'
 	touch $(BENCH_STAMP)
 
 bench: bench-etl bench-quality bench-als bench-fpgrowth bench-serve  ## every benchmark (figures in bench/RESULTS.md)
 
-bench-etl: $(STAMP)  ## extractor vs a sequential client, 100k orders from the simulator
+bench-etl: $(SETUP)  ## extractor vs a sequential client, 100k orders from the simulator
 	$(BIN)/python bench/etl.py
 
-bench-serve: $(STAMP) wrk  ## the API on CherryPy under 32 connections of mixed traffic; seed's Spark lookup
+bench-serve: $(SETUP) wrk  ## the API on CherryPy under 32 connections of mixed traffic; seed's Spark lookup
 	$(BIN)/python -m bench.serve
 
 # wrk (C) drives bench-serve's closed loop and leaves the 2 cores to the server; Debian's
@@ -98,10 +106,10 @@ bench-quality: $(BENCH_STAMP) native-blas  ## every model on Online Retail, with
 bench-als: $(BENCH_STAMP) native-blas  ## Spark ALS fit time against implicit's, same data
 	$(BIN)/python -m bench.als
 
-bench-fpgrowth: $(STAMP)  ## FP-Growth itemsets + rules on Online Retail at minSupport 0.01
+bench-fpgrowth: $(SETUP)  ## FP-Growth itemsets + rules on Online Retail at minSupport 0.01
 	$(BIN)/python -m bench.fpgrowth
 
-bench-scale: $(STAMP)  ## the nightly pipeline on Online Retail and at 1x, 4x, 16x its volume (long)
+bench-scale: $(SETUP)  ## the nightly pipeline on Online Retail and at 1x, 4x, 16x its volume (long)
 	$(BIN)/python -m bench.scale --real
 
 # Spark's ALS solves its normal equations in pure Java unless the system has a BLAS and
@@ -119,10 +127,10 @@ native-blas:  ## install OpenBLAS for Spark's ALS (Debian, as root) unless prese
 lint: $(STAMP)  ## ruff (100 columns)
 	$(BIN)/ruff check .
 
-serve: $(STAMP)  ## serve serving/CURRENT of the configured warehouse
+serve: $(SETUP)  ## serve serving/CURRENT of the configured warehouse
 	$(BIN)/shoprecs serve
 
-simulator: $(STAMP)  ## run the order-bus simulator on generated data
+simulator: $(SETUP)  ## run the order-bus simulator on generated data
 	$(BIN)/shoprecs simulator
 
 lock:  ## re-pin constraints.txt from a fresh resolve of setup.py

@@ -11,7 +11,7 @@ setup(
     description="Nightly Spark ALS + FP-Growth product recommender with a Flask/CherryPy API",
     python_requires=">=3.11",
     packages=find_packages(include=["shoprecs*", "etl*", "models*", "engine*", "service*"]),
-    package_data={"service": ["templates/*.html"]},
+    package_data={"service": ["templates/*.html"], "shoprecs": ["java/*.java"]},
     install_requires=[
         "pyspark>=4.0,<5",
         "numpy>=1.26",  # pyspark.ml needs it

@@ -75,14 +75,15 @@ def _ranked_metrics(k: int, modes: Sequence[str], names: Sequence[str]):
         import pandas as pd
 
         kind = pdf["kind"].to_numpy()
-        bought = pdf.loc[kind == "bought", ["user_key", "goods_id"]].assign(old=True)
+        bought = pdf.loc[kind == "bought", ["user_key", "goods_id"]]
+
+        def with_old(df):  # `old`: the shopper bought the goods before the cut
+            found = df.merge(bought, "left", ["user_key", "goods_id"], indicator=True)
+            return found.assign(old=found.pop("_merge").eq("both").to_numpy())
+
         truth = pdf.loc[kind == "truth", ["user_key", "goods_id"]]
-        truth = truth[truth["user_key"].isin(bought["user_key"])]  # shoppers seen before
-        truth = truth.merge(bought, "left", ["user_key", "goods_id"])
-        truth["old"] = truth["old"].fillna(False).astype(bool)
-        recs = pdf.loc[kind == "recs", ["model", "user_key", "goods_id", "score"]]
-        recs = recs.merge(bought, "left", ["user_key", "goods_id"])
-        recs["old"] = recs["old"].fillna(False).astype(bool)
+        truth = with_old(truth[truth["user_key"].isin(bought["user_key"])])  # seen before
+        recs = with_old(pdf.loc[kind == "recs", ["model", "user_key", "goods_id", "score"]])
         out = []
         for mode in modes:
             relevant = truth if mode == "all" else truth[~truth["old"]]
@@ -97,8 +98,8 @@ def _ranked_metrics(k: int, modes: Sequence[str], names: Sequence[str]):
             rank = cand.groupby(["model", "user_key"], sort=False).cumcount().to_numpy() + 1
             top = cand.loc[rank <= k, ["model", "user_key", "goods_id"]].assign(
                 rank=rank[rank <= k])
-            hit = top.merge(relevant.assign(hit=True)[["user_key", "goods_id", "hit"]], "left",
-                            ["user_key", "goods_id"])["hit"].fillna(False).to_numpy(bool)
+            hit = top.merge(relevant[["user_key", "goods_id"]], "left", ["user_key", "goods_id"],
+                            indicator=True)["_merge"].eq("both").to_numpy()
             top = top.assign(hit=hit)
             top["hits_so_far"] = top.groupby(["model", "user_key"], sort=False)["hit"].cumsum()
             r = top["rank"].to_numpy()

@@ -44,11 +44,30 @@ def configured_master() -> str:
     $SPARK_CONF_DIR/spark-defaults.conf, else Spark's default, local[*]."""
     if (master := master_override()) is not None:
         return master
+    return configured("spark.master") or "local[*]"
+
+
+def configured(key: str) -> str | None:
+    """`key`'s value in $SPARK_CONF_DIR/spark-defaults.conf, or None."""
     conf = Path(os.environ.get("SPARK_CONF_DIR", REPO_ROOT)) / "spark-defaults.conf"
     text = conf.read_text() if conf.exists() else ""
     # Java properties syntax, as Spark reads it: `key value`, `key=value` or `key: value`
-    found = re.findall(r"^[ \t]*spark\.master[ \t]*[=: \t][ \t]*(\S.*?)[ \t]*$", text, re.M)
-    return found[-1] if found else "local[*]"
+    found = re.findall(rf"^[ \t]*{re.escape(key)}[ \t]*[=: \t][ \t]*(\S.*?)[ \t]*$", text,
+                       re.M)
+    return found[-1] if found else None
+
+
+def local_options(master: str) -> dict[str, str]:
+    """Settings for a session on `master` beyond spark-defaults.conf: in local mode, the
+    file system of shoprecs.localfs when built (its jar joins any configured driver
+    class path)."""
+    from shoprecs import localfs
+
+    options = localfs.spark_options(master)
+    key = "spark.driver.extraClassPath"
+    if key in options and (extra := configured(key)):
+        options[key] = f"{extra}{os.pathsep}{options[key]}"
+    return options
 
 
 def _on_this_machine(master: str) -> bool:
@@ -67,6 +86,8 @@ def get_spark(app_name: str):
     # command runs in local mode on a laptop and on a cluster at night.
     if (master := master_override()) is not None:
         builder = builder.master(master)
+    for key, value in local_options(configured_master()).items():
+        builder = builder.config(key, value)
     return builder.getOrCreate()
 
 

@@ -17,12 +17,15 @@ logging.getLogger("py4j").setLevel(logging.WARNING)
 
 @pytest.fixture(scope="session")
 def spark():
-    from shoprecs.spark import configure_environment
+    from shoprecs.spark import configure_environment, local_options
 
     configure_environment()
     from pyspark.sql import SparkSession
 
-    session = (SparkSession.builder.master("local[2]").appName("shoprecs-tests")
+    builder = SparkSession.builder
+    for key, value in local_options("local[2]").items():  # as every local session
+        builder = builder.config(key, value)
+    session = (builder.master("local[2]").appName("shoprecs-tests")
                .config("spark.sql.shuffle.partitions", "2")
                .config("spark.default.parallelism", "2")
                .config("spark.ui.enabled", "false")

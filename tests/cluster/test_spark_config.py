@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from shoprecs import localfs
 from shoprecs.spark import (
     MASTER_ENV,
     REPO_ROOT,
@@ -29,7 +30,10 @@ for master in ("", "local[1]"):  # the builder's master outlives stop() in one J
     seen.append({"master": spark.sparkContext.master,
                  "serializer": conf.get("spark.serializer"),
                  "aqe": conf.get("spark.sql.adaptive.enabled"),
-                 "partitions": conf.get("spark.sql.shuffle.partitions")})
+                 "partitions": conf.get("spark.sql.shuffle.partitions"),
+                 "file_system": spark._jvm.org.apache.hadoop.fs.FileSystem.get(
+                     spark._jvm.java.net.URI("file:///"),
+                     spark.sparkContext._jsc.hadoopConfiguration()).getClass().getName()})
     spark.stop()
 print("RESULT " + json.dumps(seen))
 """
@@ -93,3 +97,6 @@ def test_sessions_take_spark_defaults_and_the_master_override():
         assert seen["serializer"].endswith("KryoSerializer")
         assert seen["aqe"] == conf["spark.sql.adaptive.enabled"] == "true"
         assert seen["partitions"] == conf["spark.sql.shuffle.partitions"]
+        # local mode: shoprecs.localfs's file system when `make install` built it
+        assert seen["file_system"] == (localfs.FILE_SYSTEM if localfs.built() else
+                                       "org.apache.hadoop.fs.LocalFileSystem")
