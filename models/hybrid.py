@@ -170,11 +170,12 @@ def trending_goods(lines: DataFrame, asof: dt.date, params: HybridParams) -> Dat
     since = (asof - dt.timedelta(days=params.trending_days - 1)).isoformat()
     top = (lines.where(F.col("dt").cast("string") >= since)
            .groupBy("goods_id").agg(F.countDistinct("order_id").alias("orders"))
-           .orderBy(F.desc("orders"), "goods_id").limit(params.candidates))
-    # One window over at most `candidates` rows: a constant key says so, where an empty
-    # partitionBy() makes Spark warn of "serious performance degradation" at every plan.
-    peak = F.max("orders").over(Window.partitionBy(F.lit(0)))
-    return top.select("goods_id", (F.col("orders") / peak).cast("double").alias("score"))
+           .orderBy(F.desc("orders"), "goods_id").limit(params.candidates).collect())
+    # `candidates` rows at most, scaled on the driver (as train.popular): a window over all
+    # of them is a single-partition window, and Spark warns of it at every plan.
+    peak = top[0]["orders"] if top else 1
+    return lines.sparkSession.createDataFrame(
+        [(r["goods_id"], r["orders"] / peak) for r in top], "goods_id string, score double")
 
 
 def components(lines: DataFrame, model: ALSModel, users: DataFrame, items: DataFrame,
