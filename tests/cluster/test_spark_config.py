@@ -98,5 +98,4 @@ def test_sessions_take_spark_defaults_and_the_master_override():
         assert seen["aqe"] == conf["spark.sql.adaptive.enabled"] == "true"
         assert seen["partitions"] == conf["spark.sql.shuffle.partitions"]
         # local mode: shoprecs.localfs's file system when `make install` built it
-        assert seen["file_system"] == (localfs.FILE_SYSTEM if localfs.built() else
-                                       "org.apache.hadoop.fs.LocalFileSystem")
+        assert (seen["file_system"] == localfs.FILE_SYSTEM) == localfs.built()
