@@ -44,7 +44,8 @@ def built() -> bool:
 def spark_options(master: str) -> dict[str, str]:
     """Spark settings that use the no-fork file system: for a local master with the jar
     built, else none."""
-    if not master.startswith("local") or not built():
+    # local-cluster[...] starts executor JVMs of its own, without the driver's class path
+    if not (master == "local" or master.startswith("local[")) or not built():
         return {}
     return {"spark.driver.extraClassPath": str(jar_path()),
             "spark.hadoop.fs.file.impl": FILE_SYSTEM}

@@ -24,7 +24,9 @@ def test_only_local_masters_with_the_jar_built_get_it(monkeypatch, tmp_path):
     assert localfs.spark_options("local[*]") == {
         "spark.driver.extraClassPath": str(jar), "spark.hadoop.fs.file.impl": localfs.FILE_SYSTEM}
     # executors elsewhere would not find the class: a cluster keeps Hadoop's file system
-    for master in ("spark://127.0.0.1:7077", "yarn", "k8s://https://10.0.0.1:6443"):
+    assert localfs.spark_options("local") != {}
+    for master in ("spark://127.0.0.1:7077", "yarn", "k8s://https://10.0.0.1:6443",
+                   "local-cluster[2,1,1024]"):
         assert localfs.spark_options(master) == {}
 
 
