@@ -9,9 +9,14 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 
+def most_ordered(lines: DataFrame, k: int) -> DataFrame:
+    """(goods_id, orders): the k goods in the most orders of `lines`, most first, ties by
+    goods_id. At most k rows: callers that scale them collect them."""
+    return (lines.groupBy("goods_id").agg(F.countDistinct("order_id").alias("orders"))
+            .orderBy(F.desc("orders"), "goods_id").limit(k))
+
+
 def popularity(train: DataFrame, users: DataFrame, n: int = 200) -> DataFrame:
     """The n most-ordered goods of `train`, for every user of `users` (user_key)."""
-    top = (train.groupBy("goods_id").agg(F.countDistinct("order_id").alias("score"))
-           .orderBy(F.desc("score"), "goods_id").limit(n))
-    return users.select("user_key").distinct().crossJoin(F.broadcast(top)).select(
-        "user_key", "goods_id", F.col("score").cast("double"))
+    return users.select("user_key").distinct().crossJoin(F.broadcast(most_ordered(train, n))) \
+        .select("user_key", "goods_id", F.col("orders").cast("double").alias("score"))

@@ -77,13 +77,15 @@ def _ranked_metrics(k: int, modes: Sequence[str], names: Sequence[str]):
         kind = pdf["kind"].to_numpy()
         bought = pdf.loc[kind == "bought", ["user_key", "goods_id"]]
 
-        def with_old(df):  # `old`: the shopper bought the goods before the cut
-            found = df.merge(bought, "left", ["user_key", "goods_id"], indicator=True)
-            return found.assign(old=found.pop("_merge").eq("both").to_numpy())
+        def among(df, pairs):  # per row of df: is its (user_key, goods_id) one of `pairs`?
+            return df.merge(pairs[["user_key", "goods_id"]], "left", ["user_key", "goods_id"],
+                            indicator=True)["_merge"].eq("both").to_numpy()
 
         truth = pdf.loc[kind == "truth", ["user_key", "goods_id"]]
-        truth = with_old(truth[truth["user_key"].isin(bought["user_key"])])  # seen before
-        recs = with_old(pdf.loc[kind == "recs", ["model", "user_key", "goods_id", "score"]])
+        truth = truth[truth["user_key"].isin(bought["user_key"])]  # shoppers seen before
+        truth = truth.assign(old=among(truth, bought))  # bought before the cut
+        recs = pdf.loc[kind == "recs", ["model", "user_key", "goods_id", "score"]]
+        recs = recs.assign(old=among(recs, bought))
         out = []
         for mode in modes:
             relevant = truth if mode == "all" else truth[~truth["old"]]
@@ -98,8 +100,7 @@ def _ranked_metrics(k: int, modes: Sequence[str], names: Sequence[str]):
             rank = cand.groupby(["model", "user_key"], sort=False).cumcount().to_numpy() + 1
             top = cand.loc[rank <= k, ["model", "user_key", "goods_id"]].assign(
                 rank=rank[rank <= k])
-            hit = top.merge(relevant[["user_key", "goods_id"]], "left", ["user_key", "goods_id"],
-                            indicator=True)["_merge"].eq("both").to_numpy()
+            hit = among(top, relevant)
             top = top.assign(hit=hit)
             top["hits_so_far"] = top.groupby(["model", "user_key"], sort=False)["hit"].cumsum()
             r = top["rank"].to_numpy()

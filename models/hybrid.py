@@ -51,6 +51,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from models import als
+from models.baselines import most_ordered
 from models.similar import best_columns
 
 COMPONENTS = ("repeat", "als", "items", "trending")
@@ -168,9 +169,8 @@ def trending_goods(lines: DataFrame, asof: dt.date, params: HybridParams) -> Dat
     """(goods_id, score): the `candidates` goods in the most orders of the last
     `trending_days` up to `asof`, each scored as a share of the first one's orders."""
     since = (asof - dt.timedelta(days=params.trending_days - 1)).isoformat()
-    top = (lines.where(F.col("dt").cast("string") >= since)
-           .groupBy("goods_id").agg(F.countDistinct("order_id").alias("orders"))
-           .orderBy(F.desc("orders"), "goods_id").limit(params.candidates).collect())
+    top = most_ordered(lines.where(F.col("dt").cast("string") >= since),
+                       params.candidates).collect()
     # `candidates` rows at most, scaled on the driver (as train.popular): a window over all
     # of them is a single-partition window, and Spark warns of it at every plan.
     peak = top[0]["orders"] if top else 1

@@ -68,9 +68,8 @@ def fingerprint(root: Path, start: dt.date, end: dt.date, params: dict) -> str:
 def popular(lines: DataFrame, k: int = POPULAR_K) -> DataFrame:
     """(goods_id, score, rank): goods bought in the most orders; score = share of orders."""
     n = max(lines.select("order_id").distinct().count(), 1)
-    counts = lines.groupBy("goods_id").agg(F.countDistinct("order_id").alias("orders"))
     # k rows at most: ranking them on the driver beats a single-partition window.
-    top = counts.orderBy(F.desc("orders"), "goods_id").limit(k).collect()
+    top = baselines.most_ordered(lines, k).collect()
     rows = [(r["goods_id"], r["orders"] / n, rank) for rank, r in enumerate(top, 1)]
     return lines.sparkSession.createDataFrame(rows, "goods_id string, score double, rank int")
 

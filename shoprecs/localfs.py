@@ -17,14 +17,11 @@ Run with: python -m shoprecs.localfs   (builds or rebuilds the jar)
 """
 from __future__ import annotations
 
-import logging
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
-
-log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).resolve().parent / "java" / "NoForkLocalFileSystem.java"
 FILE_SYSTEM = "shoprecs.hadoop.NoForkLocalFileSystem"
