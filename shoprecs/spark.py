@@ -60,10 +60,13 @@ def configured(key: str) -> str | None:
 def local_options(master: str) -> dict[str, str]:
     """Settings for a session on `master` beyond spark-defaults.conf: in local mode, the
     file system of shoprecs.localfs when built (its jar joins any configured driver
-    class path)."""
+    class path), unless the operator's spark-defaults.conf names a file system of its own
+    for file:// (spark.hadoop.fs.file.impl)."""
     from shoprecs import localfs
 
     options = localfs.spark_options(master)
+    if configured("spark.hadoop.fs.file.impl"):
+        return {}
     key = "spark.driver.extraClassPath"
     if key in options and (extra := configured(key)):
         options[key] = f"{extra}{os.pathsep}{options[key]}"

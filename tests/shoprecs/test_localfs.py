@@ -52,6 +52,18 @@ def test_the_jar_joins_a_configured_driver_class_path(monkeypatch, tmp_path):
     assert local_options("local[2]")["spark.driver.extraClassPath"] == f"/opt/x.jar:{jar}"
 
 
+def test_an_operators_own_local_file_system_is_kept(monkeypatch, tmp_path):
+    jar = tmp_path / "localfs.jar"
+    jar.write_bytes(b"")
+    monkeypatch.setattr(localfs, "jar_path", lambda: jar)
+    monkeypatch.setenv("SPARK_CONF_DIR", str(tmp_path))
+    (tmp_path / "spark-defaults.conf").write_text("spark.master local[2]\n")
+    assert local_options("local[2]")["spark.hadoop.fs.file.impl"] == localfs.FILE_SYSTEM
+    (tmp_path / "spark-defaults.conf").write_text(
+        "spark.hadoop.fs.file.impl org.apache.hadoop.fs.RawLocalFileSystem\n")
+    assert local_options("local[2]") == {}
+
+
 @needs_jar
 @pytest.mark.spark
 def test_spark_writes_through_it_with_hadoops_permissions(spark, tmp_path):
