@@ -215,13 +215,16 @@ def _part_finish(p: Plan, part: str, summary: dict) -> dict:
     return summary
 
 
-def train_als(spark: SparkSession, p: Plan, release: bool = True) -> dict:
+def train_als(spark: SparkSession, p: Plan, release: bool = True,
+              lines: DataFrame | None = None) -> dict:
     """The ALS side of model p.version: the id mapping, the holdout evaluation, the hybrid
-    recommendations, similar items, popular items and the catalog; `parts/als.json` last."""
+    recommendations, similar items, popular items and the catalog; `parts/als.json` last.
+
+    `lines`: the window's cached lines when the caller read them (`run`)."""
     if (done := part_done(p, "als")) is not None:
         return done
     root, out = p.root, p.out
-    lines = _read_lines(spark, p)
+    lines = lines if lines is not None else _read_lines(spark, p)
     inter = als.interactions(lines, p.als.strength)
     users = ids.extend(_previous_mapping(spark, root, "users"), inter.select("user_key")).cache()
     items = ids.extend(_previous_mapping(spark, root, "items"), lines.select("goods_id")).cache()
@@ -264,14 +267,15 @@ def train_als(spark: SparkSession, p: Plan, release: bool = True) -> dict:
     return _part_finish(p, "als", summary)
 
 
-def train_fpgrowth(spark: SparkSession, p: Plan, release: bool = True) -> dict:
+def train_fpgrowth(spark: SparkSession, p: Plan, release: bool = True,
+                   lines: DataFrame | None = None) -> dict:
     """The FP-Growth side of model p.version: the rules; `parts/fpgrowth.json` last.
 
     `release`: unpersist the window's cached lines when done (False when the ALS part
-    still reads them in another thread; `run` releases them)."""
+    still reads them in another thread; `run` releases them). `lines`: as train_als."""
     if (done := part_done(p, "fpgrowth")) is not None:
         return done
-    lines = _read_lines(spark, p)
+    lines = lines if lines is not None else _read_lines(spark, p)
     all_baskets = fpgrowth.baskets(lines)
     basket_df = fpgrowth.minable(all_baskets, p.fp).cache()
     n_baskets, n_orders = basket_df.count(), all_baskets.count()
@@ -333,11 +337,13 @@ def run(spark: SparkSession, settings, end: dt.date, als_params: als.ALSParams |
                  p.version)
         return p.version
     # Like the DAG's parallel tasks: the rules are mined while the ALS part trains, both
-    # reading the window's lines from one cache.
+    # reading the window's lines from one cache, filled here first: two parts filling it
+    # side by side each run the read's shuffle (two query plans, two exchanges).
     try:
+        lines = _read_lines(spark, p)
         with ThreadPoolExecutor(1, thread_name_prefix="fpgrowth") as pool:
-            mining = pool.submit(train_fpgrowth, spark, p, False)
-            train_als(spark, p, False)
+            mining = pool.submit(train_fpgrowth, spark, p, False, lines)
+            train_als(spark, p, False, lines)
             mining.result()
     finally:
         read_clean(spark, p.root, p.start, p.end).unpersist()
