@@ -12,20 +12,32 @@ from pyspark.sql.types import IntegerType, StringType, StructField, StructType
 
 MAPPING_SCHEMA = StructType([StructField("key", StringType(), False),
                              StructField("id", IntegerType(), False)])
+MAX_ID = 2**31 - 1  # ALS ids are int32
 
 
 def extend(previous: DataFrame | None, keys: DataFrame) -> DataFrame:
-    """`previous` (key, id) plus an id for every key of `keys` (one column) it lacks."""
+    """`previous` (key, id) plus an id for every key of `keys` (one column) it lacks.
+
+    Raises OverflowError, before anything is written, when the new keys would take an id
+    past int32."""
     keys = keys.toDF("key").where(F.col("key").isNotNull()).distinct()
     if previous is None:
         previous = keys.sparkSession.createDataFrame([], MAPPING_SCHEMA)
     start = previous.agg(F.max("id")).first()[0]
     start = -1 if start is None else start
-    new = keys.join(previous, "key", "left_anti").orderBy("key")
-    numbered = new.rdd.map(lambda r: r[0]).zipWithIndex().map(
-        lambda kv: (kv[0], int(start + 1 + kv[1])))
-    fresh = keys.sparkSession.createDataFrame(numbered, MAPPING_SCHEMA)
-    mapping = previous.unionByName(fresh)
-    if start + 1 + fresh.count() > 2**31 - 1:
-        raise OverflowError("id mapping exceeds int32, which ALS requires")
-    return mapping
+    new = keys.join(previous, "key", "left_anti").orderBy("key").rdd.map(lambda r: r[0])
+    # RDD.zipWithIndex, with its per-partition count kept: that one job both places each
+    # partition's first id and gives the total for the overflow check, where a count()
+    # of the result would run the distinct, the anti join and the sort once more.
+    sizes = new.mapPartitions(lambda rows: [sum(1 for _ in rows)]).collect()
+    if start + sum(sizes) > MAX_ID:
+        raise OverflowError(f"id mapping exceeds int32, which ALS requires: {sum(sizes)} new "
+                            f"keys after id {start}")
+    firsts = [start + 1 + sum(sizes[:i]) for i in range(len(sizes))]
+
+    def number(part, rows):
+        return ((key, first) for first, key in enumerate(rows, firsts[part]))
+
+    fresh = keys.sparkSession.createDataFrame(new.mapPartitionsWithIndex(number),
+                                              MAPPING_SCHEMA)
+    return previous.unionByName(fresh)

@@ -90,6 +90,34 @@ def test_id_mapping_is_stable_when_new_shoppers_appear(spark):
     assert sorted(map(tuple, second.collect())) == [("0", 2), ("a", 0), ("b", 1), ("c", 3)]
 
 
+def test_id_mapping_numbers_keys_in_order_across_partitions(spark):
+    keys = spark.range(1000).selectExpr("format_string('k%04d', id) AS k").repartition(7)
+    # Adaptive execution would coalesce the sort's output into one partition.
+    coalesce = "spark.sql.adaptive.coalescePartitions.enabled"
+    before = spark.conf.get(coalesce)
+    spark.conf.set(coalesce, "false")
+    try:
+        first = ids.extend(None, keys).cache()
+        assert first.rdd.getNumPartitions() > 2  # the previous (empty) mapping's and the sort's
+        got = sorted(map(tuple, first.collect()), key=lambda r: r[1])
+    finally:
+        spark.conf.set(coalesce, before)
+    assert got == [(f"k{i:04d}", i) for i in range(1000)]
+    more = spark.range(990, 1010).selectExpr("format_string('k%04d', id) AS k")
+    second = dict(map(tuple, ids.extend(first, more).collect()))
+    assert len(second) == 1010 and second["k0999"] == 999
+    assert [second[f"k{i:04d}"] for i in range(1000, 1010)] == list(range(1000, 1010))
+    first.unpersist()
+
+
+def test_id_mapping_refuses_to_pass_int32(spark):
+    full = spark.createDataFrame([("a", ids.MAX_ID - 1)], ids.MAPPING_SCHEMA)
+    last = ids.extend(full, spark.createDataFrame([("a",), ("b",)], "k string"))
+    assert sorted(map(tuple, last.collect())) == [("a", ids.MAX_ID - 1), ("b", ids.MAX_ID)]
+    with pytest.raises(OverflowError, match="2 new keys after id 2147483646"):
+        ids.extend(full, spark.createDataFrame([("b",), ("c",), ("a",)], "k string"))
+
+
 def test_fpgrowth_params_come_from_the_config():
     from shoprecs import config
 
