@@ -60,19 +60,21 @@ def label(scale) -> str:
     return "Online Retail" if scale == REAL else f"{float(scale):g}x"
 
 
-def settings_for(root: Path):
+def settings_for(root: Path, holdout_days: int | None = None):
     from etl import scaler
     from shoprecs.config import Settings
 
-    return dataclasses.replace(Settings(), warehouse_root=str(root),
-                               train_window_days=scaler.DAYS)
+    s = dataclasses.replace(Settings(), warehouse_root=str(root), train_window_days=scaler.DAYS)
+    if holdout_days is not None:
+        s = dataclasses.replace(s, train_holdout_days=holdout_days)
+    return s
 
 
-def child(scale: str, what: str) -> None:
+def child(scale: str, what: str, holdout_days: int | None = None) -> None:
     """In the measured process: run the pipeline (what="pipeline") or load the snapshot."""
     from etl import scaler
 
-    s = settings_for(warehouse(scale))
+    s = settings_for(warehouse(scale), holdout_days)
     start, end = scaler.START, scaler.START + dt.timedelta(scaler.DAYS - 1)
     if what == "service":
         from engine import RecommendationEngine
@@ -261,11 +263,16 @@ def main() -> None:
                              "data the 1x target names")
     parser.add_argument("--fresh", action="store_true",
                         help="forget the scales earlier runs measured (var/bench/scale.json)")
+    parser.add_argument("--holdout-days", type=int, metavar="N",
+                        help="an experiment: train with train.holdout_days N instead of the "
+                             "configured (0: no holdout evaluation) to see what it costs; "
+                             "printed, not kept in var/bench/scale.json or the plot")
     parser.add_argument("--child", choices=["pipeline", "service"], help=argparse.SUPPRESS)
     parser.add_argument("--scale", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        return child(args.scale, args.child)
+        return child(args.scale, args.child, args.holdout_days)
+    holdout = [] if args.holdout_days is None else ["--holdout-days", str(args.holdout_days)]
 
     rows = []
     for scale in ([REAL] if args.real else []) + [f"{x:g}" for x in args.scales]:
@@ -274,7 +281,8 @@ def main() -> None:
             continue
         print(f"{label(scale)}: {landed['orders']:,} orders, {landed['lines']:,} lines; "
               f"running the pipeline ...", flush=True)
-        result, seconds, peak, cpu, cpu_by = measured(["--child", "pipeline", "--scale", scale])
+        result, seconds, peak, cpu, cpu_by = measured(
+            ["--child", "pipeline", "--scale", scale, *holdout])
         service, *_ = measured(["--child", "service", "--scale", scale])
         rows.append({"scale": scale if scale == REAL else float(scale),
                      "orders": landed["orders"], "lines": landed["lines"],
@@ -285,6 +293,9 @@ def main() -> None:
                      "service": service})
         print(f"{label(scale)}: {seconds:.1f} s ({cpu:.0f} CPU s: {cpu_by}), peak "
               f"{peak:.2f} GiB, steps {result['steps']}", flush=True)
+    if holdout:
+        print(f"(train.holdout_days {args.holdout_days}: an experiment, not saved)")
+        return
 
     # Scales measured by earlier runs (another --scales) stay in the table and the plot.
     saved = BASE / "scale.json"
