@@ -6,6 +6,8 @@ keys, after the current maximum, in sorted order. A shopper keeps the same id fo
 """
 from __future__ import annotations
 
+import itertools
+
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import IntegerType, StringType, StructField, StructType
@@ -33,7 +35,7 @@ def extend(previous: DataFrame | None, keys: DataFrame) -> DataFrame:
     if start + sum(sizes) > MAX_ID:
         raise OverflowError(f"id mapping exceeds int32, which ALS requires: {sum(sizes)} new "
                             f"keys after id {start}")
-    firsts = [start + 1 + sum(sizes[:i]) for i in range(len(sizes))]
+    firsts = list(itertools.accumulate(sizes[:-1], initial=start + 1))
 
     def number(part, rows):
         return ((key, first) for first, key in enumerate(rows, firsts[part]))

@@ -215,16 +215,17 @@ def _part_finish(p: Plan, part: str, summary: dict) -> dict:
     return summary
 
 
-def train_als(spark: SparkSession, p: Plan, release: bool = True,
-              lines: DataFrame | None = None) -> dict:
+def train_als(spark: SparkSession, p: Plan, lines: DataFrame | None = None) -> dict:
     """The ALS side of model p.version: the id mapping, the holdout evaluation, the hybrid
     recommendations, similar items, popular items and the catalog; `parts/als.json` last.
 
-    `lines`: the window's cached lines when the caller read them (`run`)."""
+    `lines`: the window's cached lines when the caller read them (`run`, which shares them
+    with the FP-Growth part and releases them); else the part reads and releases its own."""
     if (done := part_done(p, "als")) is not None:
         return done
     root, out = p.root, p.out
-    lines = lines if lines is not None else _read_lines(spark, p)
+    release = lines is None
+    lines = _read_lines(spark, p) if release else lines
     inter = als.interactions(lines, p.als.strength)
     users = ids.extend(_previous_mapping(spark, root, "users"), inter.select("user_key")).cache()
     items = ids.extend(_previous_mapping(spark, root, "items"), lines.select("goods_id")).cache()
@@ -267,15 +268,14 @@ def train_als(spark: SparkSession, p: Plan, release: bool = True,
     return _part_finish(p, "als", summary)
 
 
-def train_fpgrowth(spark: SparkSession, p: Plan, release: bool = True,
-                   lines: DataFrame | None = None) -> dict:
+def train_fpgrowth(spark: SparkSession, p: Plan, lines: DataFrame | None = None) -> dict:
     """The FP-Growth side of model p.version: the rules; `parts/fpgrowth.json` last.
 
-    `release`: unpersist the window's cached lines when done (False when the ALS part
-    still reads them in another thread; `run` releases them). `lines`: as train_als."""
+    `lines`: as train_als."""
     if (done := part_done(p, "fpgrowth")) is not None:
         return done
-    lines = lines if lines is not None else _read_lines(spark, p)
+    release = lines is None
+    lines = _read_lines(spark, p) if release else lines
     all_baskets = fpgrowth.baskets(lines)
     basket_df = fpgrowth.minable(all_baskets, p.fp).cache()
     n_baskets, n_orders = basket_df.count(), all_baskets.count()
@@ -342,8 +342,8 @@ def run(spark: SparkSession, settings, end: dt.date, als_params: als.ALSParams |
     try:
         lines = _read_lines(spark, p)
         with ThreadPoolExecutor(1, thread_name_prefix="fpgrowth") as pool:
-            mining = pool.submit(train_fpgrowth, spark, p, False, lines)
-            train_als(spark, p, False, lines)
+            mining = pool.submit(train_fpgrowth, spark, p, lines)
+            train_als(spark, p, lines)
             mining.result()
     finally:
         read_clean(spark, p.root, p.start, p.end).unpersist()
