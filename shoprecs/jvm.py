@@ -104,6 +104,7 @@ def wrapped_home(home: Path, share: Path = SHARE) -> Path:
         return target
     share.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".java-home-", dir=share))
+    tmp.chmod(0o755)  # mkdtemp's 0700 would keep other users' jobs (Airflow's) out
     for entry in home.iterdir():
         if entry.name != "bin":
             (tmp / entry.name).symlink_to(entry.resolve())
