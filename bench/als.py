@@ -5,14 +5,16 @@ and cleaner; shoppers' orders before 2011-08-01, strength = number of orders). P
 the winners of `make bench-quality`'s validation search (var/bench/quality.json) when it
 has run, else the winners recorded in bench/RESULTS.md. Both fits are timed the same way:
 one warm-up, then the median of 3, wall time of the fit alone (the ratings are cached and
-counted first; implicit gets its CSR matrix ready-made).
+counted first; implicit gets its CSR matrix ready-made). A night fits ALS in a fresh JVM,
+whose JIT is still compiling at the fifth fit; `--warmups 10` times a JVM that has
+trained for a while instead (`shoprecs tune`'s later fits).
 
 Also prints which BLAS and LAPACK Spark's ALS found: without the system's native
 libraries (Debian: libopenblas0-pthread) it solves its normal equations in pure Java.
 
 Target: Spark ALS fit at most 10x implicit's, on 2 cores.
 
-Run with: make bench-als   (or: .venv/bin/python -m bench.als [--blocks 0 1 2])
+Run with: make bench-als   (or: .venv/bin/python -m bench.als [--blocks 0 1 2] [--warmups N])
 """
 from __future__ import annotations
 
@@ -49,8 +51,13 @@ def tuned() -> tuple[dict, dict, str]:
     return SPARK_PARAMS, IMPLICIT_PARAMS, "bench/RESULTS.md (run make bench-quality to re-tune)"
 
 
-def median_seconds(fit) -> tuple[float, list[float]]:
-    fit()  # warm-up
+def median_seconds(fit, warmups: int = 1) -> tuple[float, list[float]]:
+    warm = []
+    for _ in range(warmups):
+        started = time.perf_counter()
+        fit()
+        warm.append(time.perf_counter() - started)
+    print(f"  untimed fits: {', '.join(f'{w:.2f}' for w in warm)} s", flush=True)
     runs = []
     for _ in range(REPEAT):
         started = time.perf_counter()
@@ -77,6 +84,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--blocks", type=int, nargs="+", default=[0, 1],
                         help="ALS user/item blocks to time (0: one per core, the default)")
+    parser.add_argument("--warmups", type=int, default=1,
+                        help="untimed fits of each model before the 3 timed ones (default 1)")
     args = parser.parse_args()
     spark_params, implicit_params, source = tuned()
 
@@ -99,7 +108,7 @@ def main() -> None:
             print(f"Spark ALS, blocks {blocks or 'per core'} ...", flush=True)
             rows.append((f"Spark ALS {spark_params}, blocks "
                          f"{blocks or spark.sparkContext.defaultParallelism}",
-                         *median_seconds(lambda p=params: als.train(ratings, p))))
+                         *median_seconds(lambda p=params: als.train(ratings, p), args.warmups)))
 
         import scipy.sparse as sp
         from implicit.als import AlternatingLeastSquares
@@ -115,13 +124,14 @@ def main() -> None:
 
         print("implicit ALS ...", flush=True)
         with threadpool_limits(1, "blas"):  # implicit asks for it; it runs its own threads
-            ref = median_seconds(fit_implicit)
+            ref = median_seconds(fit_implicit, args.warmups)
         rows.append((f"implicit ALS {implicit_params}", *ref))
 
         sc = spark.sparkContext
         print(f"\nmachine: os.cpu_count()={os.cpu_count()}, {platform.system()} "
               f"{platform.machine()}, Python {platform.python_version()}, pyspark "
-              f"{spark.version}, master {sc.master}, load average "
+              f"{spark.version}, master {sc.master}, {args.warmups} untimed fit(s) of "
+              f"each before the timed ones, load average "
               f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}; {native_libraries(spark)}\n")
         print("| model | fit seconds (median) | runs | × implicit |\n|---|---:|---|---:|")
         for label, median, runs in rows:
