@@ -30,9 +30,10 @@ $(LOCALFS): shoprecs/java/NoForkLocalFileSystem.java $(STAMP)
 	-$(BIN)/python -m shoprecs.localfs
 
 # The Spark driver's AOT cache (shoprecs/jvm.py): a training run of the pipeline on a small
-# generated shop, ~2 minutes once (again when shoprecs/jvm.py changes the cache's key; a
-# no-op otherwise). Without it nights run as before, only slower to warm up.
-$(AOT): $(STAMP) $(LOCALFS) shoprecs/jvm.py
+# generated shop, ~2 minutes once (again when shoprecs/jvm.py or the driver's options in
+# spark-defaults.conf change the cache's key; a no-op otherwise). Without it nights run as
+# before, only slower to warm up.
+$(AOT): $(STAMP) $(LOCALFS) shoprecs/jvm.py spark-defaults.conf
 	-$(BIN)/python -m shoprecs.jvm
 	@touch $@
 

@@ -170,25 +170,31 @@ def java_home() -> Path | None:
     return wrapped_home(bundled) if bundled else None
 
 
-def cache_path(home: Path | None, class_path: str = "", share: Path = SHARE) -> Path | None:
-    """Where the AOT cache for this runtime, pyspark and extra class path lives; None when
-    the runtime has no AOT cache (before JDK 25, or PATH's java)."""
+def cache_path(home: Path | None, class_path: str = "", share: Path = SHARE,
+               java_options: str = "") -> Path | None:
+    """Where the AOT cache for this runtime, pyspark, extra class path and driver options
+    (spark.driver.extraJavaOptions) lives; None when the runtime has no AOT cache (before
+    JDK 25, or PATH's java)."""
     if home is None or (major_version(home) or 0) < AOT_MIN_VERSION:
         return None
     import pyspark
 
     # The runtime's class image, wherever a wrapping JAVA_HOME links to it from, and the
     # JAVA_HOME itself: a JVM refuses a cache trained with other module options, and each
-    # wrapper script (the options it drops) has a JAVA_HOME of its own.
+    # wrapper script (the options it drops) has a JAVA_HOME of its own. The driver's options
+    # too: a JVM refuses a cache trained with another garbage collector or object header
+    # layout, so a change to spark-defaults.conf's asks for a new cache rather than
+    # failing to use the old one.
     image = (Path(home) / "lib" / "modules").resolve()
     key = hashlib.sha256("\n".join([
         str(image), str(Path(home).resolve()), release(home).get("JAVA_VERSION", ""),
         pyspark.__version__,
-        str(Path(pyspark.__file__).resolve().parent), class_path]).encode()).hexdigest()[:12]
+        str(Path(pyspark.__file__).resolve().parent), class_path,
+        " ".join(java_options.split())]).encode()).hexdigest()[:12]
     return share / "aot" / f"driver-{key}.aot"
 
 
-def driver_options(home: Path | None, class_path: str = "") -> str:
+def driver_options(home: Path | None, class_path: str = "", java_options: str = "") -> str:
     """The driver JVM's options for the AOT cache: write it in a training run, else use it
     when built; "" without one."""
     # Errors only: the training run warns of every class it cannot store (signed jars,
@@ -197,7 +203,7 @@ def driver_options(home: Path | None, class_path: str = "") -> str:
     quiet = "-Xlog:aot*=error,cds*=error"
     if training := os.environ.get(TRAINING_ENV):
         return f"-XX:AOTCacheOutput={training} {quiet}"
-    path = cache_path(home, class_path)
+    path = cache_path(home, class_path, java_options=java_options)
     return f"-XX:AOTCache={path} {quiet}" if path is not None and path.exists() else ""
 
 
@@ -243,12 +249,16 @@ def _stop_jvm() -> None:
 def build_cache(force: bool = False) -> Path | None:
     """Run the training run in a fresh process and install its cache; return its path
     (None when this runtime has no AOT cache)."""
-    from shoprecs.spark import configure_environment, configured_master, local_options
+    from shoprecs.spark import configure_environment, configured_master, session_options
 
+    # The training run's sessions get the repository's spark-defaults.conf (an operator's
+    # SPARK_CONF_DIR would rule the cache out), and the cache is keyed by their settings.
+    os.environ.pop("SPARK_CONF_DIR", None)
     configure_environment()
     home = java_home()
-    class_path = local_options(configured_master()).get("spark.driver.extraClassPath", "")
-    path = cache_path(home, class_path)
+    options = session_options(configured_master())
+    path = cache_path(home, options.get("spark.driver.extraClassPath", ""),
+                      java_options=options.get("spark.driver.extraJavaOptions", ""))
     if path is None:
         log.warning("no AOT cache: the driver's Java (%s) is older than %d",
                     home or "java on PATH", AOT_MIN_VERSION)
@@ -259,7 +269,6 @@ def build_cache(force: bool = False) -> Path | None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     env = {**os.environ, TRAINING_ENV: str(tmp)}
-    env.pop("SPARK_CONF_DIR", None)
     started = time.monotonic()
     log.info("training run for the driver's AOT cache (the pipeline on a small generated "
              "shop, then the cache is written; about 2 minutes on 2 cores) ...")
@@ -270,7 +279,7 @@ def build_cache(force: bool = False) -> Path | None:
                            f"{'written' if tmp.exists() else 'not written'}); its log is "
                            "above. Nights still run, without the cache.")
     for old in path.parent.glob("driver-*.aot"):
-        old.unlink()  # caches of an earlier runtime, pyspark or class path
+        old.unlink()  # caches of an earlier runtime, pyspark, class path or driver options
     tmp.replace(path)
     log.info("AOT cache %s built in %.0f s (%.0f MB)", path, time.monotonic() - started,
              path.stat().st_size / 2**20)

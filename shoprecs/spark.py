@@ -102,7 +102,8 @@ def session_options(master: str) -> dict[str, str]:
     options.update(local_options(master))
     home = os.environ.get("JAVA_HOME")
     aot = jvm.driver_options(Path(home) if home else None,
-                             options.get("spark.driver.extraClassPath", ""))
+                             options.get("spark.driver.extraClassPath", ""),
+                             options.get("spark.driver.extraJavaOptions", ""))
     if aot and own_file:
         key = "spark.driver.defaultJavaOptions"
         options[key] = f"{options[key]} {aot}" if options.get(key) else aot
@@ -133,12 +134,24 @@ def get_spark(app_name: str):
     return session
 
 
+def _why_no_cache() -> str:
+    from shoprecs import jvm
+
+    home = os.environ.get("JAVA_HOME")
+    if "SPARK_CONF_DIR" in os.environ:
+        return "SPARK_CONF_DIR is on its class path"
+    if jvm.cache_path(Path(home) if home else None) is None:
+        return f"its Java is older than {jvm.AOT_MIN_VERSION}"
+    return ("none is built for this runtime, pyspark and driver options: "
+            "`python -m shoprecs.jvm` builds it")
+
+
 def _log_runtime(session, java_options: str) -> None:
     from shoprecs import jvm
 
     home = os.environ.get("JAVA_HOME") or "the java on PATH"
     if "AOTCache=" not in java_options:
-        log.info("Spark driver on %s, without an AOT cache", home)
+        log.info("Spark driver on %s, without an AOT cache: %s", home, _why_no_cache())
     elif jvm.in_use(session):
         log.info("Spark driver on %s, started from its AOT cache", home)
     else:

@@ -115,6 +115,10 @@ def test_the_cache_exists_only_from_jdk_25_and_is_keyed_by_the_class_path(tmp_pa
     plain, with_jar = jvm.cache_path(home, "", share), jvm.cache_path(home, "/x.jar", share)
     assert plain.parent == share / "aot" and plain != with_jar
     assert jvm.cache_path(home, "", share) == plain  # stable
+    # the driver's options too (a JVM refuses a cache trained with another GC), spacing aside
+    parallel = jvm.cache_path(home, "", share, "-XX:+UseParallelGC  -Xss4m")
+    assert parallel not in (plain, with_jar)
+    assert jvm.cache_path(home, "", share, " -XX:+UseParallelGC -Xss4m") == parallel
     (home / "lib" / "modules").write_bytes(b"")
     wrapping = tmp_path / "wrapping"  # a JAVA_HOME linking to the same class image
     (wrapping / "lib").mkdir(parents=True)
@@ -124,7 +128,7 @@ def test_the_cache_exists_only_from_jdk_25_and_is_keyed_by_the_class_path(tmp_pa
     # a cache trained with other module options
     assert jvm.cache_path(wrapping, "", share) not in (plain, None)
 
-    monkeypatch.setattr(jvm, "cache_path", lambda h, cp="": plain)
+    monkeypatch.setattr(jvm, "cache_path", lambda h, cp="", java_options="": plain)
     monkeypatch.delenv(jvm.TRAINING_ENV, raising=False)
     assert jvm.driver_options(home) == ""  # not built
     plain.parent.mkdir(parents=True)
@@ -136,7 +140,9 @@ def test_the_cache_exists_only_from_jdk_25_and_is_keyed_by_the_class_path(tmp_pa
 
 def test_sessions_get_the_repository_defaults_as_settings_and_the_cache(monkeypatch):
     monkeypatch.delenv("SPARK_CONF_DIR", raising=False)
-    monkeypatch.setattr(jvm, "driver_options", lambda home, cp="": "-XX:AOTCache=/c.aot")
+    asked = []
+    monkeypatch.setattr(jvm, "driver_options",
+                        lambda home, cp="", jo="": asked.append(jo) or "-XX:AOTCache=/c.aot")
     monkeypatch.setenv("JAVA_HOME", "/some/jdk")
     options = shoprecs_spark.session_options("local[2]")
     conf = shoprecs_spark.REPO_ROOT / "spark-defaults.conf"
@@ -144,6 +150,7 @@ def test_sessions_get_the_repository_defaults_as_settings_and_the_cache(monkeypa
     assert options["spark.serializer"] == "org.apache.spark.serializer.KryoSerializer"
     assert options["spark.driver.extraJavaOptions"].startswith("-XX:+UseParallelGC")
     assert options["spark.driver.defaultJavaOptions"] == "-XX:AOTCache=/c.aot"
+    assert asked == [options["spark.driver.extraJavaOptions"]]  # the cache follows them
     assert "spark.master" in options and "#" not in "".join(options)
 
 
@@ -152,7 +159,7 @@ def test_an_operators_spark_conf_dir_is_left_to_spark_and_gets_no_cache(monkeypa
     (tmp_path / "spark-defaults.conf").write_text(
         "spark.driver.defaultJavaOptions -Dx=1\nspark.master yarn\n")
     monkeypatch.setenv("SPARK_CONF_DIR", str(tmp_path))
-    monkeypatch.setattr(jvm, "driver_options", lambda home, cp="": "-XX:AOTCache=/c.aot")
+    monkeypatch.setattr(jvm, "driver_options", lambda home, cp="", jo="": "-XX:AOTCache=/c")
     assert shoprecs_spark.configured("spark.master") == "yarn"
     assert shoprecs_spark.session_options("yarn") == {}
 
@@ -172,11 +179,12 @@ def test_the_suites_session_runs_on_the_chosen_java(spark):
 def test_the_suites_session_started_from_the_aot_cache_when_built(spark):
     """`make` builds the cache before the tests: the shared session (built like every entry
     point's) must have mapped it, or the JVM refused it."""
-    from shoprecs.spark import local_options
+    from shoprecs.spark import session_options
 
     home = jvm.java_home()
-    path = jvm.cache_path(home, local_options("local[2]").get("spark.driver.extraClassPath",
-                                                              ""))
+    options = session_options("local[2]")
+    path = jvm.cache_path(home, options.get("spark.driver.extraClassPath", ""),
+                          java_options=options.get("spark.driver.extraJavaOptions", ""))
     if path is None:
         pytest.skip(f"the driver's Java ({home or 'java on PATH'}) is older than "
                     f"{jvm.AOT_MIN_VERSION}: it has no AOT cache")
@@ -195,3 +203,13 @@ def test_the_bundled_runtime_starts_quietly_with_sparks_module_options():
                            "-version"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert 'version "25' in proc.stderr and "WARNING" not in proc.stderr, proc.stderr
+
+
+def test_a_driver_without_its_cache_is_logged_with_the_reason(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPARK_CONF_DIR", str(tmp_path))
+    assert "SPARK_CONF_DIR" in shoprecs_spark._why_no_cache()
+    monkeypatch.delenv("SPARK_CONF_DIR")
+    monkeypatch.setenv("JAVA_HOME", str(fake_runtime(tmp_path, None, "17.0.15")))
+    assert "older than 25" in shoprecs_spark._why_no_cache()
+    monkeypatch.setenv("JAVA_HOME", str(fake_runtime(tmp_path, None, "25.0.2")))
+    assert "python -m shoprecs.jvm" in shoprecs_spark._why_no_cache()
