@@ -182,9 +182,10 @@ def cache_path(home: Path | None, class_path: str = "", share: Path = SHARE,
     # The runtime's class image, wherever a wrapping JAVA_HOME links to it from, and the
     # JAVA_HOME itself: a JVM refuses a cache trained with other module options, and each
     # wrapper script (the options it drops) has a JAVA_HOME of its own. The driver's options
-    # too: a JVM refuses a cache trained with another garbage collector or object header
-    # layout, so a change to spark-defaults.conf's asks for a new cache rather than
-    # failing to use the old one.
+    # too: a JVM refuses a cache trained with another object header layout
+    # (-XX:+UseCompactObjectHeaders), and one trained under other options is not the
+    # workload they make, so a change to spark-defaults.conf's asks for a new cache rather
+    # than half-using or failing to map the old one.
     image = (Path(home) / "lib" / "modules").resolve()
     key = hashlib.sha256("\n".join([
         str(image), str(Path(home).resolve()), release(home).get("JAVA_VERSION", ""),

@@ -115,7 +115,8 @@ def test_the_cache_exists_only_from_jdk_25_and_is_keyed_by_the_class_path(tmp_pa
     plain, with_jar = jvm.cache_path(home, "", share), jvm.cache_path(home, "/x.jar", share)
     assert plain.parent == share / "aot" and plain != with_jar
     assert jvm.cache_path(home, "", share) == plain  # stable
-    # the driver's options too (a JVM refuses a cache trained with another GC), spacing aside
+    # the driver's options too (a JVM refuses a cache trained with compact object headers
+    # when run without them), spacing aside
     parallel = jvm.cache_path(home, "", share, "-XX:+UseParallelGC  -Xss4m")
     assert parallel not in (plain, with_jar)
     assert jvm.cache_path(home, "", share, " -XX:+UseParallelGC -Xss4m") == parallel
