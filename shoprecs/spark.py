@@ -138,9 +138,13 @@ def _why_no_cache() -> str:
     from shoprecs import jvm
 
     home = os.environ.get("JAVA_HOME")
+    if os.environ.get(jvm.TRAINING_ENV):
+        return "this is the training run that writes it"
     if "SPARK_CONF_DIR" in os.environ:
         return "SPARK_CONF_DIR is on its class path"
-    if jvm.cache_path(Path(home) if home else None) is None:
+    if not home:
+        return f"it runs the java on PATH (SHOPRECS_JAVA_HOME can name a JDK {jvm.AOT_MIN_VERSION})"
+    if jvm.cache_path(Path(home)) is None:
         return f"its Java is older than {jvm.AOT_MIN_VERSION}"
     return ("none is built for this runtime, pyspark and driver options: "
             "`python -m shoprecs.jvm` builds it")

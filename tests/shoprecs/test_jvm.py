@@ -207,10 +207,15 @@ def test_the_bundled_runtime_starts_quietly_with_sparks_module_options():
 
 
 def test_a_driver_without_its_cache_is_logged_with_the_reason(tmp_path, monkeypatch):
+    monkeypatch.delenv(jvm.TRAINING_ENV, raising=False)
     monkeypatch.setenv("SPARK_CONF_DIR", str(tmp_path))
     assert "SPARK_CONF_DIR" in shoprecs_spark._why_no_cache()
     monkeypatch.delenv("SPARK_CONF_DIR")
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    assert "java on PATH" in shoprecs_spark._why_no_cache()
     monkeypatch.setenv("JAVA_HOME", str(fake_runtime(tmp_path, None, "17.0.15")))
     assert "older than 25" in shoprecs_spark._why_no_cache()
     monkeypatch.setenv("JAVA_HOME", str(fake_runtime(tmp_path, None, "25.0.2")))
     assert "python -m shoprecs.jvm" in shoprecs_spark._why_no_cache()
+    monkeypatch.setenv(jvm.TRAINING_ENV, str(tmp_path / "new.aot"))
+    assert "training run" in shoprecs_spark._why_no_cache()
