@@ -26,9 +26,11 @@ make native-blas).
 
 The cache (`cache_path`) is built by `python -m shoprecs.jvm` (`make install`): a
 training run of the nightly pipeline (clean, train, gate and publish) on a small shop of
-etl/scaler.py, in a JVM started with -XX:AOTCacheOutput. Its name hashes the runtime, the
-pyspark and the class path additions, so a change to any of them makes a new one. The
-JVM uses a cache only when its class path matches and holds no non-empty directory:
+etl/scaler.py, in a JVM started with -XX:AOTCacheOutput. Its name hashes the JAVA_HOME
+(a wrapper's own, as the JVM refuses a cache trained with other module options) and its
+version, the pyspark, the class path additions and the driver's options, so a change to
+any of them makes a new one. The JVM uses a cache only when its class path matches and
+holds no non-empty directory:
 that is why shoprecs hands spark-defaults.conf to Spark as settings rather than through
 SPARK_CONF_DIR, which Spark puts on the class path (shoprecs/spark.py). An operator's
 own SPARK_CONF_DIR still works, without the cache.
@@ -179,17 +181,14 @@ def cache_path(home: Path | None, class_path: str = "", share: Path = SHARE,
         return None
     import pyspark
 
-    # The runtime's class image, wherever a wrapping JAVA_HOME links to it from, and the
-    # JAVA_HOME itself: a JVM refuses a cache trained with other module options, and each
-    # wrapper script (the options it drops) has a JAVA_HOME of its own. The driver's options
-    # too: a JVM refuses a cache trained with another object header layout
-    # (-XX:+UseCompactObjectHeaders), and one trained under other options is not the
-    # workload they make, so a change to spark-defaults.conf's asks for a new cache rather
-    # than half-using or failing to map the old one.
-    image = (Path(home) / "lib" / "modules").resolve()
+    # The JAVA_HOME and its version: a JVM refuses a cache trained with other module
+    # options, and each wrapper script (the options it drops) has a JAVA_HOME of its own.
+    # The driver's options too: a JVM refuses a cache trained with another object header
+    # layout (-XX:+UseCompactObjectHeaders), and one trained under other options is not
+    # the workload they make, so a change to spark-defaults.conf's asks for a new cache
+    # rather than half-using or failing to map the old one.
     key = hashlib.sha256("\n".join([
-        str(image), str(Path(home).resolve()), release(home).get("JAVA_VERSION", ""),
-        pyspark.__version__,
+        str(Path(home).resolve()), release(home).get("JAVA_VERSION", ""), pyspark.__version__,
         str(Path(pyspark.__file__).resolve().parent), class_path,
         " ".join(java_options.split())]).encode()).hexdigest()[:12]
     return share / "aot" / f"driver-{key}.aot"

@@ -97,14 +97,13 @@ def session_options(master: str) -> dict[str, str]:
     cache when built for this runtime and class path (shoprecs/jvm.py)."""
     from shoprecs import jvm
 
-    own_file = "SPARK_CONF_DIR" not in os.environ
-    options = defaults() if own_file else {}
-    options.update(local_options(master))
+    if "SPARK_CONF_DIR" in os.environ:  # on the class path: Spark reads it, no cache
+        return local_options(master)
+    options = {**defaults(), **local_options(master)}
     home = os.environ.get("JAVA_HOME")
-    aot = jvm.driver_options(Path(home) if home else None,
-                             options.get("spark.driver.extraClassPath", ""),
-                             options.get("spark.driver.extraJavaOptions", ""))
-    if aot and own_file:
+    if aot := jvm.driver_options(Path(home) if home else None,
+                                 options.get("spark.driver.extraClassPath", ""),
+                                 options.get("spark.driver.extraJavaOptions", "")):
         key = "spark.driver.defaultJavaOptions"
         options[key] = f"{options[key]} {aot}" if options.get(key) else aot
     return options
