@@ -121,16 +121,16 @@ bench-fpgrowth: $(SETUP)  ## FP-Growth itemsets + rules on Online Retail at minS
 bench-scale: $(SETUP)  ## the nightly pipeline on Online Retail and at 1x, 4x, 16x its volume (long)
 	$(BIN)/python -m bench.scale --real
 
-# Spark's ALS solves its normal equations in pure Java unless the system has a BLAS and
-# LAPACK (libblas.so.3, liblapack.so.3); OpenBLAS made the fit ~2x faster here. The
-# pipeline works without it: install it on every Spark node where training speed matters.
-native-blas:  ## install OpenBLAS for Spark's ALS (Debian, as root) unless present
-	@if ! ldconfig -p | grep -q 'liblapack.so.3 '; then \
+# Spark's ALS solves through MKL, which `make install` puts in the venv on x86-64 Linux
+# (shoprecs/blas.py). Elsewhere it uses the system's BLAS and LAPACK (libblas.so.3,
+# liblapack.so.3), else pure Java; OpenBLAS made the fit ~2x faster than Java here.
+native-blas: $(STAMP)  ## install OpenBLAS for Spark's ALS (Debian, as root) unless MKL or a LAPACK is there
+	@if ! ls $(VENV)/lib/libmkl_rt.so* >/dev/null 2>&1 && ! ldconfig -p | grep -q 'liblapack.so.3 '; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing Debian's libopenblas0-pthread for Spark's ALS"; \
 	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	      libopenblas0-pthread >/dev/null; } || echo "note: apt-get failed; ALS runs on Java BLAS"; \
-	  else echo "note: no liblapack.so.3 and no root for apt-get; ALS runs on Java BLAS"; fi; \
+	  else echo "note: no MKL, no liblapack.so.3 and no root for apt-get; ALS runs on Java BLAS"; fi; \
 	fi
 
 lint: $(STAMP)  ## ruff (100 columns)

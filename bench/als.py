@@ -9,8 +9,8 @@ counted first; implicit gets its CSR matrix ready-made). A night fits ALS in a f
 whose JIT is still compiling at the fifth fit; `--warmups 10` times a JVM that has
 trained for a while instead (`shoprecs tune`'s later fits).
 
-Also prints which BLAS and LAPACK Spark's ALS found: without the system's native
-libraries (Debian: libopenblas0-pthread) it solves its normal equations in pure Java.
+Also prints which BLAS and LAPACK Spark's ALS found: MKL from the virtual environment
+(shoprecs/blas.py), else the system's (Debian: libopenblas0-pthread), else pure Java.
 
 Target: Spark ALS fit at most 10x implicit's, on 2 cores.
 
@@ -73,9 +73,11 @@ def native_libraries(spark) -> str:
 
     def name(kind, cls) -> str:
         try:
-            return cls.getInstance().getClass().getSimpleName()
+            cls.getInstance()
         except Exception:  # py4j wraps the JVM's "no native library" error
             return f"none (Spark uses Java {kind})"
+        path = jvm.java.lang.System.getProperty(f"dev.ludovic.netlib.{kind.lower()}.nativeLibPath")
+        return path or f"the system's lib{kind.lower()}.so.3"
 
     return f"native BLAS: {name('BLAS', blas)}, native LAPACK: {name('LAPACK', lapack)}"
 

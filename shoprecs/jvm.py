@@ -21,8 +21,8 @@ without the incubating Vector API module, and a JVM told to add a module it lack
 and later have no package sun.security.action, so opening it makes every JVM print a
 warning. Such a runtime is used through a JAVA_HOME in the virtual environment
 (`wrapped_home`) whose `bin/java` drops exactly those options and runs the runtime's java;
-netlib then uses its scalar Java BLAS (ALS solves through native OpenBLAS when installed:
-make native-blas).
+netlib's Java BLAS is then its scalar one (ALS solves through MKL or the system's
+OpenBLAS anyway: shoprecs/blas.py).
 
 The cache (`cache_path`) is built by `python -m shoprecs.jvm` (`make install`): a
 training run of the nightly pipeline (clean, train, gate and publish) on a small shop of

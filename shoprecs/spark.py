@@ -27,7 +27,7 @@ MASTER_ENV = "SHOPRECS_SPARK_MASTER"
 
 def configure_environment() -> None:
     """Point Spark at the driver's Java runtime and at this Python interpreter."""
-    from shoprecs import jvm
+    from shoprecs import blas, jvm
 
     if (home := jvm.java_home()) is not None:
         os.environ["JAVA_HOME"] = str(home)
@@ -37,9 +37,12 @@ def configure_environment() -> None:
         # must reach the driver, so a remote master leaves the address to Spark.
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    # With the system's OpenBLAS installed, Spark's ALS solves through it: one thread per
-    # call, as Spark already runs a task per core (spark-defaults.conf sets the executors').
+    # Spark's ALS solves through MKL (shoprecs/blas.py) or the system's OpenBLAS: one thread
+    # per call, as Spark already runs a task per core (spark-defaults.conf sets the
+    # executors').
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    for key, value in blas.ENVIRONMENT.items():
+        os.environ.setdefault(key, value)
 
 
 def master_override() -> str | None:
@@ -91,21 +94,42 @@ def local_options(master: str) -> dict[str, str]:
     return options
 
 
+def _append(options: dict[str, str], key: str, value: str) -> None:
+    """Add `value` to the Java options `key` already has, in `options` or in the file."""
+    current = options.get(key) or configured(key)
+    options[key] = f"{current} {value}" if current else value
+
+
+def native_blas_options(master: str, options: dict[str, str]) -> dict[str, str]:
+    """`options` with netlib pointed at MKL (shoprecs/blas.py) for the driver, and for the
+    executors when they run on this machine (a cluster's nodes have their own paths):
+    unchanged when MKL is not installed or the driver's options already configure netlib."""
+    from shoprecs import blas
+
+    present = " ".join(options.get(k) or configured(k) or "" for k in (
+        "spark.driver.extraJavaOptions", "spark.driver.defaultJavaOptions"))
+    if native := blas.java_options(present):
+        options = dict(options)
+        for role in ("driver", "executor") if _on_this_machine(master) else ("driver",):
+            _append(options, f"spark.{role}.defaultJavaOptions", native)
+    return options
+
+
 def session_options(master: str) -> dict[str, str]:
     """Settings of a session on `master` beyond code: the repository's spark-defaults.conf
-    (Spark reads an operator's SPARK_CONF_DIR itself), local_options, and the driver's AOT
-    cache when built for this runtime and class path (shoprecs/jvm.py)."""
+    (Spark reads an operator's SPARK_CONF_DIR itself), local_options, MKL for ALS
+    (native_blas_options), and the driver's AOT cache when built for this runtime and
+    class path (shoprecs/jvm.py)."""
     from shoprecs import jvm
 
     if "SPARK_CONF_DIR" in os.environ:  # on the class path: Spark reads it, no cache
-        return local_options(master)
-    options = {**defaults(), **local_options(master)}
+        return native_blas_options(master, local_options(master))
+    options = native_blas_options(master, {**defaults(), **local_options(master)})
     home = os.environ.get("JAVA_HOME")
     if aot := jvm.driver_options(Path(home) if home else None,
                                  options.get("spark.driver.extraClassPath", ""),
                                  options.get("spark.driver.extraJavaOptions", "")):
-        key = "spark.driver.defaultJavaOptions"
-        options[key] = f"{options[key]} {aot}" if options.get(key) else aot
+        _append(options, "spark.driver.defaultJavaOptions", aot)
     return options
 
 

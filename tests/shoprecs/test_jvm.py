@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from shoprecs import jvm
+from shoprecs import blas, jvm
 from shoprecs import spark as shoprecs_spark
 
 FAKE_JAVA = """#!{python}
@@ -141,6 +141,7 @@ def test_the_cache_exists_only_from_jdk_25_and_is_keyed_by_the_class_path(tmp_pa
 
 def test_sessions_get_the_repository_defaults_as_settings_and_the_cache(monkeypatch):
     monkeypatch.delenv("SPARK_CONF_DIR", raising=False)
+    monkeypatch.setattr(blas, "library", lambda prefix=None: None)  # test_blas.py's part
     asked = []
     monkeypatch.setattr(jvm, "driver_options",
                         lambda home, cp="", jo="": asked.append(jo) or "-XX:AOTCache=/c.aot")
@@ -161,6 +162,7 @@ def test_an_operators_spark_conf_dir_is_left_to_spark_and_gets_no_cache(monkeypa
         "spark.driver.defaultJavaOptions -Dx=1\nspark.master yarn\n")
     monkeypatch.setenv("SPARK_CONF_DIR", str(tmp_path))
     monkeypatch.setattr(jvm, "driver_options", lambda home, cp="", jo="": "-XX:AOTCache=/c")
+    monkeypatch.setattr(blas, "library", lambda prefix=None: None)
     assert shoprecs_spark.configured("spark.master") == "yarn"
     assert shoprecs_spark.session_options("yarn") == {}
 
