@@ -246,6 +246,63 @@ def _stop_jvm() -> None:
     proc.wait(timeout=900)
 
 
+class LineFilter:
+    """Copies a byte stream, leaving out every line that starts with `prefix` (replaced by
+    `note`). Bytes pass through as they come, so Spark's progress bar still moves."""
+
+    def __init__(self, prefix: bytes, note: bytes = b""):
+        self.prefix, self.note = prefix, note
+        self.line: bytearray | None = bytearray()  # the start of a line that may match
+        self.dropping = False
+
+    def feed(self, data: bytes) -> bytes:
+        out = bytearray()
+        for byte in data:
+            if self.dropping:
+                if byte == 10:
+                    self.dropping, self.line = False, bytearray()
+                    out += self.note
+                continue
+            if self.line is not None:
+                self.line.append(byte)
+                if self.prefix.startswith(self.line):
+                    if len(self.line) == len(self.prefix):
+                        self.dropping, self.line = True, None
+                    continue
+                out += self.line
+                self.line = bytearray() if byte == 10 else None
+                continue
+            out.append(byte)
+            if byte == 10:
+                self.line = bytearray()
+        return bytes(out)
+
+    def close(self) -> bytes:
+        """What is held back at the end: a line start that never became the prefix."""
+        rest, self.line = bytes(self.line or b""), None
+        return rest
+
+
+# The JDK assembles the cache in a child JVM given the training run's whole class path in
+# JAVA_TOOL_OPTIONS, and every JVM announces that variable: one line of some 26 KB.
+ASSEMBLY_ANNOUNCEMENT = b"Picked up JAVA_TOOL_OPTIONS: -Djava.class.path="
+ASSEMBLY_NOTE = b"(the JDK assembles the AOT cache; its JAVA_TOOL_OPTIONS line is left out)\n"
+
+
+def _run_filtered(args: list[str], env: dict[str, str]) -> int:
+    """Run `args`, its stderr copied to ours without the assembly's announcement."""
+    proc = subprocess.Popen(args, env=env, stderr=subprocess.PIPE)
+    drop = LineFilter(ASSEMBLY_ANNOUNCEMENT, ASSEMBLY_NOTE)
+    err = sys.stderr.buffer
+    while chunk := os.read(proc.stderr.fileno(), 1 << 16):
+        err.write(drop.feed(chunk))
+        err.flush()
+    err.write(drop.close())
+    err.flush()
+    proc.stderr.close()
+    return proc.wait()
+
+
 def build_cache(force: bool = False) -> Path | None:
     """Run the training run in a fresh process and install its cache; return its path
     (None when this runtime has no AOT cache)."""
@@ -272,10 +329,10 @@ def build_cache(force: bool = False) -> Path | None:
     started = time.monotonic()
     log.info("training run for the driver's AOT cache (the pipeline on a small generated "
              "shop, then the cache is written; about 2 minutes on 2 cores) ...")
-    proc = subprocess.run([sys.executable, "-m", "shoprecs.jvm", "--training-run"], env=env)
-    if proc.returncode != 0 or not tmp.exists():
+    code = _run_filtered([sys.executable, "-m", "shoprecs.jvm", "--training-run"], env)
+    if code != 0 or not tmp.exists():
         tmp.unlink(missing_ok=True)
-        raise RuntimeError(f"the AOT training run failed (exit {proc.returncode}, cache "
+        raise RuntimeError(f"the AOT training run failed (exit {code}, cache "
                            f"{'written' if tmp.exists() else 'not written'}); its log is "
                            "above. Nights still run, without the cache.")
     for old in path.parent.glob("driver-*.aot"):

@@ -221,3 +221,20 @@ def test_a_driver_without_its_cache_is_logged_with_the_reason(tmp_path, monkeypa
     assert "python -m shoprecs.jvm" in shoprecs_spark._why_no_cache()
     monkeypatch.setenv(jvm.TRAINING_ENV, str(tmp_path / "new.aot"))
     assert "training run" in shoprecs_spark._why_no_cache()
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 1 << 16])
+def test_the_training_runs_log_loses_only_the_assembly_announcement(chunk):
+    prefix = b"Picked up JAVA_TOOL_OPTIONS: -Djava.class.path="
+    log = (b"Picked up JAVA_TOOL_OPTIONS: -Xlog\n"  # another JVM's: kept
+           + prefix + b"/a.jar:" * 1000 + b"\n"
+           + b"[Stage 1:>  (0 + 2) / 8]\r[Stage 1:=> (1 + 2) / 8]\rINFO done\n"
+           + b"say " + prefix + b"x\n"  # not at a line start: kept
+           + prefix + b"/b.jar\n"
+           + b"Picked")  # the end, held back then flushed
+    drop = jvm.LineFilter(prefix, b"<left out>\n")
+    out = b"".join(drop.feed(log[i:i + chunk]) for i in range(0, len(log), chunk))
+    out += drop.close()
+    assert out == (b"Picked up JAVA_TOOL_OPTIONS: -Xlog\n<left out>\n"
+                   b"[Stage 1:>  (0 + 2) / 8]\r[Stage 1:=> (1 + 2) / 8]\rINFO done\n"
+                   b"say " + prefix + b"x\n<left out>\nPicked")
