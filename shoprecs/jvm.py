@@ -291,16 +291,19 @@ ASSEMBLY_NOTE = b"(the JDK assembles the AOT cache; its JAVA_TOOL_OPTIONS line i
 
 def _run_filtered(args: list[str], env: dict[str, str]) -> int:
     """Run `args`, its stderr copied to ours without the assembly's announcement."""
-    proc = subprocess.Popen(args, env=env, stderr=subprocess.PIPE)
     drop = LineFilter(ASSEMBLY_ANNOUNCEMENT, ASSEMBLY_NOTE)
     err = sys.stderr.buffer
-    while chunk := os.read(proc.stderr.fileno(), 1 << 16):
-        err.write(drop.feed(chunk))
-        err.flush()
-    err.write(drop.close())
-    err.flush()
-    proc.stderr.close()
-    return proc.wait()
+    with subprocess.Popen(args, env=env, stderr=subprocess.PIPE) as proc:
+        try:
+            while chunk := os.read(proc.stderr.fileno(), 1 << 16):
+                err.write(drop.feed(chunk))
+                err.flush()
+            err.write(drop.close())
+            err.flush()
+        except BaseException:  # as subprocess.run: no training run left behind
+            proc.kill()
+            raise
+    return proc.returncode
 
 
 def build_cache(force: bool = False) -> Path | None:
