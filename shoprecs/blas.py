@@ -7,7 +7,7 @@ calls them through netlib (dev.ludovic.netlib), which by default loads the syste
 to Java when there are none. On x86-64 Linux `make install` puts MKL in the virtual
 environment (the `mkl` package, Intel Simplified Software License), and `java_options`
 points netlib at its single dynamic library, `lib/libmkl_rt.so.*`. Measured on Online
-Retail's bench-als fit (rank 64), MKL's `dppsv` is about twice as fast as OpenBLAS's
+Retail's bench-als fit (rank 64), MKL's `dppsv` is 1.5–1.8× as fast as OpenBLAS's
 and the fit took ~20% less CPU (bench/RESULTS.md, bench-als).
 
 MKL runs sequentially (MKL_THREADING_LAYER, `ENVIRONMENT`): Spark already runs one task
