@@ -241,8 +241,10 @@ def train_als(spark: SparkSession, p: Plan, lines: DataFrame | None = None) -> d
                                      p.hybrid)
         else:
             evaluating = None
+        # Not counted just for this log line (a job of its own); trained_on counts the
+        # window's shoppers and goods below.
         ratings = als.ratings(lines, users, items, p.als.strength).cache()
-        log.info("training ALS %s on %d pairs", p.als, ratings.count())
+        log.info("training ALS %s", p.als)
         model = als.train(ratings, p.als)
         log.info("scoring the hybrid %s for every shopper", p.hybrid)
         recs = hybrid.recommend(lines, model, users, items, p.end, p.hybrid,
