@@ -125,7 +125,8 @@ bench-scale: $(SETUP)  ## the nightly pipeline on Online Retail and at 1x, 4x, 1
 # (shoprecs/blas.py). Elsewhere it uses the system's BLAS and LAPACK (libblas.so.3,
 # liblapack.so.3), else pure Java; OpenBLAS made the fit ~2x faster than Java here.
 native-blas: $(STAMP)  ## install OpenBLAS for Spark's ALS (Debian, as root) unless MKL or a LAPACK is there
-	@if ! ls $(VENV)/lib/libmkl_rt.so* >/dev/null 2>&1 && ! ldconfig -p | grep -q 'liblapack.so.3 '; then \
+	@if ! $(BIN)/python -c 'import sys; from shoprecs import blas; sys.exit(blas.library() is None)' \
+	    && ! ldconfig -p | grep -q 'liblapack.so.3 '; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing Debian's libopenblas0-pthread for Spark's ALS"; \
 	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \

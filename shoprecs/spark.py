@@ -94,24 +94,26 @@ def local_options(master: str) -> dict[str, str]:
     return options
 
 
-def _append(options: dict[str, str], key: str, value: str) -> None:
-    """Add `value` to the Java options `key` already has, in `options` or in the file."""
-    current = options.get(key) or configured(key)
-    options[key] = f"{current} {value}" if current else value
+def _joined(current: str | None, value: str) -> str:
+    """Java options `current` followed by `value`."""
+    return f"{current} {value}" if current else value
 
 
 def native_blas_options(master: str, options: dict[str, str]) -> dict[str, str]:
     """`options` with netlib pointed at MKL (shoprecs/blas.py) for the driver, and for the
     executors when they run on this machine (a cluster's nodes have their own paths):
-    unchanged when MKL is not installed or the driver's options already configure netlib."""
+    unchanged when MKL is not installed or the driver's options already configure netlib.
+    The MKL options follow the Java options already set, in `options` or in the file."""
     from shoprecs import blas
 
-    present = " ".join(options.get(k) or configured(k) or "" for k in (
+    current = {**defaults(), **options}
+    present = " ".join(current.get(k, "") for k in (
         "spark.driver.extraJavaOptions", "spark.driver.defaultJavaOptions"))
     if native := blas.java_options(present):
         options = dict(options)
         for role in ("driver", "executor") if _on_this_machine(master) else ("driver",):
-            _append(options, f"spark.{role}.defaultJavaOptions", native)
+            key = f"spark.{role}.defaultJavaOptions"
+            options[key] = _joined(current.get(key), native)
     return options
 
 
@@ -129,7 +131,8 @@ def session_options(master: str) -> dict[str, str]:
     if aot := jvm.driver_options(Path(home) if home else None,
                                  options.get("spark.driver.extraClassPath", ""),
                                  options.get("spark.driver.extraJavaOptions", "")):
-        _append(options, "spark.driver.defaultJavaOptions", aot)
+        key = "spark.driver.defaultJavaOptions"  # the file's are in `options` already
+        options[key] = _joined(options.get(key), aot)
     return options
 
 
