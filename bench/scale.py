@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
-import itertools
 import json
 import math
 import os
@@ -110,6 +109,9 @@ def child(scale: str, what: str, holdout_days: int | None = None) -> None:
 
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")  # /proc's unit of CPU time
+SAMPLE_SECONDS = 0.2  # memory and CPU of the processes found
+THREADS_EVERY = 2  # samples: the JVM's threads every 0.4 s
+CHILDREN_EVERY = 5  # samples: the process table once a second
 CPU_KINDS = ("Spark tasks", "JIT compilers", "other JVM threads", "Python workers",
              "Python driver")
 
@@ -154,8 +156,8 @@ def measured(args: list[str]) -> tuple[dict, float, float, float, dict[str, floa
     of it and its children, those CPU seconds by CPU_KINDS). CPU seconds are what the work
     costs whatever else runs on the machine; wall seconds grow with the load.
 
-    Memory and CPU are read every 0.2 s (children found every second), the JVM's threads
-    every 0.5 s: a thread's last half second before it ends goes uncounted in the
+    Memory and CPU are read every 0.2 s (a new child is found within a second), the JVM's
+    threads every 0.4 s: a thread's last 0.4 s before it ends goes uncounted in the
     breakdown. The sampler shares the cores it measures, so it reads little: /proc's
     thread files with raw reads, the process table once a second."""
     started = time.perf_counter()
@@ -170,13 +172,12 @@ def measured(args: list[str]) -> tuple[dict, float, float, float, dict[str, floa
         nonlocal peak
         parent = psutil.Process(proc.pid)
         procs: list[psutil.Process] = [parent]
-        for tick in itertools.count():
-            if done.is_set():
-                break
+        tick = 0
+        while not done.is_set():
             try:
                 # Finding the children scans every process on the machine: once a second
-                # (Python workers live for the night); the JVM's threads every 0.5 s.
-                if tick % 5 == 0:
+                # (the JVM and the Python workers live for the night).
+                if tick % CHILDREN_EVERY == 0:
                     procs = [parent, *parent.children(recursive=True)]
                 rss = 0
                 for p in procs:
@@ -191,12 +192,13 @@ def measured(args: list[str]) -> tuple[dict, float, float, float, dict[str, floa
                                             "jvm" if p.name() == "java" else "Python workers")
                     except psutil.NoSuchProcess:  # a worker ended since the last scan
                         continue
-                    if kinds[p.pid] == "jvm" and tick % 5 in (0, 3):
+                    if kinds[p.pid] == "jvm" and tick % THREADS_EVERY == 0:
                         threads.update(_jvm_threads(p.pid))
                 peak = max(peak, rss)
             except psutil.Error:
                 pass
-            done.wait(0.2)
+            tick += 1
+            done.wait(SAMPLE_SECONDS)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
