@@ -25,6 +25,9 @@ completes a table (`--fresh` forgets them).
 `--real` also runs it on UCI Online Retail itself (../shared/data), the data the 1x target
 names; the scaler's 1x shop matches its orders and lines but not its co-purchase density.
 
+`--floor` (an experiment, printed, not kept) runs the product's clean and then only what a
+tutorial's night would train (bench/floor.py): the least a night can take on this machine.
+
 Run with: make bench-scale   (or: .venv/bin/python -m bench.scale [--real] [--scales 1 4 16])
 """
 from __future__ import annotations
@@ -71,7 +74,8 @@ def settings_for(root: Path, holdout_days: int | None = None):
 
 
 def child(scale: str, what: str, holdout_days: int | None = None) -> None:
-    """In the measured process: run the pipeline (what="pipeline") or load the snapshot."""
+    """In the measured process: run the pipeline (what="pipeline"), the floor under it
+    (what="floor", bench/floor.py) or load the snapshot (what="service")."""
     from etl import scaler
 
     s = settings_for(warehouse(scale), holdout_days)
@@ -96,6 +100,13 @@ def child(scale: str, what: str, holdout_days: int | None = None) -> None:
     with spark_session("shoprecs-bench-scale") as spark:
         with pipeline.timed("clean", timings):
             pipeline.clean(s, start, end, spark=spark)
+        if what == "floor":
+            from bench import floor
+
+            with pipeline.timed("train (the floor's three parts)", timings):
+                parts = floor.night(spark, s.warehouse, end)
+            print(json.dumps({"steps": timings, "parts": parts, "gate": "none (the floor)"}))
+            return
         with pipeline.timed("train (ALS part ∥ FP-Growth part, finalize)", timings):
             version = pipeline.train(s, end, spark=spark)
     with pipeline.timed("gate + publish", timings):
@@ -294,12 +305,18 @@ def main() -> None:
                         help="an experiment: train with train.holdout_days N instead of the "
                              "configured (0: no holdout evaluation) to see what it costs; "
                              "printed, not kept in var/bench/scale.json or the plot")
-    parser.add_argument("--child", choices=["pipeline", "service"], help=argparse.SUPPRESS)
+    parser.add_argument("--floor", action="store_true",
+                        help="an experiment: after the product's clean, train only what a "
+                             "tutorial would (bench/floor.py) to see the least a night can "
+                             "take here; printed, not kept")
+    parser.add_argument("--child", choices=["pipeline", "floor", "service"],
+                        help=argparse.SUPPRESS)
     parser.add_argument("--scale", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         return child(args.scale, args.child, args.holdout_days)
     holdout = [] if args.holdout_days is None else ["--holdout-days", str(args.holdout_days)]
+    night = "floor" if args.floor else "pipeline"
 
     rows = []
     for scale in ([REAL] if args.real else []) + [f"{x:g}" for x in args.scales]:
@@ -309,7 +326,11 @@ def main() -> None:
         print(f"{label(scale)}: {landed['orders']:,} orders, {landed['lines']:,} lines; "
               f"running the pipeline ...", flush=True)
         result, seconds, peak, cpu, cpu_by = measured(
-            ["--child", "pipeline", "--scale", scale, *holdout])
+            ["--child", night, "--scale", scale, *holdout])
+        if args.floor:
+            print(f"{label(scale)}, the floor: {seconds:.1f} s ({cpu:.0f} CPU s: {cpu_by}), "
+                  f"steps {result['steps']}, parts {result['parts']}", flush=True)
+            continue
         service, *_ = measured(["--child", "service", "--scale", scale])
         rows.append({"scale": scale if scale == REAL else float(scale),
                      "orders": landed["orders"], "lines": landed["lines"],
@@ -320,8 +341,8 @@ def main() -> None:
                      "service": service})
         print(f"{label(scale)}: {seconds:.1f} s ({cpu:.0f} CPU s: {cpu_by}), peak "
               f"{peak:.2f} GiB, steps {result['steps']}", flush=True)
-    if holdout:
-        print(f"(train.holdout_days {args.holdout_days}: an experiment, not saved)")
+    if holdout or args.floor:
+        print("(an experiment: not saved)")
         return
 
     # Scales measured by earlier runs (another --scales) stay in the table and the plot.
