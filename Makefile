@@ -39,8 +39,9 @@ $(AOT): $(STAMP) $(LOCALFS) shoprecs/jvm.py spark-defaults.conf
 
 install: $(SETUP)  ## create .venv and install shoprecs with pinned dependencies
 
-demo: $(SETUP)  ## generate 30 days of orders, run the nightly pipeline, serve, show answers
-	$(BIN)/shoprecs demo
+PROFILE ?= default
+demo: $(SETUP)  ## generate a shop (PROFILE=tiny|no_repeat|long_tail|seasonal|guests), run the night, serve, show answers
+	$(BIN)/shoprecs demo --profile $(PROFILE)
 
 test: $(SETUP) browser  ## run the whole test suite
 	$(BIN)/python -m pytest
@@ -55,7 +56,7 @@ cluster-test: $(SETUP)  ## the pipeline on a loopback Spark standalone cluster =
 # Headless Chromium for the merchandiser-page test (tests/service/test_browser.py): Debian's
 # chromium and chromium-driver, installed only when missing and only where apt-get can run
 # (root); otherwise that test is skipped and says why.
-.PHONY: browser wrk bench-serve bench-als bench-fpgrowth bench-scale native-blas
+.PHONY: browser wrk bench-serve bench-als bench-fpgrowth bench-scale bench-profiles native-blas
 browser:
 	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -114,6 +115,9 @@ bench-quality: $(BENCH_STAMP) native-blas  ## every model on Online Retail, with
 
 bench-als: $(BENCH_STAMP) native-blas  ## Spark ALS fit time against implicit's, same data
 	$(BIN)/python -m bench.als
+
+bench-profiles: $(SETUP)  ## the default night on every kind of generated shop, against the baselines
+	$(BIN)/python -m bench.profiles
 
 bench-fpgrowth: $(SETUP)  ## FP-Growth itemsets + rules on Online Retail at minSupport 0.01
 	$(BIN)/python -m bench.fpgrowth

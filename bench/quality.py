@@ -8,8 +8,10 @@ on a validation window inside the training period (train before 2011-06-01, vali
 * Spark ALS, seed defaults        rank 10, maxIter 5, regParam 0.01, summed quantity;
 * Spark ALS, tuned                the best of models/tune.ALS_GRID on validation;
 * published (hybrid)              what `shoprecs tune` + `shoprecs train` publish:
-                                  models/tune.search on validation, then trained before
-                                  the cut (models/train.candidates);
+                                  models/tune.search on validation, `rebuy` chosen as a
+                                  night chooses it (models/train.evaluate_holdout), on
+                                  validation too, then trained before the cut
+                                  (models/train.candidates);
 * implicit ALS, implicit BM25 kNN outside references (benfred's `implicit`, bench-only
                                   dependency), each tuned on the same validation window.
 
@@ -22,6 +24,7 @@ Run with: make bench-quality   (or: .venv/bin/python -m bench.quality)
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import itertools
 import json
@@ -127,8 +130,8 @@ def main() -> None:
     parser.add_argument("--out", default=str(retail_data.ROOT / "var" / "bench" / "quality.json"))
     args = parser.parse_args()
 
-    from models import als, baselines, hybrid, ids, tune
-    from models.train import PUBLISHED, candidates, split
+    from models import als, baselines, hybrid, ids, selection, tune
+    from models.train import candidates, evaluate_holdout, split
     from shoprecs.spark import get_spark
 
     started_all = time.perf_counter()
@@ -170,17 +173,23 @@ def main() -> None:
                                          before, after, catalog)}
         ratings.unpersist()
         log(f"{name}: fit {seconds:.1f} s")
+    blend = hybrid.HybridParams(**tuned["hybrid"])
+    chosen = evaluate_holdout(lines, users, items, VAL_CUT, als.ALSParams(**tuned["als"]),
+                              blend, K, end=VAL_END)["selection"]
+    log(f"chosen on validation: {chosen['published']} at rebuy {chosen['rebuy']}: "
+        f"{chosen['reason']}")
+    published_name = chosen["published"]
+    blend = dataclasses.replace(blend, rebuy=chosen["rebuy"])
     t0 = time.perf_counter()
     scored, _ = candidates(before, shoppers, users, items, TRAIN_CUT,
-                           als.ALSParams(**tuned["als"]),
-                           hybrid.HybridParams(**tuned["hybrid"]), K)
-    published = scored[PUBLISHED].cache()
+                           als.ALSParams(**tuned["als"]), blend, K, rebuys=())
+    published = scored[selection.variant(published_name, blend.rebuy)].cache()
     published.count()
     seconds = time.perf_counter() - t0
-    rows[f"published ({PUBLISHED})"] = {"seconds": seconds, "params": tuned["hybrid"],
+    rows[f"published ({published_name})"] = {"seconds": seconds, "params": blend.as_dict(),
                                         "metrics": measure(published, before, after, catalog)}
     rows["item co-occurrence (its kNN part)"] = {"seconds": None, "metrics": measure(
-        scored["cooccurrence"], before, after, catalog)}
+        scored[selection.variant("item_knn", blend.rebuy)], before, after, catalog)}
     log(f"published: {seconds:.1f} s")
     if not args.skip_implicit:
         for kind, res in implicit_models(spark, lines, catalog, log).items():

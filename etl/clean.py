@@ -146,11 +146,15 @@ def with_names(lines: DataFrame, catalog: DataFrame) -> DataFrame:
     return lines.join(F.broadcast(catalog), "goods_id", "left")
 
 
-def read_clean(spark: SparkSession, root: Path, start: dt.date, end: dt.date) -> DataFrame:
-    """Clean lines of start..end, each order once: an order landed on several days (the bus
-    lists some twice) counts in its latest day's version. Every reader of clean/ uses this."""
+def read_clean(spark: SparkSession, root: Path, start: dt.date | None,
+               end: dt.date) -> DataFrame:
+    """Clean lines of start..end (start None: every day up to end), each order once: an order
+    landed on several days (the bus lists some twice) counts in its latest day's version.
+    Every reader of clean/ uses this."""
+    day = F.col("dt").cast("string")
     lines = spark.read.parquet(str(root / "clean" / "orders")).where(
-        F.col("dt").cast("string").between(start.isoformat(), end.isoformat()))
+        day <= end.isoformat() if start is None else day.between(start.isoformat(),
+                                                                  end.isoformat()))
     latest = Window.partitionBy("order_id")
     return (lines.withColumn("_last", F.max("dt").over(latest))
             .where(F.col("dt") == F.col("_last")).drop("_last"))

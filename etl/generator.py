@@ -1,14 +1,20 @@
-"""Seeded synthetic orders with real signal for both models.
+"""Seeded synthetic orders with real signal for both models, in shops of several kinds.
 
 The shop has a long-tail catalog (Zipf popularity), shoppers who each belong to one taste
 cluster (most of their picks come from that cluster's items) and bundles of two or three
 goods that are bought together. ALS should find the clusters, FP-Growth the bundles; the
 returned `Truth` says which is which so tests and the demo can check.
 
-Run with: shoprecs simulator --generate --days 30 --orders 20000
+`PROFILES` names shops unlike the default one, each a few settings away from it: a tiny
+shop, one whose shoppers never buy a product twice (books, media), a long-tail catalog, a
+strongly seasonal shop and one of mostly guest orders. `profile(name, scale)` gives one,
+shrunk or grown by `scale` for tests and benchmarks.
+
+Run with: shoprecs simulator --generate --profile no_repeat   (or: shoprecs demo --profile)
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
 
@@ -36,7 +42,58 @@ class GeneratorParams:
     bundle_rate: float = 0.3  # share of orders that contain a bundle
     taste_share: float = 0.85  # share of picks from the shopper's own cluster
     guest_rate: float = 0.05  # orders without a phone
+    popularity_exponent: float = 1.1  # Zipf: the i-th best seller sells like 1 / i**this
+    # False: a shopper never buys a goods twice (books, media); picks already bought by the
+    # shopper are drawn again.
+    repeat_purchases: bool = True
+    # > 0: each goods' demand peaks once, on a day drawn at random, and falls off as a
+    # bell curve of this many weeks' standard deviation (to `season_floor` of its peak).
+    season_weeks: float = 0.0
+    season_floor: float = 0.02
     seed: int = 42
+
+    def scaled(self, scale: float) -> GeneratorParams:
+        """The same shop with `scale` times the orders, shoppers and goods (clusters keep
+        their share of the catalog); days and rates unchanged."""
+        def times(n: int, least: int) -> int:
+            return max(least, round(n * scale))
+
+        goods = times(self.goods, 20)
+        return dataclasses.replace(
+            self, orders=times(self.orders, 50), shoppers=times(self.shoppers, 20),
+            goods=goods, items_per_cluster=max(3, min(goods // self.clusters,
+                                                      times(self.items_per_cluster, 3))),
+            bundles=max(1, min(self.bundles, goods // 8)))
+
+
+# Shops unlike the default, each a few settings away from it (the default stays the demo's).
+PROFILES: dict[str, dict] = {
+    "default": {},
+    # A few hundred shoppers and a few thousand orders: every block of the evaluation is
+    # thin, some are empty.
+    "tiny": dict(days=60, orders=2_000, shoppers=300, goods=300, clusters=4,
+                 items_per_cluster=40, bundles=10),
+    # Books or media: ten months, 800 shoppers, 1,800 orders, 1,400 goods, no re-buys.
+    "no_repeat": dict(days=300, orders=1_800, shoppers=1_300, goods=1_400, clusters=10,
+                      items_per_cluster=120, bundles=15, repeat_purchases=False),
+    # Tens of thousands of goods, most bought a handful of times.
+    "long_tail": dict(days=60, orders=20_000, shoppers=4_000, goods=30_000, clusters=40,
+                      items_per_cluster=600, bundles=60, popularity_exponent=0.6),
+    # Half a year in which each goods sells for a few weeks around its peak.
+    "seasonal": dict(days=180, orders=20_000, season_weeks=2.0),
+    # Three orders in four without a phone.
+    "guests": dict(guest_rate=0.75),
+}
+
+
+def profile(name: str, scale: float = 1.0, **overrides) -> GeneratorParams:
+    """The shop `name` of PROFILES, `scale` times its size, with `overrides` applied."""
+    if name not in PROFILES:
+        raise ValueError(f"unknown shop profile {name!r}: one of {', '.join(PROFILES)}")
+    params = GeneratorParams(**PROFILES[name])
+    if scale != 1.0:
+        params = params.scaled(scale)
+    return dataclasses.replace(params, **overrides)
 
 
 @dataclass
@@ -69,15 +126,56 @@ def _catalog(rng: np.random.Generator, p: GeneratorParams) -> list[dict]:
     return goods
 
 
+class _Demand:
+    """Popularity over the catalog and within each taste cluster, by day when seasonal."""
+
+    def __init__(self, rng: np.random.Generator, p: GeneratorParams, truth: Truth,
+                 ids: np.ndarray):
+        self.p, self.truth, self.ids = p, truth, ids
+        popularity = 1.0 / np.arange(1, p.goods + 1) ** p.popularity_exponent
+        self.popularity = popularity / popularity.sum()
+        in_cluster = 1.0 / np.arange(1, p.items_per_cluster + 1) ** 0.8
+        self.in_cluster = in_cluster / in_cluster.sum()
+        self._day = -1
+        self.peak = None
+        if p.season_weeks > 0:
+            self.peak = rng.uniform(0, p.days, p.goods)  # drawn last: the default's stream
+            self._index = {int(g): i for i, g in enumerate(ids)}
+        self.catalog_p, self.cluster_p = self.popularity, [self.in_cluster] * p.clusters
+
+    def on(self, day: int) -> None:
+        """Demand on `day` (a no-op unless the shop is seasonal)."""
+        if self.peak is None or day == self._day:
+            return
+        self._day = day
+        width = self.p.season_weeks * 7
+        season = self.p.season_floor + np.exp(-0.5 * ((day - self.peak) / width) ** 2)
+        self.catalog_p = _normalized(self.popularity * season)
+        self.cluster_p = [_normalized(self.in_cluster * season[[self._index[g] for g in items]])
+                          for items in self.truth.cluster_items]
+
+    def pick(self, rng: np.random.Generator, cluster: int) -> int:
+        if rng.random() < self.p.taste_share:
+            taste = self.truth.cluster_items[cluster]
+            return taste[rng.choice(self.p.items_per_cluster, p=self.cluster_p[cluster])]
+        return int(rng.choice(self.ids, p=self.catalog_p))
+
+
+def _normalized(weights: np.ndarray) -> np.ndarray:
+    return weights / weights.sum()
+
+
+_REDRAWS = 20  # a shop without re-buys draws again this often before giving up a pick
+
+
 def generate(p: GeneratorParams = GeneratorParams()) -> tuple[list[dict], list[dict], Truth]:
     """(orders in bus format sorted by date, goods catalog, planted truth)."""
     rng = np.random.default_rng(p.seed)
     goods = _catalog(rng, p)
     ids = np.array([g["id"] for g in goods])
     price = {g["id"]: g["price"] for g in goods}
-    popularity = 1.0 / np.arange(1, p.goods + 1) ** 1.1
-    popularity /= popularity.sum()
     truth = Truth()
+    popularity = _normalized(1.0 / np.arange(1, p.goods + 1) ** p.popularity_exponent)
     for _ in range(p.clusters):
         members = rng.choice(ids, size=p.items_per_cluster, replace=False, p=popularity)
         truth.cluster_items.append([int(x) for x in members])
@@ -91,25 +189,33 @@ def generate(p: GeneratorParams = GeneratorParams()) -> tuple[list[dict], list[d
     truth.cluster_of = {s: int(c) for s, c in zip(shoppers, clusters)}
     activity = rng.lognormal(0, 1, p.shoppers)
     activity /= activity.sum()
-    in_cluster = 1.0 / np.arange(1, p.items_per_cluster + 1) ** 0.8
-    in_cluster /= in_cluster.sum()
     start = dt.datetime.combine(p.start, dt.time())
     seconds = np.sort(rng.integers(p.days * 86_400, size=p.orders))
+    demand = _Demand(rng, p, truth, ids)
+    owned: dict[int, set[int]] = {}  # what each shopper bought, when they never re-buy
     orders = []
     for n, offset in enumerate(seconds):
+        demand.on(int(offset) // 86_400)
         who = int(rng.choice(p.shoppers, p=activity))
+        mine = owned.setdefault(who, set()) if not p.repeat_purchases else None
         picks: list[int] = []
         for _ in range(1 + rng.poisson(1.5)):
-            if rng.random() < p.taste_share:
-                taste = truth.cluster_items[clusters[who]]
-                picks.append(taste[rng.choice(p.items_per_cluster, p=in_cluster)])
-            else:
-                picks.append(int(rng.choice(ids, p=popularity)))
+            pick = demand.pick(rng, clusters[who])
+            for _ in range(_REDRAWS if mine is not None else 0):
+                if pick not in mine:
+                    break
+                pick = demand.pick(rng, clusters[who])
+            picks.append(pick)
         if rng.random() < p.bundle_rate:
             picks.extend(truth.bundles[rng.integers(p.bundles)])
+        if mine is not None:
+            picks = [g for g in picks if g not in mine]
+            mine.update(picks)
         basket = [{"goodsId": g, "quantity": int(1 + rng.poisson(0.5)), "price": price[g]}
                   for g in dict.fromkeys(picks)]
         guest = rng.random() < p.guest_rate
+        if not basket:  # a shop without re-buys: everything drawn was owned already
+            continue
         orders.append({
             "id": 100_000 + n,
             "date": (start + dt.timedelta(seconds=int(offset))).isoformat(),

@@ -22,8 +22,18 @@ from collections.abc import Sequence
 import numpy as np
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.types import DoubleType, StringType, StructField, StructType
+
+from models._pandas import returns
 
 MODES = ("all", "new")
+METRICS = ("precision", "recall", "map", "ndcg")
+# What `_ranked_metrics` returns per block: a row of metrics per shopper, model and mode
+# (goods_id null), and a row per goods in some model's top k (user_key and metrics null).
+EVALUATED_SCHEMA = StructType([
+    StructField("model", StringType()), StructField("mode", StringType()),
+    StructField("user_key", StringType()), StructField("goods_id", StringType()),
+    *(StructField(m, DoubleType()) for m in ("precision", "recall", "map", "ndcg"))])
 
 
 def precision_at_k(recommended: Sequence, relevant: set, k: int) -> float:
@@ -71,6 +81,7 @@ def _ranked_metrics(k: int, modes: Sequence[str], names: Sequence[str]):
     discount = 1 / np.log2(np.arange(2, k + 2))
     ideal = np.concatenate([[0.0], np.cumsum(discount)])  # IDCG for m = 0..k relevant
 
+    @returns(EVALUATED_SCHEMA)
     def compute(pdf):
         import pandas as pd
 
@@ -114,22 +125,16 @@ def _ranked_metrics(k: int, modes: Sequence[str], names: Sequence[str]):
             hits = per["hit"].to_numpy(float)
             m = np.minimum(rel, k).astype(int)
             out.append(pd.DataFrame({
-                "model": per["model"], "mode": mode, "goods_id": None,
+                "model": per["model"], "mode": mode, "user_key": per["user_key"],
+                "goods_id": None,
                 "precision": hits / k, "recall": hits / rel,
                 "map": per["ap"].to_numpy(float) / m,
                 "ndcg": per["dcg"].to_numpy(float) / ideal[m]}))
             covered = top[["model", "goods_id"]].drop_duplicates()
             out.append(pd.DataFrame({"model": covered["model"], "mode": mode,
-                                     "goods_id": covered["goods_id"]}))
-        if not out:
-            return pd.DataFrame({c: [] for c in EVALUATED_COLUMNS})
-        return pd.concat(out, ignore_index=True)[list(EVALUATED_COLUMNS)]
+                                     "user_key": None, "goods_id": covered["goods_id"]}))
+        return pd.concat(out, ignore_index=True) if out else None
     return compute
-
-
-EVALUATED_SCHEMA = ("model string, mode string, goods_id string, precision double, "
-                    "recall double, map double, ndcg double")
-EVALUATED_COLUMNS = ("model", "mode", "goods_id", "precision", "recall", "map", "ndcg")
 
 
 def evaluate_many(models: dict[str, DataFrame], train: DataFrame, test: DataFrame, k: int,
@@ -141,10 +146,35 @@ def evaluate_many(models: dict[str, DataFrame], train: DataFrame, test: DataFram
     (`_ranked_metrics`), and one aggregation averages the shoppers' metrics and counts the
     goods covered. Ties in score rank by goods_id, as everywhere in shoprecs.
 
-    A nightly run measures four models in two modes; the same numbers from Spark windows
+    A nightly run measures several models in two modes; the same numbers from Spark windows
     and joins cost some fifty stages."""
     if not models:
         return {}
+    return _averages(_per_shopper(models, train, test, k, modes), models, modes, catalog_size)
+
+
+def evaluate_paired(models: dict[str, DataFrame], train: DataFrame, test: DataFrame, k: int,
+                    catalog_size: int, metric: str, mode: str
+                    ) -> tuple[dict[str, dict[str, dict[str, float]]], dict[str, np.ndarray]]:
+    """evaluate_many, and each model's `metric` in `mode` shopper by shopper, the shoppers in
+    the same order for every model (what a paired comparison of two models resamples)."""
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, not {metric!r}")
+    rows = _per_shopper(models, train, test, k, MODES).cache()
+    try:
+        result = _averages(rows, models, MODES, catalog_size)
+        values = (rows.where((F.col("mode") == mode) & F.col("user_key").isNotNull())
+                  .select("model", "user_key", metric).toPandas())
+    finally:
+        rows.unpersist()
+    table = values.pivot(index="user_key", columns="model", values=metric).sort_index()
+    return result, {name: table[name].to_numpy(float) if name in table else np.zeros(0)
+                    for name in models}
+
+
+def _per_shopper(models: dict[str, DataFrame], train: DataFrame, test: DataFrame, k: int,
+                 modes: Sequence[str]) -> DataFrame:
+    """EVALUATED_SCHEMA rows of every model, in every mode."""
     bad = set(modes) - set(MODES)
     if bad:
         raise ValueError(f"mode must be one of {MODES}, not {sorted(bad)}")
@@ -170,10 +200,13 @@ def evaluate_many(models: dict[str, DataFrame], train: DataFrame, test: DataFram
     # Every pair a block needs is its shoppers': training purchases of shoppers without a
     # test purchase are dropped before the shuffle.
     rows = rows.join(truth.select("user_key").distinct(), "user_key", "left_semi")
-    per_user = rows.groupBy("block").applyInPandas(
+    return rows.groupBy("block").applyInPandas(
         _ranked_metrics(k, list(modes), list(models)), EVALUATED_SCHEMA)
+
+
+def _averages(per_user: DataFrame, models, modes: Sequence[str], catalog_size: int) -> dict:
     found = per_user.groupBy("model", "mode").agg(
-        *(F.avg(m).alias(m) for m in ("precision", "recall", "map", "ndcg")),
+        *(F.avg(m).alias(m) for m in METRICS),
         F.count("precision").alias("users"), F.countDistinct("goods_id").alias("covered")
     ).collect()
     result = {name: {mode: {"precision": 0.0, "recall": 0.0, "map": 0.0, "ndcg": 0.0,
@@ -181,7 +214,6 @@ def evaluate_many(models: dict[str, DataFrame], train: DataFrame, test: DataFram
               for name in models}
     for r in found:
         result[r["model"]][r["mode"]] = {
-            "precision": r["precision"] or 0.0, "recall": r["recall"] or 0.0,
-            "map": r["map"] or 0.0, "ndcg": r["ndcg"] or 0.0, "users": r["users"],
+            **{m: r[m] or 0.0 for m in METRICS}, "users": r["users"],
             "coverage": r["covered"] / catalog_size if catalog_size else 0.0}
     return result

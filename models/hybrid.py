@@ -11,7 +11,8 @@ shop asks (bench/RESULTS.md has the figures):
 
 So a shopper's score for a goods is
 
-    w_repeat   * repeat    log1p(orders of this goods by the shopper)
+    w_repeat   * repeat    log1p(orders of this goods by the shopper, each counting
+                           0.5 ** (its age / repeat_half_life))
   + w_als      * als       the ALS prediction (top `candidates`)
   + w_items    * items     sum over the shopper's goods j of profile(j) * cosine(j, goods),
                            profile(j) = log1p(sum over orders of exp(-age / decay_days)),
@@ -19,11 +20,18 @@ So a shopper's score for a goods is
   + w_trending * trending  orders of this goods in the last `trending_days`
 
 each component divided by its maximum for the shopper (trending: overall), so weights
-compare like with like. The weights were tuned on a validation window (`shoprecs tune`).
-Items a shopper already bought are flagged (`bought`), and the published list holds the
-best `top_k` of all goods and the best `top_k` of goods new to the shopper, so the service
-can exclude what was bought without a second model: the repeat term then drops out and the
-ranking of new goods is the blend of the other three.
+compare like with like; a goods the shopper already bought then scores `rebuy` times that
+(0: never recommended again). The weights come from `shoprecs tune`; `rebuy` is chosen each
+night on the holdout (models/selection.py), because what shoppers re-buy differs most
+between shops: supplies and groceries often, books and media never, and there ALS and the
+neighbours would otherwise fill the list with what the shopper already owns.
+
+The shopper's own signals (repeat, the kNN profile, what was bought) come from their whole
+clean history, old purchases decayed; the fits (ALS, neighbours, trending) from the
+training window. Items a shopper already bought are flagged (`bought`), and the published
+list holds the best `top_k` of all goods and the best `top_k` of goods new to the shopper,
+so the service can exclude what was bought without a second model: the repeat term then
+drops out and the ranking of new goods is the blend of the other three.
 
 Everything is computed in Spark. The item neighbours come from a blocked sparse product:
 items are split into blocks, each block's task receives the full baskets of the shoppers
@@ -49,8 +57,17 @@ import numpy as np
 from pyspark.ml.recommendation import ALSModel
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
+from pyspark.sql.types import (
+    BooleanType,
+    DoubleType,
+    IntegerType,
+    StringType,
+    StructField,
+    StructType,
+)
 
 from models import als
+from models._pandas import returns
 from models.baselines import most_ordered
 from models.similar import best_columns
 
@@ -65,25 +82,31 @@ class HybridParams:
     w_trending: float = 0.25
     neighbours: int = 20  # item-kNN neighbours per goods
     decay_days: float = 90.0  # age scale of a purchase in the kNN profile
+    repeat_half_life: float = 180.0  # days after which a purchase counts half as a repeat
     trending_days: int = 30
     candidates: int = 100  # per shopper, from ALS, from item-kNN and from trending
     block_items: int = 2048  # goods per item-kNN task
+    rebuy: float = 1.0  # a bought goods' blended score is multiplied by this; 0: left out
 
     def weights(self) -> dict[str, float]:
+        """The blend: each component's weight, and `rebuy`."""
         return {"repeat": self.w_repeat, "als": self.w_als, "items": self.w_items,
-                "trending": self.w_trending}
+                "trending": self.w_trending, "rebuy": self.rebuy}
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-NEIGHBOUR_SCHEMA = "goods_id string, other string, sim double"
+NEIGHBOUR_SCHEMA = StructType([StructField("goods_id", StringType()),
+                               StructField("other", StringType()),
+                               StructField("sim", DoubleType())])
 
 
 QUERY_CHUNK = 512  # goods whose neighbours one dense product computes (memory bound)
 
 
 def _block_neighbours(k: int, chunk: int):
+    @returns(NEIGHBOUR_SCHEMA)
     def compute(pdf):
         import pandas as pd
         import scipy.sparse as sp
@@ -100,7 +123,7 @@ def _block_neighbours(k: int, chunk: int):
         home[gi] = pdf["item_block"].to_numpy() == block
         kk = min(k, len(goods) - 1)
         if kk <= 0 or not home.any():
-            return pd.DataFrame({"goods_id": [], "other": [], "sim": []})
+            return None
         xt = x.T.tocsr()
         out = []
         homes = np.flatnonzero(home)
@@ -153,15 +176,16 @@ def pair_signals(lines: DataFrame, shoppers: DataFrame | None, asof: dt.date,
                  params: HybridParams) -> DataFrame:
     """(user_key, goods_id, repeat, weight) for each goods a shopper bought (`shoppers`,
     one column user_key; None: every known shopper of `lines`), in one aggregation:
-    repeat = log1p(orders of the goods), weight = log1p(sum over those orders of
-    exp(-age / decay_days)), the kNN profile."""
+    repeat = log1p(sum over the orders of the goods of 0.5 ** (age / repeat_half_life)),
+    weight = log1p(sum over those orders of exp(-age / decay_days)), the kNN profile."""
     known = lines.where(F.col("user_key").isNotNull())
     if shoppers is not None:
         known = known.join(shoppers, "user_key")
     age = F.datediff(F.lit(asof.isoformat()).cast("date"), F.col("dt").cast("date"))
     return (known.select("user_key", "goods_id", "order_id", age.alias("age")).distinct()
             .groupBy("user_key", "goods_id").agg(
-                F.log1p(F.count("*").cast("double")).alias("repeat"),
+                F.log1p(F.sum(F.pow(F.lit(0.5), F.col("age") / F.lit(
+                    params.repeat_half_life)))).alias("repeat"),
                 F.log1p(F.sum(F.exp(-F.col("age") / F.lit(params.decay_days)))).alias("weight")))
 
 
@@ -217,10 +241,11 @@ def components(lines: DataFrame, model: ALSModel, users: DataFrame, items: DataF
 
 def blend(parts: dict[str, DataFrame], weights: dict[str, float],
           pairs: DataFrame) -> DataFrame:
-    """(user_key, goods_id, score, bought): the weighted sum of the components' scores."""
+    """(user_key, goods_id, score, bought): the weighted sum of the components' scores
+    (`weights`: HybridParams.weights()), times `rebuy` for goods already bought."""
     weighted = None
     for name, weight in weights.items():
-        if weight == 0:
+        if weight == 0 or name not in COMPONENTS:
             continue
         part = parts[name].select("user_key", "goods_id",
                                   (F.col("score") * F.lit(float(weight))).alias("score"))
@@ -229,7 +254,14 @@ def blend(parts: dict[str, DataFrame], weights: dict[str, float],
         raise ValueError("every hybrid weight is 0: nothing to recommend with")
     blended = weighted.groupBy("user_key", "goods_id").agg(F.sum("score").alias("score"))
     bought = pairs.select("user_key", "goods_id", F.lit(True).alias("bought"))
-    return blended.join(bought, ["user_key", "goods_id"], "left").fillna(False, ["bought"])
+    scored = blended.join(bought, ["user_key", "goods_id"], "left").fillna(False, ["bought"])
+    rebuy = float(weights.get("rebuy", 1.0))
+    if rebuy == 1.0:
+        return scored
+    if rebuy == 0.0:
+        return scored.where(~F.col("bought"))
+    return scored.withColumn("score", F.when(F.col("bought"), F.col("score") * rebuy)
+                             .otherwise(F.col("score")))
 
 
 def score(lines: DataFrame, model: ALSModel, users: DataFrame, items: DataFrame,
@@ -255,8 +287,10 @@ def top_lists(scores: DataFrame, k: int) -> DataFrame:
 
 
 # The nightly path (see the module docstring): `top_lists(score(...))` in one pandas pass.
-RECOMMEND_SCHEMA = ("model string, user_key string, goods_id string, score double, rank int, "
-                    "bought boolean")
+RECOMMEND_SCHEMA = StructType([
+    StructField("model", StringType()), StructField("user_key", StringType()),
+    StructField("goods_id", StringType()), StructField("score", DoubleType()),
+    StructField("rank", IntegerType()), StructField("bought", BooleanType())])
 USERS_PER_BLOCK = 8192  # shoppers per pandas task, scored in dense chunks of:
 _CELLS_PER_CHUNK = 4_000_000  # shoppers x goods per dense chunk: ~32 MB a float64 matrix
 
@@ -264,11 +298,18 @@ _CELLS_PER_CHUNK = 4_000_000  # shoppers x goods per dense chunk: ~32 MB a float
 def recommend(lines: DataFrame, model: ALSModel, users: DataFrame, items: DataFrame,
               asof: dt.date, params: HybridParams, k: int,
               shoppers: DataFrame | None = None,
-              blends: dict[str, dict[str, float]] | None = None) -> DataFrame:
-    """(model, user_key, goods_id, score, rank, bought): for every shopper of `lines` (or of
-    `shoppers`) and every blend of `blends` ({model name: component weights}, default
+              blends: dict[str, dict[str, float]] | None = None,
+              history: DataFrame | None = None) -> DataFrame:
+    """(model, user_key, goods_id, score, rank, bought): for every shopper of `history` (or
+    of `shoppers`) and every blend of `blends` ({model name: component weights}, default
     {"hybrid": params.weights()}), what `top_lists(blend(components(...)), k)` gives: the
     best k goods overall and the best k new, ranked.
+
+    `lines` (the training window) feeds the fits: the item neighbours and trending goods
+    (ALS was fitted on it); `history` (every clean line up to `asof`, default `lines`) the
+    shopper's own signals: what they bought (the `bought` flag, the repeat component and the
+    kNN profile, old purchases decayed), so a shopper who last bought before the window is
+    still known and is never offered again what they bought long ago.
 
     Spark aggregates the per-pair inputs (repeat, kNN profile), the item neighbours and
     trending goods; then each block of shoppers meets a copy of the goods side (ALS item
@@ -280,16 +321,17 @@ def recommend(lines: DataFrame, model: ALSModel, users: DataFrame, items: DataFr
         if not any(weights.get(c, 0) for c in COMPONENTS):
             raise ValueError(f"every weight of blend {name!r} is 0: nothing to recommend with")
     spark = lines.sparkSession
+    history = lines if history is None else history
     if shoppers is not None:
         shoppers = shoppers.select("user_key").distinct()
-    pair = pair_signals(lines, shoppers, asof, params)
+    pair = pair_signals(history, shoppers, asof, params)
     user_factors = model.userFactors.join(
         users.select("id", F.col("key").alias("user_key")), "id")
     if shoppers is not None:
         user_factors = user_factors.join(shoppers, "user_key", "left_semi")
-    # Blocks by the shoppers scored (ALS has factors for the window's), not by the id
-    # mapping, which keeps every shopper ever seen.
-    n_shoppers = shoppers.count() if shoppers is not None else model.userFactors.count()
+    # Blocks by the shoppers scored (ALS has factors for the window's).
+    n_shoppers = (shoppers if shoppers is not None else history.where(
+        F.col("user_key").isNotNull()).select("user_key").distinct()).count()
     n_blocks = max(spark.sparkContext.defaultParallelism,
                    math.ceil(n_shoppers / USERS_PER_BLOCK))
     block = F.pmod(F.xxhash64("user_key"), F.lit(n_blocks)).cast("int").alias("block")
@@ -312,7 +354,8 @@ def recommend(lines: DataFrame, model: ALSModel, users: DataFrame, items: DataFr
                          (F.col(value) if value else F.lit(None).cast("double")).alias("value"),
                          (F.col(features) if features else no_floats).alias("features"))
 
-    goods_side = (side("goods", lines.select("goods_id").distinct())
+    goods_side = (side("goods", history.select("goods_id").unionByName(
+        lines.select("goods_id")).distinct())
                   .unionByName(side("factors", item_factors, features="features"))
                   .unionByName(side("neighbour", neighbours, other="other", value="sim"))
                   .unionByName(side("trending", trending_goods(lines, asof, params),
@@ -350,18 +393,13 @@ def _normalized_top(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]
 
 
 def _recommend_block(params: HybridParams, k: int, blends: dict[str, dict[str, float]]):
+    @returns(RECOMMEND_SCHEMA)
     def compute(shopper_rows, goods_rows):
         import pandas as pd
         import scipy.sparse as sp
 
-        empty = pd.DataFrame({"model": pd.Series([], dtype=object),
-                              "user_key": pd.Series([], dtype=object),
-                              "goods_id": pd.Series([], dtype=object),
-                              "score": pd.Series([], dtype="float64"),
-                              "rank": pd.Series([], dtype="int32"),
-                              "bought": pd.Series([], dtype=bool)})
         if shopper_rows.empty or goods_rows.empty:
-            return empty
+            return None
         goods = np.unique(goods_rows["item"].to_numpy().astype(str))
         n_goods = len(goods)
         kind = goods_rows["kind"].to_numpy()
@@ -435,13 +473,16 @@ def _recommend_block(params: HybridParams, k: int, blends: dict[str, dict[str, f
             for name, weights in blends.items():
                 total = np.zeros((m, n_goods))
                 candidate = np.zeros((m, n_goods), bool)
-                for component, weight in weights.items():
-                    if weight:
+                for component in COMPONENTS:
+                    if weight := weights.get(component, 0.0):
                         values, mask = parts[component]
                         total += weight * np.where(mask, values, 0.0)
                         candidate |= mask
                 total[~candidate] = -np.inf
                 fresh = np.where(bought, -np.inf, total)
+                rebuy = weights.get("rebuy", 1.0)
+                if rebuy != 1.0:
+                    total = fresh if rebuy == 0.0 else np.where(bought, total * rebuy, total)
                 at_row, at_col = [], []
                 for r, (best, best_new) in enumerate(zip(_top(total, k), _top(fresh, k))):
                     cols = np.union1d(best, best_new)
@@ -454,5 +495,5 @@ def _recommend_block(params: HybridParams, k: int, blends: dict[str, dict[str, f
                     "rank": np.concatenate([np.arange(1, len(c) + 1, dtype=np.int32)
                                             for c in at_col]),
                     "bought": bought[rows_, cols_]}))
-        return pd.concat(out, ignore_index=True) if out else empty
+        return pd.concat(out, ignore_index=True) if out else None
     return compute

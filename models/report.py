@@ -222,6 +222,24 @@ def _evaluation(metrics: dict) -> str:
             f"<h2>MAP@{k} per model</h2>{_chart(evaluation, published)}")
 
 
+def _selection(metrics: dict) -> str:
+    """Which candidate the holdout chose (models/selection.py), and by how much."""
+    chosen = (metrics.get("evaluation") or {}).get("selection")
+    if not isinstance(chosen, dict):
+        return ""
+    rows = []
+    for name, c in (chosen.get("candidates") or {}).items():
+        mark = ' class="published"' if name == chosen.get("published") else ""
+        by_rebuy = ", ".join(f"{r}: {_fmt(v)}" for r, v in (c.get("on_all_by_rebuy") or {}).items())
+        rows.append(f'<tr{mark}><td class="name">{_e(name)}</td><td>{_fmt(c.get("score"))}</td>'
+                    f'<td>{_fmt(c.get("rebuy"), "g")}</td><td class="name">{_e(by_rebuy)}</td>'
+                    "</tr>")
+    by = _e(chosen.get("by", DASH))
+    return (f"<h2>What is published, and why</h2><p>{_e(chosen.get('reason', DASH))}.</p>"
+            f'<table><tr><th class="name">Candidate</th><th>{by}</th><th>rebuy</th>'
+            f'<th class="name">all purchases by rebuy</th></tr>{"".join(rows)}</table>')
+
+
 def _fpgrowth(metrics: dict) -> str:
     fp = metrics.get("fpgrowth") or {}
     return (f"<h2>FP-Growth</h2><p>Minimum support {_fmt(fp.get('min_support'), '.4g')}, "
@@ -241,7 +259,7 @@ def _gate(metrics: dict) -> str:
 def render(metrics: dict, previous: dict | None = None) -> str:
     """The report page for one model's metrics.json, compared with the served `previous`."""
     params = json.dumps(metrics.get("params") or {}, indent=2, sort_keys=True, default=str)
-    body = (_header(metrics) + _evaluation(metrics)
+    body = (_header(metrics) + _evaluation(metrics) + _selection(metrics)
             + f"<h2>Against the served version</h2>{_comparison(metrics, previous)}"
             + _fpgrowth(metrics) + _gate(metrics)
             + f"<h2>Parameters</h2><pre>{_e(params)}</pre>")

@@ -17,8 +17,14 @@ import numpy as np
 from pyspark.ml.recommendation import ALSModel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.types import DoubleType, IntegerType, StringType, StructField, StructType
 
-SIMILAR_SCHEMA = "goods_id string, similar_id string, score double, rank int"
+from models._pandas import returns
+
+SIMILAR_SCHEMA = StructType([StructField("goods_id", StringType()),
+                             StructField("similar_id", StringType()),
+                             StructField("score", DoubleType()),
+                             StructField("rank", IntegerType())])
 
 
 def similar_items(model: ALSModel, items: DataFrame, k: int = 20,
@@ -39,6 +45,7 @@ def similar_items(model: ALSModel, items: DataFrame, k: int = 20,
 
 
 def _block_top_k(k: int):
+    @returns(SIMILAR_SCHEMA)
     def compute(group):
         import pandas as pd
 
@@ -49,10 +56,7 @@ def _block_top_k(k: int):
         queries = np.flatnonzero((group["home"] == group["block"]).to_numpy())
         n = min(k, len(group) - 1)
         if n < 1 or len(queries) == 0:
-            return pd.DataFrame({"goods_id": pd.Series([], dtype=object),
-                                 "similar_id": pd.Series([], dtype=object),
-                                 "score": pd.Series([], dtype="float64"),
-                                 "rank": pd.Series([], dtype="int32")})
+            return None
         scores = vectors[queries] @ vectors.T
         scores[np.arange(len(queries)), queries] = -np.inf  # never one's own neighbour
         best = best_columns(scores, n)

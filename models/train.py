@@ -44,24 +44,23 @@ from pyspark.sql import functions as F
 
 from engine.versions import served_model
 from etl.clean import read_clean
-from models import als, baselines, evaluation, fpgrowth, hybrid, ids, report, similar
+from models import als, baselines, evaluation, fpgrowth, hybrid, ids, report, selection, similar
 
 log = logging.getLogger(__name__)
 POPULAR_K = 100
 SIMILAR_K = 20
 TUNED = "TUNED.json"  # written by `shoprecs tune`, read by every later run
-PUBLISHED = "hybrid"  # the name of what the pipeline publishes, in metrics.json
 PARTS = "parts"  # models/<version>/parts/<part>.json: what each training step produced
 
 
-def fingerprint(root: Path, start: dt.date, end: dt.date, params: dict) -> str:
+def fingerprint(root: Path, end: dt.date, params: dict) -> str:
+    """A hash of `params` and of every day landed up to `end` (the window trains the fits,
+    the whole history feeds each shopper's own signals)."""
     digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode())
-    day = start
-    while day <= end:
-        manifest = root / "landing" / "orders" / f"dt={day.isoformat()}" / "_manifest.json"
-        if manifest.exists():
+    for manifest in sorted((root / "landing" / "orders").glob("dt=*/_manifest.json")):
+        day = manifest.parent.name[3:]
+        if day <= end.isoformat():
             digest.update(f"{day}:{json.loads(manifest.read_text())['sha256']}".encode())
-        day += dt.timedelta(1)
     return digest.hexdigest()[:10]
 
 
@@ -74,29 +73,46 @@ def popular(lines: DataFrame, k: int = POPULAR_K) -> DataFrame:
     return lines.sparkSession.createDataFrame(rows, "goods_id string, score double, rank int")
 
 
-def split(lines: DataFrame, cut: dt.date, end: dt.date | None = None):
+def repeat_rate(lines: DataFrame) -> float:
+    """The share of known shoppers' purchases (goods per order) that buy again a goods the
+    shopper bought in an earlier order of `lines`: 0 in a shop nobody re-buys in."""
+    bought = lines.where(F.col("user_key").isNotNull()).select(
+        "user_key", "goods_id", "order_id").distinct()
+    row = bought.agg(F.count("*").alias("purchases"),
+                     F.count_distinct("user_key", "goods_id").alias("pairs")).first()
+    return round((row["purchases"] - row["pairs"]) / row["purchases"], 4) \
+        if row["purchases"] else 0.0
+
+
+def split(lines: DataFrame, cut: dt.date, end: dt.date | None = None,
+          history: DataFrame | None = None):
     """(before, after, test shoppers): lines before `cut`, lines from `cut` to `end`, and
-    the shoppers who bought in both."""
+    the shoppers who bought in both (before: in `history`, when given)."""
     before = lines.where(F.col("dt").cast("string") < cut.isoformat())
     after = lines.where(F.col("dt").cast("string") >= cut.isoformat())
     if end is not None:
         after = after.where(F.col("dt").cast("string") <= end.isoformat())
+    known = before if history is None else history.where(
+        F.col("dt").cast("string") < cut.isoformat())
     shoppers = after.where(F.col("user_key").isNotNull()).select("user_key").distinct() \
-        .join(before.select("user_key").distinct(), "user_key")
+        .join(known.select("user_key").distinct(), "user_key")
     return before, after, shoppers
 
 
 def candidates(before: DataFrame, shoppers: DataFrame, users: DataFrame, items: DataFrame,
-               cut: dt.date, als_params: als.ALSParams, params: hybrid.HybridParams, k: int
-               ) -> tuple[dict[str, DataFrame], DataFrame]:
-    """Every model's (user_key, goods_id, score) for the `shoppers`, each trained on
-    `before` only: the best k goods overall and the best k new, which is all an evaluation
-    at k reads in either mode. Also the cached lists behind them (unpersist when done)."""
+               cut: dt.date, als_params: als.ALSParams, params: hybrid.HybridParams, k: int,
+               rebuys: tuple[float, ...] = selection.REBUY_GRID,
+               history: DataFrame | None = None) -> tuple[dict[str, DataFrame], DataFrame]:
+    """Every candidate's (user_key, goods_id, score) for the `shoppers`, each trained on
+    `before` only (and on `history` before the cut for the shoppers' own signals), at every
+    `rebuy` (models/selection.py names them), and popularity: the best k goods overall and
+    the best k new, which is all an evaluation at k reads in either mode. Also the cached
+    lists behind them (unpersist when done)."""
     model = als.train(als.ratings(before, users, items, als_params.strength), als_params)
     asof = cut - dt.timedelta(days=1)
-    blends = {PUBLISHED: params.weights(), "als": {"als": 1.0}, "cooccurrence": {"items": 1.0}}
+    blends = selection.blends(params, rebuys)
     lists = hybrid.recommend(before, model, users, items, asof, params, k, shoppers=shoppers,
-                             blends=blends).cache()
+                             blends=blends, history=history).cache()
     scored = {name: lists.where(F.col("model") == name).select("user_key", "goods_id", "score")
               for name in blends}
     scored["popularity"] = baselines.popularity(before, shoppers, 200)
@@ -105,22 +121,31 @@ def candidates(before: DataFrame, shoppers: DataFrame, users: DataFrame, items: 
 
 def evaluate_holdout(lines: DataFrame, users: DataFrame, items: DataFrame, cut: dt.date,
                      als_params: als.ALSParams, params: hybrid.HybridParams, k: int = 10,
-                     end: dt.date | None = None) -> dict:
-    """The published model, ALS alone and the baselines, trained before `cut` and measured
-    on the days from `cut` (to `end`), in both modes."""
-    before, after, shoppers = split(lines, cut, end)
+                     end: dt.date | None = None, metric: str = "map", mode: str = "all",
+                     history: DataFrame | None = None) -> dict:
+    """Every candidate and popularity, trained before `cut` and measured on the days from
+    `cut` (to `end`) in both modes, and the candidate that is published (models/selection.py,
+    by `metric`@k in `mode`, the gate's). `history` (default `lines`): every clean line up
+    to the window's end; the test shoppers are those who bought in it before the cut and
+    bought again from the cut on, and "new" means never bought before the cut."""
+    history = lines if history is None else history
+    before, after, shoppers = split(lines, cut, end, history)
+    known = history.where(F.col("dt").cast("string") < cut.isoformat())
     shoppers = shoppers.cache()
-    test_users = shoppers.count()  # a shopper bought before the cut: `before` is not empty
-    if test_users == 0:
+    test_users = shoppers.count()
+    if test_users == 0 or before.isEmpty():
         shoppers.unpersist()
         return {"skipped": f"no shoppers bought both before and after {cut}"}
-    scored, lists = candidates(before, shoppers, users, items, cut, als_params, params, k)
+    scored, lists = candidates(before, shoppers, users, items, cut, als_params, params, k,
+                               history=known)
     catalog = lines.select("goods_id").distinct().count()
-    result = {"k": k, "cut": cut.isoformat(), "test_users": test_users,
-              "models": evaluation.evaluate_many(scored, before, after, k, catalog)}
+    result, per_shopper = evaluation.evaluate_paired(scored, known, after, k, catalog,
+                                                     metric, mode)
     for df in (shoppers, lists):
         df.unpersist()
-    return result
+    models, chosen = selection.choose(result, per_shopper, params, metric, mode, k)
+    return {"k": k, "cut": cut.isoformat(), "test_users": test_users, "models": models,
+            "selection": chosen}
 
 
 def _previous_mapping(spark: SparkSession, root: Path, kind: str) -> DataFrame | None:
@@ -160,6 +185,8 @@ class Plan:
     hybrid: hybrid.HybridParams
     fp: fpgrowth.FPGrowthParams
     tuning: dict | None
+    metric: str  # what the holdout chooses the published candidate by: the gate's
+    mode: str
     params: dict  # what the fingerprint hashes and metrics.json records
     version: str
 
@@ -186,10 +213,11 @@ def plan(settings, end: dt.date, als_params: als.ALSParams | None = None,
     start = end - dt.timedelta(days=settings.train_window_days - 1)
     params = {"als": als_params.as_dict(), "hybrid": hybrid_params.as_dict(),
               "fpgrowth": fp_params.as_dict(), "window": [start.isoformat(), end.isoformat()],
-              "holdout_days": settings.train_holdout_days}
-    version = f"{end:%Y%m%d}-{fingerprint(root, start, end, params)}"
+              "holdout_days": settings.train_holdout_days,
+              "selection": {"metric": settings.gate_metric, "mode": settings.gate_mode}}
+    version = f"{end:%Y%m%d}-{fingerprint(root, end, params)}"
     return Plan(root, start, end, settings.train_holdout_days, als_params, hybrid_params,
-                fp_params, tuning, params, version)
+                fp_params, tuning, settings.gate_metric, settings.gate_mode, params, version)
 
 
 def _read_lines(spark: SparkSession, p: Plan) -> DataFrame:
@@ -226,6 +254,7 @@ def train_als(spark: SparkSession, p: Plan, lines: DataFrame | None = None) -> d
     root, out = p.root, p.out
     release = lines is None
     lines = _read_lines(spark, p) if release else lines
+    history = read_clean(spark, root, None, p.end).cache()  # each shopper's own signals
     inter = als.interactions(lines, p.als.strength)
     users = ids.extend(_previous_mapping(spark, root, "users"), inter.select("user_key")).cache()
     items = ids.extend(_previous_mapping(spark, root, "items"), lines.select("goods_id")).cache()
@@ -238,7 +267,7 @@ def train_als(spark: SparkSession, p: Plan, lines: DataFrame | None = None) -> d
             log.info("evaluating on the holdout %s..%s (models trained before %s)",
                      cut, p.end, cut)
             evaluating = pool.submit(evaluate_holdout, lines, users, items, cut, p.als,
-                                     p.hybrid)
+                                     p.hybrid, metric=p.metric, mode=p.mode, history=history)
         else:
             evaluating = None
         # Not counted just for this log line (a job of its own); trained_on counts the
@@ -246,11 +275,7 @@ def train_als(spark: SparkSession, p: Plan, lines: DataFrame | None = None) -> d
         ratings = als.ratings(lines, users, items, p.als.strength).cache()
         log.info("training ALS %s", p.als)
         model = als.train(ratings, p.als)
-        log.info("scoring the hybrid %s for every shopper", p.hybrid)
-        recs = hybrid.recommend(lines, model, users, items, p.end, p.hybrid,
-                                p.als.top_k).drop("model")
         results = out / "results"
-        recs.write.mode("overwrite").parquet(str(results / "user_recs"))
         popular(lines).write.mode("overwrite").parquet(str(results / "popular"))
         spark.read.parquet(str(root / "clean" / "goods")).write.mode("overwrite").parquet(
             str(results / "catalog"))
@@ -259,13 +284,21 @@ def train_als(spark: SparkSession, p: Plan, lines: DataFrame | None = None) -> d
         users.write.mode("overwrite").parquet(str(out / "ids" / "users"))
         items.write.mode("overwrite").parquet(str(out / "ids" / "items"))
         model.write().overwrite().save(str(out / "als"))
-        counts = lines.agg(F.count("*").alias("lines"),
-                           F.countDistinct("user_key").alias("shoppers"),
-                           F.countDistinct("goods_id").alias("goods")).first()
+        counts = {**lines.agg(F.count("*").alias("lines"),
+                              F.countDistinct("user_key").alias("shoppers"),
+                              F.countDistinct("goods_id").alias("goods")).first().asDict(),
+                  "history_shoppers": history.agg(F.countDistinct("user_key")).first()[0],
+                  "repeat_rate": repeat_rate(history)}
         holdout = evaluating.result() if evaluating else {
             "skipped": "train.holdout_days is 0 or not shorter than the window"}
-    summary = {"trained_on": counts.asDict(), "evaluation": holdout}
-    for df in (users, items, ratings, *([lines] if release else [])):
+    # What the holdout chose (the configured hybrid when there was no holdout).
+    name, blend = selection.published_blend(holdout.get("selection"), p.hybrid)
+    log.info("scoring %s %s for every shopper", name, blend)
+    recs = hybrid.recommend(lines, model, users, items, p.end, p.hybrid, p.als.top_k,
+                            blends={name: blend}, history=history)
+    recs.drop("model").write.mode("overwrite").parquet(str(out / "results" / "user_recs"))
+    summary = {"trained_on": counts, "evaluation": holdout}
+    for df in (users, items, ratings, history, *([lines] if release else [])):
         df.unpersist()
     return _part_finish(p, "als", summary)
 
@@ -315,7 +348,8 @@ def finalize(p: Plan, served: dict | None = None) -> str:
         parts[part] = json.loads(path.read_text())
     fp = parts["fpgrowth"]
     metrics = {"version": p.version, "window": p.params["window"], "params": p.params,
-               "published_model": PUBLISHED, "tuning": p.tuning,
+               "published_model": (parts["als"]["evaluation"].get("selection") or {}).get(
+                   "published", selection.DEFAULT), "tuning": p.tuning,
                "trained_on": {"orders": fp["orders"], **parts["als"]["trained_on"]},
                "evaluation": parts["als"]["evaluation"],
                "fpgrowth": {"min_support": fp["min_support"], "rules": fp["rules"],

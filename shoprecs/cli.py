@@ -19,6 +19,8 @@ import sys
 
 import click
 
+from etl.generator import PROFILES, profile
+from models.gate import QualityGateError
 from shoprecs import config as shoprecs_config
 from shoprecs import pipeline
 
@@ -275,13 +277,21 @@ def simulator(settings, retail, start, days, orders, seed, retry_after, host, po
 
 @main.command()
 @click.option("--workdir", default="var/demo", show_default=True, type=click.Path())
-@click.option("--orders", type=int, default=20_000, show_default=True)
-@click.option("--days", type=int, default=30, show_default=True)
-def demo(workdir, orders, days):
+@click.option("--profile", "shop", type=click.Choice(list(PROFILES)), default="default",
+              show_default=True, help="Which kind of shop to generate (etl/generator.py).")
+@click.option("--orders", type=int, help="Orders to generate (default: the profile's).")
+@click.option("--days", type=int, help="Days of orders (default: the profile's).")
+def demo(workdir, shop, orders, days):
     """Generate a shop, run the nightly pipeline on it, serve it and show real answers."""
     from shoprecs.demo import run_demo
 
-    run_demo(workdir, orders=orders, days=days)
+    overrides = {k: v for k, v in (("orders", orders), ("days", days)) if v is not None}
+    try:
+        run_demo(workdir, profile(shop, **overrides))
+    except QualityGateError as exc:
+        raise click.ClickException(f"the quality gate kept the model from being served: "
+                                   f"{exc}") from exc
+
 
 if __name__ == "__main__":
     main()

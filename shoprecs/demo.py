@@ -1,6 +1,7 @@
 """`shoprecs demo`: the whole system on a generated shop, start to finish.
 
-1. generates 30 days of orders (seeded) and serves them from the bus simulator;
+1. generates a shop (seeded; `--profile` picks its kind, etl/generator.py) and serves its
+   orders from the bus simulator;
 2. runs the nightly pipeline for those days: extract, clean, train, publish;
 3. starts the API on CherryPy in a subprocess and asks it, over HTTP, for a known
    shopper's recommendations, an unknown shopper's, and a product's associations;
@@ -26,7 +27,7 @@ from urllib.parse import quote
 
 import requests
 
-from etl.generator import GeneratorParams, format_phone, generate
+from etl.generator import GeneratorParams, Truth, format_phone, generate
 from shoprecs import config as shoprecs_config
 from shoprecs import pipeline
 from shoprecs.phones import normalize
@@ -115,33 +116,68 @@ def ask(base: str, truth, goods_names: dict, orders: list[dict]) -> None:
             f"{mode} {m['map']:.4f}" for mode, m in modes.items()))
 
 
-def run_demo(workdir: str, orders: int = 20_000, days: int = 30) -> dict:
+@dataclasses.dataclass
+class Night:
+    """What one default night did on a generated shop."""
+
+    orders: list[dict]
+    goods: list[dict]
+    truth: Truth
+    version: str  # the model trained
+    verdict: str | None  # None: published; else the quality gate's reason it was not
+
+
+def run_night(shop: GeneratorParams, settings, timings: dict | None = None,
+              spark=None) -> Night:
+    """Generate `shop`, serve it from the bus simulator at settings.bus_url and run the
+    nightly pipeline over all its days; a model the quality gate refuses is reported, not
+    raised."""
+    from models.gate import QualityGateError
+
+    data, goods, truth = generate(shop)
+    end = shop.start + dt.timedelta(days=shop.days - 1)
+    simulator = start_simulator(data, goods, settings)
+    try:
+        version, verdict = pipeline.run_all(settings, shop.start, end, timings, spark), None
+    except QualityGateError as exc:
+        version = (settings.warehouse / "models" / "LATEST").read_text().strip()
+        verdict = str(exc)
+    finally:
+        simulator.stop()
+    return Night(data, goods, truth, version, verdict)
+
+
+def run_demo(workdir: str, shop: GeneratorParams = GeneratorParams()) -> dict:
+    """The demo on the generated `shop` (its start moved so that its last day is yesterday),
+    run with the configured settings but for the warehouse, bus and port it makes its own.
+
+    Raises QualityGateError when the gate refuses the shop's model (nothing to show)."""
+    from models.gate import QualityGateError
+
     work = Path(workdir).resolve()
     shutil.rmtree(work / "warehouse", ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
     end = dt.date.today() - dt.timedelta(days=1)
-    start = end - dt.timedelta(days=days - 1)
+    shop = dataclasses.replace(shop, start=end - dt.timedelta(days=shop.days - 1))
     base = shoprecs_config.load()
     settings = dataclasses.replace(
         base, warehouse_root=str(work / "warehouse"), bus_url=f"http://127.0.0.1:{free_port()}",
-        service_port=free_port(), train_window_days=days)
-    print(f"generating {orders} orders over {start}..{end} ...", flush=True)
-    data, goods, truth = generate(GeneratorParams(start=start, days=days, orders=orders))
+        service_port=free_port(), train_window_days=min(shop.days, base.train_window_days))
+    print(f"generating {shop.orders} orders over {shop.start}..{end} ...", flush=True)
     timings: dict = {}
-    simulator = start_simulator(data, goods, settings)
-    service = None
+    night = run_night(shop, settings, timings)
+    if night.verdict is not None:
+        raise QualityGateError(f"{night.verdict} (report: "
+                               f"{settings.warehouse / 'models' / night.version / 'report.html'})")
+    with pipeline.timed("service start", timings):
+        service = start_service(settings, work / "service.log")
     try:
-        version = pipeline.run_all(settings, start, end, timings)
-        with pipeline.timed("service start", timings):
-            service = start_service(settings, work / "service.log")
-        ask(f"http://127.0.0.1:{settings.service_port}", truth,
-            {g["id"]: g["name"] for g in goods}, data)
+        ask(f"http://127.0.0.1:{settings.service_port}", night.truth,
+            {g["id"]: g["name"] for g in night.goods}, night.orders)
     finally:
-        if service is not None:
-            service.terminate()
-            service.wait(timeout=30)
-        simulator.stop()
+        service.terminate()
+        service.wait(timeout=30)
     (work / "timings.json").write_text(json.dumps(timings, indent=2))
-    print(f"\npublished version {version}; seconds per step: {timings}")
+    print(f"\npublished version {night.version}; seconds per step: {timings}")
     print(f"warehouse: {settings.warehouse}   service log: {work / 'service.log'}")
     return timings

@@ -127,3 +127,32 @@ def test_evaluator_matches_the_definitions_on_a_random_population(spark):
         for mode in ev.MODES:
             assert got[name][mode] == pytest.approx(want[mode]), (name, mode)
     assert got["a"]["new"]["users"] < got["a"]["all"]["users"] == 40
+
+
+def _keys_in_blocks(spark, n_blocks: int, count: int) -> list[str]:
+    """`count` user keys, each in a different evaluation block of `n_blocks`."""
+    from pyspark.sql import functions as F
+
+    found: dict[int, str] = {}
+    for i in range(1000):
+        key = f"u{i}"
+        block = spark.range(1).select(F.pmod(F.xxhash64(F.lit(key)), F.lit(n_blocks))).first()[0]
+        found.setdefault(block, key)
+        if len(found) == count:
+            return [found[b] for b in sorted(found)]
+    raise AssertionError("no keys found")
+
+
+@pytest.mark.spark
+def test_a_block_with_only_new_shoppers_returns_typed_rows(spark):
+    # A small shop's holdout: one block's test buyers all bought nothing before the cut, so
+    # its pandas task has no shopper to measure. It used to return an untyped empty frame,
+    # which Arrow refused ("Cannot convert pyarrow.lib.ChunkedArray to pyarrow.lib.Array").
+    old, new = _keys_in_blocks(spark, 2, 2)  # the session has 2 cores and 2 partitions
+    train = spark.createDataFrame([(old, "a")], "user_key string, goods_id string")
+    test = spark.createDataFrame([(old, "b"), (new, "c")], "user_key string, goods_id string")
+    recs = spark.createDataFrame([(old, "b", 1.0), (new, "c", 1.0)],
+                                 "user_key string, goods_id string, score double")
+    got = ev.evaluate_many({"m": recs}, train, test, k=2, catalog_size=3)
+    assert got["m"]["all"]["users"] == 1 and got["m"]["all"]["precision"] == 0.5
+    assert got["m"]["new"]["map"] == 1.0
