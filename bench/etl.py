@@ -38,10 +38,10 @@ if sys.path and Path(sys.path[0] or ".").resolve() == HERE:  # run as bench/etl.
 import requests  # noqa: E402
 from cheroot.wsgi import Server  # noqa: E402
 
+from core.config import Settings  # noqa: E402
 from etl.bus import BusClient, extract_orders  # noqa: E402
 from etl.generator import GeneratorParams, generate  # noqa: E402
 from etl.simulator import HttpFaults, create_app  # noqa: E402
-from shoprecs.config import Settings  # noqa: E402
 from shoprecs.demo import free_port  # noqa: E402
 
 PARAMS = GeneratorParams(start=dt.date(2024, 1, 1), days=10, orders=100_000,

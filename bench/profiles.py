@@ -33,8 +33,8 @@ MODELS = ("popularity", "hybrid", "recent_popularity", "als", "item_knn")
 
 def bought_share(night, settings) -> dict[str, float]:
     """Share of the served top-10 slots holding goods the shopper bought before, per mode."""
+    from core.phones import normalize
     from engine import RecommendationEngine
-    from shoprecs.phones import normalize
 
     engine = RecommendationEngine.from_warehouse(settings.warehouse,
                                                  hmac_key=settings.privacy_hmac_key)
@@ -49,14 +49,14 @@ def bought_share(night, settings) -> dict[str, float]:
             recs, personal = engine.recommend(phone, 10, exclude_bought=exclude)
             if personal:
                 slots += len(recs)
-                hits += sum(str(r["goodsId"]) in goods for r in recs)
+                hits += sum(r.goods_id in goods for r in recs)
         share[mode] = hits / slots if slots else 0.0
     return share
 
 
 def run(name: str, scale: float) -> dict:
+    from core.config import Settings
     from etl.generator import profile
-    from shoprecs.config import Settings
     from shoprecs.demo import free_port, run_night
 
     work = OUT / name

@@ -231,9 +231,8 @@ def report(rows: dict, tuned: dict) -> None:
     spark_als = rows["Spark ALS, tuned"]["seconds"]
     ref = rows.get("implicit ALS (reference)")
     if ref:
-        print(f"target: Spark ALS fit at most 10x implicit's: {spark_als:.1f} s vs "
-              f"{ref['seconds']:.2f} s = {spark_als / ref['seconds']:.1f}x, "
-              f"{'met' if spark_als <= 10 * ref['seconds'] else 'NOT met'}")
+        print(f"Spark ALS fit against implicit's (a retired target): {spark_als:.1f} s vs "
+              f"{ref['seconds']:.2f} s = {spark_als / ref['seconds']:.1f}x")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ HMAC_KEY = "bench-online-retail"
 
 
 def settings():
-    from shoprecs.config import Settings
+    from core.config import Settings
 
     return dataclasses.replace(Settings(), warehouse_root=str(WAREHOUSE),
                                privacy_hmac_key=HMAC_KEY, bus_per_page=1000, bus_workers=8)

@@ -55,7 +55,8 @@ def build_warehouse(warehouse: Path):
 
     data, goods, _ = generate(GeneratorParams(start=GEN_START))
     if not (warehouse / "serving" / "CURRENT").exists():
-        from shoprecs import config, pipeline
+        from core import config
+        from shoprecs import pipeline
         from shoprecs.demo import free_port, start_simulator
 
         settings = dataclasses.replace(
@@ -228,8 +229,8 @@ def start_server(warehouse: Path, port: int, threads: int, log: Path,
 
 def seed_approach(warehouse: Path, orders: list[dict], lookups: int) -> dict:
     """The seed's per-request Spark job: filter + collect on a cached DataFrame."""
+    from core.phones import normalize, user_key
     from engine import current_version
-    from shoprecs.phones import normalize, user_key
     from shoprecs.spark import spark_session
 
     phones = sorted({o["clientTel"] for o in orders if o["clientTel"]})[:lookups]
@@ -251,7 +252,8 @@ def seed_approach(warehouse: Path, orders: list[dict], lookups: int) -> dict:
             "p50_ms": round(_pct(times, 0.5), 1), "p99_ms": round(_pct(times, 0.99), 1)}
 
 
-TARGET_RPS, TARGET_P99_MS = 3000, 5.0
+# Issue 27's targets: answered closed loop, and the open-loop rate its p99 is judged at.
+TARGET_RPS, TARGET_RATE, TARGET_P99_MS = 4000, 2000, 10.0
 
 
 def _cpu_times() -> list[int] | None:
@@ -282,7 +284,7 @@ def closed_loop(port, requests_, seconds, connections, loadgen) -> dict:
 
 
 def verdict(report: dict) -> str:
-    """The figures against issue 5's targets, one line each."""
+    """The figures against the targets, one line each."""
     closed, opened = report["http"]
     errors = closed["errors"] + opened["errors"]
     met = {True: "met", False: "NOT MET"}
@@ -319,7 +321,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--warehouse", type=Path, default=WORK / "warehouse")
     ap.add_argument("--seconds", type=float, default=10)
-    ap.add_argument("--rate", type=int, default=TARGET_RPS, help="open-loop requests/s")
+    ap.add_argument("--rate", type=int, default=TARGET_RATE, help="open-loop requests/s")
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2, help="CherryPy threads per process")
     ap.add_argument("--workers", type=int, default=os.cpu_count(),

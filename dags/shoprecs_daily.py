@@ -44,7 +44,8 @@ from airflow.sdk import CronTriggerTimetable, dag, task
 
 def _alert(context) -> None:
     """on_failure_callback: a task failed for good (its retries spent)."""
-    from shoprecs import alerts, config
+    from core import config
+    from shoprecs import alerts
 
     ti = context["ti"]
     interval = f"{context['data_interval_start']}..{context['data_interval_end']}"
@@ -88,7 +89,8 @@ DEFAULT_ARGS = {
 def shoprecs_daily():
     @task(retries=4, retry_exponential_backoff=2.0, max_retry_delay=dt.timedelta(hours=1))
     def extract(data_interval_start=None, data_interval_end=None) -> list[str]:
-        from shoprecs import config, pipeline
+        from core import config
+        from shoprecs import pipeline
 
         first, last = _days(data_interval_start, data_interval_end)
         pipeline.extract(config.load(), dt.date.fromisoformat(first), dt.date.fromisoformat(last))
@@ -96,20 +98,23 @@ def shoprecs_daily():
 
     @task
     def clean(days: list[str]) -> dict:
-        from shoprecs import config, pipeline
+        from core import config
+        from shoprecs import pipeline
 
         first, last = map(dt.date.fromisoformat, days)
         return pipeline.clean(config.load(), first, last)
 
     @task
     def train_als(days: list[str], _cleaned: dict) -> str:
-        from shoprecs import config, pipeline
+        from core import config
+        from shoprecs import pipeline
 
         return pipeline.train_als(config.load(), dt.date.fromisoformat(days[1]))
 
     @task
     def train_fpgrowth(days: list[str], _cleaned: dict) -> str:
-        from shoprecs import config, pipeline
+        from core import config
+        from shoprecs import pipeline
 
         return pipeline.train_fpgrowth(config.load(), dt.date.fromisoformat(days[1]))
 
@@ -117,8 +122,9 @@ def shoprecs_daily():
     def evaluate_gate(days: list[str], als_version: str, fp_version: str) -> str:
         from airflow.sdk.exceptions import AirflowFailException
 
+        from core import config
         from models.gate import QualityGateError
-        from shoprecs import config, pipeline
+        from shoprecs import pipeline
 
         settings = config.load()
         version = pipeline.finalize(settings, dt.date.fromisoformat(days[1]),
@@ -132,7 +138,8 @@ def shoprecs_daily():
     def publish(version: str) -> str:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from shoprecs import config, pipeline
+        from core import config
+        from shoprecs import pipeline
 
         if pipeline.publish_nightly(config.load(), version) is None:
             raise AirflowSkipException(f"{version} not published: a version trained on later "
@@ -143,7 +150,8 @@ def shoprecs_daily():
     def reload(version: str) -> dict:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from shoprecs import config, pipeline
+        from core import config
+        from shoprecs import pipeline
 
         settings = config.load()
         if not settings.service_url:

@@ -1,10 +1,10 @@
 """Serving from MongoDB: the RecommendationEngine's lookups, read per request, LRU-cached.
 
-The seam is `RecommendationEngine._encode`, the one method that builds the in-memory
+The seam is `RecommendationEngine._index`, the one method that builds the in-memory
 indexes from a snapshot. `MongoEngine` overrides it to bind the same index names to
-`_Lru` views that fetch one document on a miss and encode it with the very functions the
-snapshot engine uses (`user_fragments`, `ranked_rules`, `basket_entry`), so both answer
-byte for byte alike; every lookup method above the indexes is inherited unchanged.
+`_Lru` views that fetch one document on a miss and shape it with the very functions the
+snapshot engine uses (`user_lists`, `ranked_rules`, `as_rule`), so both answer alike;
+every lookup method above the indexes is inherited unchanged.
 Popular items and the manifest are read once per version; goods names are fetched in one
 query per answer and cached. Misses are cached too (an unknown shopper costs one query
 per `cache_size` lookups, not one per request).
@@ -20,9 +20,8 @@ from collections.abc import Callable, Iterable
 
 from cachetools import LRUCache
 
-from engine._encoded import ItemEncoder
 from engine.mongo import VERSIONS, MongoStore, MongoStoreError, connect
-from engine.recommender import RecommendationEngine, basket_entry, ranked_rules, user_fragments
+from engine.recommender import RecommendationEngine, Scored, as_rule, ranked_rules, user_lists
 
 _MISSING = object()
 
@@ -63,7 +62,7 @@ class _Lru:
 
 
 class _Names:
-    """The catalog's names, as much of a dict as ItemEncoder and the engine need."""
+    """The catalog's names, as much of a dict as the engine needs."""
 
     def __init__(self, coll, maxsize: int):
         self._coll = coll
@@ -126,45 +125,43 @@ class MongoSource:
 class MongoEngine(RecommendationEngine):
     """RecommendationEngine over a MongoSnapshot: same lookups, documents fetched lazily."""
 
-    def _encode(self, snap: MongoSnapshot) -> None:
-        enc, size = ItemEncoder(snap.names), snap.cache_size
+    def _index(self, snap: MongoSnapshot) -> None:
+        size = snap.cache_size
         users = snap.store.collection("user_recs", snap.version)
 
         def fetch_users(keys):
             docs = list(users.find({"_id": {"$in": keys}}))
             snap.names.prefetch(r[0] for d in docs for r in d["recs"])
-            return {d["_id"]: user_fragments(d["recs"], enc) for d in docs if d["recs"]}
+            return {d["_id"]: user_lists(d["recs"]) for d in docs if d["recs"]}
 
         def fetch_similar(ids):
             near = snap.similar.get_many(ids)
             snap.names.prefetch(o for n in near.values() if n for o, _ in n)
-            return {g: tuple(enc.item(o, s, "score") for o, s in n)
-                    for g, n in near.items() if n}
+            return {g: tuple(Scored(o, s) for o, s in n) for g, n in near.items() if n}
 
         def fetch_assoc(ids):
-            rules = snap.rules_with(ids, single=True)
-            snap.names.prefetch(c for r in rules for c in r["consequent"])
-            return {g: ranked_rules([r for r in rules if r["antecedent"][0] == g], enc)
-                    for g in {r["antecedent"][0] for r in rules}}
+            rules = [as_rule(r) for r in snap.rules_with(ids, single=True)]
+            snap.names.prefetch(c for r in rules for c in r.consequent)
+            return {g: ranked_rules([r for r in rules if r.antecedent[0] == g])
+                    for g in {r.antecedent[0] for r in rules}}
 
         def fetch_members(ids):
-            rules = snap.rules_with(ids)
-            snap.names.prefetch(c for r in rules for c in r["consequent"])
-            entries = [basket_entry(r, enc) for r in rules]
-            return {g: [e for e in entries if g in e[0]] for g in ids}
+            rules = [as_rule(r) for r in snap.rules_with(ids)]
+            snap.names.prefetch(c for r in rules for c in r.consequent)
+            return {g: [r for r in rules if g in r.antecedent] for g in ids}
 
         self._users = _Lru(fetch_users, size)
-        self._popular = tuple(enc.item(g, s) for g, s in snap.popular)
+        self._popular = tuple(Scored(g, s) for g, s in snap.popular)
         self._similar = _Lru(fetch_similar, size)
         self._assoc = _Lru(fetch_assoc, size)
         self._by_member = _Lru(fetch_members, size)
 
     def _fired(self, cart: set[str]):
         """Rules whose whole antecedent is in the cart: one query for the uncached items."""
-        for entries in self._by_member.get_many(sorted(cart)).values():
-            for entry in entries or ():
-                if entry[0] <= cart:
-                    yield entry
+        for rules in self._by_member.get_many(sorted(cart)).values():
+            for rule in rules or ():
+                if set(rule.antecedent) <= cart:
+                    yield rule
 
     def has_product(self, goods_id: str) -> bool:
         return goods_id in self.snapshot.names or goods_id in self._assoc
@@ -182,15 +179,15 @@ class MongoEngine(RecommendationEngine):
         if not self._popular:
             raise MongoStoreError(f"{self.version}: no popular items, so no fallback")
         try:
-            self.recommend_json("+70000000000", 10)
+            self.recommend("+70000000000", 10)
             user = snap.store.collection("user_recs", self.version).find_one()
             if user is not None and self._users.get(user["_id"]) is None:
                 raise MongoStoreError(f"{self.version}: shopper {user['_id'][:8]}... has no recs")
             rule = snap.store.collection("rules", self.version).find_one({"size": 1})
             for goods_id in ([rule["antecedent"][0]] if rule else []) + [g for g, _ in
                                                                           snap.popular[:1]]:
-                self.associations_json(goods_id)
-                self.similar_json(goods_id)
+                self.associations(goods_id)
+                self.similar(goods_id)
             self.basket([g for g, _ in snap.popular[:2]])
         except (LookupError, ValueError, TypeError, KeyError) as exc:
             raise MongoStoreError(f"{self.version}: self-check failed: {exc!r}") from exc

@@ -1,25 +1,24 @@
 """RecommendationEngine: answers the serving API's lookups from a loaded Snapshot.
 
-Lookups are dictionary reads on indexes built at load time; nothing here runs Spark.
-Each result is kept as pre-encoded JSON fragments (`engine._encoded`), so the `*_json`
-methods answer with bytes ready to send; the dict-returning methods decode those same
-bytes, so both always agree. Phones arrive in any format, are normalized by the same
-rules as the cleaning job and turned into the HMAC key under which the snapshot stores
-shoppers.
+Lookups are dictionary reads on indexes built at load time; nothing here runs Spark, and
+nothing here knows HTTP: the answers are plain data (`Scored`, `Rule`, `Suggestion`
+tuples, goods ids as text), and the service decides how they leave. Phones arrive in any
+format, are normalized by the same rules as the cleaning job and turned into the HMAC key
+under which the snapshot stores shoppers.
 """
 from __future__ import annotations
 
 import functools
 import itertools
-import json
 import math
 from pathlib import Path
+from typing import NamedTuple
 
-from engine._encoded import ItemEncoder, dumps, join, json_id, number
+from core.phones import InvalidPhone, PhoneRules, normalize, user_key
 from engine.snapshot import Snapshot, SnapshotError, current_version
-from shoprecs.phones import InvalidPhone, PhoneRules, normalize, user_key
 
-__all__ = ["InvalidPhone", "RecommendationEngine", "UnknownProduct", "json_id"]
+__all__ = ["InvalidPhone", "RecommendationEngine", "Rule", "Scored", "Suggestion",
+           "UnknownProduct"]
 
 SORT_KEYS = ("confidence", "lift")
 USER_KEY_CACHE = 65536  # phones (as sent) -> key; a few MB at most
@@ -30,30 +29,47 @@ class UnknownProduct(LookupError):
     """The goods id is not in the served catalog."""
 
 
-def _rule_order(sort: str):
-    return lambda r: (-r[sort], -r["support"], r["consequent"])
+class Scored(NamedTuple):
+    """A recommended goods and its score (a rating, or a similarity)."""
+
+    goods_id: str
+    score: float
 
 
-def user_fragments(recs, enc: ItemEncoder) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
-    """(every rec, the recs not bought before) of one shopper, encoded."""
-    return (tuple(enc.item(g, s) for g, s, _ in recs),
-            tuple(enc.item(g, s) for g, s, bought in recs if not bought))
+class Rule(NamedTuple):
+    """An association rule: who bought all of `antecedent` also bought `consequent`."""
+
+    antecedent: tuple[str, ...]
+    consequent: tuple[str, ...]
+    confidence: float
+    lift: float
+    support: float
 
 
-def ranked_rules(rules: list[dict], enc: ItemEncoder) -> dict[str, list[tuple[float, bytes]]]:
-    """sort key -> [(confidence, fragment)] best first, for one product's rules."""
-    return {key: [(r["confidence"], enc.rule(r)) for r in sorted(rules, key=_rule_order(key))]
+class Suggestion(NamedTuple):
+    """What to add to a cart, with the score it won by and the cart goods it came from."""
+
+    goods_id: str
+    score: float
+    because: tuple[str, ...]
+
+
+def as_rule(row: dict) -> Rule:
+    return Rule(tuple(row["antecedent"]), tuple(row["consequent"]), row["confidence"],
+                row["lift"], row["support"])
+
+
+def user_lists(recs) -> tuple[tuple[Scored, ...], tuple[Scored, ...]]:
+    """(every rec, the recs not bought before) of one shopper, from (goods, score, bought)."""
+    return (tuple(Scored(g, s) for g, s, _ in recs),
+            tuple(Scored(g, s) for g, s, bought in recs if not bought))
+
+
+def ranked_rules(rules: list[Rule]) -> dict[str, tuple[Rule, ...]]:
+    """sort key -> one product's rules, best first (then support, then consequent)."""
+    return {key: tuple(sorted(rules, key=lambda r: (-getattr(r, key), -r.support,
+                                                    r.consequent)))
             for key in SORT_KEYS}
-
-
-def basket_entry(r: dict, enc: ItemEncoder) -> tuple:
-    """(antecedent set, (confidence, lift, support), ((consequent, fragment), ...))."""
-    because = ",".join(enc.goods(g) for g in r["antecedent"])
-    score = number(r["confidence"])
-    fragments = tuple(
-        (c, f'{{"goodsId":{enc.goods(c)},"score":{score},"name":{enc.name(c)},'
-            f'"because":[{because}]}}'.encode()) for c in r["consequent"])
-    return (frozenset(r["antecedent"]), (r["confidence"], r["lift"], r["support"]), fragments)
 
 
 def _phone_key(phone: str, *, rules: PhoneRules, hmac_key: str) -> str:
@@ -63,40 +79,31 @@ def _phone_key(phone: str, *, rules: PhoneRules, hmac_key: str) -> str:
 class RecommendationEngine:
     def __init__(self, snapshot: Snapshot, *, hmac_key: str, rules: PhoneRules = PhoneRules()):
         self.snapshot = snapshot
-        self._hmac_key = hmac_key
-        self._phone_rules = rules
         # storefronts ask for the same shoppers again and again, and normalizing plus the
         # HMAC cost more than the lookup (InvalidPhone is raised again each time, not kept)
         # (a closure, not a bound method: the engine stays free of reference cycles, so the
         # old one is freed on reload without waiting for the cyclic GC)
         self._key_of = functools.lru_cache(maxsize=USER_KEY_CACHE)(
             functools.partial(_phone_key, rules=rules, hmac_key=hmac_key))
-        self._encode(snapshot)
+        self._index(snapshot)
 
-    def _encode(self, snap: Snapshot) -> None:
-        enc = ItemEncoder(snap.names)
-        self._users = {key: user_fragments(recs, enc)
-                       for key, recs in snap.user_recs.items() if recs}
-        self._popular = tuple(enc.item(g, s) for g, s in snap.popular)
-        self._similar = {g: tuple(enc.item(o, s, "score") for o, s in near)
+    def _index(self, snap: Snapshot) -> None:
+        self._users = {key: user_lists(recs) for key, recs in snap.user_recs.items() if recs}
+        self._popular = tuple(Scored(g, s) for g, s in snap.popular)
+        self._similar = {g: tuple(Scored(o, s) for o, s in near)
                          for g, near in snap.similar.items()}
-        # product -> sort key -> [(confidence, fragment)] best first
-        self._assoc = {g: ranked_rules(rules, enc) for g, rules in snap.rules_by_item.items()}
-        self._index_basket_rules(snap.rules, enc)
-
-    def _index_basket_rules(self, rules: list[dict], enc: ItemEncoder) -> None:
-        """Rules by exact antecedent (a small cart looks up each of its subsets) and under
-        every antecedent member (for big carts); each with its answer fragments encoded."""
-        self._by_antecedent: dict[frozenset, list[tuple]] = {}
-        self._by_member: dict[str, list[tuple]] = {}
-        self._max_antecedent = 0
+        self._assoc = {g: ranked_rules([as_rule(r) for r in found])
+                       for g, found in snap.rules_by_item.items()}
+        rules = [as_rule(r) for r in snap.rules]
+        # Baskets: rules by exact antecedent (a small cart looks up each of its subsets)
+        # and under every antecedent member (for big carts).
+        self._by_antecedent: dict[frozenset, list[Rule]] = {}
+        self._by_member: dict[str, list[Rule]] = {}
         for r in rules:
-            entry = basket_entry(r, enc)
-            antecedent = entry[0]
-            self._by_antecedent.setdefault(antecedent, []).append(entry)
-            for g in antecedent:
-                self._by_member.setdefault(g, []).append(entry)
-            self._max_antecedent = max(self._max_antecedent, len(antecedent))
+            self._by_antecedent.setdefault(frozenset(r.antecedent), []).append(r)
+            for g in r.antecedent:
+                self._by_member.setdefault(g, []).append(r)
+        self._max_antecedent = max((len(r.antecedent) for r in rules), default=0)
 
     def _fired(self, cart: set[str]):
         """Rules whose whole antecedent is in the cart."""
@@ -107,9 +114,9 @@ class RecommendationEngine:
                     yield from self._by_antecedent.get(frozenset(subset), ())
         else:
             for g in cart:
-                for entry in self._by_member.get(g, ()):
-                    if entry[0] <= cart:
-                        yield entry
+                for rule in self._by_member.get(g, ()):
+                    if set(rule.antecedent) <= cart:
+                        yield rule
 
     @classmethod
     def from_warehouse(cls, root: str | Path, **kwargs) -> RecommendationEngine:
@@ -123,108 +130,86 @@ class RecommendationEngine:
     def version(self) -> str:
         return self.snapshot.version
 
+    def name(self, goods_id: str) -> str | None:
+        """The goods' name in the served catalog, or None."""
+        return self.snapshot.names.get(goods_id)
+
     def user_key(self, phone: str) -> str:
         """The snapshot's key for a phone in any format; InvalidPhone says why not."""
         return self._key_of(phone)
 
-    def recommend_json(self, phone: str, limit: int = 10,
-                       exclude_bought: bool = False) -> tuple[bytes, bool]:
-        """(JSON list, personalized?) for a phone in any format; popular if unknown.
+    def recommend(self, phone: str, limit: int = 10,
+                  exclude_bought: bool = False) -> tuple[tuple[Scored, ...], bool]:
+        """(best goods first, personalized?) for a phone in any format; popular goods for a
+        shopper the model does not know.
 
-        `exclude_bought` leaves out goods the shopper bought in the training window (the
-        batch job stores the best new goods beside the best overall, so the list stays
-        full)."""
+        `exclude_bought` leaves out goods the shopper ever bought (the batch job stores the
+        best new goods beside the best overall, so the list stays full)."""
         recs = self._users.get(self.user_key(phone))
         if recs is not None:
-            return join(recs[1 if exclude_bought else 0][:limit]), True
-        return join(self._popular[:limit]), False
-
-    def recommend(self, phone: str, limit: int = 10,
-                  exclude_bought: bool = False) -> tuple[list[dict], bool]:
-        body, personalized = self.recommend_json(phone, limit, exclude_bought)
-        return json.loads(body), personalized
+            return recs[1 if exclude_bought else 0][:limit], True
+        return self._popular[:limit], False
 
     def has_product(self, goods_id: str) -> bool:
-        return goods_id in self.snapshot.names or goods_id in self.snapshot.rules_by_item
+        return goods_id in self.snapshot.names or goods_id in self._assoc
 
-    def similar_json(self, goods_id: str, limit: int = 10) -> bytes:
+    def similar(self, goods_id: str, limit: int = 10) -> tuple[Scored, ...]:
         """Goods whose ALS item factors are closest (cosine) to `goods_id`'s."""
         if not self.has_product(goods_id):
             raise UnknownProduct(goods_id)
-        return join(self._similar.get(goods_id, ())[:limit])
+        return self._similar.get(goods_id, ())[:limit]
 
-    def similar(self, goods_id: str, limit: int = 10) -> list[dict]:
-        return json.loads(self.similar_json(goods_id, limit))
-
-    def associations_json(self, goods_id: str, limit: int = 10, min_confidence: float = 0.0,
-                          sort: str = "confidence") -> bytes:
+    def associations(self, goods_id: str, limit: int = 10, min_confidence: float = 0.0,
+                     sort: str = "confidence") -> list[Rule]:
         """Rules "bought goods_id -> also bought ...", best first by `sort` (then support)."""
         if sort not in SORT_KEYS:
             raise ValueError(f"sort must be one of {SORT_KEYS}")
         if not self.has_product(goods_id):
             raise UnknownProduct(goods_id)
         ranked = self._assoc.get(goods_id, {}).get(sort, ())
-        out = []
-        for confidence, fragment in ranked:
-            if len(out) == limit:
-                break
-            if confidence >= min_confidence:
-                out.append(fragment)
-        return join(out)
+        return list(itertools.islice((r for r in ranked if r.confidence >= min_confidence),
+                                     limit))
 
-    def associations(self, goods_id: str, limit: int = 10, min_confidence: float = 0.0,
-                     sort: str = "confidence") -> list[dict]:
-        return json.loads(self.associations_json(goods_id, limit, min_confidence, sort))
-
-    def basket_json(self, items: list[str], limit: int = 10) -> tuple[bytes, str]:
+    def basket(self, items: list[str], limit: int = 10) -> tuple[list[Suggestion], str]:
         """(what to add to a cart holding `items`, source), source one of BASKET_SOURCES.
 
         Rules whose whole antecedent is in the cart and whose consequent is not, one entry
-        per consequent goods (its best rule), best first by confidence, lift, support.
-        When no rule fires: goods most similar to any cart item; when none has neighbours:
-        popular goods. Never the cart's own goods. Unknown ids are ignored (the model's
-        catalog lags the shop's)."""
+        per consequent goods (its best rule), best first by confidence, lift, support; the
+        score is the confidence. When no rule fires: goods most similar to any cart item;
+        when none has neighbours: popular goods. Never the cart's own goods. Unknown ids
+        are ignored (the model's catalog lags the shop's)."""
         cart = set(items)
-        best: dict[str, tuple] = {}
-        for _, key, fragments in self._fired(cart):
-            if any(c in cart for c, _ in fragments):
+        best: dict[str, Rule] = {}
+        for rule in self._fired(cart):
+            if cart.intersection(rule.consequent):
                 continue
-            for goods_id, fragment in fragments:
-                if goods_id not in best or key > best[goods_id][0]:
-                    best[goods_id] = (key, fragment)
+            for goods_id in rule.consequent:
+                if goods_id not in best or _strength(rule) > _strength(best[goods_id]):
+                    best[goods_id] = rule
         if best:
-            ranked = sorted(best.items(), key=lambda kv: (-kv[1][0][0], -kv[1][0][1],
-                                                          -kv[1][0][2], kv[0]))
-            return join(f for _, (_, f) in ranked[:limit]), "rules"
-        found, source = self._basket_fallback(cart, limit)
-        return dumps(found), source
+            ranked = sorted(best.items(), key=lambda kv: (*(-x for x in _strength(kv[1])),
+                                                          kv[0]))
+            return [Suggestion(g, r.confidence, r.antecedent) for g, r in ranked[:limit]], \
+                "rules"
+        return self._basket_fallback(cart, limit)
 
-    def basket(self, items: list[str], limit: int = 10) -> tuple[list[dict], str]:
-        body, source = self.basket_json(items, limit)
-        return json.loads(body), source
-
-    def _basket_fallback(self, cart: set[str], limit: int) -> tuple[list[dict], str]:
+    def _basket_fallback(self, cart: set[str], limit: int) -> tuple[list[Suggestion], str]:
         near: dict[str, tuple[float, str]] = {}
         for g in sorted(cart):
-            for other, score in self.snapshot.similar.get(g, ()):
+            for other, score in self._similar.get(g, ()):
                 if other not in cart and score > near.get(other, (-2.0,))[0]:
                     near[other] = (score, g)
         if near:
             ranked = sorted(near.items(), key=lambda kv: (-kv[1][0], kv[0]))
-            return [self._basket_item(g, s, (src,)) for g, (s, src) in ranked[:limit]], "similar"
-        popular = [(g, s) for g, s in self.snapshot.popular if g not in cart][:limit]
-        return [self._basket_item(g, s, ()) for g, s in popular], "popular"
-
-    def _basket_item(self, goods_id: str, score: float, because) -> dict:
-        return {"goodsId": json_id(goods_id), "score": round(score, 6),
-                "name": self.snapshot.names.get(goods_id),
-                "because": [json_id(g) for g in because]}
+            return [Suggestion(g, s, (src,)) for g, (s, src) in ranked[:limit]], "similar"
+        popular = [p for p in self._popular if p.goods_id not in cart][:limit]
+        return [Suggestion(g, s, ()) for g, s in popular], "popular"
 
     def find_products(self, text: str, limit: int = 20) -> list[tuple[str, str]]:
         """[(goods id, name)]: the id itself if it is one, else names containing `text`."""
         text = text.strip()
         if self.has_product(text):
-            return [(text, self.snapshot.names.get(text))]
+            return [(text, self.name(text))]
         needle = text.casefold()
         found = [(g, n) for g, n in self.snapshot.names.items()
                  if needle and n and needle in n.casefold()]
@@ -242,13 +227,17 @@ class RecommendationEngine:
         if not self._popular:
             raise SnapshotError(f"{self.version}: no popular items, so no fallback")
         try:
-            self.recommend_json("+70000000000", 10)
+            self.recommend("+70000000000", 10)
             for key, (every, _) in list(self._users.items())[:1]:
                 if not every:
                     raise SnapshotError(f"{self.version}: shopper {key[:8]}... has no recs")
             for goods_id in list(self._assoc)[:1] + list(self.snapshot.similar)[:1]:
-                self.associations_json(goods_id)
-                self.similar_json(goods_id)
+                self.associations(goods_id)
+                self.similar(goods_id)
             self.basket([g for g, _ in self.snapshot.popular[:2]])
         except (LookupError, ValueError, TypeError) as exc:
             raise SnapshotError(f"{self.version}: self-check failed: {exc!r}") from exc
+
+
+def _strength(rule: Rule) -> tuple[float, float, float]:
+    return rule.confidence, rule.lift, rule.support

@@ -7,8 +7,9 @@ For each landed day it:
 * keeps orders without a phone (guest checkouts) with user_key null: they still count as
   baskets for FP-Growth;
 * removes duplicate orders (same id), the one sent last winning;
-* replaces the phone by `user_key`, the HMAC-SHA256 of the normalized phone, computed in
-  Spark SQL (no Python UDF) and equal to `shoprecs.phones.user_key`.
+* replaces the phone by `user_key`, the HMAC-SHA256 of the normalized phone: Spark calls
+  `core.phones` (one pandas task per partition), the very code the service keys lookups
+  with, so the two can never disagree.
 Writing replaces exactly the days processed (dynamic partition overwrite).
 
 Run with: shoprecs clean --date 2024-01-30   (or --from 2024-01-01 --to 2024-01-30)
@@ -16,10 +17,10 @@ Run with: shoprecs clean --date 2024-01-30   (or --from 2024-01-01 --to 2024-01-
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
 from pathlib import Path
 
+import pandas as pd
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
@@ -32,7 +33,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from shoprecs.phones import PhoneRules
+from core.phones import InvalidPhone, PhoneRules, normalize, user_key
 
 log = logging.getLogger(__name__)
 
@@ -66,34 +67,24 @@ QUARANTINE_SCHEMA = StructType([StructField("reason", StringType()),
 GOODS_SCHEMA = StructType([StructField("id", StringType()), StructField("name", StringType())])
 
 
-def normalize_phone_col(raw: Column, rules: PhoneRules = PhoneRules()) -> Column:
-    """Spark twin of `shoprecs.phones.normalize`: the normalized digits, or null."""
-    text = F.trim(raw)
-    digits = F.regexp_replace(text, "[^0-9]", "")
-    length = F.length(digits)
-    cc, trunk, n = rules.country_code, rules.trunk_prefix, rules.full_length
-    plus = text.startswith("+")
-    return (F.when(~text.rlike(r"^[0-9 +()\-.]+$"), None)
-            .when(plus & digits.startswith(cc) & (length == n), digits)
-            .when(plus & ~digits.startswith(cc) & length.between(8, 15), digits)
-            .when(plus, None)
-            .when((length == n) & digits.startswith(trunk),
-                  F.concat(F.lit(cc), F.substring(digits, len(trunk) + 1, n)))
-            .when((length == n) & digits.startswith(cc), digits)
-            .when(length == rules.national_length, F.concat(F.lit(cc), digits))
-            .otherwise(None))
+INVALID = ""  # what phone_keys gives a phone that breaks the rules (a key is 64 hex digits)
 
 
-def hmac_sha256_col(message: Column, key: str) -> Column:
-    """Hex HMAC-SHA256(key, message) from Spark's sha2 (RFC 2104, block size 64)."""
-    k = key.encode()
-    if len(k) > 64:
-        k = hashlib.sha256(k).digest()
-    k = k.ljust(64, b"\0")
-    ipad = bytearray(b ^ 0x36 for b in k)
-    opad = bytearray(b ^ 0x5C for b in k)
-    inner = F.sha2(F.concat(F.lit(ipad), F.encode(message, "UTF-8")), 256)
-    return F.sha2(F.concat(F.lit(opad), F.unhex(inner)), 256)
+def phone_keys(rules: PhoneRules, hmac_key: str):
+    """A pandas UDF: each phone as sent -> its `core.phones.user_key` (the one definition
+    of both the normalization and the key), None when blank, INVALID when no phone."""
+    def key(raw: str | None) -> str | None:
+        if raw is None or not raw.strip(" "):
+            return None
+        try:
+            return user_key(normalize(raw, rules), hmac_key)
+        except InvalidPhone:
+            return INVALID
+
+    @F.pandas_udf(StringType())
+    def keys(phones: pd.Series) -> pd.Series:
+        return phones.map(key, na_action="ignore")
+    return keys
 
 
 def _blank(col: Column) -> Column:
@@ -106,13 +97,13 @@ def transform(raw: DataFrame, *, rules: PhoneRules, hmac_key: str) -> tuple[Data
     `_seq` orders the records as the bus sent them; for a duplicated id the highest wins.
     """
     ts = F.try_to_timestamp(F.col("date"))
-    phone = normalize_phone_col(F.col("clientTel"), rules)
-    orders = raw.withColumn("order_ts", ts).withColumn("phone", phone).withColumn(
+    key = phone_keys(rules, hmac_key)(F.col("clientTel"))
+    orders = raw.withColumn("order_ts", ts).withColumn("key", key).withColumn(
         "reason",
         F.when(F.col("_corrupt_record").isNotNull(), "unparseable record")
         .when(_blank(F.col("id")), "order has no id")
         .when(F.col("order_ts").isNull(), "order date missing or not ISO 8601")
-        .when(~_blank(F.col("clientTel")) & F.col("phone").isNull(), "invalid phone number")
+        .when(F.col("key") == INVALID, "invalid phone number")
         .when(F.coalesce(F.size("basket"), F.lit(0)) <= 0, "empty basket"))
     bad_orders = orders.where(F.col("reason").isNotNull()).select(
         "dt", "reason", F.coalesce("_corrupt_record", F.to_json(F.struct(
@@ -123,8 +114,7 @@ def transform(raw: DataFrame, *, rules: PhoneRules, hmac_key: str) -> tuple[Data
             .withColumn("_n", F.row_number().over(latest)).where("_n = 1"))
     lines = good.select(
         "dt", F.col("id").alias("order_id"), "order_ts",
-        F.when(F.col("phone").isNotNull(), hmac_sha256_col(F.col("phone"), hmac_key))
-        .alias("user_key"),
+        F.col("key").alias("user_key"),
         F.explode("basket").alias("line"))
     lines = lines.withColumn("qty", F.col("line.quantity").try_cast("int")).withColumn(
         "reason",

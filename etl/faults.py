@@ -19,7 +19,7 @@ import datetime as dt
 import random
 from dataclasses import dataclass, field
 
-from shoprecs.phones import InvalidPhone, normalize
+from core.phones import InvalidPhone, normalize
 
 
 @dataclass(frozen=True)

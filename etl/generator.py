@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from etl.profiles import PROFILES
+
 _ADJECTIVES = ["Blue", "Red", "Vintage", "Rustic", "Glass", "Ceramic", "Wooden", "Silver",
                "Paper", "Linen", "Enamel", "Pastel", "Gold", "Woven", "Floral", "Retro"]
 _NOUNS = ["Mug", "Candle Holder", "Lantern", "Tea Towel", "Cake Stand", "Photo Frame",
@@ -64,26 +66,6 @@ class GeneratorParams:
             goods=goods, items_per_cluster=max(3, min(goods // self.clusters,
                                                       times(self.items_per_cluster, 3))),
             bundles=max(1, min(self.bundles, goods // 8)))
-
-
-# Shops unlike the default, each a few settings away from it (the default stays the demo's).
-PROFILES: dict[str, dict] = {
-    "default": {},
-    # A few hundred shoppers and a few thousand orders: every block of the evaluation is
-    # thin, some are empty.
-    "tiny": dict(days=60, orders=2_000, shoppers=300, goods=300, clusters=4,
-                 items_per_cluster=40, bundles=10),
-    # Books or media: ten months, 800 shoppers, 1,800 orders, 1,400 goods, no re-buys.
-    "no_repeat": dict(days=300, orders=1_800, shoppers=1_300, goods=1_400, clusters=10,
-                      items_per_cluster=120, bundles=15, repeat_purchases=False),
-    # Tens of thousands of goods, most bought a handful of times.
-    "long_tail": dict(days=60, orders=20_000, shoppers=4_000, goods=30_000, clusters=40,
-                      items_per_cluster=600, bundles=60, popularity_exponent=0.6),
-    # Half a year in which each goods sells for a few weeks around its peak.
-    "seasonal": dict(days=180, orders=20_000, season_weeks=2.0),
-    # Three orders in four without a phone.
-    "guests": dict(guest_rate=0.75),
-}
 
 
 def profile(name: str, scale: float = 1.0, **overrides) -> GeneratorParams:

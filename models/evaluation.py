@@ -9,14 +9,13 @@ Two modes:
 * `new`: relevant = what they bought in the test period and never before, and goods they
   bought in training are removed from the recommendations before taking the top k.
 
-The pure functions below define the metrics; `evaluate_many` computes the same numbers
-for whole populations, every model and mode in one pass, a pandas task per block of
-shoppers (`evaluate` and `evaluate_modes` are views of it; tests check they agree with
-the definitions).
+`evaluate_many` computes them for whole populations, every model and mode in one pass, a
+pandas task per block of shoppers (`evaluate` and `evaluate_modes` are views of it); the
+tests hold the textbook definitions, one shopper at a time, and check that every figure
+agrees with them (tests/models/definitions.py).
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -34,32 +33,6 @@ EVALUATED_SCHEMA = StructType([
     StructField("model", StringType()), StructField("mode", StringType()),
     StructField("user_key", StringType()), StructField("goods_id", StringType()),
     *(StructField(m, DoubleType()) for m in ("precision", "recall", "map", "ndcg"))])
-
-
-def precision_at_k(recommended: Sequence, relevant: set, k: int) -> float:
-    return sum(1 for item in recommended[:k] if item in relevant) / k
-
-
-def recall_at_k(recommended: Sequence, relevant: set, k: int) -> float:
-    if not relevant:
-        return 0.0
-    return sum(1 for item in recommended[:k] if item in relevant) / len(relevant)
-
-
-def average_precision_at_k(recommended: Sequence, relevant: set, k: int) -> float:
-    hits, total = 0, 0.0
-    for rank, item in enumerate(recommended[:k], 1):
-        if item in relevant:
-            hits += 1
-            total += hits / rank
-    return total / min(len(relevant), k) if relevant else 0.0
-
-
-def ndcg_at_k(recommended: Sequence, relevant: set, k: int) -> float:
-    dcg = sum(1 / math.log2(rank + 1)
-              for rank, item in enumerate(recommended[:k], 1) if item in relevant)
-    ideal = sum(1 / math.log2(rank + 1) for rank in range(1, min(len(relevant), k) + 1))
-    return dcg / ideal if ideal else 0.0
 
 
 def evaluate(recs: DataFrame, train: DataFrame, test: DataFrame, k: int, mode: str,

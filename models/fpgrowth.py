@@ -25,9 +25,6 @@ from pyspark.sql import functions as F
 
 log = logging.getLogger(__name__)
 
-_MINING_PARTITIONS = 1  # FPGrowth's numPartitions; see train()
-
-
 @dataclass(frozen=True)
 class FPGrowthParams:
     min_support: float | None = None  # None: derived from the number of baskets
@@ -35,6 +32,7 @@ class FPGrowthParams:
     min_baskets: int = 50  # support of the derived minSupport, in baskets
     max_basket_items: int = 100  # larger baskets are not mined; 0: no limit
     max_itemsets: int = 200_000  # more than this: minSupport is doubled; 0: no limit
+    partitions: int = 0  # groups mined in parallel; 0: the session's default parallelism
 
     @classmethod
     def from_settings(cls, settings) -> FPGrowthParams:
@@ -43,7 +41,8 @@ class FPGrowthParams:
                    min_confidence=settings.fpgrowth_min_confidence,
                    min_baskets=settings.fpgrowth_min_baskets,
                    max_basket_items=settings.fpgrowth_max_basket_items,
-                   max_itemsets=settings.fpgrowth_max_itemsets)
+                   max_itemsets=settings.fpgrowth_max_itemsets,
+                   partitions=settings.fpgrowth_partitions)
 
     def support_for(self, n_baskets: int) -> float:
         if self.min_support is not None:
@@ -71,17 +70,17 @@ def train(baskets_df: DataFrame, min_support: float, params: FPGrowthParams) -> 
     freqItemsets come back cached and materialized (unpersist them when done), so the
     rules and the saved model reuse them instead of mining again. Its minSupport is the
     one finally used (`min_support`, doubled while over `max_itemsets`)."""
-    # Spark's parallel FP-growth copies nearly the whole prefix tree of every long basket
-    # into each of its numPartitions groups, and builds then Kryo-serializes a tree per
-    # (input partition, group): on Online Retail (2 cores) the default 8 groups took 36 s,
-    # 2 groups 7 s, 1 group 4.7 s (bench/fpgrowth.py). So mine in one group, and build the
-    # trees in as many input partitions as there are cores.
+    # Spark's parallel FP-growth mines each of its numPartitions item groups in a task of
+    # its own, copying into each group the part of every basket it needs: one group per
+    # core the session has (a cluster's many) keeps every core mining without copying the
+    # baskets more often than there are cores to use them.
     cores = baskets_df.sparkSession.sparkContext.defaultParallelism
+    groups = params.partitions or cores
     data = baskets_df.coalesce(cores)
     support = min_support
     while True:
         fp = FPGrowth(itemsCol="items", minSupport=support,
-                      minConfidence=params.min_confidence, numPartitions=_MINING_PARTITIONS)
+                      minConfidence=params.min_confidence, numPartitions=groups)
         model = fp.fit(data)
         # freqItemsets is lazy: uncached, counting it and then the rules (which read it
         # twice) would mine everything three times.

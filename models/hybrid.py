@@ -38,14 +38,11 @@ items are split into blocks, each block's task receives the full baskets of the 
 who bought any of its items, and computes the block's rows of the co-occurrence matrix
 with scipy, keeping the top neighbours. No shopper pair join, nothing collected.
 
-Two implementations of the blend, checked equal by the tests:
-* `components` / `blend` / `top_lists`: Spark SQL, one DataFrame per component. The
-  definition, and what `shoprecs tune` uses to re-blend cached components under many
-  weights.
-* `recommend`: what the nightly job runs. One pandas task per block of shoppers computes
-  every component and the top lists with numpy, beside a copy of the goods side (item
-  factors, neighbours, trending). The SQL version spent most of its time on shuffles and
-  windows, not arithmetic.
+`recommend` computes it: Spark aggregates the per-pair inputs, the item neighbours and the
+trending goods; then one pandas task per block of shoppers computes every component and
+the top lists with numpy, beside a copy of the goods side (item factors, neighbours,
+trending). Several blends cost one pass: the holdout and `shoprecs tune` score all their
+candidates this way, with the very code that publishes.
 """
 from __future__ import annotations
 
@@ -55,7 +52,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 from pyspark.ml.recommendation import ALSModel
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
     BooleanType,
@@ -66,7 +63,6 @@ from pyspark.sql.types import (
     StructType,
 )
 
-from models import als
 from models._pandas import returns
 from models.baselines import most_ordered
 from models.similar import best_columns
@@ -161,17 +157,6 @@ def bought_pairs(lines: DataFrame) -> DataFrame:
     return lines.where(F.col("user_key").isNotNull()).select("user_key", "goods_id").distinct()
 
 
-def _per_user_max(scores: DataFrame) -> DataFrame:
-    peak = F.max("score").over(Window.partitionBy("user_key"))
-    return scores.withColumn("score", F.when(peak > 0, F.greatest(F.col("score"), F.lit(0.0))
-                                             / peak).otherwise(F.lit(0.0)))
-
-
-def _top_per_user(scores: DataFrame, n: int) -> DataFrame:
-    order = Window.partitionBy("user_key").orderBy(F.desc("score"), "goods_id")
-    return scores.withColumn("_r", F.row_number().over(order)).where(F.col("_r") <= n).drop("_r")
-
-
 def pair_signals(lines: DataFrame, shoppers: DataFrame | None, asof: dt.date,
                  params: HybridParams) -> DataFrame:
     """(user_key, goods_id, repeat, weight) for each goods a shopper bought (`shoppers`,
@@ -202,91 +187,6 @@ def trending_goods(lines: DataFrame, asof: dt.date, params: HybridParams) -> Dat
         [(r["goods_id"], r["orders"] / peak) for r in top], "goods_id string, score double")
 
 
-def components(lines: DataFrame, model: ALSModel, users: DataFrame, items: DataFrame,
-               shoppers: DataFrame | None, asof: dt.date, params: HybridParams,
-               neighbours: DataFrame | None = None) -> dict[str, DataFrame]:
-    """Each component's (user_key, goods_id, score), normalized, for the `shoppers`
-    (None: every shopper of `lines`, without the joins that pick a subset).
-
-    `neighbours` (from item_neighbours) can be passed in when scoring several ALS models
-    on the same lines."""
-    if shoppers is not None:
-        shoppers = shoppers.select("user_key").distinct()
-    pair = pair_signals(lines, shoppers, asof, params)
-    repeat = pair.select("user_key", "goods_id", F.col("repeat").alias("score"))
-    profile = pair.select("user_key", "goods_id", "weight")
-
-    if neighbours is None:
-        neighbours = item_neighbours(lines, params.neighbours, params.block_items)
-    knn = (profile.join(neighbours, "goods_id")
-           .groupBy("user_key", F.col("other").alias("goods_id"))
-           .agg(F.sum(F.col("weight") * F.col("sim")).alias("score")))
-
-    if shoppers is None:  # users without ALS factors get no recommendations from it
-        subset = users.select(F.col("id").alias("user"))
-        shoppers = pair.select("user_key").distinct()
-    else:
-        subset = shoppers.join(users.withColumnRenamed("key", "user_key"), "user_key") \
-            .select(F.col("id").alias("user")).distinct()
-    als_recs = als.recommend_users(model, subset, params.candidates, users, items) \
-        .select("user_key", "goods_id", "score")
-
-    trending = shoppers.crossJoin(F.broadcast(trending_goods(lines, asof, params)))
-
-    return {"repeat": _per_user_max(repeat),
-            "als": _per_user_max(als_recs),
-            "items": _per_user_max(_top_per_user(knn, params.candidates)),
-            "trending": trending}
-
-
-def blend(parts: dict[str, DataFrame], weights: dict[str, float],
-          pairs: DataFrame) -> DataFrame:
-    """(user_key, goods_id, score, bought): the weighted sum of the components' scores
-    (`weights`: HybridParams.weights()), times `rebuy` for goods already bought."""
-    weighted = None
-    for name, weight in weights.items():
-        if weight == 0 or name not in COMPONENTS:
-            continue
-        part = parts[name].select("user_key", "goods_id",
-                                  (F.col("score") * F.lit(float(weight))).alias("score"))
-        weighted = part if weighted is None else weighted.unionByName(part)
-    if weighted is None:
-        raise ValueError("every hybrid weight is 0: nothing to recommend with")
-    blended = weighted.groupBy("user_key", "goods_id").agg(F.sum("score").alias("score"))
-    bought = pairs.select("user_key", "goods_id", F.lit(True).alias("bought"))
-    scored = blended.join(bought, ["user_key", "goods_id"], "left").fillna(False, ["bought"])
-    rebuy = float(weights.get("rebuy", 1.0))
-    if rebuy == 1.0:
-        return scored
-    if rebuy == 0.0:
-        return scored.where(~F.col("bought"))
-    return scored.withColumn("score", F.when(F.col("bought"), F.col("score") * rebuy)
-                             .otherwise(F.col("score")))
-
-
-def score(lines: DataFrame, model: ALSModel, users: DataFrame, items: DataFrame,
-          shoppers: DataFrame | None, asof: dt.date, params: HybridParams) -> DataFrame:
-    """(user_key, goods_id, score, bought): every candidate of the `shoppers` (None: all of
-    them), blended."""
-    parts = components(lines, model, users, items, shoppers, asof, params)
-    return blend(parts, params.weights(), bought_pairs(lines))
-
-
-def top_lists(scores: DataFrame, k: int) -> DataFrame:
-    """(user_key, goods_id, score, rank, bought): the best k overall and the best k new.
-
-    `rank` orders the union by score, so filtering `bought` rows out of it leaves the
-    best new goods in order."""
-    overall = Window.partitionBy("user_key").orderBy(F.desc("score"), "goods_id")
-    fresh = Window.partitionBy("user_key", "bought").orderBy(F.desc("score"), "goods_id")
-    kept = (scores.withColumn("r_all", F.row_number().over(overall))
-            .withColumn("r_new", F.row_number().over(fresh))
-            .where((F.col("r_all") <= k) | (~F.col("bought") & (F.col("r_new") <= k))))
-    return kept.withColumn("rank", F.row_number().over(overall)).select(
-        "user_key", "goods_id", "score", "rank", "bought")
-
-
-# The nightly path (see the module docstring): `top_lists(score(...))` in one pandas pass.
 RECOMMEND_SCHEMA = StructType([
     StructField("model", StringType()), StructField("user_key", StringType()),
     StructField("goods_id", StringType()), StructField("score", DoubleType()),
@@ -301,9 +201,10 @@ def recommend(lines: DataFrame, model: ALSModel, users: DataFrame, items: DataFr
               blends: dict[str, dict[str, float]] | None = None,
               history: DataFrame | None = None) -> DataFrame:
     """(model, user_key, goods_id, score, rank, bought): for every shopper of `history` (or
-    of `shoppers`) and every blend of `blends` ({model name: component weights}, default
-    {"hybrid": params.weights()}), what `top_lists(blend(components(...)), k)` gives: the
-    best k goods overall and the best k new, ranked.
+    of `shoppers`) and every blend of `blends` ({model name: HybridParams.weights()},
+    default {"hybrid": params.weights()}), the best k goods overall and the best k new,
+    ranked by score, ties by goods id (`rank` orders the union, so leaving out the bought
+    rows leaves the best new goods in order).
 
     `lines` (the training window) feeds the fits: the item neighbours and trending goods
     (ALS was fitted on it); `history` (every clean line up to `asof`, default `lines`) the

@@ -22,9 +22,9 @@ from pathlib import Path
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from core.phones import PhoneRules
 from engine.mongo import MongoStore, MongoStoreError, collection_name, connect, write_partition
 from engine.mongo_engine import MongoEngine, MongoSnapshot
-from shoprecs.phones import PhoneRules
 
 log = logging.getLogger(__name__)
 

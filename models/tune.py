@@ -7,8 +7,8 @@ reads are never the ones the parameters were chosen on:
     start                         val_cut          cut           end
 
 The search has two stages. First every ALS setting of the grid is trained on `train` and
-measured alone; then the blend weights are searched on the best ALS model's cached
-components, which costs one evaluation per blend, not one fit.
+measured alone; then every blend of the weight grid is scored around the best ALS model in
+one pass of `hybrid.recommend`, the code that publishes, and measured in one evaluation.
 The objective is MAP@k relative to popularity, averaged over both modes (all purchases,
 new goods), so neither question is sacrificed for the other. The winner is written to
 models/TUNED.json with every trial, and every later training run uses it (its metrics.json
@@ -50,7 +50,10 @@ def search(lines: DataFrame, users: DataFrame, items: DataFrame, val_cut: dt.dat
            val_end: dt.date, *, als_grid: Iterable[als.ALSParams] = ALS_GRID,
            weight_grid: Iterable[dict] = WEIGHT_GRID,
            base: hybrid.HybridParams = hybrid.HybridParams(), k: int = 10) -> dict:
-    """Train on lines before `val_cut`, validate on val_cut..val_end; return the report."""
+    """Train on lines before `val_cut`, validate on val_cut..val_end; return the report.
+
+    Every trial is scored by `hybrid.recommend`, the code that publishes: each ALS setting
+    alone, then every blend of the grid around the best ALS in one pass."""
     from models.train import split
 
     before, after, shoppers = split(lines, val_cut, val_end)
@@ -59,51 +62,42 @@ def search(lines: DataFrame, users: DataFrame, items: DataFrame, val_cut: dt.dat
         raise ValueError(f"no shopper bought both before {val_cut} and in {val_cut}..{val_end}:"
                          " the validation window is empty; train on more days first")
     catalog = lines.select("goods_id").distinct().count()
-    pairs = hybrid.bought_pairs(before).cache()
-    neighbours = hybrid.item_neighbours(before, base.neighbours, base.block_items).cache()
-
-    def measure(recs: DataFrame) -> dict:
-        return evaluation.evaluate_modes(recs, before, after, k, catalog)
-
-    popular = measure(baselines.popularity(before, shoppers, 200))
+    asof = val_cut - dt.timedelta(days=1)
+    popular = evaluation.evaluate_modes(baselines.popularity(before, shoppers, 200), before,
+                                        after, k, catalog)
     als_grid, weight_grid = list(als_grid), list(weight_grid)
     trials, best = [], {}
-    bar = tqdm(total=len(als_grid) + len(weight_grid), desc="tune", unit="trial")
-    asof = val_cut - dt.timedelta(days=1)
+    bar = tqdm(total=len(als_grid) + 1, desc="tune", unit="step")
 
-    def record(stage: str, als_params, params, parts, fit_seconds):
-        result = measure(hybrid.blend(parts, params.weights(), pairs))
-        trial = {"stage": stage, "als": als_params.as_dict(), "hybrid": params.as_dict(),
-                 "score": objective(result, popular), "fit_seconds": round(fit_seconds, 1),
-                 "metrics": result}
-        trials.append(trial)
-        if stage not in best or trial["score"] > best[stage]["score"]:
-            best[stage] = trial
+    def measure(stage: str, als_params, fit_seconds, blends: dict) -> None:
+        """Score `blends` ({name: HybridParams}) of one ALS fit in one pass, and record them."""
+        started = time.perf_counter()
+        model = als.train(als.ratings(before, users, items, als_params.strength), als_params)
+        seconds = fit_seconds if fit_seconds is not None else time.perf_counter() - started
+        lists = hybrid.recommend(before, model, users, items, asof, base, k, shoppers=shoppers,
+                                 blends={n: p.weights() for n, p in blends.items()}).cache()
+        results = evaluation.evaluate_many(
+            {n: lists.where(lists.model == n) for n in blends}, before, after, k, catalog)
+        lists.unpersist()
+        for name, params in blends.items():
+            trial = {"stage": stage, "als": als_params.as_dict(), "hybrid": params.as_dict(),
+                     "score": objective(results[name], popular), "fit_seconds": round(seconds, 1),
+                     "metrics": results[name]}
+            trials.append(trial)
+            if stage not in best or trial["score"] > best[stage]["score"]:
+                best[stage] = trial
         bar.update()
         bar.set_postfix(best=f"{best[stage]['score']:.3f}")
 
-    def fit(als_params):
-        started = time.perf_counter()
-        model = als.train(als.ratings(before, users, items, als_params.strength), als_params)
-        seconds = time.perf_counter() - started
-        parts = {name: df.cache() for name, df in hybrid.components(
-            before, model, users, items, shoppers, asof, base, neighbours).items()}
-        return parts, seconds
-
     als_only = dataclasses.replace(base, w_repeat=0.0, w_als=1.0, w_items=0.0, w_trending=0.0)
     for als_params in als_grid:  # stage 1: ALS alone
-        parts, seconds = fit(als_params)
-        record("als", als_params, als_only, parts, seconds)
-        for df in parts.values():
-            df.unpersist()
+        measure("als", als_params, None, {"als": als_only})
     winner = als.ALSParams(**best["als"]["als"])
-    parts, seconds = fit(winner)
-    for weights in weight_grid:  # stage 2: the blend around the best ALS
-        record("hybrid", winner, dataclasses.replace(base, **weights), parts, seconds)
-    for df in parts.values():
-        df.unpersist()
+    # stage 2: the blends around the best ALS
+    measure("hybrid", winner, best["als"]["fit_seconds"],
+            {f"blend{i}": dataclasses.replace(base, **w) for i, w in enumerate(weight_grid)})
     bar.close()
-    for df in (before, shoppers, pairs, neighbours):
+    for df in (before, shoppers):
         df.unpersist()
     chosen = best["hybrid"]
     log.info("tuning done: best %.3f x popularity with %s", chosen["score"], chosen["hybrid"])

@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 from paste.translogger import TransLogger
 
-from shoprecs.phones import mask
+from core.phones import mask
 
 _UNQUOTED = re.compile(r"[A-Za-z0-9_.~/-]*\Z").match  # what quote() leaves as it is
 

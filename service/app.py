@@ -1,10 +1,10 @@
 """The Flask app factory: configuration, the engine holder, metrics, JSON errors, blueprints.
 
-Configuration: defaults from `shoprecs.config` (file + SHOPRECS_* environment), then the
+Configuration: defaults from `core.config` (file + SHOPRECS_* environment), then the
 `config` mapping given to `create_app` (tests pass {"TESTING": True, ...}); a mapping may
 carry ENGINE (a ready RecommendationEngine) to serve instead of the warehouse's CURRENT.
 
-Request path: CherryPy -> TransLogger -> ServingMiddleware (metrics + fast path) -> Flask.
+Request path: CherryPy -> TransLogger -> MetricsMiddleware -> Flask.
 """
 from __future__ import annotations
 
@@ -12,14 +12,13 @@ import logging
 
 from flask import Flask, redirect
 
+from core import config as shoprecs_config
+from core.phones import PhoneRules
 from engine import EngineHolder
 from engine.mongo_engine import engine_for, source_for
 from service import errors, merch, ops, routes
 from service.auth import parse_keys
-from service.fastpath import ServingMiddleware
-from service.metrics import Metrics
-from shoprecs import config as shoprecs_config
-from shoprecs.phones import PhoneRules
+from service.metrics import Metrics, MetricsMiddleware
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +64,5 @@ def create_app(config: dict | None = None) -> Flask:
     for blueprint in (routes.bp, ops.bp, merch.bp):
         app.register_blueprint(blueprint)
     app.add_url_rule("/", "index", lambda: redirect("/merch"))
-    app.wsgi_app = ServingMiddleware(app.wsgi_app, holder, metrics, storefront_keys,
-                                     fast=settings.service_fast_path,
-                                     max_body=settings.service_max_body_bytes)
+    app.wsgi_app = MetricsMiddleware(app.wsgi_app, metrics)
     return app

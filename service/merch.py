@@ -52,7 +52,7 @@ def page():
     query = request.args.get("q", "").strip()[:200]
     phone = request.args.get("phone", "").strip()[:40]
     view = {"engine": engine, "query": query, "phone": phone,
-            "served": _requests_served()}
+            "served": _requests_served(), "name": engine.name if engine else None}
     if engine is not None:
         view["info"] = engine.info()
         view["model_metrics"] = _numbers(engine.info()["metrics"])

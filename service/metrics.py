@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
+from time import perf_counter
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -95,3 +96,24 @@ class Metrics:
 
     def reloaded(self, result: ReloadResult) -> None:
         self._reloads.labels(result.status).inc()
+
+
+class MetricsMiddleware:
+    """WSGI: every request counted and timed under its route template."""
+
+    def __init__(self, app, metrics: Metrics):
+        self.app, self.metrics = app, metrics
+
+    def __call__(self, environ, start_response):
+        started = perf_counter()
+        status = []
+
+        def capture(line, headers, exc_info=None):
+            status.append(line[:3])
+            return start_response(line, headers, exc_info)
+
+        try:
+            return self.app(environ, capture)
+        finally:
+            self.metrics.observe(route_of(environ.get("PATH_INFO", "")),
+                                 status[0] if status else "500", perf_counter() - started)

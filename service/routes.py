@@ -1,18 +1,31 @@
 """The storefront's routes (DESIGN.md, "Serving API"): lookups answered from the engine.
 
-Every response body here is JSON the engine encoded; `service/fastpath.py` answers the
-same GET requests before they reach Flask when it can, with identical results.
+Each route is defined once (service/api.py): its parameters arrive parsed, and its answer
+is the engine's data encoded by service/encode.py.
 """
 from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, request
 
 from engine import InvalidPhone, RecommendationEngine, UnknownProduct
-from service import params
+from service.api import (
+    AssociationsQuery,
+    Basket,
+    Item,
+    Neighbour,
+    RecommendationsQuery,
+    RuleItem,
+    SimilarQuery,
+    Suggestion,
+    endpoint,
+)
 from service.auth import HEADER, require_key
+from service.encode import encoder
 from service.errors import ApiError
 
 bp = Blueprint("api", __name__)
+LOOKUP_ERRORS = (400, 401, 403, 404, 503)
+GOODS = {"goods_id": ("goods id as in the catalog", "10082")}
 
 
 def engine() -> RecommendationEngine:
@@ -44,46 +57,51 @@ def _unknown(goods_id: str) -> ApiError:
     return ApiError(404, "unknown_product", f"no product {shown!r} in the served catalog")
 
 
-@bp.get("/users/<phone>/recommendations")
-def user_recommendations(phone: str):
+@endpoint(bp, "/users/<phone>/recommendations", query=RecommendationsQuery,
+          summary="Recommendations for a shopper; popular goods for unknown shoppers",
+          path={"phone": ("phone in any format", "+7 (916) 539-6205")}, answer=list[Item],
+          headers=("X-Model-Version", "X-Recommendation-Source"), errors=LOOKUP_ERRORS)
+def user_recommendations(phone: str, query: RecommendationsQuery):
     served = engine()
-    limit = params.limit(request.args.get("limit"))
-    exclude_bought = params.flag("exclude_bought", request.args.get("exclude_bought"))
     try:
-        body, personalized = served.recommend_json(phone, limit, exclude_bought)
+        recs, personalized = served.recommend(phone, query.limit, query.exclude_bought)
     except InvalidPhone as exc:
         raise ApiError(400, "invalid_phone", str(exc)) from None
     source = "personalized" if personalized else "popular"
-    return _json(body, served.version, **{"X-Recommendation-Source": source})
+    return _json(encoder(served).items(recs), served.version,
+                 **{"X-Recommendation-Source": source})
 
 
-@bp.get("/products/<goods_id>/associations")
-def product_associations(goods_id: str):
+@endpoint(bp, "/products/<goods_id>/associations", query=AssociationsQuery, path=GOODS,
+          summary="Association rules whose antecedent is exactly this product",
+          answer=list[RuleItem], headers=("X-Model-Version",), errors=LOOKUP_ERRORS)
+def product_associations(goods_id: str, query: AssociationsQuery):
     served = engine()
-    limit = params.limit(request.args.get("limit"))
-    min_confidence = params.min_confidence(request.args.get("min_confidence"))
-    sort = params.sort(request.args.get("sort"))
     try:
-        body = served.associations_json(goods_id, limit, min_confidence, sort)
+        rules = served.associations(goods_id, query.limit, query.min_confidence, query.sort)
     except UnknownProduct:
         raise _unknown(goods_id) from None
-    return _json(body, served.version)
+    return _json(encoder(served).rules(rules), served.version)
 
 
-@bp.get("/products/<goods_id>/similar")
-def similar_products(goods_id: str):
+@endpoint(bp, "/products/<goods_id>/similar", query=SimilarQuery, path=GOODS,
+          summary="Goods nearest to this one by ALS item factors", answer=list[Neighbour],
+          headers=("X-Model-Version",), errors=LOOKUP_ERRORS)
+def similar_products(goods_id: str, query: SimilarQuery):
     served = engine()
-    limit = params.limit(request.args.get("limit"))
     try:
-        body = served.similar_json(goods_id, limit)
+        near = served.similar(goods_id, query.limit)
     except UnknownProduct:
         raise _unknown(goods_id) from None
-    return _json(body, served.version)
+    return _json(encoder(served).items(near, "score"), served.version)
 
 
-@bp.post("/recommendations/basket")
-def basket():
+@endpoint(bp, "/recommendations/basket", "POST", body=Basket, answer=list[Suggestion],
+          summary="What to add to a cart: rules, else similar goods, else popular goods",
+          headers=("X-Model-Version", "X-Recommendation-Source"),
+          errors=(*LOOKUP_ERRORS, 413))
+def basket(body: Basket):
     served = engine()
-    items, limit = params.basket(request.get_json(force=True, silent=True))
-    body, source = served.basket_json(items, limit)
-    return _json(body, served.version, **{"X-Recommendation-Source": source})
+    found, source = served.basket([str(i) for i in body.items], body.limit)
+    return _json(encoder(served).suggestions(found), served.version,
+                 **{"X-Recommendation-Source": source})

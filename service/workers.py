@@ -47,7 +47,7 @@ _FAST_DEATH_WINDOW = 120.0  # ... within this many seconds stop the supervisor
 
 def _worker(settings, host: str, port: int, threads: int, level: int) -> None:
     """One worker: the app and CherryPy, as `shoprecs serve` with one process runs them."""
-    from shoprecs.cli import configure_logging
+    from core.logs import configure_logging
 
     configure_logging(level, tag=f"[worker {os.getpid()}]")
     # SIGHUP (a reload) came blocked from the supervisor, since its default action kills.

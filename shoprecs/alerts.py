@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from shoprecs.config import Settings
+from core.config import Settings
 
 log = logging.getLogger(__name__)
 

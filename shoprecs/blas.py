@@ -1,26 +1,22 @@
-"""The native BLAS and LAPACK behind Spark's ALS: Intel's MKL from the virtual environment.
+"""Intel's MKL for Spark's ALS, when installed (`pip install 'shoprecs[mkl]'`, `make mkl`).
 
-Spark's ALS solves, every iteration, one normal equation per shopper and per goods: a
-rank-1 update per rating (BLAS `dspr`) and a packed Cholesky solve (LAPACK `dppsv`). It
-calls them through netlib (dev.ludovic.netlib), which by default loads the system's
-`libblas.so.3` and `liblapack.so.3` (Debian's OpenBLAS: `make native-blas`) and falls back
-to Java when there are none. On x86-64 Linux `make install` puts MKL in the virtual
-environment (the `mkl` package, Intel Simplified Software License), and `java_options`
-points netlib at its single dynamic library, `lib/libmkl_rt.so.*`. Measured on Online
-Retail's bench-als fit (rank 64), MKL's `dppsv` is 1.5–1.8× as fast as OpenBLAS's
-and the fit took ~20% less CPU (bench/RESULTS.md, bench-als).
-
-MKL runs sequentially (MKL_THREADING_LAYER, `ENVIRONMENT`): Spark already runs one task
-per core. An operator whose driver options already name a netlib library keeps it.
+Spark's ALS solves its normal equations through netlib (dev.ludovic.netlib), which loads
+the system's `libblas.so.3` and `liblapack.so.3` (Debian's OpenBLAS: `make native-blas`)
+and falls back to Java without them. The `mkl` package puts one dynamic library,
+`lib/libmkl_rt.so.*`, in the environment; netlib loads it when its system properties
+name it. They reach every JVM this process starts through JDK_JAVA_OPTIONS, which the
+`java` launcher reads and which composes with any Spark options (an operator's own
+`-Ddev.ludovic.netlib...` comes later on the command line, and wins). MKL runs one
+thread per call: Spark already runs a task per core.
 """
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
 
 PROPERTIES = ("dev.ludovic.netlib.blas.nativeLibPath", "dev.ludovic.netlib.lapack.nativeLibPath")
-ENVIRONMENT = {"MKL_THREADING_LAYER": "SEQUENTIAL"}
 
 
 def library(prefix: Path = Path(sys.prefix)) -> Path | None:
@@ -32,10 +28,15 @@ def library(prefix: Path = Path(sys.prefix)) -> Path | None:
     return max(found, key=version) if found else None
 
 
-def java_options(configured: str = "", prefix: Path = Path(sys.prefix)) -> str:
-    """The JVM options that make netlib load MKL: "" when MKL is not installed or when
-    `configured` (the operator's Java options) already names a netlib library."""
+def configure_environment(prefix: Path = Path(sys.prefix)) -> None:
+    """One thread per BLAS call in this process's JVMs, and netlib pointed at MKL when it
+    is installed at `prefix`."""
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     lib = library(prefix)
-    if lib is None or "-Ddev.ludovic.netlib." in configured:
-        return ""
-    return " ".join(f"-D{p}={lib}" for p in PROPERTIES)
+    if lib is None:
+        return
+    options = " ".join(f"-D{p}={lib}" for p in PROPERTIES)
+    current = os.environ.get("JDK_JAVA_OPTIONS", "")
+    if options not in current:
+        os.environ["JDK_JAVA_OPTIONS"] = f"{current} {options}".strip()
+    os.environ.setdefault("MKL_THREADING_LAYER", "SEQUENTIAL")

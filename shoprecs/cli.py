@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import sys
 
 import click
 
-from etl.generator import PROFILES, profile
+from core import config as shoprecs_config
+from core.logs import configure_logging
+from etl.profiles import PROFILES
 from models.gate import QualityGateError
-from shoprecs import config as shoprecs_config
 from shoprecs import pipeline
 
 
@@ -49,14 +49,6 @@ def with_dates(fn):
     for option in reversed(date_options):
         fn = option(fn)
     return fn
-
-
-def configure_logging(level: int, tag: str = "") -> None:
-    """Log lines on stderr, `tag` after the logger's name (a worker process names itself)."""
-    logging.basicConfig(level=level, stream=sys.stderr,
-                        format=f"%(asctime)s %(levelname)s %(name)s{tag}: %(message)s")
-    for noisy in ("py4j", "urllib3", "werkzeug"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 @click.group()
@@ -283,6 +275,7 @@ def simulator(settings, retail, start, days, orders, seed, retry_after, host, po
 @click.option("--days", type=int, help="Days of orders (default: the profile's).")
 def demo(workdir, shop, orders, days):
     """Generate a shop, run the nightly pipeline on it, serve it and show real answers."""
+    from etl.generator import profile
     from shoprecs.demo import run_demo
 
     overrides = {k: v for k, v in (("orders", orders), ("days", days)) if v is not None}

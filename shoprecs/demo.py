@@ -27,10 +27,10 @@ from urllib.parse import quote
 
 import requests
 
+from core import config as shoprecs_config
+from core.phones import normalize
 from etl.generator import GeneratorParams, Truth, format_phone, generate
-from shoprecs import config as shoprecs_config
 from shoprecs import pipeline
-from shoprecs.phones import normalize
 
 
 def free_port() -> int:

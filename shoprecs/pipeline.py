@@ -11,7 +11,7 @@ import logging
 import time
 from contextlib import contextmanager, nullcontext
 
-from shoprecs.config import Settings
+from core.config import Settings
 
 log = logging.getLogger(__name__)
 

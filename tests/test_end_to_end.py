@@ -7,10 +7,10 @@ from urllib.parse import quote
 import pytest
 import requests
 
+from core.phones import normalize
 from etl.generator import GeneratorParams, format_phone, generate
 from shoprecs import pipeline
 from shoprecs.demo import free_port, start_service
-from shoprecs.phones import normalize
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 

@@ -13,10 +13,10 @@ from collections import defaultdict
 import pyarrow.parquet as pq
 import pytest
 
+from core.phones import normalize
 from engine import RecommendationEngine, current_version
 from etl.generator import profile
 from shoprecs.demo import free_port, run_night
-from shoprecs.phones import normalize
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -80,5 +80,5 @@ def assert_never_offered_again(orders, settings):
         for exclude in (False, True):
             recs, known = engine.recommend(phone, 10, exclude_bought=exclude)
             personal += known
-            assert not {r["goodsId"] for r in recs} & goods
+            assert not {int(r.goods_id) for r in recs} & goods
     assert personal > 0

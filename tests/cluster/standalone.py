@@ -80,14 +80,8 @@ class Standalone:
         return f"http://127.0.0.1:{self.webui_port}/json/"
 
     def _spawn(self, name: str, *args: str) -> None:
-        from shoprecs import jvm
-
         env = {**os.environ, "SPARK_CONF_DIR": str(self.home / "conf"),
                "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_NO_DAEMONIZE": "1"}
-        # The Java the drivers run on (shoprecs/jvm.py), for the daemons and the executors
-        # the worker starts: one cluster, one Java, whichever test ran first.
-        if (home := jvm.java_home()) is not None:
-            env["JAVA_HOME"] = str(home)
         with open(self.home / f"{name}.log", "wb") as out:
             self.procs[name] = subprocess.Popen(
                 [str(spark_class()), *args], env=env, stdout=out, stderr=subprocess.STDOUT,

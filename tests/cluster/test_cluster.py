@@ -28,8 +28,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from core.config import Settings
 from etl.generator import GeneratorParams, generate
-from shoprecs.config import Settings
 from shoprecs.spark import REPO_ROOT
 from tests.cluster.standalone import Standalone, free_port, tail
 from tests.conftest import TEST_KEY
@@ -83,7 +83,7 @@ def cluster():
 def run_pipeline(master: str, warehouse: Path, bus_url: str, log_path: Path) -> float:
     """`shoprecs run` over the shop's days in a fresh process; returns its seconds."""
     env = {k: v for k, v in os.environ.items() if k != "SHOPRECS_CONFIG"}
-    env.update({"SHOPRECS_SPARK_MASTER": master, "SPARK_CONF_DIR": str(REPO_ROOT),
+    env.update({"SHOPRECS_SPARK_MASTER": master,
                 "SHOPRECS_WAREHOUSE_ROOT": str(warehouse), "SHOPRECS_BUS_URL": bus_url,
                 "SHOPRECS_BUS_PER_PAGE": "200", "SHOPRECS_PRIVACY_HMAC_KEY": TEST_KEY,
                 "SHOPRECS_TRAIN_WINDOW_DAYS": str(DAYS), "SHOPRECS_TRAIN_HOLDOUT_DAYS": "1",

@@ -1,10 +1,10 @@
 """`airflow dags test shoprecs_daily D` for real: a private Airflow (tests/dags/conftest.py),
 the bus simulator on generated orders, local Spark, then the Flask app over the warehouse.
 
-The module runs in order, on one warehouse: a 7-day backfill (one `dags test` per day, as
+The module runs in order, on one warehouse: a 3-day backfill (one `dags test` per day, as
 Airflow 3's `backfill create` only creates runs for a scheduler to execute), a re-run of
-the last night, and a night whose bus is down. Slow: every run is an Airflow process with
-its own Spark. A failing gate is tested in-process (tests/dags/test_tasks.py).
+the last night, and a night whose bus is down: five nights in all. Slow: every run is an
+Airflow process with its own Spark. A failing gate is tested in-process (tests/dags/test_tasks.py).
 """
 from __future__ import annotations
 
@@ -23,17 +23,17 @@ from urllib.parse import quote
 
 import pytest
 
+from core.config import Settings
+from core.phones import normalize
 from etl.generator import GeneratorParams, format_phone, generate
-from shoprecs.config import Settings
 from shoprecs.demo import free_port, start_simulator
-from shoprecs.phones import normalize
 from tests.conftest import TEST_KEY
 from tests.dags.conftest import AIRFLOW
 
 pytestmark = [pytest.mark.slow]
 
 FIRST = dt.date(2024, 1, 1)
-DAYS = 7  # the backfill: 2024-01-01..2024-01-07; the simulator also has day 8
+DAYS = 3  # the backfill: 2024-01-01..2024-01-03; the simulator also has day 4
 ADMIN_KEYS = "admin-key-1,admin-key-2"
 
 
@@ -66,8 +66,8 @@ def hooks():
 
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory, airflow_env, hooks):
-    """Generated orders for 8 days served by the simulator, and the env of a DAG run."""
-    params = GeneratorParams(start=FIRST, days=DAYS + 1, orders=800, shoppers=120, goods=80,
+    """Generated orders for 4 days served by the simulator, and the env of a DAG run."""
+    params = GeneratorParams(start=FIRST, days=DAYS + 1, orders=400, shoppers=120, goods=80,
                              clusters=3, items_per_cluster=20, bundles=4, bundle_rate=0.4,
                              seed=11)
     orders, goods, _ = generate(params)
@@ -82,7 +82,7 @@ def shop(tmp_path_factory, airflow_env, hooks):
            "SHOPRECS_BUS_URL": settings.bus_url, "SHOPRECS_BUS_PER_PAGE": "200",
            "SHOPRECS_BUS_RETRIES": "1", "SHOPRECS_BUS_TIMEOUT": "10",
            "SHOPRECS_PRIVACY_HMAC_KEY": TEST_KEY,
-           # No holdout: a week of 100 orders a day is too little to measure a model on
+           # No holdout: a few days of 100 orders are too little to measure a model on
            # (popularity wins on 80 goods), so the gate lets every night through with a
            # warning. Evaluation and the gate: tests/models, tests/dags/test_tasks.py.
            "SHOPRECS_TRAIN_WINDOW_DAYS": "30", "SHOPRECS_TRAIN_HOLDOUT_DAYS": "0",
@@ -133,7 +133,7 @@ def fingerprint_of(root: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def backfill(shop):
-    """Runs D = 01-02..01-08, each processing the day before: days 01-01..01-07."""
+    """Runs D = 01-02..01-04, each processing the day before: days 01-01..01-03."""
     _, _, env = shop
     return [dags_test(env, FIRST + dt.timedelta(days=n)) for n in range(1, DAYS + 1)]
 
@@ -143,7 +143,7 @@ def test_backfill_runs_every_night(backfill):
         assert code == 0, output
 
 
-def test_backfill_lands_seven_days(shop, backfill):
+def test_backfill_lands_every_day(shop, backfill):
     settings, orders, _ = shop
     landing = settings.warehouse / "landing" / "orders"
     days = sorted(p.name for p in landing.iterdir() if (p / "_manifest.json").exists())
@@ -210,8 +210,8 @@ def test_bus_down_fails_the_run_and_keeps_the_served_version(shop, hooks, backfi
     # Exponential backoff from a 1 s base: at least 1 + 2 + 4 + 8 s between the tries.
     assert seconds >= 15
     assert served(settings.warehouse)[0] == version
-    day8 = settings.warehouse / "landing" / "orders" / f"dt={FIRST + dt.timedelta(days=DAYS)}"
-    assert not (day8 / "_manifest.json").exists()
+    day4 = settings.warehouse / "landing" / "orders" / f"dt={FIRST + dt.timedelta(days=DAYS)}"
+    assert not (day4 / "_manifest.json").exists()
     alerts = [c["body"] for c in hooks[1] if c["path"] == "/alert"]
     assert [a["task_id"] for a in alerts] == ["extract"]
     assert "Connection refused" in alerts[0]["error"] or "BusError" in alerts[0]["error"]

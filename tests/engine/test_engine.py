@@ -8,6 +8,7 @@ from engine import (
     current_version,
     publish,
 )
+from engine.recommender import Rule, Scored
 from tests.conftest import TEST_KEY, write_model
 
 
@@ -21,21 +22,20 @@ def engine(published):
 def test_known_shopper_in_any_format_gets_personal_recs(engine, phone):
     items, personalized = engine.recommend(phone, limit=10)
     assert personalized
-    assert items == [{"goodsId": 101, "rating": 0.9, "name": "Saucer"},
-                     {"goodsId": 102, "rating": 0.5, "name": "Spoon"}]
+    assert items == (Scored("101", 0.9), Scored("102", 0.5))
+    assert engine.name("101") == "Saucer" and engine.name("nope") is None
 
 
 def test_exclude_bought_leaves_out_what_the_shopper_bought(engine):
     items, personalized = engine.recommend("79165396205", limit=10, exclude_bought=True)
     assert personalized
-    assert [i["goodsId"] for i in items] == [102]  # 101 is flagged bought in the snapshot
+    assert [i.goods_id for i in items] == ["102"]  # 101 is flagged bought in the snapshot
 
 
 def test_similar_items_best_first(engine):
-    assert engine.similar("100") == [{"goodsId": 101, "score": 0.9, "name": "Saucer"},
-                                     {"goodsId": 102, "score": 0.7, "name": "Spoon"}]
-    assert engine.similar("100", limit=1)[0]["goodsId"] == 101
-    assert engine.similar("ABC1") == []  # known product without neighbours
+    assert engine.similar("100") == (Scored("101", 0.9), Scored("102", 0.7))
+    assert engine.similar("100", limit=1) == (Scored("101", 0.9),)
+    assert engine.similar("ABC1") == ()  # known product without neighbours
     with pytest.raises(UnknownProduct):
         engine.similar("nope")
 
@@ -43,7 +43,7 @@ def test_similar_items_best_first(engine):
 def test_unknown_shopper_gets_popular_items(engine):
     items, personalized = engine.recommend("+7 (999) 000-0000", limit=1)
     assert not personalized
-    assert items == [{"goodsId": 100, "rating": 0.5, "name": "Mug"}]
+    assert items == (Scored("100", 0.5),)
 
 
 def test_malformed_phone_raises(engine):
@@ -53,10 +53,10 @@ def test_malformed_phone_raises(engine):
 
 def test_associations_single_item_antecedent_sorted(engine):
     by_conf = engine.associations("100")
-    assert [r["consequent"] for r in by_conf] == [[101], [102]]
-    assert by_conf[0] == {"antecedent": [100], "consequent": [101], "consequentNames": ["Saucer"],
-                          "confidence": 0.8, "lift": 4.0, "support": 0.2}
-    assert [r["consequent"] for r in engine.associations("100", sort="lift")] == [[102], [101]]
+    assert [r.consequent for r in by_conf] == [("101",), ("102",)]
+    assert by_conf[0] == Rule(("100",), ("101",), confidence=0.8, lift=4.0, support=0.2)
+    assert [r.consequent for r in engine.associations("100", sort="lift")] == [("102",),
+                                                                                ("101",)]
     assert engine.associations("100", min_confidence=0.6, limit=5) == by_conf[:1]
     assert engine.associations("ABC1") == []  # known product, no rules
     with pytest.raises(UnknownProduct):
@@ -72,7 +72,8 @@ def test_publish_switches_current_and_is_idempotent(published):
     publish(root, "v2")
     assert current_version(root) == "v2"
     engine = RecommendationEngine.from_warehouse(root, hmac_key=TEST_KEY)
-    assert engine.version == "v2" and engine.recommend("+7 (999) 000-0000")[0][0]["goodsId"] == 102
+    assert engine.version == "v2"
+    assert engine.recommend("+7 (999) 000-0000")[0][0].goods_id == "102"
 
 
 def test_broken_model_is_refused_and_the_old_version_keeps_serving(published):

@@ -7,6 +7,8 @@ import pytest
 
 from engine import EngineHolder, RecommendationEngine, publish
 from engine.mongo import VERSIONS, MongoStore, MongoStoreError, connect, write_partition
+from engine.recommender import Scored
+from service.encode import encoder
 from tests.conftest import TEST_KEY, write_model
 
 mongomock = pytest.importorskip("mongomock", reason="mongomock (dev extra) is not installed")
@@ -36,15 +38,20 @@ def mongo_publish(s, version, write=python_write):
 
 
 def answers(engine):
-    out = []
+    """Every kind of lookup, as the API encodes it (names included)."""
+    enc, out = encoder(engine), []
     for phone in PHONES:
         for exclude in (False, True):
-            out.append(engine.recommend_json(phone, 10, exclude))
+            recs, personal = engine.recommend(phone, 10, exclude)
+            out.append((enc.items(recs), personal))
     for goods in GOODS:
-        out.append(engine.similar_json(goods))
+        out.append(enc.items(engine.similar(goods), "score"))
         for sort in ("confidence", "lift"):
-            out.append(engine.associations_json(goods, 10, 0.4, sort))
-    out += [engine.basket_json(cart, limit) for cart in CARTS for limit in (1, 10)]
+            out.append(enc.rules(engine.associations(goods, 10, 0.4, sort)))
+    for cart in CARTS:
+        for limit in (1, 10):
+            found, source = engine.basket(cart, limit)
+            out.append((enc.suggestions(found), source))
     return out + [engine.find_products("sau"), engine.find_products("101"), engine.info()]
 
 
@@ -63,11 +70,10 @@ def test_mongo_engine_answers_as_the_snapshot_engine(mongo_settings, store, mode
     assert got[:-1] == want[:-1]
     assert got[-1]["metrics"] == want[-1]["metrics"] and got[-1]["version"] == "v1"
     # and they are the right answers, not merely equal ones
-    assert mongo.recommend("79165396205")[0][0] == {"goodsId": 101, "rating": 0.9,
-                                                     "name": "Saucer"}
+    assert mongo.recommend("79165396205")[0][0] == Scored("101", 0.9)
+    assert mongo.name("101") == "Saucer"
     assert mongo.recommend("+7 (999) 000-0000") == (
-        [{"goodsId": 100, "rating": 0.5, "name": "Mug"},
-         {"goodsId": "ABC1", "rating": 0.25, "name": "Tea"}], False)
+        (Scored("100", 0.5), Scored("ABC1", 0.25)), False)
 
 
 def test_mongo_engine_unknown_product_and_bad_phone_raise_like_the_snapshot(mongo_settings,
@@ -83,25 +89,25 @@ def test_mongo_engine_unknown_product_and_bad_phone_raise_like_the_snapshot(mong
         engine.similar("nope")
     with pytest.raises(InvalidPhone):
         engine.recommend("not-a-phone")
-    assert engine.basket(["100"])[0][0]["goodsId"] == 101
+    assert engine.basket(["100"])[0][0].goods_id == "101"
 
 
 def test_repeated_lookups_are_answered_from_the_lru(mongo_settings, store):
     write_model(mongo_settings.warehouse, "v1")
     mongo_publish(mongo_settings, "v1")
     engine = MongoEngine(MongoSnapshot(store, "v1"), hmac_key=TEST_KEY)
-    first = (engine.recommend_json("79165396205"), engine.associations_json("100"),
-             engine.similar_json("100"), engine.basket_json(["100", "101"]))
+    first = (engine.recommend("79165396205"), engine.associations("100"),
+             engine.similar("100"), engine.basket(["100", "101"]), engine.name("102"))
     assert engine._users.misses == 1 and engine._users.hits == 0
     for kind in ("user_recs", "rules", "similar", "catalog"):
         store.collection(kind, "v1").drop()  # a second answer can only come from the cache
-    again = (engine.recommend_json("79165396205"), engine.associations_json("100"),
-             engine.similar_json("100"), engine.basket_json(["100", "101"]))
+    again = (engine.recommend("79165396205"), engine.associations("100"),
+             engine.similar("100"), engine.basket(["100", "101"]), engine.name("102"))
     assert again == first
     assert engine._users.hits == 1 and engine._users.misses == 1
     # an unknown shopper is cached as unknown too: one query, then hits
-    engine.recommend_json("+7 (999) 000-0000")
-    engine.recommend_json("+7 (999) 000-0000")
+    engine.recommend("+7 (999) 000-0000")
+    engine.recommend("+7 (999) 000-0000")
     assert engine._users.misses == 2 and engine._users.hits == 2
 
 
@@ -109,9 +115,9 @@ def test_lru_evicts_beyond_its_size(mongo_settings, store):
     write_model(mongo_settings.warehouse, "v1")
     mongo_publish(mongo_settings, "v1")
     engine = MongoEngine(MongoSnapshot(store, "v1", cache_size=1), hmac_key=TEST_KEY)
-    engine.similar_json("100")
-    engine.similar_json("101")  # evicts 100
-    engine.similar_json("100")
+    engine.similar("100")
+    engine.similar("101")  # evicts 100
+    engine.similar("100")
     assert engine._similar.misses == 3 and engine._similar.hits == 0
 
 
@@ -246,7 +252,7 @@ def test_the_reloader_follows_the_pointer_document(mongo_settings, store):
     assert holder.reload().status == "unchanged"
     mongo_publish(mongo_settings, "v2")
     assert holder.reload().version == "v2"
-    assert holder.engine.recommend("+7 (999) 000-0000")[0][0]["goodsId"] == 102
+    assert holder.engine.recommend("+7 (999) 000-0000")[0][0].goods_id == "102"
     store.db["serving"].update_one({"_id": "current"}, {"$set": {"version": "v9"}})
     result = holder.reload()  # a pointer to a version that is not there is refused
     assert result.status == "refused" and holder.version == "v2"
@@ -254,8 +260,8 @@ def test_the_reloader_follows_the_pointer_document(mongo_settings, store):
 
 
 def test_settings_from_the_environment(tmp_path):
+    from core.config import load
     from engine.mongo_engine import source_for
-    from shoprecs.config import load
 
     s = load(env={"SHOPRECS_MONGO_URI": "mongomock://env", "SHOPRECS_PUBLISH_STORE": "both",
                   "SHOPRECS_SERVICE_STORE": "mongo", "SHOPRECS_MONGO_KEEP_VERSIONS": "5"})

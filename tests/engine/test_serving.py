@@ -1,4 +1,4 @@
-"""Basket lookups, pre-encoded answers, hot reload and rollback of the engine."""
+"""Basket lookups, the encoded answers, hot reload and rollback of the engine."""
 import json
 import threading
 
@@ -13,6 +13,8 @@ from engine import (
     published_versions,
     rollback,
 )
+from engine.recommender import Scored, Suggestion
+from service.encode import encoder
 from tests.conftest import TEST_KEY, write_model
 
 
@@ -29,15 +31,13 @@ def test_basket_fires_rules_inside_the_cart_best_first_without_cart_items(engine
     # cart {100}: 100->101 (0.8), 100->102 (0.5); {100,101}->102 needs 101 too
     items, source = engine.basket(["100"])
     assert source == "rules"
-    assert items == [{"goodsId": 101, "score": 0.8, "name": "Saucer", "because": [100]},
-                     {"goodsId": 102, "score": 0.5, "name": "Spoon", "because": [100]}]
+    assert items == [Suggestion("101", 0.8, ("100",)), Suggestion("102", 0.5, ("100",))]
     # cart {100,101}: 102 by its best rule ({100,101}->102, 0.9), once; 101->100 and
     # 100->101 are left out because their consequent is already in the cart
     items, source = engine.basket(["101", "100"])
     assert source == "rules"
-    assert items == [{"goodsId": 102, "score": 0.9, "name": "Spoon", "because": [100, 101]}]
-    assert engine.basket(["100"], limit=1)[0] == items[:0] + [
-        {"goodsId": 101, "score": 0.8, "name": "Saucer", "because": [100]}]
+    assert items == [Suggestion("102", 0.9, ("100", "101"))]
+    assert engine.basket(["100"], limit=1)[0] == [Suggestion("101", 0.8, ("100",))]
 
 
 def test_basket_big_cart_uses_the_member_index_with_the_same_answer(engine):
@@ -52,17 +52,26 @@ def test_basket_falls_back_to_similar_then_popular(published):
     engine = RecommendationEngine.from_warehouse(published.warehouse, hmac_key=TEST_KEY)
     items, source = engine.basket(["102"])  # no rule starts from 102
     assert source == "similar"
-    assert items == [{"goodsId": "ABC1", "score": 0.4, "name": "Tea", "because": [102]}]
+    assert items == [Suggestion("ABC1", 0.4, ("102",))]
     items, source = engine.basket(["unknown"])
-    assert source == "popular" and [i["goodsId"] for i in items] == [100, "ABC1"]
-    assert [i["goodsId"] for i in engine.basket(["100", "101"])[0]] == ["ABC1"]
+    assert source == "popular" and [i.goods_id for i in items] == ["100", "ABC1"]
+    assert [i.goods_id for i in engine.basket(["100", "101"])[0]] == ["ABC1"]
 
 
-def test_json_answers_are_what_json_dumps_gives(engine):
-    body, _ = engine.recommend_json("79165396205", 10)
-    assert body == json.dumps(engine.recommend("79165396205")[0], separators=(",", ":")).encode()
-    assert json.loads(engine.associations_json("100", sort="lift")) == engine.associations(
-        "100", sort="lift")
+def test_encoded_answers_are_what_json_dumps_gives(engine):
+    enc = encoder(engine)
+    assert encoder(engine) is enc  # one per served engine
+    recs, _ = engine.recommend("79165396205", 10)
+    assert enc.items(recs) == json.dumps(
+        [{"goodsId": 101, "rating": 0.9, "name": "Saucer"},
+         {"goodsId": 102, "rating": 0.5, "name": "Spoon"}], separators=(",", ":")).encode()
+    assert json.loads(enc.rules(engine.associations("100", sort="lift", limit=1))) == [
+        {"antecedent": [100], "consequent": [102], "consequentNames": ["Spoon"],
+         "confidence": 0.5, "lift": 6.0, "support": 0.1}]
+    assert json.loads(enc.suggestions(engine.basket(["100", "101"])[0])) == [
+        {"goodsId": 102, "score": 0.9, "name": "Spoon", "because": [100, 101]}]
+    assert json.loads(enc.items([Scored("ABC1", 1 / 3)], "score")) == [
+        {"goodsId": "ABC1", "score": 0.333333, "name": "Tea"}]
 
 
 def test_find_products_by_id_or_name(engine):

@@ -4,8 +4,8 @@ import json
 import pytest
 from pyspark.testing import assertSchemaEqual
 
+from core.phones import user_key
 from etl import clean
-from shoprecs.phones import user_key
 from tests.conftest import TEST_KEY, order
 
 pytestmark = pytest.mark.spark

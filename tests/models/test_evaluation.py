@@ -3,19 +3,20 @@ import math
 import pytest
 
 from models import evaluation as ev
+from tests.models import definitions as d
 
 REC, REL = ["a", "b", "c", "d"], {"b", "d", "e"}
 
 
 def test_metrics_against_hand_computed_values():
-    assert ev.precision_at_k(REC, REL, 4) == 0.5
-    assert ev.recall_at_k(REC, REL, 4) == pytest.approx(2 / 3)
-    assert ev.average_precision_at_k(REC, REL, 4) == pytest.approx((1 / 2 + 2 / 4) / 3)
+    assert d.precision_at_k(REC, REL, 4) == 0.5
+    assert d.recall_at_k(REC, REL, 4) == pytest.approx(2 / 3)
+    assert d.average_precision_at_k(REC, REL, 4) == pytest.approx((1 / 2 + 2 / 4) / 3)
     dcg = 1 / math.log2(3) + 1 / math.log2(5)
-    assert ev.ndcg_at_k(REC, REL, 4) == pytest.approx(dcg / (1 + 1 / math.log2(3) + 0.5))
-    assert ev.precision_at_k(REC, REL, 2) == 0.5 and ev.recall_at_k(REC, set(), 2) == 0.0
-    assert ev.average_precision_at_k(["b", "d"], {"b", "d"}, 2) == 1.0
-    assert ev.ndcg_at_k(["x"], {"b"}, 1) == 0.0
+    assert d.ndcg_at_k(REC, REL, 4) == pytest.approx(dcg / (1 + 1 / math.log2(3) + 0.5))
+    assert d.precision_at_k(REC, REL, 2) == 0.5 and d.recall_at_k(REC, set(), 2) == 0.0
+    assert d.average_precision_at_k(["b", "d"], {"b", "d"}, 2) == 1.0
+    assert d.ndcg_at_k(["x"], {"b"}, 1) == 0.0
 
 
 @pytest.mark.spark
@@ -29,10 +30,10 @@ def test_spark_evaluator_agrees_with_the_definitions(spark):
                                                              (None, "a")],
                                  "user_key string, goods_id string")
     got = ev.evaluate(recs, train, test, k=4, mode="all", catalog_size=10)
-    u1 = [f(REC, REL, 4) for f in (ev.precision_at_k, ev.recall_at_k,
-                                   ev.average_precision_at_k, ev.ndcg_at_k)]
-    u2 = [f(["x", "y"], {"x"}, 4) for f in (ev.precision_at_k, ev.recall_at_k,
-                                            ev.average_precision_at_k, ev.ndcg_at_k)]
+    u1 = [f(REC, REL, 4) for f in (d.precision_at_k, d.recall_at_k,
+                                   d.average_precision_at_k, d.ndcg_at_k)]
+    u2 = [f(["x", "y"], {"x"}, 4) for f in (d.precision_at_k, d.recall_at_k,
+                                            d.average_precision_at_k, d.ndcg_at_k)]
     expected = [(a + b) / 2 for a, b in zip(u1, u2)]  # u3 was not in training: not counted
     assert [got[m] for m in ("precision", "recall", "map", "ndcg")] == pytest.approx(expected)
     assert got["users"] == 2
@@ -41,7 +42,7 @@ def test_spark_evaluator_agrees_with_the_definitions(spark):
     new = ev.evaluate(recs, train, test, k=4, mode="new", catalog_size=10)
     # u1 already bought b: relevant {d, e}, recommended [a, c, d]; u2 unchanged.
     u1_new = [f(["a", "c", "d"], {"d", "e"}, 4) for f in (
-        ev.precision_at_k, ev.recall_at_k, ev.average_precision_at_k, ev.ndcg_at_k)]
+        d.precision_at_k, d.recall_at_k, d.average_precision_at_k, d.ndcg_at_k)]
     assert [new[m] for m in ("precision", "recall", "map", "ndcg")] == pytest.approx(
         [(a + b) / 2 for a, b in zip(u1_new, u2)])
     with pytest.raises(ValueError, match="mode must be one of"):
@@ -92,7 +93,7 @@ def _expected(recs, train, test, k, catalog_size):
                       if mode == "all" or g not in bought[u]][:k]
             covered.update(ranked)
             rows.append([f(ranked, relevant, k) for f in (
-                ev.precision_at_k, ev.recall_at_k, ev.average_precision_at_k, ev.ndcg_at_k)])
+                d.precision_at_k, d.recall_at_k, d.average_precision_at_k, d.ndcg_at_k)])
         means = [sum(col) / len(rows) for col in zip(*rows)] if rows else [0.0] * 4
         out[mode] = dict(zip(("precision", "recall", "map", "ndcg"), means),
                          users=len(rows), coverage=len(covered) / catalog_size)

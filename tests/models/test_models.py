@@ -20,6 +20,18 @@ def test_fpgrowth_finds_the_planted_bundle(spark):
     assert a_b.lift == pytest.approx((4 / 5) / (4 / 6))
 
 
+def test_fpgrowth_mines_in_as_many_groups_as_the_session_has_cores(spark):
+    baskets = spark.createDataFrame([("1", ["a", "b"]), ("2", ["a", "b"])],
+                                    "order_id string, items array<string>")
+    for params, groups in ((fpgrowth.FPGrowthParams(), spark.sparkContext.defaultParallelism),
+                           (fpgrowth.FPGrowthParams(partitions=5), 5)):
+        model = fpgrowth.train(baskets, 0.5, params)
+        try:
+            assert model.getOrDefault("numPartitions") == groups
+        finally:
+            model.freqItemsets.unpersist()
+
+
 def test_fpgrowth_default_support_needs_fifty_baskets():
     p = fpgrowth.FPGrowthParams()
     assert p.support_for(50_000) == pytest.approx(0.001)
@@ -119,7 +131,7 @@ def test_id_mapping_refuses_to_pass_int32(spark):
 
 
 def test_fpgrowth_params_come_from_the_config():
-    from shoprecs import config
+    from core import config
 
     s = config.load(env={"SHOPRECS_FPGROWTH_MIN_SUPPORT": "0.02",
                          "SHOPRECS_FPGROWTH_MIN_CONFIDENCE": "0.3",

@@ -22,9 +22,9 @@ from schemathesis.specs.openapi.checks import (  # noqa: E402
     status_code_conformance,
 )
 
+from core.config import Settings  # noqa: E402
 from engine import publish  # noqa: E402
 from service import create_app  # noqa: E402
-from shoprecs.config import Settings  # noqa: E402
 from tests.conftest import TEST_KEY, write_model  # noqa: E402
 
 EXAMPLES = int(os.environ.get("SHOPRECS_FUZZ_EXAMPLES", "30"))

@@ -1,78 +1,14 @@
-"""The hosting layer's own parts, without a server: cheroot's reader and writer as
-adjusted in service/_http.py, the batched, masked access log (service/accesslog.py), and
-the worker supervisor's checks (service/workers.py).
+"""The hosting layer's own parts, without a server: the batched, masked access log
+(service/accesslog.py) and the worker supervisor's checks (service/workers.py).
 """
 import logging
 import os
 import re
 import socket
-import threading
-import time
 
 import pytest
 
-from service._http import _HeldHeadWriter, _LineReader, http_date
 from service.accesslog import AccessLog, MaskedTransLogger
-
-
-@pytest.fixture
-def pair():
-    a, b = socket.socketpair()
-    a.settimeout(5)
-    b.settimeout(5)
-    yield a, b
-    a.close()
-    b.close()
-
-
-def test_line_reader_cuts_whole_lines_and_falls_back_for_the_rest(pair):
-    server, client = pair
-    reader = _LineReader(server, "rb")
-    client.sendall(b"GET /x HTTP/1.1\r\nHost: h\r\n\r\nBODY" + b"z" * 20 + b"\n")
-    assert reader.readline() == b"GET /x HTTP/1.1\r\n"
-    assert reader.readline() == b"Host: h\r\n"
-    assert reader.readline() == b"\r\n"
-    assert reader.has_data()
-    assert reader.read(4) == b"BODY"
-    assert reader.readline(5) == b"zzzzz"  # longer than asked: _pyio's readline
-    assert reader.readline() == b"z" * 15 + b"\n"
-    assert not reader.has_data()
-    threading.Timer(0.1, client.sendall, args=(b"ef\r\n",)).start()
-    client.sendall(b"abc-d")  # a line that arrives in two parts
-    assert reader.readline() == b"abc-def\r\n"
-    assert reader.bytes_read == 17 + 9 + 2 + 4 + 21 + 9  # every byte handed out, as cheroot's
-
-
-def _recv_now(sock) -> bytes:
-    sock.setblocking(False)
-    try:
-        return sock.recv(65536)
-    except BlockingIOError:
-        return b""
-    finally:
-        sock.settimeout(5)
-
-
-def test_held_head_goes_out_with_the_body_or_on_release(pair):
-    server, client = pair
-    writer = _HeldHeadWriter(server, "wb")
-    writer.hold_next()
-    writer.write(b"HTTP/1.1 200 OK\r\n\r\n")
-    assert _recv_now(client) == b""
-    writer.write(b"body")
-    time.sleep(0.05)
-    assert _recv_now(client) == b"HTTP/1.1 200 OK\r\n\r\nbody"
-    writer.release()  # nothing held: nothing sent
-    writer.hold_next()
-    writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
-    writer.release()  # a response without a body
-    time.sleep(0.05)
-    assert _recv_now(client) == b"HTTP/1.1 204 No Content\r\n\r\n"
-
-
-def test_http_date_is_an_rfc_7231_date():
-    assert re.fullmatch(rb"[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d GMT",
-                        http_date())
 
 
 class _Records(logging.Handler):

@@ -1,7 +1,6 @@
 """Phone numbers: one normalized key per shopper, and the keyed hash published for serving.
 
-The rules (mirrored column-for-column in `etl.clean.normalize_phone_col`, and tested to
-agree):
+The rules (the cleaning job calls this module too, through `etl.clean.phone_keys`):
 
 * Allowed characters are digits, spaces, `+`, `(`, `)`, `-` and `.`; anything else
   (letters, say) makes the number invalid.

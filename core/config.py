@@ -58,6 +58,7 @@ class Settings:
     fpgrowth_min_baskets: int = 50
     fpgrowth_max_basket_items: int = 100
     fpgrowth_max_itemsets: int = 200_000
+    fpgrowth_partitions: int = 0  # item groups mined in parallel; 0: Spark's parallelism
 
     gate_metric: str = "map"
     gate_mode: str = "all"
@@ -85,7 +86,6 @@ class Settings:
     service_max_body_bytes: int = 65536
     service_max_header_bytes: int = 16384
     service_reload_interval: float = 10.0  # seconds between looks at serving/CURRENT; 0: never
-    service_fast_path: bool = True  # hot lookups answered before Flask (service/fastpath.py)
 
     # API keys, comma-separated (header X-API-Key). Admin endpoints (POST /admin/reload)
     # need one of admin.api_keys and are disabled while it is empty; storefront endpoints

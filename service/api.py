@@ -1,0 +1,152 @@
+"""Every route of the API, defined once: its parameters, body and answer as pydantic models.
+
+`endpoint` registers a Flask view with its definition. On each request it validates the
+query string and the JSON body with those models (pydantic: a few microseconds) and hands
+the view the parsed values; a value that breaks its rule becomes the JSON 400 whose code
+names the parameter (`invalid_limit`, `invalid_items`, ...) and whose message states the
+rule. service/openapi.py builds /openapi.json from the same definitions, so the document
+and the behaviour cannot drift apart.
+"""
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+from flask import Blueprint, request
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+
+from service.errors import ApiError
+
+MAX_LIMIT = 100
+MAX_BASKET = 100
+
+Limit = Annotated[int, Field(ge=1, le=MAX_LIMIT, description="how many answers, 1 to 100")]
+GoodsId = Annotated[StrictInt | StrictStr, Field(description="a goods id, as in the catalog")]
+
+
+class Query(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class RecommendationsQuery(Query):
+    limit: Limit = 10
+    exclude_bought: bool = Field(False, description="leave out goods the shopper ever bought")
+
+
+class AssociationsQuery(Query):
+    limit: Limit = 10
+    min_confidence: float = Field(0.0, ge=0, le=1, allow_inf_nan=False,
+                                  description="only rules at least this confident")
+    sort: Literal["confidence", "lift"] = Field("confidence", description="order of the rules")
+
+
+class SimilarQuery(Query):
+    limit: Limit = 10
+
+
+class Basket(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True,
+                              json_schema_extra={"example": {"items": [10082, 10071],
+                                                             "limit": 10}})
+    items: list[GoodsId] = Field(min_length=1, max_length=MAX_BASKET,
+                                 description="the goods in the cart")
+    limit: Annotated[StrictInt, Field(ge=1, le=MAX_LIMIT)] = 10
+
+
+# What the routes answer (for the document; the views send engine data encoded once).
+class Item(BaseModel):
+    goodsId: GoodsId
+    rating: float
+    name: str | None
+
+
+class Neighbour(BaseModel):
+    goodsId: GoodsId
+    score: float
+    name: str | None
+
+
+class RuleItem(BaseModel):
+    antecedent: list[GoodsId]
+    consequent: list[GoodsId]
+    consequentNames: list[str | None]
+    confidence: float
+    lift: float
+    support: float
+
+
+class Suggestion(BaseModel):
+    goodsId: GoodsId
+    score: float
+    name: str | None
+    because: list[GoodsId]
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One route as the document shows it."""
+
+    method: str
+    rule: str  # Flask's, e.g. /users/<phone>/recommendations
+    summary: str
+    path: dict[str, tuple[str, str]] = field(default_factory=dict)  # name: (text, example)
+    query: type[Query] | None = None
+    body: type[BaseModel] | None = None
+    answer: Any = None  # a model, list[model], or a raw schema dict
+    content_type: str = "application/json"
+    headers: tuple[str, ...] = ()
+    errors: tuple[int, ...] = ()  # statuses answered with the JSON error
+    also: tuple[int, ...] = ()  # other statuses answered like 200 (/ready's 503)
+    admin: bool = False
+
+
+SPECS: list[Spec] = []
+HEADERS = {"X-Model-Version": "the model version that answered",
+           "X-Recommendation-Source": "personalized or popular; for baskets rules, similar "
+                                      "or popular"}
+
+
+def endpoint(bp: Blueprint, rule: str, method: str = "GET", **spec) -> Callable:
+    """Register the decorated view at `rule` with its Spec; the view receives the path
+    values and, when the Spec has them, `query=` and `body=` parsed by their models."""
+    definition = Spec(method, rule, **spec)
+    SPECS.append(definition)
+
+    def wrap(view: Callable) -> Callable:
+        @functools.wraps(view)
+        def handle(**path):
+            if definition.query is not None:
+                path["query"] = parse(definition.query, request.args.to_dict())
+            if definition.body is not None:
+                path["body"] = parse(definition.body, request.get_json(force=True,
+                                                                       silent=True))
+            return view(**path)
+
+        bp.add_url_rule(rule, view.__name__, handle, methods=[method])
+        return handle
+    return wrap
+
+
+def parse(model: type[BaseModel], values):
+    """`values` as `model`, or the JSON 400 naming the first value that breaks its rule."""
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        if not error["loc"]:
+            example = model.model_config.get("json_schema_extra", {}).get("example")
+            raise ApiError(400, "invalid_json", "the body must be a JSON object"
+                           + (f" like {example}" if example else "")) from None
+        name = str(error["loc"][0])
+        raise ApiError(400, f"invalid_{name}", f"{name}: {error['msg']}") from None
