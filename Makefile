@@ -8,7 +8,7 @@ export PYSPARK_PYTHON := $(abspath $(BIN)/python)
 .DEFAULT_GOAL := help
 .PHONY: help install demo test test-fast lint serve simulator lock clean mkl airflow dag-test \
 	cluster-test browser wrk native-blas bench bench-etl bench-quality bench-als \
-	bench-fpgrowth bench-serve bench-scale bench-profiles
+	bench-fpgrowth bench-serve bench-scale bench-profiles bench-sweep bench-variants
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -28,8 +28,8 @@ PROFILE ?= default
 demo: $(STAMP)  ## a generated shop (PROFILE=tiny|no_repeat|long_tail|seasonal|guests) through the night, served, asked
 	$(BIN)/shoprecs demo --profile $(PROFILE)
 
-test: $(STAMP) browser lint  ## lint, then the whole test suite
-	$(BIN)/python -m pytest
+test: $(STAMP) browser lint  ## lint, then the whole test suite (the cluster test: make cluster-test)
+	$(BIN)/python -m pytest -m "not cluster"
 
 test-fast: $(STAMP)  ## the tests without Spark, Airflow or a browser: the edit-test loop
 	$(BIN)/python -m pytest -m "not spark and not airflow and not browser and not cluster and not slow"
@@ -49,7 +49,7 @@ mkl: $(STAMP)  ## add Intel's MKL for Spark's ALS (x86-64 Linux; shoprecs/blas.p
 
 # A Spark standalone master + worker on 127.0.0.1:7077 (logs, scratch and both warehouses in
 # var/cluster/), the pipeline run there and in local mode, results compared; the cluster is
-# always stopped. `make test` runs it too.
+# always stopped. CI runs it after `make test` (.ci/run); about 2.5 minutes on 2 cores.
 cluster-test: $(STAMP)  ## the pipeline on a loopback Spark standalone cluster = local mode
 	$(BIN)/python -m pytest -m cluster -o log_cli=true --log-cli-level=INFO
 
@@ -112,6 +112,12 @@ bench-quality: $(BENCH_STAMP) native-blas  ## every model on Online Retail, with
 
 bench-profiles: $(STAMP)  ## the default night on every kind of generated shop, against the baselines
 	$(BIN)/python -m bench.profiles
+
+bench-sweep: $(STAMP)  ## training window and repeat half-life, swept on Online Retail and the demo shop
+	$(BIN)/python -m bench.sweep
+
+bench-variants: $(STAMP)  ## how varied a product's top rules are, with and without collapsed variants
+	$(BIN)/python -m bench.variants
 
 bench-als: $(BENCH_STAMP) native-blas  ## Spark ALS fit time against implicit's, same data
 	$(BIN)/python -m bench.als
