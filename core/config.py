@@ -60,6 +60,10 @@ class Settings:
     fpgrowth_max_itemsets: int = 200_000
     fpgrowth_partitions: int = 0  # item groups mined in parallel; 0: Spark's parallelism
 
+    # `shoprecs tune` and the weekly DAG: a smaller search (2 ALS settings, a fifth of the
+    # blend weights) for a small machine.
+    tune_quick: bool = False
+
     gate_metric: str = "map"
     gate_mode: str = "all"
     gate_min_ratio_over_popularity: float = 1.0

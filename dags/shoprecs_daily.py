@@ -41,18 +41,7 @@ import datetime as dt
 import pendulum
 from airflow.sdk import CronTriggerTimetable, dag, task
 
-
-def _alert(context) -> None:
-    """on_failure_callback: a task failed for good (its retries spent)."""
-    from core import config
-    from shoprecs import alerts
-
-    ti = context["ti"]
-    interval = f"{context['data_interval_start']}..{context['data_interval_end']}"
-    alerts.send(config.load(), f"shoprecs: {ti.dag_id}.{ti.task_id} failed for {interval}",
-                dag_id=ti.dag_id, task_id=ti.task_id, run_id=ti.run_id,
-                try_number=ti.try_number, interval=interval,
-                error=f"{type(context.get('exception')).__name__}: {context.get('exception')}")
+from shoprecs.alerts import on_failure
 
 
 def _days(start, end) -> tuple[str, str]:
@@ -73,7 +62,7 @@ def _days(start, end) -> tuple[str, str]:
 DEFAULT_ARGS = {
     "owner": "data-team",
     "retries": 1,
-    "on_failure_callback": _alert,
+    "on_failure_callback": on_failure,
 }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import re
 from pathlib import Path
 from typing import NamedTuple
 
@@ -23,6 +24,23 @@ __all__ = ["InvalidPhone", "RecommendationEngine", "Rule", "Scored", "Suggestion
 SORT_KEYS = ("confidence", "lift")
 USER_KEY_CACHE = 65536  # phones (as sent) -> key; a few MB at most
 BASKET_SOURCES = ("rules", "similar", "popular")
+
+
+# Words that tell variants of one product apart: colours and sizes ("the same thing in red").
+VARIANT_WORDS = frozenset("""
+    red blue green yellow pink purple orange black white grey gray brown ivory cream gold
+    silver beige turquoise lilac navy teal aqua mint coral rose natural clear
+    small medium large mini jumbo big little giant xs xl xxl
+""".split())
+
+
+def variant_key(name: str | None) -> str | None:
+    """What is left of a goods name without its colour and size words (lower case):
+    "JUMBO BAG RED RETROSPOT" and "Jumbo Bag Pink Retrospot" are variants of "bag retrospot"."""
+    if not name:
+        return None
+    words = [w for w in re.split(r"[^\w]+", name.lower()) if w and w not in VARIANT_WORDS]
+    return " ".join(words) or None
 
 
 class UnknownProduct(LookupError):
@@ -160,15 +178,28 @@ class RecommendationEngine:
         return self._similar.get(goods_id, ())[:limit]
 
     def associations(self, goods_id: str, limit: int = 10, min_confidence: float = 0.0,
-                     sort: str = "confidence") -> list[Rule]:
-        """Rules "bought goods_id -> also bought ...", best first by `sort` (then support)."""
+                     sort: str = "confidence", collapse_variants: bool = False) -> list[Rule]:
+        """Rules "bought goods_id -> also bought ...", best first by `sort` (then support).
+
+        `collapse_variants`: one rule per product whatever its colour or size (its best),
+        and none to another colour or size of `goods_id` itself (`variant_key`)."""
         if sort not in SORT_KEYS:
             raise ValueError(f"sort must be one of {SORT_KEYS}")
         if not self.has_product(goods_id):
             raise UnknownProduct(goods_id)
-        ranked = self._assoc.get(goods_id, {}).get(sort, ())
-        return list(itertools.islice((r for r in ranked if r.confidence >= min_confidence),
-                                     limit))
+        ranked = (r for r in self._assoc.get(goods_id, {}).get(sort, ())
+                  if r.confidence >= min_confidence)
+        if collapse_variants:
+            ranked = self._distinct_variants(goods_id, ranked)
+        return list(itertools.islice(ranked, limit))
+
+    def _distinct_variants(self, goods_id: str, rules):
+        seen = {variant_key(self.name(goods_id)) or goods_id}
+        for rule in rules:
+            keys = {variant_key(self.name(g)) or g for g in rule.consequent}
+            if not keys & seen:
+                seen |= keys
+                yield rule
 
     def basket(self, items: list[str], limit: int = 10) -> tuple[list[Suggestion], str]:
         """(what to add to a cart holding `items`, source), source one of BASKET_SOURCES.

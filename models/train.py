@@ -44,7 +44,18 @@ from pyspark.sql import functions as F
 
 from engine.versions import served_model
 from etl.clean import read_clean
-from models import als, baselines, evaluation, fpgrowth, hybrid, ids, report, selection, similar
+from models import (
+    als,
+    baselines,
+    content,
+    evaluation,
+    fpgrowth,
+    hybrid,
+    ids,
+    report,
+    selection,
+    similar,
+)
 
 log = logging.getLogger(__name__)
 POPULAR_K = 100
@@ -146,6 +157,16 @@ def evaluate_holdout(lines: DataFrame, users: DataFrame, items: DataFrame, cut: 
     models, chosen = selection.choose(result, per_shopper, params, metric, mode, k)
     return {"k": k, "cut": cut.isoformat(), "test_users": test_users, "models": models,
             "selection": chosen}
+
+
+def write_similar(model, items: DataFrame, catalog: DataFrame, path: Path) -> None:
+    """Each goods' similar goods at `path`: by ALS item factors for the goods shoppers
+    bought, by name for the rest (models/content.py), so a product listed today has
+    neighbours tonight."""
+    similar.similar_items(model, items, SIMILAR_K).write.mode("overwrite").parquet(str(path))
+    with_factors = catalog.sparkSession.read.parquet(str(path)).select("goods_id").distinct()
+    (content.name_neighbours(catalog, SIMILAR_K).join(with_factors, "goods_id", "left_anti")
+     .write.mode("append").parquet(str(path)))
 
 
 def _previous_mapping(spark: SparkSession, root: Path, kind: str) -> DataFrame | None:
@@ -277,10 +298,9 @@ def train_als(spark: SparkSession, p: Plan, lines: DataFrame | None = None) -> d
         model = als.train(ratings, p.als)
         results = out / "results"
         popular(lines).write.mode("overwrite").parquet(str(results / "popular"))
-        spark.read.parquet(str(root / "clean" / "goods")).write.mode("overwrite").parquet(
-            str(results / "catalog"))
-        similar.similar_items(model, items, SIMILAR_K).write.mode("overwrite").parquet(
-            str(results / "similar"))
+        catalog = spark.read.parquet(str(root / "clean" / "goods"))
+        catalog.write.mode("overwrite").parquet(str(results / "catalog"))
+        write_similar(model, items, catalog, results / "similar")
         users.write.mode("overwrite").parquet(str(out / "ids" / "users"))
         items.write.mode("overwrite").parquet(str(out / "ids" / "items"))
         model.write().overwrite().save(str(out / "als"))

@@ -22,7 +22,7 @@ import itertools
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from pyspark.sql import DataFrame
 from tqdm import tqdm
@@ -49,11 +49,14 @@ def objective(result: dict, popular: dict, metric: str = "map") -> float:
 def search(lines: DataFrame, users: DataFrame, items: DataFrame, val_cut: dt.date,
            val_end: dt.date, *, als_grid: Iterable[als.ALSParams] = ALS_GRID,
            weight_grid: Iterable[dict] = WEIGHT_GRID,
-           base: hybrid.HybridParams = hybrid.HybridParams(), k: int = 10) -> dict:
+           base: hybrid.HybridParams = hybrid.HybridParams(), k: int = 10,
+           done: Iterable[dict] = (), progress: Callable[[list], None] | None = None) -> dict:
     """Train on lines before `val_cut`, validate on val_cut..val_end; return the report.
 
     Every trial is scored by `hybrid.recommend`, the code that publishes: each ALS setting
-    alone, then every blend of the grid around the best ALS in one pass."""
+    alone, then every blend of the grid around the best ALS in one pass. `done`: trials an
+    interrupted search already measured (not measured again); `progress` is called with
+    every trial so far after each step, to save them."""
     from models.train import split
 
     before, after, shoppers = split(lines, val_cut, val_end)
@@ -67,6 +70,7 @@ def search(lines: DataFrame, users: DataFrame, items: DataFrame, val_cut: dt.dat
                                         after, k, catalog)
     als_grid, weight_grid = list(als_grid), list(weight_grid)
     trials, best = [], {}
+    earlier = [t for t in done if t["stage"] == "als"]
     bar = tqdm(total=len(als_grid) + 1, desc="tune", unit="step")
 
     def measure(stage: str, als_params, fit_seconds, blends: dict) -> None:
@@ -83,14 +87,30 @@ def search(lines: DataFrame, users: DataFrame, items: DataFrame, val_cut: dt.dat
             trial = {"stage": stage, "als": als_params.as_dict(), "hybrid": params.as_dict(),
                      "score": objective(results[name], popular), "fit_seconds": round(seconds, 1),
                      "metrics": results[name]}
-            trials.append(trial)
-            if stage not in best or trial["score"] > best[stage]["score"]:
-                best[stage] = trial
+            keep(trial)
+        step_done(stage, als_params)
+
+    def keep(trial: dict) -> None:
+        trials.append(trial)
+        stage = trial["stage"]
+        if stage not in best or trial["score"] > best[stage]["score"]:
+            best[stage] = trial
+
+    def step_done(stage: str, als_params) -> None:
         bar.update()
         bar.set_postfix(best=f"{best[stage]['score']:.3f}")
+        log.info("tune step %d of %d (%s, ALS %s): best so far %.3f x popularity", bar.n,
+                 bar.total, stage, als_params.as_dict(), best[stage]["score"])
+        if progress is not None:
+            progress(trials)
 
     als_only = dataclasses.replace(base, w_repeat=0.0, w_als=1.0, w_items=0.0, w_trending=0.0)
     for als_params in als_grid:  # stage 1: ALS alone
+        found = [t for t in earlier if t["als"] == als_params.as_dict()]
+        if found:  # measured before the search was stopped
+            keep(found[0])
+            step_done("als", als_params)
+            continue
         measure("als", als_params, None, {"als": als_only})
     winner = als.ALSParams(**best["als"]["als"])
     # stage 2: the blends around the best ALS
@@ -108,8 +128,16 @@ def search(lines: DataFrame, users: DataFrame, items: DataFrame, val_cut: dt.dat
             "trials": trials}
 
 
+PROGRESS = "tune-progress.json"  # models/: the trials of a search not finished yet
+
+
 def run(spark, settings, end: dt.date, **grids) -> dict:
-    """Tune on the settings' window ending at `end` and write models/TUNED.json."""
+    """Tune on the settings' window ending at `end` and write models/TUNED.json.
+
+    A search that is stopped (Ctrl-C, a killed task) resumes where it was: the trials it
+    finished are kept in models/tune-progress.json, keyed by the window and the grids.
+    TUNED.json is replaced only when a search completes, so a failed one leaves the last
+    good parameters in force."""
     from etl.clean import read_clean
     from models import ids
     from models.train import TUNED, _write_text
@@ -122,11 +150,28 @@ def run(spark, settings, end: dt.date, **grids) -> dict:
     if val_cut <= start:
         raise ValueError(f"window {start}..{end} too short to hold out two periods of "
                          f"{holdout} days; raise train.window_days")
+    (root / "models").mkdir(parents=True, exist_ok=True)
+    key = json.dumps({"window": [start.isoformat(), end.isoformat()],
+                      "grids": {name: [g.as_dict() if hasattr(g, "as_dict") else g for g in grid]
+                                for name, grid in sorted(grids.items())}}, sort_keys=True)
+    saved = root / "models" / PROGRESS
+    done = []
+    if saved.exists() and json.loads(saved.read_text()).get("key") == key:
+        done = json.loads(saved.read_text())["trials"]
+        log.info("resuming the search stopped with %d trials measured (%s)", len(done), saved)
+
+    def progress(trials: list) -> None:
+        _write_text(saved, json.dumps({"key": key, "trials": trials}))
+
     lines = read_clean(spark, root, start, end).cache()
     users = ids.extend(None, lines.select("user_key")).cache()
     items = ids.extend(None, lines.select("goods_id")).cache()
-    report = search(lines, users, items, val_cut, val_end, **grids)
-    (root / "models").mkdir(parents=True, exist_ok=True)
+    try:
+        report = search(lines, users, items, val_cut, val_end, done=done, progress=progress,
+                        **grids)
+    finally:
+        for df in (lines, users, items):
+            df.unpersist()
     _write_text(root / "models" / TUNED, json.dumps(report, indent=2))
-    lines.unpersist()
+    saved.unlink(missing_ok=True)
     return report

@@ -40,6 +40,8 @@ class AssociationsQuery(Query):
     min_confidence: float = Field(0.0, ge=0, le=1, allow_inf_nan=False,
                                   description="only rules at least this confident")
     sort: Literal["confidence", "lift"] = Field("confidence", description="order of the rules")
+    collapse_variants: bool = Field(False, description="one rule per product whatever its "
+                                    "colour or size, none to the product's own variants")
 
 
 class SimilarQuery(Query):

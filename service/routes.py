@@ -78,7 +78,8 @@ def user_recommendations(phone: str, query: RecommendationsQuery):
 def product_associations(goods_id: str, query: AssociationsQuery):
     served = engine()
     try:
-        rules = served.associations(goods_id, query.limit, query.min_confidence, query.sort)
+        rules = served.associations(goods_id, query.limit, query.min_confidence, query.sort,
+                                    query.collapse_variants)
     except UnknownProduct:
         raise _unknown(goods_id) from None
     return _json(encoder(served).rules(rules), served.version)

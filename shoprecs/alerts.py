@@ -5,7 +5,7 @@ The body is a small JSON object (`text` plus the fields given), which chat webho
 (Slack, Mattermost, Teams via a connector) display as is. Sending never raises: an alert
 that cannot be delivered is logged, and the failure it reports stays the task's failure.
 
-Used by the Airflow DAG's on_failure_callback (dags/shoprecs_daily.py).
+`on_failure` is the DAGs' on_failure_callback (dags/).
 """
 from __future__ import annotations
 
@@ -33,3 +33,15 @@ def send(settings: Settings, text: str, **fields) -> bool:
                     type(exc).__name__, getattr(exc.response, "status_code", "no response"))
         return False
     return True
+
+
+def on_failure(context) -> None:
+    """Airflow's on_failure_callback: a task failed for good (its retries spent)."""
+    from core import config
+
+    ti = context["ti"]
+    interval = f"{context['data_interval_start']}..{context['data_interval_end']}"
+    send(config.load(), f"shoprecs: {ti.dag_id}.{ti.task_id} failed for {interval}",
+         dag_id=ti.dag_id, task_id=ti.task_id, run_id=ti.run_id, try_number=ti.try_number,
+         interval=interval,
+         error=f"{type(context.get('exception')).__name__}: {context.get('exception')}")

@@ -92,11 +92,12 @@ def train(settings, date):
 
 @main.command()
 @click.option("--date", type=_DATE, required=True, help="Last day of the training window.")
-@click.option("--quick", is_flag=True, help="A small grid (2 ALS settings x 5 blends).")
+@click.option("--quick", is_flag=True, help="A small grid (2 ALS settings x 5 blends); "
+              "default: tune.quick.")
 @click.pass_obj
 def tune(settings, date, quick):
     """Search ALS and blend parameters on a validation window; write models/TUNED.json."""
-    report = pipeline.tune(settings, date.date(), quick)
+    report = pipeline.tune(settings, date.date(), quick or None)
     click.echo(f"best: {report['score']:.3f} x popularity's MAP@10 (mean of both modes) on "
                f"{report['validation'][0]}..{report['validation'][1]}")
     click.echo(f"ALS: {report['als']}\nhybrid: {report['hybrid']}")

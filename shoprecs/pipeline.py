@@ -95,11 +95,13 @@ def finalize(settings: Settings, end: dt.date, expected: set[str] | None = None)
     return train_job.finalize(plan, served_model(settings)[1])
 
 
-def tune(settings: Settings, end: dt.date, quick: bool = False, spark=None) -> dict:
+def tune(settings: Settings, end: dt.date, quick: bool | None = None, spark=None) -> dict:
+    """`shoprecs tune`: the search of models/tune.py; `quick` (default tune.quick) searches
+    2 ALS settings and a fifth of the blends."""
     from models import tune as tune_job
 
     grids = {}
-    if quick:
+    if settings.tune_quick if quick is None else quick:
         grids = {"als_grid": tune_job.ALS_GRID[:2], "weight_grid": tune_job.WEIGHT_GRID[::4]}
     with _session(spark) as session:
         return tune_job.run(session, settings, end, **grids)

@@ -54,6 +54,14 @@ def test_simulator_to_http_answer(spark, settings, bus, tmp_path):
         rules = requests.get(f"{base}/products/{a}/associations?limit=20").json()
         assert [b] in [r["consequent"] for r in rules]
         assert requests.get(f"{base}/models").json()["version"] == version
+
+        # A product nobody bought has no ALS factors: its neighbours come from its name.
+        bought = {line["goodsId"] for o in orders for line in o["basket"]}
+        names = {g["id"]: g["name"] for g in goods}
+        fresh = min(set(names) - bought)
+        near = requests.get(f"{base}/products/{fresh}/similar?limit=5").json()
+        words = set(names[fresh].lower().split()[:-1])  # "Blue Mug 123": its adjective, noun
+        assert near and all(words & set(n["name"].lower().split()) for n in near), near
     finally:
         service.terminate()
         assert service.wait(timeout=30) == 0  # SIGTERM: graceful shutdown

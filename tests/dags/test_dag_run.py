@@ -92,15 +92,20 @@ def shop(tmp_path_factory, airflow_env, hooks):
     simulator.stop()
 
 
-def dags_test(env: dict, run_date: dt.date, **extra_env) -> tuple[int, str, float]:
-    """`airflow dags test shoprecs_daily <run_date>`: (exit code, output tail, seconds)."""
+def dags_test_dag(env: dict, dag_id: str, run_date: dt.date,
+                  **extra_env) -> tuple[int, str, float]:
+    """`airflow dags test <dag_id> <run_date>`: (exit code, output tail, seconds)."""
     started = time.perf_counter()
-    done = subprocess.run([AIRFLOW, "dags", "test", "shoprecs_daily", run_date.isoformat()],
+    done = subprocess.run([AIRFLOW, "dags", "test", dag_id, run_date.isoformat()],
                           env={**env, **extra_env}, capture_output=True, text=True,
                           timeout=900)
     seconds = time.perf_counter() - started
-    print(f"airflow dags test shoprecs_daily {run_date}: exit {done.returncode}, {seconds:.0f} s")
+    print(f"airflow dags test {dag_id} {run_date}: exit {done.returncode}, {seconds:.0f} s")
     return done.returncode, (done.stdout + done.stderr)[-20000:], seconds
+
+
+def dags_test(env: dict, run_date: dt.date, **extra_env) -> tuple[int, str, float]:
+    return dags_test_dag(env, "shoprecs_daily", run_date, **extra_env)
 
 
 def task_states(env: dict) -> dict[str, tuple[str, int]]:
@@ -215,3 +220,22 @@ def test_bus_down_fails_the_run_and_keeps_the_served_version(shop, hooks, backfi
     alerts = [c["body"] for c in hooks[1] if c["path"] == "/alert"]
     assert [a["task_id"] for a in alerts] == ["extract"]
     assert "Connection refused" in alerts[0]["error"] or "BusError" in alerts[0]["error"]
+
+
+def test_weekly_tune_writes_the_parameters_the_nights_then_use(shop):
+    from models import train
+
+    settings, _, env = shop
+    tuned = settings.warehouse / "models" / "TUNED.json"
+    assert not tuned.exists()
+    # A run at 2024-01-04 (any date, by hand) tunes on the window ending the day before,
+    # 2024-01-03, the last landed day; its validation window is the day before that.
+    code, output, _ = dags_test_dag(env, "shoprecs_tune", FIRST + dt.timedelta(days=DAYS),
+                                    SHOPRECS_TUNE_QUICK="1")
+    assert code == 0, output
+    report = json.loads(tuned.read_text())
+    assert report["validation"] == ["2024-01-02", "2024-01-02"] and report["score"] > 0
+    assert not (settings.warehouse / "models" / "tune-progress.json").exists()
+    plan = train.plan(settings, FIRST + dt.timedelta(days=DAYS - 1))
+    assert plan.tuning["tuned_at"] == report["tuned_at"]  # the next night trains with them
+    assert plan.hybrid.as_dict() == report["hybrid"]

@@ -6,7 +6,7 @@ import pytest
 
 def test_no_import_errors(dagbag):
     assert dagbag.import_errors == {}
-    assert list(dagbag.dag_ids) == ["shoprecs_daily"]
+    assert sorted(dagbag.dag_ids) == ["shoprecs_daily", "shoprecs_tune"]
 
 
 def test_task_graph(dagbag):
@@ -18,6 +18,14 @@ def test_task_graph(dagbag):
         ("extract", "evaluate_gate"), ("clean", "train_als"), ("clean", "train_fpgrowth"),
         ("train_als", "evaluate_gate"), ("train_fpgrowth", "evaluate_gate"),
         ("evaluate_gate", "publish"), ("publish", "reload")}
+
+
+def test_the_weekly_tune_runs_after_sundays_night(dagbag):
+    dag = dagbag.dags["shoprecs_tune"]
+    assert [t.task_id for t in dag.tasks] == ["tune"]
+    assert dag.max_active_runs == 1 and not dag.catchup
+    assert dag.timetable.expression == "0 3 * * 0"
+    assert dag.get_task("tune").on_failure_callback
 
 
 def test_scheduling_retries_and_alerts(dagbag):

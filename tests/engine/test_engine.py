@@ -91,3 +91,22 @@ def test_broken_model_is_refused_and_the_old_version_keeps_serving(published):
 def test_nothing_published_says_what_to_run(settings):
     with pytest.raises(SnapshotError, match="shoprecs run"):
         RecommendationEngine.from_warehouse(settings.warehouse, hmac_key=TEST_KEY)
+
+
+def test_collapsing_variants_keeps_one_rule_per_product_and_none_to_its_own(published):
+    root = published.warehouse
+    write_model(root, "v2", rules=[
+        (["100"], ["101"], 0.9, 5.0, 0.2),  # Pink Mug: a colour of 100's own mug
+        (["100"], ["102"], 0.8, 4.0, 0.2),  # Red Saucer
+        (["100"], ["103"], 0.7, 4.0, 0.2),  # Blue Saucer: the same saucer, another colour
+        (["100"], ["104"], 0.6, 3.0, 0.2),  # Saucer Large: and another size
+        (["100"], ["105"], 0.5, 2.0, 0.2)],  # Teapot
+        catalog=[("100", "GREEN MUG"), ("101", "Pink Mug"), ("102", "Red Saucer"),
+                 ("103", "Blue Saucer"), ("104", "Saucer, LARGE"), ("105", "Teapot")])
+    publish(root, "v2")
+    engine = RecommendationEngine.from_warehouse(root, hmac_key=TEST_KEY)
+    every = [r.consequent[0] for r in engine.associations("100")]
+    assert every == ["101", "102", "103", "104", "105"]
+    distinct = engine.associations("100", collapse_variants=True)
+    assert [r.consequent[0] for r in distinct] == ["102", "105"]
+    assert engine.associations("100", limit=1, collapse_variants=True) == distinct[:1]

@@ -14,8 +14,8 @@ def test_objective_weighs_both_modes_against_popularity():
     assert tune.objective({"all": {"map": 0.2}, "new": {"map": 0.06}}, pop) == pytest.approx(2.5)
 
 
-def test_search_picks_the_best_trial_and_records_every_one(spark):
-    # Shoppers rebuy their goods: a blend that weighs repeat purchases must win.
+def rebuying_shop(spark):
+    """Shoppers who rebuy their goods: a blend that weighs repeat purchases must win."""
     rows = []
     for u in range(12):
         mine = [f"g{(u + j) % 6}" for j in range(3)]
@@ -23,8 +23,12 @@ def test_search_picks_the_best_trial_and_records_every_one(spark):
             rows += [(f"o{u}-{day}", f"u{u}", g, f"2024-01-0{day}" if day < 10 else "")
                      for g in mine[: 1 + day % 3]]
     lines = lines_df(spark, rows).cache()
-    users = ids.extend(None, lines.select("user_key"))
-    items = ids.extend(None, lines.select("goods_id"))
+    return lines, ids.extend(None, lines.select("user_key")), ids.extend(
+        None, lines.select("goods_id"))
+
+
+def test_search_picks_the_best_trial_and_records_every_one(spark):
+    lines, users, items = rebuying_shop(spark)
     grid = [als.ALSParams(rank=2, max_iter=3)]
     weights = [dict(w_repeat=0.0, w_als=1.0, w_trending=0.0),
                dict(w_repeat=4.0, w_als=0.25, w_trending=0.0)]
@@ -38,3 +42,27 @@ def test_search_picks_the_best_trial_and_records_every_one(spark):
     assert report["als"] == report["als_alone"]["als"]
     assert report["validation"] == ["2024-01-06", "2024-01-08"]
     assert dataclasses.asdict(als.ALSParams(**report["als"]))  # round-trips into params
+
+
+def test_a_stopped_search_resumes_without_measuring_again(spark, monkeypatch):
+    lines, users, items = rebuying_shop(spark)
+    grid = [als.ALSParams(rank=2, max_iter=3), als.ALSParams(rank=3, max_iter=3)]
+    saved = []
+    fits = []
+    train = als.train
+    monkeypatch.setattr(als, "train", lambda *a: fits.append(a[1].rank) or train(*a))
+
+    def stop_after_the_first(trials):
+        saved[:] = [dict(t) for t in trials]
+        raise KeyboardInterrupt  # Ctrl-C, a killed task
+
+    args = (lines, users, items, dt.date(2024, 1, 6), dt.date(2024, 1, 8))
+    kwargs = dict(als_grid=grid, weight_grid=[dict(w_repeat=4.0, w_als=0.25, w_trending=0.0)],
+                  base=hybrid.HybridParams(neighbours=3, candidates=6))
+    with pytest.raises(KeyboardInterrupt):
+        tune.search(*args, **kwargs, progress=stop_after_the_first)
+    assert [t["als"]["rank"] for t in saved] == [2] and fits == [2]
+    report = tune.search(*args, **kwargs, done=saved)
+    assert fits == [2, 3, report["als"]["rank"]]  # the second setting, then the winner's blends
+    assert [t["stage"] for t in report["trials"]] == ["als", "als", "hybrid"]
+    assert report["trials"][0]["score"] == saved[0]["score"]
