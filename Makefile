@@ -113,7 +113,7 @@ bench-quality: $(BENCH_STAMP) native-blas  ## every model on Online Retail, with
 bench-profiles: $(STAMP)  ## the default night on every kind of generated shop, against the baselines
 	$(BIN)/python -m bench.profiles
 
-bench-sweep: $(STAMP)  ## training window and repeat half-life, swept on Online Retail and the demo shop
+bench-sweep: $(STAMP)  ## training window, repeat half-life and kNN neighbours, swept on Online Retail and the demo shop
 	$(BIN)/python -m bench.sweep
 
 bench-variants: $(STAMP)  ## how varied a product's top rules are, with and without collapsed variants

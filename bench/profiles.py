@@ -46,7 +46,8 @@ def bought_share(night, settings) -> dict[str, float]:
     for mode, exclude in (("all", False), ("new", True)):
         slots = hits = 0
         for phone, goods in owned.items():
-            recs, personal = engine.recommend(phone, 10, exclude_bought=exclude)
+            recs, sources = engine.recommend(phone, 10, exclude_bought=exclude)
+            personal = "personalized" in sources
             if personal:
                 slots += len(recs)
                 hits += sum(r.goods_id in goods for r in recs)

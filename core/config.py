@@ -90,6 +90,9 @@ class Settings:
     service_max_body_bytes: int = 65536
     service_max_header_bytes: int = 16384
     service_reload_interval: float = 10.0  # seconds between looks at serving/CURRENT; 0: never
+    # seconds between a worker's looks at the catalog refresh and the blacklist (a stat of
+    # two files, on the request path): how soon a change reaches every worker
+    service_rules_interval: float = 2.0
 
     # API keys, comma-separated (header X-API-Key). Admin endpoints (POST /admin/reload)
     # need one of admin.api_keys and are disabled while it is empty; storefront endpoints

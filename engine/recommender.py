@@ -12,18 +12,26 @@ import functools
 import itertools
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 from core.phones import InvalidPhone, PhoneRules, normalize, user_key
+from engine.shoprules import NO_FILTER, Filter, ShopRules, request_filter
 from engine.snapshot import Snapshot, SnapshotError, current_version
 
-__all__ = ["InvalidPhone", "RecommendationEngine", "Rule", "Scored", "Suggestion",
+__all__ = ["Filter", "InvalidPhone", "RecommendationEngine", "Rule", "Scored", "Suggestion",
            "UnknownProduct"]
 
 SORT_KEYS = ("confidence", "lift")
 USER_KEY_CACHE = 65536  # phones (as sent) -> key; a few MB at most
-BASKET_SOURCES = ("rules", "similar", "popular")
+# Where an answer's goods came from (the X-Recommendation-Source header, comma-joined):
+# the shopper's precomputed list, the session's `recent` goods, association rules, similar
+# goods, popular goods (alone for strangers, or filling a list a filter thinned).
+SOURCES = ("personalized", "context", "rules", "similar", "popular")
+MAX_RECENT = 20  # `recent` goods looked at, most recent first
+CONTEXT_RULES = 20  # rules per recent goods
+CONTEXT_WEIGHT = 0.5  # the session's share of a known shopper's blended score
 
 
 # Words that tell variants of one product apart: colours and sizes ("the same thing in red").
@@ -103,7 +111,20 @@ class RecommendationEngine:
         # old one is freed on reload without waiting for the cyclic GC)
         self._key_of = functools.lru_cache(maxsize=USER_KEY_CACHE)(
             functools.partial(_phone_key, rules=rules, hmac_key=hmac_key))
+        self._filters: tuple[ShopRules, Filter] | None = None
         self._index(snapshot)
+
+    def filter(self, rules: ShopRules, exclude: Sequence[str] = (),
+               categories: Sequence[str] | None = None) -> Filter:
+        """The Filter of one request: `rules` (engine.shoprules.RulesHolder.current()), else
+        this snapshot's catalog, and the request's own `exclude` and `categories`."""
+        snapshot_rules = getattr(self.snapshot, "shop_rules", None) or ShopRules()
+        if exclude or categories is not None:
+            return request_filter(rules, snapshot_rules, exclude, categories)
+        cached = self._filters
+        if cached is None or cached[0] is not rules:  # the same rules: the same Filter
+            cached = self._filters = (rules, request_filter(rules, snapshot_rules))
+        return cached[1]
 
     def _index(self, snap: Snapshot) -> None:
         self._users = {key: user_lists(recs) for key, recs in snap.user_recs.items() if recs}
@@ -156,39 +177,103 @@ class RecommendationEngine:
         """The snapshot's key for a phone in any format; InvalidPhone says why not."""
         return self._key_of(phone)
 
-    def recommend(self, phone: str, limit: int = 10,
-                  exclude_bought: bool = False) -> tuple[tuple[Scored, ...], bool]:
-        """(best goods first, personalized?) for a phone in any format; popular goods for a
-        shopper the model does not know.
+    def recommend(self, phone: str, limit: int = 10, exclude_bought: bool = False, *,
+                  only: Filter = NO_FILTER, recent: Sequence[str] = ()
+                  ) -> tuple[tuple[Scored, ...], tuple[str, ...]]:
+        """(best goods first, sources) for a phone in any format (SOURCES).
 
+        A known shopper gets their precomputed list; `recent` goods of this session (most
+        recent first) blend their neighbours and rules into it, or make the whole list of
+        a shopper the model does not know; goods `only` refuses are skipped, and a list they
+        thinned is filled with the best popular goods `only` allows (not with
+        `exclude_bought`: only the list's own goods are known as bought or not).
         `exclude_bought` leaves out goods the shopper ever bought (the batch job stores the
-        best new goods beside the best overall, so the list stays full)."""
+        best new goods beside the best overall, so the list stays full); `recent` goods are
+        never offered back."""
         recs = self._users.get(self.user_key(phone))
+        ranked: Sequence[Scored] = ()
+        owned: frozenset[str] = frozenset()
+        sources = []
         if recs is not None:
-            return recs[1 if exclude_bought else 0][:limit], True
-        return self._popular[:limit], False
+            ranked = recs[1 if exclude_bought else 0]
+            if exclude_bought:
+                owned = frozenset(g for g, _ in recs[0]) - frozenset(g for g, _ in recs[1])
+            sources.append("personalized")
+        skip = frozenset(recent) | owned
+        if recent:
+            context = self._context(recent[:MAX_RECENT], skip)
+            if context:
+                ranked = _blend(ranked, context)
+                sources.append("context")
+        if not (only.active or skip):
+            if recs is not None or ranked:
+                return tuple(ranked[:limit]), tuple(sources)
+            return self._popular[:limit], ("popular",)
+        found = only.keep((r for r in ranked if r.goods_id not in skip), limit)
+        # Popular goods fill the list of a shopper the model does not know, and a known
+        # shopper's list that the filters thinned; not with `exclude_bought`: the snapshot
+        # knows what a shopper bought only among their list's goods, and a popular goods
+        # they bought long ago must not come back.
+        thinned = len(found) < min(limit, len(ranked))
+        if len(found) < limit and (recs is None or thinned and not exclude_bought):
+            taken = skip | {g for g, _ in found}
+            fill = only.keep((p for p in self._popular if p.goods_id not in taken),
+                             limit - len(found))
+            if fill:
+                found += fill
+                sources.append("popular")
+        return tuple(found), tuple(sources)
+
+    def _context(self, recent: Sequence[str], skip: frozenset[str]) -> dict[str, float]:
+        """goods -> score from the neighbours and rules of `recent` goods, the most recent
+        weighing most (1, 1/2, 1/3, ...)."""
+        scores: dict[str, float] = {}
+        for n, goods_id in enumerate(recent):
+            weight = 1.0 / (n + 1)
+            for other, score in self._similar.get(goods_id, ()):
+                scores[other] = scores.get(other, 0.0) + weight * max(score, 0.0)
+            for rule in self._assoc.get(goods_id, {}).get("confidence", ())[:CONTEXT_RULES]:
+                for other in rule.consequent:
+                    scores[other] = scores.get(other, 0.0) + weight * rule.confidence
+        return {g: s for g, s in scores.items() if g not in skip and s > 0}
 
     def has_product(self, goods_id: str) -> bool:
         return goods_id in self.snapshot.names or goods_id in self._assoc
 
-    def similar(self, goods_id: str, limit: int = 10) -> tuple[Scored, ...]:
-        """Goods whose ALS item factors are closest (cosine) to `goods_id`'s."""
+    def similar(self, goods_id: str, limit: int = 10, *, only: Filter = NO_FILTER
+                ) -> tuple[tuple[Scored, ...], tuple[str, ...]]:
+        """(goods closest to `goods_id`, sources): by ALS item factors (cosine), or by name
+        for goods nobody bought yet; filled with popular goods when `only` thins them."""
         if not self.has_product(goods_id):
             raise UnknownProduct(goods_id)
-        return self._similar.get(goods_id, ())[:limit]
+        near = self._similar.get(goods_id, ())
+        if not only.active:
+            return near[:limit], ("similar",)
+        found = only.keep(near, limit)
+        sources = ("similar",)
+        if len(found) < min(limit, len(near)):  # thinned by the filters: fill it
+            taken = {goods_id} | {g for g, _ in found}
+            fill = only.keep((p for p in self._popular if p.goods_id not in taken),
+                             limit - len(found))
+            if fill:
+                found, sources = found + fill, ("similar", "popular")
+        return tuple(found), sources
 
     def associations(self, goods_id: str, limit: int = 10, min_confidence: float = 0.0,
-                     sort: str = "confidence", collapse_variants: bool = False) -> list[Rule]:
+                     sort: str = "confidence", collapse_variants: bool = False, *,
+                     only: Filter = NO_FILTER) -> list[Rule]:
         """Rules "bought goods_id -> also bought ...", best first by `sort` (then support).
 
         `collapse_variants`: one rule per product whatever its colour or size (its best),
-        and none to another colour or size of `goods_id` itself (`variant_key`)."""
+        and none to another colour or size of `goods_id` itself (`variant_key`). A rule any
+        of whose consequent goods `only` refuses is left out."""
         if sort not in SORT_KEYS:
             raise ValueError(f"sort must be one of {SORT_KEYS}")
         if not self.has_product(goods_id):
             raise UnknownProduct(goods_id)
         ranked = (r for r in self._assoc.get(goods_id, {}).get(sort, ())
-                  if r.confidence >= min_confidence)
+                  if r.confidence >= min_confidence
+                  and (not only.active or all(map(only.allows, r.consequent))))
         if collapse_variants:
             ranked = self._distinct_variants(goods_id, ranked)
         return list(itertools.islice(ranked, limit))
@@ -201,14 +286,16 @@ class RecommendationEngine:
                 seen |= keys
                 yield rule
 
-    def basket(self, items: list[str], limit: int = 10) -> tuple[list[Suggestion], str]:
-        """(what to add to a cart holding `items`, source), source one of BASKET_SOURCES.
+    def basket(self, items: list[str], limit: int = 10, *, only: Filter = NO_FILTER
+               ) -> tuple[list[Suggestion], tuple[str, ...]]:
+        """(what to add to a cart holding `items`, sources), sources of SOURCES.
 
         Rules whose whole antecedent is in the cart and whose consequent is not, one entry
         per consequent goods (its best rule), best first by confidence, lift, support; the
-        score is the confidence. When no rule fires: goods most similar to any cart item;
-        when none has neighbours: popular goods. Never the cart's own goods. Unknown ids
-        are ignored (the model's catalog lags the shop's)."""
+        score is the confidence. When no rule fires: goods most similar to any cart item.
+        Goods `only` refuses are skipped, and a short answer is filled with popular goods.
+        Never the cart's own goods. Unknown ids are ignored (the model's catalog lags the
+        shop's)."""
         cart = set(items)
         best: dict[str, Rule] = {}
         for rule in self._fired(cart):
@@ -220,21 +307,29 @@ class RecommendationEngine:
         if best:
             ranked = sorted(best.items(), key=lambda kv: (*(-x for x in _strength(kv[1])),
                                                           kv[0]))
-            return [Suggestion(g, r.confidence, r.antecedent) for g, r in ranked[:limit]], \
-                "rules"
-        return self._basket_fallback(cart, limit)
+            found = [Suggestion(g, r.confidence, r.antecedent)
+                     for g, r in only.keep(ranked, limit)]
+            source = "rules"
+        else:
+            found, source = self._near_cart(cart, limit, only), "similar"
+        sources = (source,) if found else ()
+        if not found or (only.active and len(found) < limit):
+            taken = cart | {s.goods_id for s in found}
+            fill = only.keep((p for p in self._popular if p.goods_id not in taken),
+                             limit - len(found))
+            if fill:
+                found += [Suggestion(g, s, ()) for g, s in fill]
+                sources += ("popular",)
+        return found, sources
 
-    def _basket_fallback(self, cart: set[str], limit: int) -> tuple[list[Suggestion], str]:
+    def _near_cart(self, cart: set[str], limit: int, only: Filter) -> list[Suggestion]:
         near: dict[str, tuple[float, str]] = {}
         for g in sorted(cart):
             for other, score in self._similar.get(g, ()):
                 if other not in cart and score > near.get(other, (-2.0,))[0]:
                     near[other] = (score, g)
-        if near:
-            ranked = sorted(near.items(), key=lambda kv: (-kv[1][0], kv[0]))
-            return [Suggestion(g, s, (src,)) for g, (s, src) in ranked[:limit]], "similar"
-        popular = [p for p in self._popular if p.goods_id not in cart][:limit]
-        return [Suggestion(g, s, ()) for g, s in popular], "popular"
+        ranked = sorted(near.items(), key=lambda kv: (-kv[1][0], kv[0]))
+        return [Suggestion(g, s, (src,)) for g, (s, src) in only.keep(ranked, limit)]
 
     def find_products(self, text: str, limit: int = 20) -> list[tuple[str, str]]:
         """[(goods id, name)]: the id itself if it is one, else names containing `text`."""
@@ -268,6 +363,25 @@ class RecommendationEngine:
             self.basket([g for g, _ in self.snapshot.popular[:2]])
         except (LookupError, ValueError, TypeError) as exc:
             raise SnapshotError(f"{self.version}: self-check failed: {exc!r}") from exc
+
+
+def _blend(personal: Sequence[Scored], context: dict[str, float]) -> list[Scored]:
+    """A known shopper's list and the session's goods, each scaled to its best (1), then
+    CONTEXT_WEIGHT of the session's and the rest of the shopper's; best first."""
+    scores: dict[str, float] = {}
+    if personal:
+        peak = max(s for _, s in personal)
+        for rank, (g, s) in enumerate(personal):
+            # ALS scores may be negative: then the order, not the value, says how good
+            value = s / peak if peak > 0 else 1.0 / (rank + 1)
+            scores[g] = (1 - CONTEXT_WEIGHT) * max(value, 0.0)
+        weight = CONTEXT_WEIGHT
+    else:
+        weight = 1.0
+    top = max(context.values())
+    for g, s in context.items():
+        scores[g] = scores.get(g, 0.0) + weight * s / top
+    return [Scored(g, s) for g, s in sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))]
 
 
 def _strength(rule: Rule) -> tuple[float, float, float]:

@@ -25,6 +25,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from engine.shoprules import ShopRules, catalog_rules
+
 log = logging.getLogger(__name__)
 
 RESULT_SETS = ("user_recs", "rules", "similar", "popular", "catalog")
@@ -66,6 +68,9 @@ class Snapshot:
     rules: list[dict] = field(default_factory=list)  # every rule, for basket lookups
     popular: list[tuple[str, float]] = field(default_factory=list)
     names: dict[str, str] = field(default_factory=dict)
+    # availability and categories as the night's catalog had them (a catalog refresh,
+    # engine/shoprules.py, overrides them during the day)
+    shop_rules: ShopRules = field(default_factory=ShopRules)
 
     @classmethod
     def load(cls, path: str | Path) -> Snapshot:
@@ -116,7 +121,12 @@ class Snapshot:
         pop = _read(path, "popular").sort_by("rank")
         snap.popular = list(zip(pop["goods_id"].to_pylist(), pop["score"].to_pylist()))
         cat = _read(path, "catalog")
-        snap.names = dict(zip(cat["goods_id"].to_pylist(), cat["name"].to_pylist()))
+        goods_ids = cat["goods_id"].to_pylist()
+        snap.names = dict(zip(goods_ids, cat["name"].to_pylist()))
+        none = [None] * cat.num_rows  # a catalog from a bus that sends only id and name
+        snap.shop_rules = catalog_rules(
+            goods_ids, cat["available"].to_pylist() if "available" in cat.column_names else none,
+            cat["category"].to_pylist() if "category" in cat.column_names else none)
         expected = manifest.get("counts", {})
         if expected.get("user_recs") not in (None, recs.num_rows):
             raise SnapshotError(f"snapshot {path}: user_recs has {recs.num_rows} rows, "

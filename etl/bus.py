@@ -304,16 +304,22 @@ def extract_orders(client: BusClient, start: dt.date, end: dt.date, root: Path,
     return [json.loads((d.dir / "_manifest.json").read_text()) for d in all_days]
 
 
-def extract_goods(client: BusClient, day: dt.date, root: Path) -> int:
-    """Land the whole goods catalog as of `day`; return the number of goods."""
+def fetch_goods(client: BusClient) -> list[dict]:
+    """The whole goods catalog, every page of /goods."""
     first = client.get_page("/goods", "goods", 1)
     pages = [first["goods"]]
     with ThreadPoolExecutor(client.workers, thread_name_prefix="bus") as pool:
         pages += pool.map(lambda p: client.get_page("/goods", "goods", p)["goods"],
                           range(2, first["pageCount"] + 1))
-    goods = [g for page in pages for g in page]
+    log.info("fetched the goods catalog: %d pages", len(pages))
+    return [g for page in pages for g in page]
+
+
+def extract_goods(client: BusClient, day: dt.date, root: Path) -> int:
+    """Land the whole goods catalog as of `day`; return the number of goods."""
+    goods = fetch_goods(client)
     land_goods(root, day, goods)
-    log.info("landed goods as of %s: %d items in %d pages", day, len(goods), len(pages))
+    log.info("landed goods as of %s: %d items", day, len(goods))
     return len(goods)
 
 

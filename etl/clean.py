@@ -25,6 +25,7 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
     ArrayType,
+    BooleanType,
     DoubleType,
     IntegerType,
     StringType,
@@ -64,7 +65,12 @@ QUARANTINE_SCHEMA = StructType([StructField("reason", StringType()),
                                 StructField("record", StringType()),
                                 StructField("dt", StringType())])
 
-GOODS_SCHEMA = StructType([StructField("id", StringType()), StructField("name", StringType())])
+# The catalog's optional shop fields (DESIGN.md): absent `available` means available; a
+# bus that sends only id and name gives null price and category.
+GOODS_SCHEMA = StructType([StructField("id", StringType()), StructField("name", StringType()),
+                           StructField("available", BooleanType()),
+                           StructField("price", DoubleType()),
+                           StructField("category", StringType())])
 
 
 INVALID = ""  # what phone_keys gives a phone that breaks the rules (a key is 64 hex digits)
@@ -133,7 +139,7 @@ def transform(raw: DataFrame, *, rules: PhoneRules, hmac_key: str) -> tuple[Data
 
 def with_names(lines: DataFrame, catalog: DataFrame) -> DataFrame:
     """Order lines with the goods name from the catalog (null for goods it lacks)."""
-    return lines.join(F.broadcast(catalog), "goods_id", "left")
+    return lines.join(F.broadcast(catalog.select("goods_id", "name")), "goods_id", "left")
 
 
 def read_clean(spark: SparkSession, root: Path, start: dt.date | None,
@@ -175,7 +181,8 @@ def read_raw(spark: SparkSession, root: Path, days: list[dt.date]) -> DataFrame:
 
 
 def clean_goods(spark: SparkSession, root: Path, end: dt.date) -> DataFrame:
-    """The catalog as last landed on or before `end`: one name per goods id."""
+    """The catalog as last landed on or before `end`: one row per goods id (name,
+    available, price, category), from the latest day that lists it."""
     base = root / "landing" / "goods"
     days = sorted(p.name[3:] for p in base.glob("dt=*") if p.name[3:] <= end.isoformat())
     if not days:
@@ -185,7 +192,9 @@ def clean_goods(spark: SparkSession, root: Path, end: dt.date) -> DataFrame:
     latest = Window.partitionBy("id").orderBy(F.col("dt").desc())
     return (goods.where(F.col("id").isNotNull())
             .withColumn("_n", F.row_number().over(latest)).where("_n = 1")
-            .select(F.col("id").alias("goods_id"), "name"))
+            .select(F.col("id").alias("goods_id"), "name",
+                    F.coalesce("available", F.lit(True)).alias("available"), "price",
+                    F.nullif(F.trim("category"), F.lit("")).alias("category")))
 
 
 def run(spark: SparkSession, settings, start: dt.date, end: dt.date) -> dict:

@@ -24,6 +24,8 @@ from etl.profiles import PROFILES
 
 _ADJECTIVES = ["Blue", "Red", "Vintage", "Rustic", "Glass", "Ceramic", "Wooden", "Silver",
                "Paper", "Linen", "Enamel", "Pastel", "Gold", "Woven", "Floral", "Retro"]
+CATEGORIES = ["Kitchen", "Garden", "Living Room", "Stationery", "Gifts", "Lighting", "Textiles",
+              "Party", "Bathroom", "Kids", "Storage", "Decor"]
 _NOUNS = ["Mug", "Candle Holder", "Lantern", "Tea Towel", "Cake Stand", "Photo Frame",
           "Jam Jar", "Doorstop", "Bunting", "Tin", "Cushion", "Clock", "Notebook",
           "Lunch Bag", "Vase", "Coaster Set", "Wall Sign", "Trinket Box", "Bell", "Apron"]
@@ -52,6 +54,10 @@ class GeneratorParams:
     # bell curve of this many weeks' standard deviation (to `season_floor` of its peak).
     season_weeks: float = 0.0
     season_floor: float = 0.02
+    # The catalog's shop fields: each goods' category (its taste cluster's, else one by id)
+    # and a share of goods out of stock (`available: false`), drawn from a stream of their
+    # own so that the orders stay what they were.
+    unavailable_share: float = 0.02
     seed: int = 42
 
     def scaled(self, scale: float) -> GeneratorParams:
@@ -204,4 +210,18 @@ def generate(p: GeneratorParams = GeneratorParams()) -> tuple[list[dict], list[d
             "clientTel": None if guest else format_phone(shoppers[who], int(rng.integers(4))),
             "basket": basket,
         })
-    return orders, [{"id": g["id"], "name": g["name"]} for g in goods], truth
+    return orders, shop_catalog(goods, truth, p), truth
+
+
+def shop_catalog(goods: list[dict], truth: Truth, p: GeneratorParams) -> list[dict]:
+    """The bus's /goods: id, name, price, category (the goods' first taste cluster's;
+    other goods one by id) and `available` (false for `unavailable_share` of them)."""
+    category = {}
+    for c, members in enumerate(truth.cluster_items):
+        for g in members:
+            category.setdefault(g, CATEGORIES[c % len(CATEGORIES)])
+    rng = np.random.default_rng([p.seed, 1])
+    out_of_stock = rng.random(len(goods)) < p.unavailable_share
+    return [{"id": g["id"], "name": g["name"], "price": g["price"],
+             "category": category.get(g["id"], CATEGORIES[g["id"] % len(CATEGORIES)]),
+             "available": not bool(gone)} for g, gone in zip(goods, out_of_stock)]

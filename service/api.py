@@ -15,12 +15,22 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from flask import Blueprint, request
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+)
 
 from service.errors import ApiError
 
 MAX_LIMIT = 100
 MAX_BASKET = 100
+MAX_LISTED = 100  # ids in `exclude`, categories in `category`
+MAX_RECENT = 20  # ids in `recent`
 
 Limit = Annotated[int, Field(ge=1, le=MAX_LIMIT, description="how many answers, 1 to 100")]
 GoodsId = Annotated[StrictInt | StrictStr, Field(description="a goods id, as in the catalog")]
@@ -30,12 +40,63 @@ class Query(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
-class RecommendationsQuery(Query):
+def _listed(value: str | None, most: int) -> tuple[str, ...] | None:
+    """The distinct non-blank values of a comma-separated parameter (None stays None)."""
+    if value is None:
+        return None
+    items = tuple(dict.fromkeys(v.strip() for v in value.split(",") if v.strip()))
+    if len(items) > most:
+        raise ValueError(f"at most {most} comma-separated values, got {len(items)}")
+    return items
+
+
+def Listed(most: int, max_length: int = 4000):  # noqa: N802 (a type, as pydantic's are)
+    """A comma-separated query parameter of at most `most` values."""
+    def check(value: str) -> str:
+        _listed(value, most)  # raises ValueError, which pydantic reports
+        return value
+    return Annotated[str, Field(max_length=max_length), AfterValidator(check)]
+
+
+def _some(value: str | None) -> str | None:
+    if value is not None and not _listed(value, MAX_LISTED):
+        raise ValueError("name at least one category, or leave category out")
+    return value
+
+
+class Filtered(Query):
+    """The shop's filters, the same on every storefront route (engine/shoprules.py)."""
+
+    category: Annotated[Listed(MAX_LISTED) | None, AfterValidator(_some)] = Field(
+        None, description="keep only goods of these categories (comma-separated, as in the "
+        "catalog)")
+    exclude: Listed(MAX_LISTED) = Field("", description="leave out these goods ids "
+                                        "(comma-separated), e.g. what is in the cart or on "
+                                        "the page")
+
+    @property
+    def categories(self) -> tuple[str, ...] | None:
+        return _listed(self.category, MAX_LISTED)
+
+    @property
+    def excluded(self) -> tuple[str, ...]:
+        return _listed(self.exclude, MAX_LISTED)
+
+
+class RecommendationsQuery(Filtered):
     limit: Limit = 10
     exclude_bought: bool = Field(False, description="leave out goods the shopper ever bought")
+    recent: Listed(MAX_RECENT, 2000) = Field("", description="goods viewed, carted or bought "
+                                             "in this session, most recent first "
+                                             "(comma-separated): their neighbours and rules "
+                                             "join the list; they are not offered back")
+
+    @property
+    def recent_ids(self) -> tuple[str, ...]:
+        return _listed(self.recent, MAX_RECENT)
 
 
-class AssociationsQuery(Query):
+class AssociationsQuery(Filtered):
     limit: Limit = 10
     min_confidence: float = Field(0.0, ge=0, le=1, allow_inf_nan=False,
                                   description="only rules at least this confident")
@@ -44,7 +105,7 @@ class AssociationsQuery(Query):
                                     "colour or size, none to the product's own variants")
 
 
-class SimilarQuery(Query):
+class SimilarQuery(Filtered):
     limit: Limit = 10
 
 
@@ -55,6 +116,10 @@ class Basket(BaseModel):
     items: list[GoodsId] = Field(min_length=1, max_length=MAX_BASKET,
                                  description="the goods in the cart")
     limit: Annotated[StrictInt, Field(ge=1, le=MAX_LIMIT)] = 10
+    category: list[StrictStr] | None = Field(None, min_length=1, max_length=MAX_LISTED,
+                                             description="keep only goods of these categories")
+    exclude: list[GoodsId] = Field([], max_length=MAX_LISTED,
+                                   description="leave out these goods ids")
 
 
 # What the routes answer (for the document; the views send engine data encoded once).
@@ -115,8 +180,10 @@ class Spec:
 
 SPECS: list[Spec] = []
 HEADERS = {"X-Model-Version": "the model version that answered",
-           "X-Recommendation-Source": "personalized or popular; for baskets rules, similar "
-                                      "or popular"}
+           "X-Recommendation-Source": "where the goods came from, comma-separated: "
+                                      "personalized, context (the `recent` goods), rules, "
+                                      "similar, popular (alone for an unknown shopper, or "
+                                      "filling a list the filters thinned)"}
 
 
 def endpoint(bp: Blueprint, rule: str, method: str = "GET", **spec) -> Callable:

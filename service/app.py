@@ -14,9 +14,9 @@ from flask import Flask, redirect
 
 from core import config as shoprecs_config
 from core.phones import PhoneRules
-from engine import EngineHolder
+from engine import EngineHolder, RulesHolder
 from engine.mongo_engine import engine_for, source_for
-from service import errors, merch, ops, routes
+from service import errors, merch, ops, routes, shop
 from service.auth import parse_keys
 from service.metrics import Metrics, MetricsMiddleware
 
@@ -58,10 +58,11 @@ def create_app(config: dict | None = None) -> Flask:
     storefront_keys = parse_keys(settings.storefront_api_keys)
     app.extensions.update({
         "shoprecs.settings": settings, "shoprecs.holder": holder, "shoprecs.metrics": metrics,
+        "shoprecs.rules": RulesHolder(settings.warehouse, settings.service_rules_interval),
         "shoprecs.admin_keys": parse_keys(settings.admin_api_keys),
         "shoprecs.storefront_keys": storefront_keys})
     errors.init_app(app)
-    for blueprint in (routes.bp, ops.bp, merch.bp):
+    for blueprint in (routes.bp, ops.bp, shop.bp, merch.bp):
         app.register_blueprint(blueprint)
     app.add_url_rule("/", "index", lambda: redirect("/merch"))
     app.wsgi_app = MetricsMiddleware(app.wsgi_app, metrics)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, render_template, request
 
 from engine import InvalidPhone
+from service.routes import shop_filter
 
 bp = Blueprint("merch", __name__, template_folder="templates")
 
@@ -43,7 +44,7 @@ def _product_view(engine, query: str) -> dict:
     goods_id, name = matches[0]
     return {"product": {"id": goods_id, "name": name},
             "rules": engine.associations(goods_id, limit=20),
-            "similar": engine.similar(goods_id, limit=10)}
+            "similar": engine.similar(goods_id, limit=10)[0]}
 
 
 @bp.get("/merch")
@@ -60,8 +61,10 @@ def page():
             view.update(_product_view(engine, query))
         if phone:
             try:
-                view["recs"], personalized = engine.recommend(phone, limit=10)
-                view["source"] = "personalized" if personalized else "popular (unknown shopper)"
+                only = shop_filter(engine)
+                view["recs"], sources = engine.recommend(phone, limit=10, only=only)
+                view["source"] = ", ".join(sources) if "personalized" in sources else \
+                    "popular (unknown shopper)"
             except InvalidPhone as exc:
                 view["phone_error"] = str(exc)
     return render_template("merch.html", **view), 200 if engine is not None else 503

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, request
 
-from engine import InvalidPhone, RecommendationEngine, UnknownProduct
+from engine import Filter, InvalidPhone, RecommendationEngine, UnknownProduct
 from service.api import (
     AssociationsQuery,
     Basket,
@@ -45,6 +45,17 @@ def _storefront_key():
                     "SHOPRECS_STOREFRONT_API_KEYS")
 
 
+def shop_filter(served: RecommendationEngine, exclude=(), categories=None) -> Filter:
+    """The shop's rules in force in this worker (availability, blacklist) and the request's
+    own filters."""
+    rules = current_app.extensions["shoprecs.rules"].current()
+    return served.filter(rules, tuple(str(g) for g in exclude), categories)
+
+
+def _sources(sources: tuple[str, ...]) -> dict[str, str]:
+    return {"X-Recommendation-Source": ",".join(sources)}
+
+
 def _json(body: bytes, version: str, **headers) -> Response:
     response = Response(body, mimetype="application/json")
     response.headers["X-Model-Version"] = version
@@ -64,12 +75,12 @@ def _unknown(goods_id: str) -> ApiError:
 def user_recommendations(phone: str, query: RecommendationsQuery):
     served = engine()
     try:
-        recs, personalized = served.recommend(phone, query.limit, query.exclude_bought)
+        recs, sources = served.recommend(
+            phone, query.limit, query.exclude_bought, recent=query.recent_ids,
+            only=shop_filter(served, query.excluded, query.categories))
     except InvalidPhone as exc:
         raise ApiError(400, "invalid_phone", str(exc)) from None
-    source = "personalized" if personalized else "popular"
-    return _json(encoder(served).items(recs), served.version,
-                 **{"X-Recommendation-Source": source})
+    return _json(encoder(served).items(recs), served.version, **_sources(sources))
 
 
 @endpoint(bp, "/products/<goods_id>/associations", query=AssociationsQuery, path=GOODS,
@@ -79,22 +90,26 @@ def product_associations(goods_id: str, query: AssociationsQuery):
     served = engine()
     try:
         rules = served.associations(goods_id, query.limit, query.min_confidence, query.sort,
-                                    query.collapse_variants)
+                                    query.collapse_variants,
+                                    only=shop_filter(served, query.excluded, query.categories))
     except UnknownProduct:
         raise _unknown(goods_id) from None
     return _json(encoder(served).rules(rules), served.version)
 
 
 @endpoint(bp, "/products/<goods_id>/similar", query=SimilarQuery, path=GOODS,
-          summary="Goods nearest to this one by ALS item factors", answer=list[Neighbour],
-          headers=("X-Model-Version",), errors=LOOKUP_ERRORS)
+          summary="Goods nearest to this one by ALS item factors (by name for goods nobody "
+          "bought yet)", answer=list[Neighbour],
+          headers=("X-Model-Version", "X-Recommendation-Source"), errors=LOOKUP_ERRORS)
 def similar_products(goods_id: str, query: SimilarQuery):
     served = engine()
     try:
-        near = served.similar(goods_id, query.limit)
+        near, sources = served.similar(goods_id, query.limit,
+                                       only=shop_filter(served, query.excluded,
+                                                        query.categories))
     except UnknownProduct:
         raise _unknown(goods_id) from None
-    return _json(encoder(served).items(near, "score"), served.version)
+    return _json(encoder(served).items(near, "score"), served.version, **_sources(sources))
 
 
 @endpoint(bp, "/recommendations/basket", "POST", body=Basket, answer=list[Suggestion],
@@ -103,6 +118,6 @@ def similar_products(goods_id: str, query: SimilarQuery):
           errors=(*LOOKUP_ERRORS, 413))
 def basket(body: Basket):
     served = engine()
-    found, source = served.basket([str(i) for i in body.items], body.limit)
-    return _json(encoder(served).suggestions(found), served.version,
-                 **{"X-Recommendation-Source": source})
+    found, sources = served.basket([str(i) for i in body.items], body.limit,
+                                   only=shop_filter(served, body.exclude, body.category))
+    return _json(encoder(served).suggestions(found), served.version, **_sources(sources))

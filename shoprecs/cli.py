@@ -7,6 +7,7 @@
     shoprecs publish [--version V]        serving/<V> and serving/CURRENT
             [--store mongo|both]          ... or MongoDB's versioned collections
     shoprecs run --from D --to D          all of the above, one Spark session
+    shoprecs catalog                      the bus's catalog now: availability, categories
     shoprecs serve                        the API on CherryPy
     shoprecs rollback [--to VERSION]      serve the previously published version again
     shoprecs demo                         everything, on generated data, with answers
@@ -71,6 +72,23 @@ def extract(settings, date, start, end, refetch):
     start, end = _dates(date, start, end)
     manifests = pipeline.extract(settings, start, end, refetch)
     click.echo(f"landed {sum(m['orders'] for m in manifests)} orders for {len(manifests)} days")
+
+
+@main.command()
+@click.pass_obj
+def catalog(settings):
+    """Pull the catalog from the bus and apply it now: goods out of stock leave every answer
+    within seconds, without a retrain (the hourly DAG runs this)."""
+    from engine.shoprules import RulesError
+    from etl.bus import BusError
+
+    try:
+        found = pipeline.catalog(settings)
+    except (BusError, RulesError) as exc:
+        raise click.ClickException(f"catalog not refreshed, the one in force stays: {exc}; "
+                                   "check bus.url and the bus's /goods") from exc
+    click.echo(f"catalog {found['catalog']}: {found['goods']} goods, "
+               f"{found['unavailable']} unavailable")
 
 
 @main.command()

@@ -42,6 +42,19 @@ def extract(settings: Settings, start: dt.date, end: dt.date,
     return extract_range(client, start, end, settings.warehouse, refetch)
 
 
+def catalog(settings: Settings) -> dict:
+    """`shoprecs catalog`: pull /goods and publish it as the catalog in force (availability
+    and categories for request-time filtering, engine/shoprules.py), without a retrain. A
+    failed pull raises and leaves the catalog in force as it was."""
+    from engine.shoprules import publish_catalog
+    from etl.bus import BusClient, fetch_goods
+
+    goods = fetch_goods(BusClient.from_settings(settings))
+    name = publish_catalog(settings.warehouse, goods)
+    return {"catalog": name, "goods": len(goods),
+            "unavailable": sum(g.get("available") is False for g in goods)}
+
+
 def clean(settings: Settings, start: dt.date, end: dt.date, spark=None) -> dict:
     from etl import clean as clean_job
 

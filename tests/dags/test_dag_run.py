@@ -239,3 +239,13 @@ def test_weekly_tune_writes_the_parameters_the_nights_then_use(shop):
     plan = train.plan(settings, FIRST + dt.timedelta(days=DAYS - 1))
     assert plan.tuning["tuned_at"] == report["tuned_at"]  # the next night trains with them
     assert plan.hybrid.as_dict() == report["hybrid"]
+
+
+def test_hourly_catalog_publishes_what_the_bus_lists(shop):
+    from engine.shoprules import RulesHolder
+
+    settings, _, env = shop
+    code, output, _ = dags_test_dag(env, "shoprecs_catalog", FIRST + dt.timedelta(days=DAYS))
+    assert code == 0, output
+    rules = RulesHolder(settings.warehouse).current()
+    assert rules.catalog is not None and rules.category  # the generator's categories

@@ -6,7 +6,7 @@ import pytest
 
 def test_no_import_errors(dagbag):
     assert dagbag.import_errors == {}
-    assert sorted(dagbag.dag_ids) == ["shoprecs_daily", "shoprecs_tune"]
+    assert sorted(dagbag.dag_ids) == ["shoprecs_catalog", "shoprecs_daily", "shoprecs_tune"]
 
 
 def test_task_graph(dagbag):
@@ -26,6 +26,14 @@ def test_the_weekly_tune_runs_after_sundays_night(dagbag):
     assert dag.max_active_runs == 1 and not dag.catchup
     assert dag.timetable.expression == "0 3 * * 0"
     assert dag.get_task("tune").on_failure_callback
+
+
+def test_the_catalog_refreshes_every_hour(dagbag):
+    dag = dagbag.dags["shoprecs_catalog"]
+    assert [t.task_id for t in dag.tasks] == ["catalog"]
+    assert dag.max_active_runs == 1 and not dag.catchup
+    assert dag.timetable.expression == "15 * * * *"
+    assert dag.get_task("catalog").on_failure_callback and dag.get_task("catalog").retries
 
 
 def test_scheduling_retries_and_alerts(dagbag):

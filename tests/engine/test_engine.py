@@ -20,29 +20,31 @@ def engine(published):
 @pytest.mark.parametrize("phone", ["+7(916)539-6205", "+7 (916) 539-6205", "79165396205",
                                    "89165396205"])
 def test_known_shopper_in_any_format_gets_personal_recs(engine, phone):
-    items, personalized = engine.recommend(phone, limit=10)
-    assert personalized
+    items, sources = engine.recommend(phone, limit=10)
+    assert sources == ("personalized",)
     assert items == (Scored("101", 0.9), Scored("102", 0.5))
     assert engine.name("101") == "Saucer" and engine.name("nope") is None
 
 
 def test_exclude_bought_leaves_out_what_the_shopper_bought(engine):
-    items, personalized = engine.recommend("79165396205", limit=10, exclude_bought=True)
-    assert personalized
-    assert [i.goods_id for i in items] == ["102"]  # 101 is flagged bought in the snapshot
+    items, sources = engine.recommend("79165396205", limit=10, exclude_bought=True)
+    assert sources == ("personalized",)
+    # 101 is flagged bought in the snapshot; no popular goods fill the list, as the
+    # shopper may have bought them (the snapshot knows only their list's goods as bought)
+    assert [i.goods_id for i in items] == ["102"]
 
 
 def test_similar_items_best_first(engine):
-    assert engine.similar("100") == (Scored("101", 0.9), Scored("102", 0.7))
-    assert engine.similar("100", limit=1) == (Scored("101", 0.9),)
-    assert engine.similar("ABC1") == ()  # known product without neighbours
+    assert engine.similar("100") == ((Scored("101", 0.9), Scored("102", 0.7)), ("similar",))
+    assert engine.similar("100", limit=1)[0] == (Scored("101", 0.9),)
+    assert engine.similar("ABC1")[0] == ()  # known product without neighbours
     with pytest.raises(UnknownProduct):
         engine.similar("nope")
 
 
 def test_unknown_shopper_gets_popular_items(engine):
-    items, personalized = engine.recommend("+7 (999) 000-0000", limit=1)
-    assert not personalized
+    items, sources = engine.recommend("+7 (999) 000-0000", limit=1)
+    assert sources == ("popular",)
     assert items == (Scored("100", 0.5),)
 
 

@@ -45,7 +45,7 @@ def answers(engine):
             recs, personal = engine.recommend(phone, 10, exclude)
             out.append((enc.items(recs), personal))
     for goods in GOODS:
-        out.append(enc.items(engine.similar(goods), "score"))
+        out.append(enc.items(engine.similar(goods)[0], "score"))
         for sort in ("confidence", "lift"):
             out.append(enc.rules(engine.associations(goods, 10, 0.4, sort)))
     for cart in CARTS:
@@ -73,7 +73,7 @@ def test_mongo_engine_answers_as_the_snapshot_engine(mongo_settings, store, mode
     assert mongo.recommend("79165396205")[0][0] == Scored("101", 0.9)
     assert mongo.name("101") == "Saucer"
     assert mongo.recommend("+7 (999) 000-0000") == (
-        (Scored("100", 0.5), Scored("ABC1", 0.25)), False)
+        (Scored("100", 0.5), Scored("ABC1", 0.25)), ("popular",))
 
 
 def test_mongo_engine_unknown_product_and_bad_phone_raise_like_the_snapshot(mongo_settings,

@@ -57,8 +57,9 @@ def test_wrong_method_is_a_json_405(client):
 
 
 def test_exclude_bought_and_similar(client):
-    resp = client.get("/users/79165396205/recommendations?exclude_bought=true")
-    assert [i["goodsId"] for i in resp.get_json()] == [102]
+    resp = client.get("/users/79165396205/recommendations?exclude_bought=true&limit=2")
+    assert [i["goodsId"] for i in resp.get_json()] == [102]  # 101 was bought
+    assert resp.headers["X-Recommendation-Source"] == "personalized"
     resp = client.get("/products/100/similar?limit=1")
     assert resp.status_code == 200
     assert resp.get_json() == [{"goodsId": 101, "score": 0.9, "name": "Saucer"}]

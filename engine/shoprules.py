@@ -1,0 +1,295 @@
+"""Shop rules, applied at request time: what must never be shown, and what a request keeps.
+
+    serving/catalog/<stamp>.parquet   a catalog refresh (`shoprecs catalog`, hourly DAG):
+                                      goods_id, name, available, price, category
+    serving/catalog/CURRENT           names the refresh in force; switched atomically
+    rules/blacklist.json              goods the shop forbids, each with why, when and who
+    rules/audit.jsonl                 every blacklist change: when, which key, what
+
+Goods out of stock (`available: false` in the latest catalog: the refresh if there is one,
+else the served snapshot's) and blacklisted goods never appear in an answer; a request may
+also keep only some categories and drop given ids (`Filter`). Every worker process holds a
+`RulesHolder` that looks at the two pointers at most every `interval` seconds, on the
+request path (a stat of two small files; no thread, so forked workers need nothing), and
+swaps in a new `ShopRules` whole, so a change reaches every worker within seconds without
+a retrain. A file that cannot be read is logged and the rules in force stay.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+log = logging.getLogger(__name__)
+
+CATALOG_DIR = Path("serving") / "catalog"
+BLACKLIST = Path("rules") / "blacklist.json"
+AUDIT = Path("rules") / "audit.jsonl"
+KEEP_CATALOGS = 5  # refreshes kept beside the current one, for a look back
+CATALOG_SCHEMA = pa.schema([("goods_id", pa.string()), ("name", pa.string()),
+                            ("available", pa.bool_()), ("price", pa.float64()),
+                            ("category", pa.string())])
+MAX_REASON = 500
+
+
+class RulesError(ValueError):
+    """A catalog or blacklist that cannot be used; the message says what and where."""
+
+
+@dataclass(frozen=True)
+class ShopRules:
+    """The rules in force: goods hidden from every answer, and each goods' category."""
+
+    unavailable: frozenset[str] = frozenset()
+    blacklist: Mapping[str, dict] = field(default_factory=dict)
+    category: Mapping[str, str] = field(default_factory=dict)
+    catalog: str | None = None  # the catalog refresh in force (None: the snapshot's)
+
+    @property
+    def hidden(self) -> frozenset[str]:
+        return self.unavailable | frozenset(self.blacklist)
+
+
+@dataclass(frozen=True)
+class Filter:
+    """What one answer may hold: not `hidden` (shop rules), not `exclude` (the request's),
+    and, when `categories` is given, only goods of those categories."""
+
+    hidden: frozenset[str] = frozenset()
+    exclude: frozenset[str] = frozenset()
+    categories: frozenset[str] | None = None
+    category_of: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.hidden or self.exclude or self.categories is not None)
+
+    def allows(self, goods_id: str) -> bool:
+        return (goods_id not in self.hidden and goods_id not in self.exclude
+                and (self.categories is None or self.category_of.get(goods_id)
+                     in self.categories))
+
+    def keep(self, items: Iterable, limit: int, key=lambda item: item[0]) -> list:
+        """The first `limit` of `items` this filter allows."""
+        out = []
+        for item in items:
+            if len(out) >= limit:
+                break
+            if self.allows(key(item)):
+                out.append(item)
+        return out
+
+
+NO_FILTER = Filter()
+
+
+def request_filter(rules: ShopRules, snapshot_rules: ShopRules,
+                   exclude: Iterable[str] = (), categories: Iterable[str] | None = None
+                   ) -> Filter:
+    """The Filter of one request: the refreshed catalog's rules if there is one, else the
+    snapshot's, the blacklist, and the request's own `exclude` and `categories`."""
+    base = rules if rules.catalog is not None else snapshot_rules
+    return Filter(hidden=base.unavailable | frozenset(rules.blacklist),
+                  exclude=frozenset(exclude),
+                  categories=None if categories is None else frozenset(categories),
+                  category_of=base.category)
+
+
+def catalog_rules(goods_ids, available, categories, version: str | None = None) -> ShopRules:
+    """ShopRules from catalog columns (available null: available)."""
+    return ShopRules(
+        unavailable=frozenset(g for g, a in zip(goods_ids, available) if a is False),
+        category={g: c for g, c in zip(goods_ids, categories) if c},
+        catalog=version)
+
+
+# ---------------------------------------------------------------- catalog refreshes
+
+
+def publish_catalog(root: str | Path, goods: list[dict]) -> str:
+    """Write a catalog refresh from the bus's /goods records and make it current; return
+    its name. RulesError (and nothing switched) for a catalog without any goods id."""
+    rows = {"goods_id": [], "name": [], "available": [], "price": [], "category": []}
+    for g in goods:
+        if g.get("id") is None or str(g["id"]).strip() == "":
+            continue
+        rows["goods_id"].append(str(g["id"]).strip())
+        rows["name"].append(None if g.get("name") is None else str(g["name"]))
+        rows["available"].append(g.get("available") is not False)
+        price = g.get("price")
+        rows["price"].append(float(price) if isinstance(price, int | float) else None)
+        category = g.get("category")
+        rows["category"].append(str(category).strip() or None if category else None)
+    if not rows["goods_id"]:
+        raise RulesError(f"the catalog pulled has no goods with an id ({len(goods)} records); "
+                         "the catalog in force stays")
+    folder = Path(root) / CATALOG_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    name = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    tmp = folder / f".{name}.parquet.tmp"
+    pq.write_table(pa.table(rows, schema=CATALOG_SCHEMA), tmp)
+    os.replace(tmp, folder / f"{name}.parquet")
+    _write_atomic(folder / "CURRENT", name + "\n")
+    for old in sorted(folder.glob("*.parquet"))[:-(KEEP_CATALOGS + 1)]:
+        old.unlink(missing_ok=True)
+    log.info("catalog %s published: %d goods, %d unavailable", name, len(rows["goods_id"]),
+             rows["available"].count(False))
+    return name
+
+
+def current_catalog(root: str | Path) -> str | None:
+    pointer = Path(root) / CATALOG_DIR / "CURRENT"
+    return pointer.read_text().strip() or None if pointer.exists() else None
+
+
+def _load_catalog(root: Path, name: str) -> ShopRules:
+    path = root / CATALOG_DIR / f"{name}.parquet"
+    try:
+        table = pq.read_table(path, columns=["goods_id", "available", "category"])
+    except Exception as exc:  # pyarrow raises several types for missing or corrupt files
+        raise RulesError(f"catalog {path} unreadable: {exc}") from exc
+    return catalog_rules(table["goods_id"].to_pylist(), table["available"].to_pylist(),
+                         table["category"].to_pylist(), name)
+
+
+# ---------------------------------------------------------------- the blacklist
+
+
+def key_id(api_key: str) -> str:
+    """Who changed the blacklist, for the audit: a digest of the API key, never the key."""
+    return "key:" + hashlib.sha256(api_key.encode()).hexdigest()[:12]
+
+
+@contextlib.contextmanager
+def _locked(root: Path):
+    """One blacklist writer at a time, across worker processes and hosts sharing the
+    warehouse (an advisory lock on rules/.lock)."""
+    (root / "rules").mkdir(parents=True, exist_ok=True)
+    with open(root / "rules" / ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def read_blacklist(root: str | Path) -> dict[str, dict]:
+    """goods id -> {"reason", "added_at", "by"}; {} when none was written."""
+    path = Path(root) / BLACKLIST
+    if not path.exists():
+        return {}
+    try:
+        goods = json.loads(path.read_text())["goods"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise RulesError(f"blacklist {path} unreadable: {exc}; fix or remove it") from exc
+    if not isinstance(goods, dict):
+        raise RulesError(f"blacklist {path}: 'goods' is not an object")
+    return goods
+
+
+def change_blacklist(root: str | Path, action: str, goods_id: str, by: str,
+                     reason: str = "") -> dict | None:
+    """Add (action "add", with a reason) or remove ("remove") a goods; audited. Returns the
+    entry added, or the one removed (None if there was none)."""
+    if action not in ("add", "remove"):
+        raise ValueError(f"action must be 'add' or 'remove', not {action!r}")
+    root = Path(root)
+    with _locked(root):
+        goods = read_blacklist(root)
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        if action == "add":
+            entry = goods[goods_id] = {"reason": reason[:MAX_REASON], "added_at": now,
+                                       "by": by}
+        else:
+            entry = goods.pop(goods_id, None)
+        _write_atomic(root / BLACKLIST, json.dumps({"goods": goods}, indent=1,
+                                                   ensure_ascii=False))
+        with open(root / AUDIT, "a") as audit:
+            audit.write(json.dumps({"at": now, "by": by, "action": action,
+                                    "goods_id": goods_id, "reason": reason[:MAX_REASON],
+                                    "found": entry is not None}, ensure_ascii=False) + "\n")
+    log.info("blacklist %s %s by %s", action, goods_id, by)
+    return entry
+
+
+def read_audit(root: str | Path, limit: int = 100) -> list[dict]:
+    """The last `limit` blacklist changes, newest first."""
+    path = Path(root) / AUDIT
+    if not path.exists():
+        return []
+    lines = path.read_text().splitlines()[-limit:]
+    return [json.loads(line) for line in reversed(lines) if line.strip()]
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------- in each worker
+
+
+class RulesHolder:
+    """The ShopRules of a warehouse, re-read when the catalog pointer or the blacklist
+    changes, looked at no more often than every `interval` seconds."""
+
+    def __init__(self, root: str | Path, interval: float = 2.0):
+        self.root, self.interval = Path(root), interval
+        self._rules = ShopRules()
+        self._seen: tuple | None = None
+        self._checked = float("-inf")
+        self._lock = threading.Lock()
+        self.errors = 0
+        self.refresh()
+
+    def current(self) -> ShopRules:
+        if time.monotonic() - self._checked >= self.interval:
+            self.refresh()
+        return self._rules
+
+    def _signature(self) -> tuple:
+        def stamp(path: Path):
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                return None
+            return st.st_mtime_ns, st.st_size, st.st_ino
+        return current_catalog(self.root), stamp(self.root / BLACKLIST)
+
+    def refresh(self, force: bool = False) -> ShopRules:
+        """Re-read what changed; a request that finds another thread at it goes on with the
+        rules in force."""
+        if not self._lock.acquire(blocking=force):
+            return self._rules
+        try:
+            self._checked = time.monotonic()
+            seen = self._signature()
+            if seen == self._seen and not force:
+                return self._rules
+            catalog, _ = seen
+            try:
+                rules = _load_catalog(self.root, catalog) if catalog else ShopRules()
+                rules = ShopRules(rules.unavailable, read_blacklist(self.root),
+                                  rules.category, rules.catalog)
+            except RulesError as exc:
+                self.errors += 1
+                self._seen = seen  # said once; read again when the file changes
+                log.error("%s; the shop rules in force stay", exc)
+                return self._rules
+            self._rules, self._seen = rules, seen
+            return rules
+        finally:
+            self._lock.release()
