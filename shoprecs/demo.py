@@ -83,8 +83,10 @@ def _show(title: str, resp: requests.Response, mark=lambda item: "") -> None:
         print(f"   {mark(item):2}{json.dumps(item, ensure_ascii=False)}")
 
 
-def ask(base: str, truth, goods_names: dict, orders: list[dict]) -> None:
+def ask(base: str, truth, goods: list[dict], orders: list[dict]) -> None:
     """Query the running service and print what a storefront and a merchandiser see."""
+    goods_names = {g["id"]: g["name"] for g in goods}
+    category = {g["id"]: g.get("category") for g in goods}
     counts = Counter(normalize(o["clientTel"]) for o in orders if o["clientTel"])
     shopper = counts.most_common(1)[0][0]  # the demo's best customer
     taste = set(truth.cluster_items[truth.cluster_of[shopper]])
@@ -99,9 +101,22 @@ def ask(base: str, truth, goods_names: dict, orders: list[dict]) -> None:
                         params={"limit": 5, "exclude_bought": "true"})
     _show("the same shopper, goods new to them only (exclude_bought=true)", resp,
           lambda i: "*" if i["goodsId"] in taste else "")
-    resp = requests.get(f"{base}/users/{quote('+7 (999) 000-0000')}/recommendations",
-                        params={"limit": 5})
+    shown = [i["goodsId"] for i in resp.json()]
+    wanted = category.get(shown[0]) if shown else None
+    resp = requests.get(f"{base}/users/{quote(phone)}/recommendations",
+                        params={"limit": 5, "category": wanted, "exclude": ",".join(
+                            str(g) for g in shown[:2])})
+    _show(f"the same shopper, only category {wanted!r}, without the first two above "
+          "(category=, exclude=: e.g. a category page with those already in the cart)", resp,
+          lambda i: f"[{category.get(i['goodsId'])}] ")
+    stranger = quote("+7 (999) 000-0000")
+    resp = requests.get(f"{base}/users/{stranger}/recommendations", params={"limit": 5})
     _show("unknown shopper: popular fallback", resp)
+    seen = truth.bundles[0][0]
+    resp = requests.get(f"{base}/users/{stranger}/recommendations",
+                        params={"limit": 5, "recent": str(seen)})
+    _show(f"the same unknown shopper, who just looked at {seen} ({goods_names[seen]}): "
+          "recent= brings its neighbours and rules", resp)
     bundle = truth.bundles[0]
     resp = requests.get(f"{base}/products/{bundle[0]}/associations", params={"limit": 5})
     _show(f"product {bundle[0]} ({goods_names[bundle[0]]}); planted bundle {bundle}", resp,
@@ -172,8 +187,8 @@ def run_demo(workdir: str, shop: GeneratorParams = GeneratorParams()) -> dict:
     with pipeline.timed("service start", timings):
         service = start_service(settings, work / "service.log")
     try:
-        ask(f"http://127.0.0.1:{settings.service_port}", night.truth,
-            {g["id"]: g["name"] for g in night.goods}, night.orders)
+        ask(f"http://127.0.0.1:{settings.service_port}", night.truth, night.goods,
+            night.orders)
     finally:
         service.terminate()
         service.wait(timeout=30)

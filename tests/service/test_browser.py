@@ -19,13 +19,14 @@ from shoprecs.demo import free_port  # noqa: E402
 
 pytestmark = pytest.mark.browser
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+ADMIN = "merch-admin-key"
 
 
 @pytest.fixture
 def base_url(published):
     from cheroot.wsgi import Server
 
-    app = create_app({"SETTINGS": dataclasses.replace(published)})
+    app = create_app({"SETTINGS": dataclasses.replace(published, admin_api_keys=ADMIN)})
     server = Server(("127.0.0.1", free_port()), app, numthreads=4)
     server.prepare()
     threading.Thread(target=server.serve, daemon=True).start()
@@ -74,3 +75,41 @@ def test_product_search_shows_its_rules_and_neighbours(base_url, browser):
     browser.find_element(By.LINK_TEXT, "101").click()
     assert product_heading(browser, "101") == "101 — Saucer"
     assert "Mug" in browser.find_element(By.ID, "rules").text  # 101 -> 100
+
+
+def wait_text(browser, element_id: str, contains: str) -> str:
+    def shown(driver):
+        text = driver.find_element(By.ID, element_id).text
+        return text if contains in text else None
+
+    return WebDriverWait(browser, 15, ignored_exceptions=(
+        exceptions.NoSuchElementException, exceptions.StaleElementReferenceException)).until(shown)
+
+
+def test_merchandisers_edit_the_blacklist(base_url, browser):
+    from tests.conftest import SHOPPER
+
+    recs = f"{base_url}/merch?phone={SHOPPER}"
+    browser.get(recs)
+    assert "101" in browser.find_element(By.ID, "recs").text
+    # a wrong key is refused, saying why
+    browser.find_element(By.ID, "admin-key").send_keys("wrong")
+    browser.find_element(By.ID, "bl-show").click()
+    assert "no valid admin API key" in wait_text(browser, "bl-status", "Error")
+    key = browser.find_element(By.ID, "admin-key")
+    key.clear()
+    key.send_keys(ADMIN)
+    browser.find_element(By.ID, "bl-goods").send_keys("101")
+    browser.find_element(By.ID, "bl-reason").send_keys("recalled by the maker")
+    browser.find_element(By.ID, "bl-add").click()
+    assert wait_text(browser, "bl-status", "1 goods blacklisted")
+    row = browser.find_element(By.CSS_SELECTOR, '#blacklist tr[data-goods="101"]')
+    assert "Saucer" in row.text and "recalled by the maker" in row.text and "key:" in row.text
+    browser.get(recs)  # the key stays for the session; the shopper no longer sees 101
+    assert "101" not in browser.find_element(By.ID, "recs").text
+    browser.find_element(By.ID, "bl-show").click()
+    wait_text(browser, "bl-status", "1 goods blacklisted")
+    browser.find_element(By.CSS_SELECTOR, '#blacklist tr[data-goods="101"] .bl-remove').click()
+    assert wait_text(browser, "bl-status", "0 goods blacklisted")
+    browser.get(recs)
+    assert "101" in browser.find_element(By.ID, "recs").text
