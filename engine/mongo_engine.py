@@ -199,6 +199,16 @@ def engine_for(snapshot, **kwargs) -> RecommendationEngine:
     return cls(snapshot, **kwargs)
 
 
+def blacklist_for(settings):
+    """Where the service keeps the shop's blacklist: MongoDB when it serves from there (API
+    hosts may share no warehouse), else the warehouse's rules/ folder."""
+    from engine.shoprules import FileBlacklist, MongoBlacklist
+
+    if settings.service_store == "mongo":
+        return MongoBlacklist(connect(settings.mongo_uri)[settings.mongo_db])
+    return FileBlacklist(settings.warehouse)
+
+
 def source_for(settings) -> MongoSource | None:
     """Where the service reads versions: None for the snapshot folder (service.store =
     "snapshot"), a MongoSource for "mongo"."""

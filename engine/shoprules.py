@@ -5,6 +5,8 @@
     serving/catalog/CURRENT           names the refresh in force; switched atomically
     rules/blacklist.json              goods the shop forbids, each with why, when and who
     rules/audit.jsonl                 every blacklist change: when, which key, what
+                                      (in MongoDB instead when the service serves from it:
+                                      MongoBlacklist)
 
 Goods out of stock (`available: false` in the latest catalog: the refresh if there is one,
 else the served snapshot's) and blacklisted goods never appear in an answer; a request may
@@ -31,6 +33,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pymongo.errors import PyMongoError
 
 log = logging.getLogger(__name__)
 
@@ -233,6 +236,72 @@ def read_audit(root: str | Path, limit: int = 100) -> list[dict]:
     return [json.loads(line) for line in reversed(lines) if line.strip()]
 
 
+class FileBlacklist:
+    """The blacklist in the warehouse: rules/blacklist.json and rules/audit.jsonl."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.where = str(self.root / BLACKLIST)
+
+    def signature(self):
+        try:
+            st = (self.root / BLACKLIST).stat()
+        except FileNotFoundError:
+            return None
+        return st.st_mtime_ns, st.st_size, st.st_ino
+
+    def read(self) -> dict[str, dict]:
+        return read_blacklist(self.root)
+
+    def change(self, action: str, goods_id: str, by: str, reason: str = "") -> dict | None:
+        return change_blacklist(self.root, action, goods_id, by, reason)
+
+    def audit(self, limit: int = 100) -> list[dict]:
+        return read_audit(self.root, limit)
+
+
+class MongoBlacklist:
+    """The blacklist in MongoDB, for API hosts that serve from it (service.store = "mongo"):
+    one document per goods in `blacklist`, every change in `blacklist_audit`, and a change
+    counter in `blacklist_meta` that the workers' holders poll (one small read each)."""
+
+    ENTRIES, AUDIT, META = "blacklist", "blacklist_audit", "blacklist_meta"
+
+    def __init__(self, db):
+        self.db = db
+        self.where = f"{db.name}.{self.ENTRIES}"
+
+    def signature(self):
+        doc = self.db[self.META].find_one({"_id": self.ENTRIES})
+        return doc["changes"] if doc else None
+
+    def read(self) -> dict[str, dict]:
+        return {d.pop("_id"): d for d in self.db[self.ENTRIES].find()}
+
+    def change(self, action: str, goods_id: str, by: str, reason: str = "") -> dict | None:
+        if action not in ("add", "remove"):
+            raise ValueError(f"action must be 'add' or 'remove', not {action!r}")
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        if action == "add":
+            entry = {"reason": reason[:MAX_REASON], "added_at": now, "by": by}
+            self.db[self.ENTRIES].replace_one({"_id": goods_id}, entry, upsert=True)
+        else:
+            entry = self.db[self.ENTRIES].find_one_and_delete({"_id": goods_id})
+            if entry is not None:
+                entry.pop("_id")
+        self.db[self.AUDIT].insert_one({"at": now, "by": by, "action": action,
+                                        "goods_id": goods_id, "reason": reason[:MAX_REASON],
+                                        "found": entry is not None})
+        self.db[self.META].update_one({"_id": self.ENTRIES}, {"$inc": {"changes": 1}},
+                                      upsert=True)
+        log.info("blacklist %s %s by %s (%s)", action, goods_id, by, self.where)
+        return entry
+
+    def audit(self, limit: int = 100) -> list[dict]:
+        return list(self.db[self.AUDIT].find({}, {"_id": 0}).sort(
+            [("at", -1), ("$natural", -1)]).limit(limit))
+
+
 def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
@@ -246,8 +315,9 @@ class RulesHolder:
     """The ShopRules of a warehouse, re-read when the catalog pointer or the blacklist
     changes, looked at no more often than every `interval` seconds."""
 
-    def __init__(self, root: str | Path, interval: float = 2.0):
+    def __init__(self, root: str | Path, interval: float = 2.0, blacklist=None):
         self.root, self.interval = Path(root), interval
+        self.blacklist = blacklist if blacklist is not None else FileBlacklist(root)
         self._rules = ShopRules()
         self._seen: tuple | None = None
         self._checked = float("-inf")
@@ -261,13 +331,7 @@ class RulesHolder:
         return self._rules
 
     def _signature(self) -> tuple:
-        def stamp(path: Path):
-            try:
-                st = path.stat()
-            except FileNotFoundError:
-                return None
-            return st.st_mtime_ns, st.st_size, st.st_ino
-        return current_catalog(self.root), stamp(self.root / BLACKLIST)
+        return current_catalog(self.root), self.blacklist.signature()
 
     def refresh(self, force: bool = False) -> ShopRules:
         """Re-read what changed; a request that finds another thread at it goes on with the
@@ -276,17 +340,19 @@ class RulesHolder:
             return self._rules
         try:
             self._checked = time.monotonic()
-            seen = self._signature()
-            if seen == self._seen and not force:
-                return self._rules
-            catalog, _ = seen
+            seen = None
             try:
+                seen = self._signature()
+                if seen == self._seen and not force:
+                    return self._rules
+                catalog, _ = seen
                 rules = _load_catalog(self.root, catalog) if catalog else ShopRules()
-                rules = ShopRules(rules.unavailable, read_blacklist(self.root),
+                rules = ShopRules(rules.unavailable, self.blacklist.read(),
                                   rules.category, rules.catalog)
-            except RulesError as exc:
+            except (RulesError, PyMongoError) as exc:
                 self.errors += 1
-                self._seen = seen  # said once; read again when the file changes
+                if seen is not None:
+                    self._seen = seen  # said once; read again when it changes
                 log.error("%s; the shop rules in force stay", exc)
                 return self._rules
             self._rules, self._seen = rules, seen

@@ -15,7 +15,7 @@ from flask import Flask, redirect
 from core import config as shoprecs_config
 from core.phones import PhoneRules
 from engine import EngineHolder, RulesHolder
-from engine.mongo_engine import engine_for, source_for
+from engine.mongo_engine import blacklist_for, engine_for, source_for
 from service import errors, merch, ops, routes, shop
 from service.auth import parse_keys
 from service.metrics import Metrics, MetricsMiddleware
@@ -58,7 +58,8 @@ def create_app(config: dict | None = None) -> Flask:
     storefront_keys = parse_keys(settings.storefront_api_keys)
     app.extensions.update({
         "shoprecs.settings": settings, "shoprecs.holder": holder, "shoprecs.metrics": metrics,
-        "shoprecs.rules": RulesHolder(settings.warehouse, settings.service_rules_interval),
+        "shoprecs.rules": RulesHolder(settings.warehouse, settings.service_rules_interval,
+                                      blacklist_for(settings)),
         "shoprecs.admin_keys": parse_keys(settings.admin_api_keys),
         "shoprecs.storefront_keys": storefront_keys})
     errors.init_app(app)

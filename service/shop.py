@@ -5,8 +5,9 @@
     DELETE /admin/blacklist/<goods_id>  remove one
 
 Stored with the warehouse (engine/shoprules.py: rules/blacklist.json, every change audited
-in rules/audit.jsonl with the time, a digest of the key and what changed); this worker
-applies a change at once, every other worker within service.rules_interval seconds.
+in rules/audit.jsonl with the time, a digest of the key and what changed), or in MongoDB
+when the service serves from it; this worker applies a change at once, every other worker
+within service.rules_interval seconds.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Annotated
 from flask import Blueprint, current_app, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from engine.shoprules import MAX_REASON, change_blacklist, key_id, read_audit, read_blacklist
+from engine.shoprules import MAX_REASON, key_id
 from service.api import endpoint
 from service.auth import HEADER, require_key
 from service.errors import ApiError
@@ -52,6 +53,10 @@ def _goods_id(goods_id: str) -> str:
     return goods_id
 
 
+def _store():
+    return current_app.extensions["shoprecs.rules"].blacklist
+
+
 def _applied() -> None:
     current_app.extensions["shoprecs.rules"].refresh(force=True)
 
@@ -68,10 +73,9 @@ def _entry(goods_id: str, entry: dict) -> dict:
                   "last 50 changes")
 def blacklist():
     _admin()
-    root = current_app.extensions["shoprecs.settings"].warehouse
-    goods = read_blacklist(root)
+    goods = _store().read()
     return jsonify(goods=[_entry(g, e) for g, e in sorted(goods.items())],
-                   audit=read_audit(root, 50))
+                   audit=_store().audit(50))
 
 
 @endpoint(bp, "/admin/blacklist/<goods_id>", "PUT", admin=True, path=GOODS,
@@ -81,8 +85,7 @@ def blacklist():
 def blacklist_add(goods_id: str, body: BlacklistEntry):
     by = _admin()
     goods_id = _goods_id(goods_id)
-    root = current_app.extensions["shoprecs.settings"].warehouse
-    entry = change_blacklist(root, "add", goods_id, by, body.reason)
+    entry = _store().change("add", goods_id, by, body.reason)
     _applied()
     return jsonify(_entry(goods_id, entry))
 
@@ -93,7 +96,6 @@ def blacklist_add(goods_id: str, body: BlacklistEntry):
 def blacklist_remove(goods_id: str):
     by = _admin()
     goods_id = _goods_id(goods_id)
-    root = current_app.extensions["shoprecs.settings"].warehouse
-    removed = change_blacklist(root, "remove", goods_id, by)
+    removed = _store().change("remove", goods_id, by)
     _applied()
     return jsonify(goodsId=goods_id, removed=removed is not None)

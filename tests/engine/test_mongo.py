@@ -296,6 +296,19 @@ def test_the_service_serves_from_mongo_when_configured(mongo_settings):
     assert client.get("/models").get_json()["version"] == "v1"
     got = client.get("/users/79165396205/recommendations?limit=1").get_json()
     assert got == [{"goodsId": 101, "rating": 0.9, "name": "Saucer"}]
+    # the shop's blacklist lives in MongoDB too: API hosts may share no warehouse
+    admin = dataclasses.replace(s, admin_api_keys="k", service_rules_interval=0)
+    client = create_app({"TESTING": True, "SETTINGS": admin}).test_client()
+    assert client.put("/admin/blacklist/101", json={"reason": "recalled"},
+                      headers={"X-API-Key": "k"}).status_code == 200
+    db = connect(s.mongo_uri)[s.mongo_db]
+    assert db["blacklist"].find_one({"_id": "101"})["reason"] == "recalled"
+    assert not (s.warehouse / "rules" / "blacklist.json").exists()
+    other_worker = create_app({"TESTING": True, "SETTINGS": admin}).test_client()
+    got = other_worker.get("/users/79165396205/recommendations?limit=1").get_json()
+    assert got[0]["goodsId"] != 101
+    audit = other_worker.get("/admin/blacklist", headers={"X-API-Key": "k"}).get_json()
+    assert [a["action"] for a in audit["audit"]] == ["add"]
     snapshot_only = create_app({"TESTING": True, "SETTINGS": mongo_settings}).test_client()
     assert snapshot_only.get("/ready").status_code == 503  # nothing in serving/CURRENT
 
