@@ -8,6 +8,7 @@ under which the snapshot stores shoppers.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import math
@@ -118,12 +119,14 @@ class RecommendationEngine:
                categories: Sequence[str] | None = None) -> Filter:
         """The Filter of one request: `rules` (engine.shoprules.RulesHolder.current()), else
         this snapshot's catalog, and the request's own `exclude` and `categories`."""
-        snapshot_rules = getattr(self.snapshot, "shop_rules", None) or ShopRules()
-        if exclude or categories is not None:
-            return request_filter(rules, snapshot_rules, exclude, categories)
         cached = self._filters
-        if cached is None or cached[0] is not rules:  # the same rules: the same Filter
+        if cached is None or cached[0] is not rules:  # the same rules: the same hidden set
+            snapshot_rules = getattr(self.snapshot, "shop_rules", None) or ShopRules()
             cached = self._filters = (rules, request_filter(rules, snapshot_rules))
+        if exclude or categories is not None:
+            return dataclasses.replace(
+                cached[1], exclude=frozenset(exclude),
+                categories=None if categories is None else frozenset(categories))
         return cached[1]
 
     def _index(self, snap: Snapshot) -> None:
