@@ -199,7 +199,7 @@ class RecommendationEngine:
         sources = []
         if recs is not None:
             ranked = recs[1 if exclude_bought else 0]
-            if exclude_bought:
+            if exclude_bought and recent:  # the new-goods list holds none; the context may
                 owned = frozenset(g for g, _ in recs[0]) - frozenset(g for g, _ in recs[1])
             sources.append("personalized")
         skip = frozenset(recent) | owned

@@ -60,10 +60,6 @@ class ShopRules:
     category: Mapping[str, str] = field(default_factory=dict)
     catalog: str | None = None  # the catalog refresh in force (None: the snapshot's)
 
-    @property
-    def hidden(self) -> frozenset[str]:
-        return self.unavailable | frozenset(self.blacklist)
-
 
 @dataclass(frozen=True)
 class Filter:
