@@ -8,7 +8,7 @@ export PYSPARK_PYTHON := $(abspath $(BIN)/python)
 .DEFAULT_GOAL := help
 .PHONY: help install demo test test-fast lint serve simulator lock clean mkl airflow dag-test \
 	cluster-test browser wrk native-blas bench bench-etl bench-quality bench-als \
-	bench-fpgrowth bench-serve bench-scale bench-profiles bench-sweep bench-variants
+	bench-fpgrowth bench-serve bench-scale bench-profiles bench-sweep bench-variants mlflow
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -71,6 +71,31 @@ airflow: $(STAMP)  ## local Airflow on http://127.0.0.1:8088 (DAG shoprecs_daily
 	SHOPRECS_WAREHOUSE_ROOT=$${SHOPRECS_WAREHOUSE_ROOT:-$(abspath var/warehouse)} \
 	SHOPRECS_BUS_URL=$${SHOPRECS_BUS_URL:-http://127.0.0.1:8765} \
 	PATH=$(abspath $(BIN)):$$PATH airflow standalone
+
+# `make mlflow`: the MLflow UI on the runs `train` and `tune` logged (models/tracking.py) in the
+# configured store, by default <warehouse>/mlflow.db (SHOPRECS_WAREHOUSE_ROOT or the config
+# file; var/warehouse). The pipeline logs with mlflow-skinny (pinned in constraints.txt); the
+# UI needs full MLflow, whose pins clash with the project's (pyarrow<26, importlib_metadata<10),
+# so it lives in a venv of its own, at the client's version: the store's schema is theirs.
+# One worker and no job runner (GenAI scorers): a UI for one person.
+MLFLOW_PORT    ?= 5000
+MLFLOW_VENV    := $(VENV)/mlflow-ui
+MLFLOW_STAMP   := $(VENV)/.mlflow-stamp
+MLFLOW_VERSION := $(shell sed -n 's/^mlflow-skinny==//p' constraints.txt)
+$(MLFLOW_STAMP): $(STAMP) constraints.txt
+	rm -rf $(MLFLOW_VENV) && $(PYTHON) -m venv $(MLFLOW_VENV)
+	$(MLFLOW_VENV)/bin/pip install --progress-bar on 'mlflow==$(MLFLOW_VERSION)'
+	touch $(MLFLOW_STAMP)
+
+mlflow: $(MLFLOW_STAMP)  ## the MLflow UI on http://127.0.0.1:5000: every train and tune run, what is served
+	@set -- $$($(BIN)/python -m models.tracking) && case "$$1" in \
+	  http*|databricks*) echo "runs are tracked on a server (tracking.uri): open its UI"; exit 0;; \
+	esac; \
+	  mkdir -p "$${2#file://}" && \
+	  echo "MLflow UI on http://127.0.0.1:$(MLFLOW_PORT)" && \
+	  MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false exec $(MLFLOW_VENV)/bin/mlflow server \
+	    --host 127.0.0.1 --port $(MLFLOW_PORT) --workers 1 \
+	    --backend-store-uri "$$1" --artifacts-destination "$$2"
 
 # Debian packages, installed only when missing and only where apt-get can run (root);
 # otherwise the note says what is skipped. chromium: the merchandisers' page test; wrk:

@@ -7,7 +7,9 @@ everything for development in .venv, pinned by constraints.txt:
     pipeline   the nightly steps on Spark (and the bus simulator)
     airflow    the pipeline under Airflow
     mkl        Intel's MKL for Spark's ALS (x86-64 Linux; shoprecs/blas.py)
-    dev        all of the above but MKL, and the test and lint tools
+    mlflow     the MLflow UI on the tracked runs (`make mlflow` puts it in a venv of its own:
+               full MLflow's pins clash with the project's)
+    dev        all of the above but MKL and the MLflow UI, and the test and lint tools
 """
 from setuptools import find_packages, setup
 
@@ -34,6 +36,7 @@ PIPELINE = [
     "pymongo>=4.6",
     "flask>=3,<4",  # the bus simulator
     "cheroot>=10",
+    "mlflow-skinny>=3,<4",  # tracked experiments, the client alone (models/tracking.py)
 ]
 AIRFLOW = ["apache-airflow>=3.0,<4"]
 DEV = [
@@ -63,6 +66,9 @@ setup(
         "dev": [*SERVE, *PIPELINE, *AIRFLOW, *DEV],
         # outside references for `make bench-quality`, never used by the product
         "bench": ["implicit>=0.7", "threadpoolctl>=3", "psutil>=5.9"],
+        # the UI on the runs the pipeline tracks with mlflow-skinny; never installed beside
+        # the pins of constraints.txt (it caps pyarrow below 26): `make mlflow`
+        "mlflow": ["mlflow>=3,<4"],
     },
     entry_points={"console_scripts": ["shoprecs=shoprecs.cli:main"]},
 )

@@ -64,6 +64,15 @@ class Settings:
     # blend weights) for a small machine.
     tune_quick: bool = False
 
+    # Tracked experiments (models/tracking.py): every train and tune run, and each publish,
+    # logged to MLflow. tracking.uri "": a SQLite store in the warehouse (mlflow.db, its
+    # artifacts in mlartifacts/, what `make mlflow` opens); else a tracking server
+    # (http://host:5000, its credentials in MLFLOW_TRACKING_USERNAME/_PASSWORD) or a
+    # database URI. A store that cannot be reached is a warning, never a failed night.
+    tracking_uri: str = field(default="", repr=False)
+    tracking_experiment: str = "shoprecs"
+    tracking_enabled: bool = True
+
     gate_metric: str = "map"
     gate_mode: str = "all"
     gate_min_ratio_over_popularity: float = 1.0

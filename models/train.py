@@ -9,6 +9,7 @@
                    parts/fpgrowth.json    that step: a step that finds its part skips it
     models/<version>/metrics.json         window, counts, parameters, holdout evaluation
     models/<version>/report.html          the evaluation for people (models/report.py)
+    models/<version>/mlflow.json          the MLflow run that tracked it (models/tracking.py)
     models/<version>/_SUCCESS             written last; models/LATEST then names it
 
 Three steps, so that Airflow can run the first two in parallel: `train_als` (id mapping,
@@ -55,6 +56,7 @@ from models import (
     report,
     selection,
     similar,
+    tracking,
 )
 
 log = logging.getLogger(__name__)
@@ -210,6 +212,7 @@ class Plan:
     mode: str
     params: dict  # what the fingerprint hashes and metrics.json records
     version: str
+    tracking: tracking.Target | None = None  # where finalize logs the run (not fingerprinted)
 
     @property
     def out(self) -> Path:
@@ -238,7 +241,8 @@ def plan(settings, end: dt.date, als_params: als.ALSParams | None = None,
               "selection": {"metric": settings.gate_metric, "mode": settings.gate_mode}}
     version = f"{end:%Y%m%d}-{fingerprint(root, end, params)}"
     return Plan(root, start, end, settings.train_holdout_days, als_params, hybrid_params,
-                fp_params, tuning, settings.gate_metric, settings.gate_mode, params, version)
+                fp_params, tuning, settings.gate_metric, settings.gate_mode, params, version,
+                tracking.Target.from_settings(settings))
 
 
 def _read_lines(spark: SparkSession, p: Plan) -> DataFrame:
@@ -353,8 +357,9 @@ def train_fpgrowth(spark: SparkSession, p: Plan, lines: DataFrame | None = None)
 
 def finalize(p: Plan, served: dict | None = None) -> str:
     """Assemble metrics.json and report.html (compared with `served`, the metrics of the
-    version being served: engine.versions.served_model), then `_SUCCESS` and
-    models/LATEST (pure Python). Raises FileNotFoundError naming a part not trained yet."""
+    version being served: engine.versions.served_model), log them to MLflow (never
+    failing), then `_SUCCESS` and models/LATEST (pure Python). Raises FileNotFoundError
+    naming a part not trained yet."""
     if p.done:
         log.info("model %s already trained for this data and parameters; nothing to do",
                  p.version)
@@ -376,6 +381,8 @@ def finalize(p: Plan, served: dict | None = None) -> str:
                             "baskets_mined": fp.get("baskets_mined")}}
     _write_text(p.out / "metrics.json", json.dumps(metrics, indent=2))
     report.write(p.out, served)
+    if p.tracking is not None:  # before _SUCCESS: a re-run replaces the run, never adds one
+        tracking.log_train(p.tracking, metrics, p.out)
     _write_text(p.out / "_SUCCESS", "")
     _write_text(p.root / "models" / "LATEST", p.version)
     log.info("trained model %s: %s", p.version, metrics["trained_on"])

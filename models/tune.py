@@ -12,7 +12,8 @@ one pass of `hybrid.recommend`, the code that publishes, and measured in one eva
 The objective is MAP@k relative to popularity, averaged over both modes (all purchases,
 new goods), so neither question is sacrificed for the other. The winner is written to
 models/TUNED.json with every trial, and every later training run uses it (its metrics.json
-records which tuning it came from).
+records which tuning it came from), and MLflow the search, each trial a nested run
+(models/tracking.py).
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from collections.abc import Callable, Iterable
 from pyspark.sql import DataFrame
 from tqdm import tqdm
 
-from models import als, baselines, evaluation, hybrid
+from models import als, baselines, evaluation, hybrid, tracking
 
 log = logging.getLogger(__name__)
 
@@ -174,4 +175,6 @@ def run(spark, settings, end: dt.date, **grids) -> dict:
             df.unpersist()
     _write_text(root / "models" / TUNED, json.dumps(report, indent=2))
     saved.unlink(missing_ok=True)
+    tracking.log_tune(tracking.Target.from_settings(settings), report,
+                      (start.isoformat(), end.isoformat()), root / "models" / TUNED)
     return report

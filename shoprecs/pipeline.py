@@ -176,7 +176,8 @@ def publish(settings: Settings, version: str | None = None, skip_gate: bool = Fa
             store: str | None = None, spark=None) -> str:
     """Gate the trained `version` (default models/LATEST), then serve it from `store`
     (default publish.store): the serving/ folder, MongoDB (a Spark job), or both, MongoDB
-    first so a failed MongoDB write leaves both stores as they were.
+    first so a failed MongoDB write leaves both stores as they were; then tags the version's
+    MLflow run as published and served (models/tracking.py; never fails).
 
     Raises QualityGateError, leaving serving/CURRENT as it was, when the model is worse
     than the gate allows."""
@@ -193,6 +194,10 @@ def publish(settings: Settings, version: str | None = None, skip_gate: bool = Fa
             publish_version(session, settings, version)
     if store in ("snapshot", "both"):
         publish_snapshot(settings.warehouse, version)
+    from models import tracking
+
+    tracking.mark_published(tracking.Target.from_settings(settings), version,
+                            settings.warehouse / "models" / version)
     return version
 
 

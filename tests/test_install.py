@@ -1,4 +1,4 @@
-"""An API host installs only the serving extra: no pyspark, no Airflow, no JVM, and
+"""An API host installs only the serving extra: no pyspark, no Airflow, no MLflow, no JVM, and
 `shoprecs serve` answers from a published warehouse."""
 import os
 import shutil
@@ -28,7 +28,7 @@ def test_the_serve_extra_alone_runs_the_api(tmp_path):
            "--disable-pip-version-check", "-c", str(ROOT / "constraints.txt")]
     subprocess.run([*pip, f"{source}[serve]"], check=True, timeout=900)
     python = str(venv / "bin" / "python")
-    for absent in ("pyspark", "airflow", "pandas"):
+    for absent in ("pyspark", "airflow", "pandas", "mlflow"):
         probe = subprocess.run([python, "-c", f"import {absent}"], capture_output=True)
         assert probe.returncode != 0, f"{absent} was installed with the serve extra"
 

@@ -55,6 +55,7 @@ def test_the_default_night_publishes_or_the_gate_says_why(night):
     assert not recs.empty
     chosen = metrics["evaluation"]["selection"]
     assert metrics["published_model"] == chosen["published"] in chosen["candidates"]
+    assert_tracked(settings, result.version, metrics)
     if name == "no_repeat":
         # Nobody re-buys: no goods a shopper owns may take a place in their list, also what
         # they bought before the 90-day window (the shop has 150 days).
@@ -65,6 +66,19 @@ def test_the_default_night_publishes_or_the_gate_says_why(night):
         assert_never_offered_again(result.orders, settings)
     else:
         assert metrics["trained_on"]["repeat_rate"] > 0.0
+
+
+def assert_tracked(settings, version, metrics):
+    """The night's MLflow run (models/tracking.py) holds every holdout figure of its
+    metrics.json, and its cut."""
+    from models import tracking
+    from tests.models.test_tracking import assert_run_holds, runs_of
+
+    assert {"als", "popularity"} <= set(metrics["evaluation"]["models"])
+    _, runs = runs_of(tracking.Target.from_settings(settings), version)
+    assert len(runs) == 1
+    assert_run_holds(runs[0], metrics)
+    assert runs[0].data.params["window.cut"] == metrics["evaluation"]["cut"]
 
 
 def assert_never_offered_again(orders, settings):
