@@ -103,6 +103,22 @@ class Settings:
     # two files, on the request path): how soon a change reaches every worker
     service_rules_interval: float = 2.0
 
+    # What the storefront was shown and what shoppers did (engine/events.py): written to
+    # events/ in the warehouse by a thread per worker every events.interval seconds; past
+    # events.max_pending queued events (a slow disk) the rest are dropped and counted.
+    events_enabled: bool = True
+    events_interval: float = 0.5
+    events_max_pending: int = 50_000
+    # An A/B test (engine/experiments.py): arms "arm:variant:share, ..." (variants: model,
+    # popular), shares summing to 100; no name, no experiment.
+    experiment_name: str = ""
+    experiment_arms: str = ""
+    # The nightly attribution (models/attribution.py): an order counts for an impression
+    # that showed one of its goods to the same shopper at most window_hours before it;
+    # each night reports the impressions of its last attribution.days days.
+    attribution_window_hours: float = 24.0
+    attribution_days: int = 28
+
     # API keys, comma-separated (header X-API-Key). Admin endpoints (POST /admin/reload)
     # need one of admin.api_keys and are disabled while it is empty; storefront endpoints
     # need one of storefront.api_keys only when it is set.

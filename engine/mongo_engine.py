@@ -209,6 +209,17 @@ def blacklist_for(settings):
     return FileBlacklist(settings.warehouse)
 
 
+def event_sinks(settings) -> list:
+    """Where the service writes impressions and feedback: the warehouse's events/ folder
+    (the attribution job reads it), and MongoDB too when the service serves from it."""
+    from engine.events import FileSink, MongoSink
+
+    sinks = [FileSink(settings.warehouse)]
+    if settings.service_store == "mongo":
+        sinks.append(MongoSink(connect(settings.mongo_uri)[settings.mongo_db]))
+    return sinks
+
+
 def source_for(settings) -> MongoSource | None:
     """Where the service reads versions: None for the snapshot folder (service.store =
     "snapshot"), a MongoSource for "mongo"."""

@@ -227,6 +227,16 @@ class RecommendationEngine:
                 sources.append("popular")
         return tuple(found), tuple(sources)
 
+    def popular(self, limit: int = 10, *, only: Filter = NO_FILTER, skip: Sequence[str] = ()
+                ) -> tuple[tuple[Scored, ...], tuple[str, ...]]:
+        """(the best-selling goods `only` allows, not `skip`, sources): the same for every
+        shopper (an experiment's `popular` variant, engine/experiments.py)."""
+        if not (only.active or skip):
+            return self._popular[:limit], ("popular",)
+        skipped = frozenset(skip)
+        found = only.keep((p for p in self._popular if p.goods_id not in skipped), limit)
+        return tuple(found), ("popular",) if found else ()
+
     def _context(self, recent: Sequence[str], skip: frozenset[str]) -> dict[str, float]:
         """goods -> score from the neighbours and rules of `recent` goods, the most recent
         weighing most (1, 1/2, 1/3, ...)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from flask import Blueprint, request
 from pydantic import (
@@ -27,6 +27,7 @@ from pydantic import (
 
 from service.errors import ApiError
 
+T = TypeVar("T")
 MAX_LIMIT = 100
 MAX_BASKET = 100
 MAX_LISTED = 100  # ids in `exclude`, categories in `category`
@@ -83,7 +84,19 @@ class Filtered(Query):
         return _listed(self.exclude, MAX_LISTED)
 
 
-class RecommendationsQuery(Filtered):
+Shopper = Annotated[StrictStr, Field(max_length=40, description="the shopper's phone, any "
+                                     "format: their experiment arm, and whose impression")]
+
+
+class Shown(Filtered):
+    """What every storefront answer takes besides the filters (service/events.py)."""
+
+    envelope: bool = Field(False, description='answer {"recommendationId": "...", "items": '
+                           '[...]} instead of the bare list (the id is also in the '
+                           'X-Recommendation-Id header)')
+
+
+class RecommendationsQuery(Shown):
     limit: Limit = 10
     exclude_bought: bool = Field(False, description="leave out goods the shopper ever bought")
     recent: Listed(MAX_RECENT, 2000) = Field("", description="goods viewed, carted or bought "
@@ -105,8 +118,9 @@ class AssociationsQuery(Filtered):
                                     "colour or size, none to the product's own variants")
 
 
-class SimilarQuery(Filtered):
+class SimilarQuery(Shown):
     limit: Limit = 10
+    shopper: Shopper | None = None
 
 
 class Basket(BaseModel):
@@ -120,6 +134,9 @@ class Basket(BaseModel):
                                              description="keep only goods of these categories")
     exclude: list[GoodsId] = Field([], max_length=MAX_LISTED,
                                    description="leave out these goods ids")
+    shopper: Shopper | None = None
+    envelope: bool = Field(False, description='answer {"recommendationId": "...", "items": '
+                           '[...]} instead of the bare list')
 
 
 # What the routes answer (for the document; the views send engine data encoded once).
@@ -151,6 +168,18 @@ class Suggestion(BaseModel):
     because: list[GoodsId]
 
 
+class Enveloped(BaseModel, Generic[T]):
+    """A storefront answer with `envelope=true`: its id beside the list."""
+
+    recommendationId: str
+    items: list[T]
+
+
+def shown_answer(item: type[BaseModel]):
+    """The list, or with `envelope=true` the list and the answer's id."""
+    return list[item] | Enveloped[item]
+
+
 class ErrorDetail(BaseModel):
     code: str
     message: str
@@ -176,6 +205,7 @@ class Spec:
     errors: tuple[int, ...] = ()  # statuses answered with the JSON error
     also: tuple[int, ...] = ()  # other statuses answered like 200 (/ready's 503)
     admin: bool = False
+    ok: int = 200  # the status of a good answer (POST /events: 202 Accepted)
 
 
 SPECS: list[Spec] = []
@@ -183,7 +213,10 @@ HEADERS = {"X-Model-Version": "the model version that answered",
            "X-Recommendation-Source": "where the goods came from, comma-separated: "
                                       "personalized, context (the `recent` goods), rules, "
                                       "similar, popular (alone for an unknown shopper, or "
-                                      "filling a list the filters thinned)"}
+                                      "filling a list the filters thinned)",
+           "X-Recommendation-Id": "this answer's id: send it back with clicks and "
+                                  "add-to-carts (POST /events)",
+           "X-Experiment-Arm": "the shopper's arm of the running A/B test, if any"}
 
 
 def endpoint(bp: Blueprint, rule: str, method: str = "GET", **spec) -> Callable:
@@ -218,4 +251,5 @@ def parse(model: type[BaseModel], values):
             raise ApiError(400, "invalid_json", "the body must be a JSON object"
                            + (f" like {example}" if example else "")) from None
         name = str(error["loc"][0])
-        raise ApiError(400, f"invalid_{name}", f"{name}: {error['msg']}") from None
+        where = ".".join(str(part) for part in error["loc"])  # events.0.type
+        raise ApiError(400, f"invalid_{name}", f"{where}: {error['msg']}") from None

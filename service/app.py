@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import logging
 
+from cachetools import LRUCache
 from flask import Flask, redirect
 
 from core import config as shoprecs_config
 from core.phones import PhoneRules
 from engine import EngineHolder, RulesHolder
-from engine.mongo_engine import blacklist_for, engine_for, source_for
-from service import errors, merch, ops, routes, shop
+from engine.events import EventLog, RecommendationIds
+from engine.experiments import Experiment
+from engine.mongo_engine import blacklist_for, engine_for, event_sinks, source_for
+from service import errors, events, merch, ops, routes, shop
 from service.auth import parse_keys
 from service.metrics import Metrics, MetricsMiddleware
 
@@ -56,14 +59,24 @@ def create_app(config: dict | None = None) -> Flask:
     holder = make_holder(settings, app.config["ENGINE"])
     metrics = Metrics(holder)
     storefront_keys = parse_keys(settings.storefront_api_keys)
+    event_log = None
+    if settings.events_enabled:
+        event_log = EventLog(event_sinks(settings), interval=settings.events_interval,
+                             max_pending=settings.events_max_pending,
+                             on_written=metrics.events_written,
+                             on_dropped=metrics.events_dropped)
     app.extensions.update({
+        "shoprecs.events": event_log, "shoprecs.recommendation_ids": RecommendationIds(),
+        "shoprecs.experiment": Experiment.parse(settings.experiment_name,
+                                                settings.experiment_arms),
+        "shoprecs.seen_events": LRUCache(events.SEEN_EVENT_IDS),
         "shoprecs.settings": settings, "shoprecs.holder": holder, "shoprecs.metrics": metrics,
         "shoprecs.rules": RulesHolder(settings.warehouse, settings.service_rules_interval,
                                       blacklist_for(settings)),
         "shoprecs.admin_keys": parse_keys(settings.admin_api_keys),
         "shoprecs.storefront_keys": storefront_keys})
     errors.init_app(app)
-    for blueprint in (routes.bp, ops.bp, shop.bp, merch.bp):
+    for blueprint in (routes.bp, events.bp, ops.bp, shop.bp, merch.bp):
         app.register_blueprint(blueprint)
     app.add_url_rule("/", "index", lambda: redirect("/merch"))
     app.wsgi_app = MetricsMiddleware(app.wsgi_app, metrics)

@@ -26,7 +26,8 @@ ROUTES = {  # (first segment, last segment or None) -> route label
     ("products", "similar"): "/products/{goods_id}/similar",
 }
 FIXED = {p: p for p in ("/recommendations/basket", "/models", "/health", "/ready", "/metrics",
-                        "/openapi.json", "/admin/reload", "/merch", "/")}
+                        "/openapi.json", "/admin/reload", "/merch", "/", "/events",
+                        "/experiments")}
 BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -76,6 +77,12 @@ class Metrics:
                                   registry=self.registry)
         self._reloads = Counter("shoprecs_snapshot_reloads", "Reload attempts by result",
                                 ["result"], registry=self.registry)
+        self._events_written = Counter("shoprecs_events_written",
+                                       "Impressions and feedback events written, by kind",
+                                       ["kind"], registry=self.registry)
+        self._events_dropped = Counter("shoprecs_events_dropped",
+                                       "Events dropped because the writer fell behind, by kind",
+                                       ["kind"], registry=self.registry)
         self.registry.register(_SnapshotCollector(holder))
         self.exposition = self.registry  # what /metrics shows
         shared = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
@@ -93,6 +100,12 @@ class Metrics:
                 self._requests.labels(route, status), self._latency.labels(route))
         pair[0].inc()
         pair[1].observe(seconds)
+
+    def events_written(self, kind: str, count: int) -> None:
+        self._events_written.labels(kind).inc(count)
+
+    def events_dropped(self, kind: str, count: int) -> None:
+        self._events_dropped.labels(kind).inc(count)
 
     def reloaded(self, result: ReloadResult) -> None:
         self._reloads.labels(result.status).inc()

@@ -39,11 +39,12 @@ def _parameters(spec: Spec) -> list[dict]:
 
 
 def _operation(spec: Spec, defs: dict) -> dict:
-    ok = {"description": "OK", "headers": {h: {"description": HEADERS[h], "schema": {
-        "type": "string"}} for h in spec.headers}}
+    ok = {"description": "OK" if spec.ok == 200 else "Accepted",
+          "headers": {h: {"description": HEADERS[h], "schema": {"type": "string"}}
+                      for h in spec.headers}}
     if spec.answer is not None:
         ok["content"] = {spec.content_type: {"schema": _schema(spec.answer, defs)}}
-    responses = {"200": ok, **{str(code): {**ok, "description": "see summary"}
+    responses = {str(spec.ok): ok, **{str(code): {**ok, "description": "see summary"}
                                for code in spec.also},
                  **{str(code): {"$ref": "#/components/responses/Error"} for code in spec.errors}}
     operation = {"summary": spec.summary, "parameters": _parameters(spec),

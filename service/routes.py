@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, request
 
-from engine import Filter, InvalidPhone, RecommendationEngine, UnknownProduct
+from engine import Filter, RecommendationEngine, UnknownProduct
+from engine.recommender import Suggestion as Suggested
 from service.api import (
     AssociationsQuery,
     Basket,
@@ -18,14 +19,17 @@ from service.api import (
     SimilarQuery,
     Suggestion,
     endpoint,
+    shown_answer,
 )
 from service.auth import HEADER, require_key
 from service.encode import encoder
 from service.errors import ApiError
+from service.events import arm_of, shopper_key, shown
 
 bp = Blueprint("api", __name__)
 LOOKUP_ERRORS = (400, 401, 403, 404, 503)
 GOODS = {"goods_id": ("goods id as in the catalog", "10082")}
+SHOWN = ("X-Model-Version", "X-Recommendation-Source", "X-Recommendation-Id", "X-Experiment-Arm")
 
 
 def engine() -> RecommendationEngine:
@@ -52,10 +56,6 @@ def shop_filter(served: RecommendationEngine, exclude=(), categories=None) -> Fi
     return served.filter(rules, tuple(str(g) for g in exclude), categories)
 
 
-def _sources(sources: tuple[str, ...]) -> dict[str, str]:
-    return {"X-Recommendation-Source": ",".join(sources)}
-
-
 def _json(body: bytes, version: str, **headers) -> Response:
     response = Response(body, mimetype="application/json")
     response.headers["X-Model-Version"] = version
@@ -70,17 +70,20 @@ def _unknown(goods_id: str) -> ApiError:
 
 @endpoint(bp, "/users/<phone>/recommendations", query=RecommendationsQuery,
           summary="Recommendations for a shopper; popular goods for unknown shoppers",
-          path={"phone": ("phone in any format", "+7 (916) 539-6205")}, answer=list[Item],
-          headers=("X-Model-Version", "X-Recommendation-Source"), errors=LOOKUP_ERRORS)
+          path={"phone": ("phone in any format", "+7 (916) 539-6205")}, answer=shown_answer(Item),
+          headers=SHOWN, errors=LOOKUP_ERRORS)
 def user_recommendations(phone: str, query: RecommendationsQuery):
     served = engine()
-    try:
-        recs, sources = served.recommend(
-            phone, query.limit, query.exclude_bought, recent=query.recent_ids,
-            only=shop_filter(served, query.excluded, query.categories))
-    except InvalidPhone as exc:
-        raise ApiError(400, "invalid_phone", str(exc)) from None
-    return _json(encoder(served).items(recs), served.version, **_sources(sources))
+    key = shopper_key(served, phone, "phone")
+    arm = arm_of(key)
+    only = shop_filter(served, query.excluded, query.categories)
+    if arm is not None and arm.variant == "popular":
+        recs, sources = served.popular(query.limit, only=only, skip=query.recent_ids)
+    else:
+        recs, sources = served.recommend(phone, query.limit, query.exclude_bought,
+                                         recent=query.recent_ids, only=only)
+    return shown("recommendations", served, encoder(served).items(recs),
+                 [g for g, _ in recs], sources, key, arm, query.envelope)
 
 
 @endpoint(bp, "/products/<goods_id>/associations", query=AssociationsQuery, path=GOODS,
@@ -99,25 +102,35 @@ def product_associations(goods_id: str, query: AssociationsQuery):
 
 @endpoint(bp, "/products/<goods_id>/similar", query=SimilarQuery, path=GOODS,
           summary="Goods nearest to this one by ALS item factors (by name for goods nobody "
-          "bought yet)", answer=list[Neighbour],
-          headers=("X-Model-Version", "X-Recommendation-Source"), errors=LOOKUP_ERRORS)
+          "bought yet)", answer=shown_answer(Neighbour), headers=SHOWN, errors=LOOKUP_ERRORS)
 def similar_products(goods_id: str, query: SimilarQuery):
     served = engine()
+    key = shopper_key(served, query.shopper, "shopper")
+    arm = arm_of(key)
+    only = shop_filter(served, query.excluded, query.categories)
     try:
-        near, sources = served.similar(goods_id, query.limit,
-                                       only=shop_filter(served, query.excluded,
-                                                        query.categories))
+        near, sources = served.similar(goods_id, query.limit, only=only)
     except UnknownProduct:
         raise _unknown(goods_id) from None
-    return _json(encoder(served).items(near, "score"), served.version, **_sources(sources))
+    if arm is not None and arm.variant == "popular":
+        near, sources = served.popular(query.limit, only=only, skip=(goods_id,))
+    return shown("similar", served, encoder(served).items(near, "score"),
+                 [g for g, _ in near], sources, key, arm, query.envelope)
 
 
-@endpoint(bp, "/recommendations/basket", "POST", body=Basket, answer=list[Suggestion],
+@endpoint(bp, "/recommendations/basket", "POST", body=Basket, answer=shown_answer(Suggestion),
           summary="What to add to a cart: rules, else similar goods, else popular goods",
-          headers=("X-Model-Version", "X-Recommendation-Source"),
-          errors=(*LOOKUP_ERRORS, 413))
+          headers=SHOWN, errors=(*LOOKUP_ERRORS, 413))
 def basket(body: Basket):
     served = engine()
-    found, sources = served.basket([str(i) for i in body.items], body.limit,
-                                   only=shop_filter(served, body.exclude, body.category))
-    return _json(encoder(served).suggestions(found), served.version, **_sources(sources))
+    key = shopper_key(served, body.shopper, "shopper")
+    arm = arm_of(key)
+    only = shop_filter(served, body.exclude, body.category)
+    cart = [str(i) for i in body.items]
+    if arm is not None and arm.variant == "popular":
+        top, sources = served.popular(body.limit, only=only, skip=cart)
+        found = [Suggested(g, s, ()) for g, s in top]
+    else:
+        found, sources = served.basket(cart, body.limit, only=only)
+    return shown("basket", served, encoder(served).suggestions(found),
+                 [s.goods_id for s in found], sources, key, arm, body.envelope)

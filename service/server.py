@@ -88,6 +88,10 @@ def configure(app, settings, host: str, port: int, threads: int,
                   priority=10)
     bus.subscribe("start", lambda: holder.start_polling(settings.service_reload_interval))
     bus.subscribe("stop", holder.stop_polling)
+    events = app.extensions.get("shoprecs.events")
+    if events is not None:  # impressions: written until the last request has finished
+        bus.subscribe("start", events.start)
+        bus.subscribe("stop", events.stop, priority=90)
     bus.subscribe("start", access_log.start)
     bus.subscribe("stop", access_log.stop, priority=90)  # after requests in flight finished
     # a reload takes seconds; the signal handler only starts it

@@ -383,3 +383,24 @@ def test_the_gate_compares_with_what_mongodb_serves_when_the_service_reads_it(
     assert pipeline.gate(dataclasses.replace(reads_mongo, gate_max_drop=0.5), "v2") == "v2"
     # the folder-reading service has nothing served: only popularity is the bar
     assert pipeline.gate(mongo_settings, "v2") == "v2"
+
+
+def test_events_go_to_mongodb_too_when_the_service_serves_from_it(mongo_settings, store):
+    import time
+
+    from engine.events import EventLog, FileSink, MongoSink
+    from engine.mongo_engine import event_sinks
+
+    s = dataclasses.replace(mongo_settings, service_store="mongo")
+    sinks = event_sinks(s)
+    assert [type(sink) for sink in sinks] == [FileSink, MongoSink]
+    log = EventLog(sinks, interval=0.01)
+    for n in (1, 2, 2):  # event 2 twice (a retried write): one document
+        log.record("feedback", {"id": f"e{n}", "time": time.time(), "type": "click"})
+    log.flush()
+    log.record("feedback", {"id": "e2", "time": time.time(), "type": "click"})
+    log.stop()
+    docs = list(connect(s.mongo_uri)[s.mongo_db]["feedback"].find({}, {"_id": 1, "type": 1}))
+    assert sorted(d["_id"] for d in docs) == ["e1", "e2"]
+    assert log.written["feedback"] == 4 and not log.dropped  # duplicates are not failures
+    assert [type(sink) for sink in event_sinks(mongo_settings)] == [FileSink]
