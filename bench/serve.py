@@ -19,6 +19,10 @@
      half, two ids excluded, 1-3 `recent` goods on the shoppers' requests): its throughput
      against the plain mix's (target: within 25%). Both mixes run with a catalog refresh
      (2% of goods out of stock) and a 5-goods blacklist in force.
+   * every storefront answer above is an impression (engine/events.py): the ones answered
+     (/metrics) against the ones written to events/impressions (target: none lost); then
+     the plain mix's closed loop again on a server with events.enabled=false (target:
+     logging costs at most 15% of its throughput).
 4. The seed's approach on the same model: the served user_recs as a cached Spark
    DataFrame, one `filter(user_key == k).orderBy(rank).limit(10).collect()` per lookup.
 
@@ -234,9 +238,10 @@ def wrk_load(port, requests_, seconds, connections=32) -> dict:
 
 
 def start_server(warehouse: Path, port: int, threads: int, log: Path,
-                 workers: int = 1) -> subprocess.Popen:
+                 workers: int = 1, events: bool = True) -> subprocess.Popen:
     env = {**os.environ, "SHOPRECS_WAREHOUSE_ROOT": str(warehouse),
-           "SHOPRECS_PRIVACY_HMAC_KEY": BENCH_KEY, "SHOPRECS_SERVICE_RELOAD_INTERVAL": "0"}
+           "SHOPRECS_PRIVACY_HMAC_KEY": BENCH_KEY, "SHOPRECS_SERVICE_RELOAD_INTERVAL": "0",
+           "SHOPRECS_EVENTS_ENABLED": str(events).lower()}
     proc = subprocess.Popen([sys.executable, "-m", "shoprecs.cli", "serve", "--port", str(port),
                              "--threads", str(threads), "--workers", str(workers)],
                             env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
@@ -281,6 +286,30 @@ def seed_approach(warehouse: Path, orders: list[dict], lookups: int) -> dict:
 # Issue 27's targets: answered closed loop, and the open-loop rate its p99 is judged at.
 TARGET_RPS, TARGET_RATE, TARGET_P99_MS = 4000, 2000, 10.0
 FILTER_LOSS = 0.25  # the filtered mix may answer at most this much less than the plain one
+EVENTS_LOSS = 0.15  # impression logging may cost at most this share of the plain mix's
+STOREFRONT = ("/users/{phone}/recommendations", "/products/{goods_id}/similar",
+              "/recommendations/basket")
+
+
+def answered(port: int) -> int:
+    """Storefront answers (200) every worker has given so far, from /metrics: each one
+    is an impression."""
+    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    total = 0
+    for line in text.splitlines():
+        if line.startswith("shoprecs_http_requests_total{") and 'status="200"' in line \
+                and any(f'route="{r}"' in line for r in STOREFRONT):
+            total += int(float(line.rsplit(" ", 1)[1]))
+    return total
+
+
+def impressions_written(warehouse: Path) -> int:
+    """Impressions in events/ (each id once)."""
+    ids = set()
+    for path in (warehouse / "events" / "impressions").rglob("*.jsonl"):
+        with open(path) as lines:
+            ids.update(json.loads(line)["id"] for line in lines)
+    return len(ids)
 
 
 def _cpu_times() -> list[int] | None:
@@ -313,8 +342,11 @@ def closed_loop(port, requests_, seconds, connections, loadgen) -> dict:
 def verdict(report: dict) -> str:
     """The figures against the targets, one line each."""
     closed, opened, filtered = report["http"]
-    errors = closed["errors"] + opened["errors"] + filtered["errors"]
+    off, events = report["events_off"], report["events"]
+    errors = closed["errors"] + opened["errors"] + filtered["errors"] + off["errors"]
     ratio = filtered["req_per_s"] / closed["req_per_s"]
+    logged = closed["req_per_s"] / off["req_per_s"]
+    lost = events["answered"] - events["written"]
     met = {True: "met", False: "NOT MET"}
     before, after = report["loadavg_before"][0], report["loadavg_after"][0]
     lines = [
@@ -333,6 +365,11 @@ def verdict(report: dict) -> str:
         f"  closed loop with filters and recent= on every request: {filtered['req_per_s']:,} "
         f"req/s = {ratio:.2f} of the plain mix (target >= {1 - FILTER_LOSS:.2f}: "
         f"{met[ratio >= 1 - FILTER_LOSS]})",
+        f"  impressions: the plain mix answers {closed['req_per_s']:,} req/s logging them, "
+        f"{off['req_per_s']:,} with events.enabled=false = {logged:.2f} (target >= "
+        f"{1 - EVENTS_LOSS:.2f}: {met[logged >= 1 - EVENTS_LOSS]}); {events['answered']:,} "
+        f"storefront answers, {events['written']:,} impressions written, {lost} lost "
+        f"(target 0: {met[lost == 0]})",
         f"  CPU taken by the host (steal) during the open loop: "
         f"{opened.get('cpu_steal_pct', 'n/a')}%",
         f"  errors: {errors} (target 0: {met[errors == 0]})"]
@@ -381,6 +418,7 @@ def main() -> None:
 
     port = free_port()
     load_before = os.getloadavg()
+    shutil.rmtree(args.warehouse / "events", ignore_errors=True)
     server = start_server(args.warehouse, port, args.threads, WORK / "service.log",
                           args.workers)
     try:
@@ -389,6 +427,17 @@ def main() -> None:
                    with_steal(run_load, port, reqs, args.seconds, args.connections, args.rate),
                    with_steal(closed_loop, port, filtered, args.seconds, args.connections,
                               loadgen)]
+        shown = answered(port)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    events = {"answered": shown, "written": impressions_written(args.warehouse)}
+    server = start_server(args.warehouse, port, args.threads, WORK / "service-off.log",
+                          args.workers, events=False)
+    try:
+        run_load(port, reqs, 2, args.connections)  # warm-up
+        events_off = with_steal(closed_loop, port, reqs, args.seconds, args.connections,
+                                loadgen)
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -396,7 +445,8 @@ def main() -> None:
               "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
               "connections": args.connections, "workers": args.workers,
               "threads": args.threads, "loadgen": loadgen,
-              "rate": args.rate, "http": results}
+              "rate": args.rate, "http": results, "events": events,
+              "events_off": events_off}
     if not args.skip_seed:
         report["seed_spark"] = seed_approach(args.warehouse, orders, args.seed_lookups)
     (WORK.parent / "serve.json").write_text(json.dumps(report, indent=2))

@@ -11,7 +11,12 @@ given on the command line (`airflow dags test`, `airflow backfill create`) are r
 3. **train_als** and **train_fpgrowth**, in parallel: the two halves of the model for the
    training window ending that day, both writing `models/<version>/` (the version is a
    fingerprint of the window's landed data and the parameters, so both agree on it);
-4. **evaluate_gate**: `metrics.json` and `report.html`, then the quality gate. A model
+   Beside them, **attribute**: the impressions of the last days joined with their clicks
+   and the orders that followed, per A/B arm (`reports/attribution/<day>.json`, shown by
+   the service's `/experiments`); a failure there is logged and alerted, never fatal:
+   the recommendations do not wait for the report on them;
+4. **evaluate_gate**: `metrics.json` and `report.html` (with the attribution), then the
+   quality gate. A model
    worse than the gate allows fails this task (no retry) and the run, and the served
    version stays;
 5. **publish**: `serving/<version>` and the atomic switch of `serving/CURRENT` (skipped
@@ -107,8 +112,22 @@ def shoprecs_daily():
 
         return pipeline.train_fpgrowth(config.load(), dt.date.fromisoformat(days[1]))
 
+    @task
+    def attribute(days: list[str], _cleaned: dict) -> str:
+        from core import config
+        from shoprecs import alerts, pipeline
+
+        settings = config.load()
+        report = pipeline.attribute_quietly(settings, dt.date.fromisoformat(days[1]))
+        if report is None:
+            alerts.send(settings, f"shoprecs: the attribution of {days[1]} failed; the night "
+                        "goes on (see the task log)", day=days[1])
+            return "failed"
+        return f"{report['impressions']} impressions"
+
     @task(retries=0)
-    def evaluate_gate(days: list[str], als_version: str, fp_version: str) -> str:
+    def evaluate_gate(days: list[str], als_version: str, fp_version: str,
+                      _attributed: str) -> str:
         from airflow.sdk.exceptions import AirflowFailException
 
         from core import config
@@ -150,7 +169,8 @@ def shoprecs_daily():
 
     days = extract()
     cleaned = clean(days)
-    version = evaluate_gate(days, train_als(days, cleaned), train_fpgrowth(days, cleaned))
+    version = evaluate_gate(days, train_als(days, cleaned), train_fpgrowth(days, cleaned),
+                            attribute(days, cleaned))
     reload(publish(version))
 
 

@@ -2,6 +2,7 @@
 
     GET /orders?page=P&per-page=N&expand=basket[&from=YYYY-MM-DD&to=YYYY-MM-DD]
     GET /goods?page=P&per-page=N
+    POST /orders   one new order (the shop's checkout): listed from then on, in its day
 
 Basic auth; pages numbered from 1 to pageCount. It serves generated orders
 (`etl.generator`) or a file in the UCI Online Retail format (`etl.retail`), and can
@@ -113,6 +114,7 @@ def create_app(orders: list[dict], goods: list[dict], *, user: str = "shoprecs",
     short = [_dumps({k: v for k, v in o.items() if k != "basket"}) for o in by_date]
     goods_json = [_dumps(g) for g in goods]
     bus = _Misbehaviour(faults)
+    listing = threading.Lock()  # POST /orders inserts while pages are read
 
     @app.before_request
     def _authenticate():
@@ -131,10 +133,27 @@ def create_app(orders: list[dict], goods: list[dict], *, user: str = "shoprecs",
     @app.get("/orders")
     def list_orders():
         page, per_page = _page_args()
-        lo = bisect.bisect_left(days, request.args.get("from", ""))
-        hi = bisect.bisect_right(days, request.args.get("to", "9999-12-31"))
         source = full if "basket" in request.args.get("expand", "").split(",") else short
-        return bus.respond(_page(source[lo:hi], "orders", page, per_page))
+        with listing:
+            lo = bisect.bisect_left(days, request.args.get("from", ""))
+            hi = bisect.bisect_right(days, request.args.get("to", "9999-12-31"))
+            chosen = source[lo:hi]
+        return bus.respond(_page(chosen, "orders", page, per_page))
+
+    @app.post("/orders")
+    def add_order():
+        order = request.get_json(silent=True)
+        if not (isinstance(order, dict) and order.get("id") is not None
+                and isinstance(order.get("date"), str) and len(order["date"]) >= 10
+                and isinstance(order.get("basket"), list) and order["basket"]):
+            abort(400, "an order is {id, date (ISO 8601), clientTel, basket: [...]}")
+        day = order["date"][:10]
+        with listing:
+            at = bisect.bisect_right(days, day)
+            days.insert(at, day)
+            full.insert(at, _dumps(order))
+            short.insert(at, _dumps({k: v for k, v in order.items() if k != "basket"}))
+        return jsonify(id=order["id"]), 201
 
     @app.get("/goods")
     def list_goods():

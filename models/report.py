@@ -3,8 +3,9 @@
 Pure Python, no Spark: it reads metrics.json (written by models/train.py) and, when a
 version is being served, that version's metrics.json, and renders the training counts,
 the holdout metrics of every model and baseline, the comparison with the served model, a
-bar chart of MAP@k (inline SVG), the FP-Growth summary, the quality gate's verdict and the
-parameters. No external assets and no JavaScript: the file can be mailed or opened offline.
+bar chart of MAP@k (inline SVG), the FP-Growth summary, the quality gate's verdict, the
+night's attribution of sales to the recommendations per A/B arm (models/attribution.py) and
+the parameters. No external assets and no JavaScript: the file can be mailed or opened offline.
 
 Run with: python -c "from pathlib import Path; from models import report; \
 report.write(Path('<warehouse>/models/<version>'), None)"
@@ -17,6 +18,8 @@ import math
 import os
 import tempfile
 from pathlib import Path
+
+from engine.events import ATTRIBUTION_DIR
 
 # models.evaluation owns MODES, but importing it starts pyspark; the report stays JVM-free.
 MODES = ("all", "new")
@@ -256,12 +259,54 @@ def _gate(metrics: dict) -> str:
     return f'<h2>Quality gate</h2><p class="fail">Failed.</p><ul>{failures}</ul>'
 
 
-def render(metrics: dict, previous: dict | None = None) -> str:
-    """The report page for one model's metrics.json, compared with the served `previous`."""
+def _interval(found: dict | None, spec: str = ".2%") -> str:
+    if not found or found.get("value") is None:
+        return DASH
+    return (f"{format(found['value'], spec)} [{format(found['low'], spec)}, "
+            f"{format(found['high'], spec)}]")
+
+
+def _attribution(report: dict | None) -> str:
+    """The night's attribution (models/attribution.py): per A/B arm, what sold."""
+    if not report:
+        return ""
+    head = (f"<h2>Did the recommendations sell?</h2><p>{_count(report.get('impressions'))} "
+            f"impressions from {_e(report.get('first_day'))} to {_e(report.get('date'))}; an "
+            f"order counts within {_fmt(report.get('window_hours'), 'g')} hours of an "
+            "impression that showed its goods to the same shopper.</p>")
+    parts = [head]
+    for exp in report.get("experiments") or []:
+        rows = "".join(
+            f'<tr><td class="name">{_e(a["arm"])}</td><td class="name">{_e(a["variant"])}</td>'
+            f'<td>{_count(a["shoppers"])}</td><td>{_count(a["converted"])}</td>'
+            f'<td>{_interval(a.get("conversion"))}</td>'
+            f'<td>{_fmt(a.get("revenue_per_shopper"), ".3f")}</td></tr>' for a in exp["arms"])
+        versus = "".join(
+            f'<tr><td class="name">{_e(c["arm"])} − {_e(c["against"])}</td>'
+            f'<td>{_interval(c["conversion_difference"], "+.2%")}</td>'
+            f'<td>{_fmt(c["conversion_difference"].get("p_value"), ".3g")}</td>'
+            f'<td>{_interval(c["revenue_per_shopper_difference"], "+.3f")}</td>'
+            f'<td class="{"pass" if c["significant"] else "note"}">'
+            f'{"significant" if c["significant"] else "not significant"}</td></tr>'
+            for c in exp.get("comparisons") or [])
+        parts.append(
+            f"<h3>Experiment {_e(exp['name'])} (control: {_e(exp['control'])}, "
+            f"{_fmt(exp.get('confidence'), '.1%')} intervals)</h3>"
+            '<table><tr><th class="name">Arm</th><th class="name">Variant</th><th>Shoppers'
+            "</th><th>Bought a recommended goods</th><th>Conversion</th><th>Revenue per "
+            f"shopper</th></tr>{rows}</table>"
+            '<table><tr><th class="name">Difference</th><th>Conversion</th><th>p</th>'
+            f"<th>Revenue per shopper</th><th></th></tr>{versus}</table>")
+    return "".join(parts)
+
+
+def render(metrics: dict, previous: dict | None = None, attribution: dict | None = None) -> str:
+    """The report page for one model's metrics.json, compared with the served `previous`,
+    with the night's `attribution` report when there is one."""
     params = json.dumps(metrics.get("params") or {}, indent=2, sort_keys=True, default=str)
     body = (_header(metrics) + _evaluation(metrics) + _selection(metrics)
             + f"<h2>Against the served version</h2>{_comparison(metrics, previous)}"
-            + _fpgrowth(metrics) + _gate(metrics)
+            + _fpgrowth(metrics) + _gate(metrics) + _attribution(attribution)
             + f"<h2>Parameters</h2><pre>{_e(params)}</pre>")
     return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f"<title>shoprecs model {_e(metrics.get('version', DASH))}</title>"
@@ -271,7 +316,13 @@ def render(metrics: dict, previous: dict | None = None) -> str:
 def write(model_dir: Path, previous: dict | None = None) -> Path:
     """Render model_dir/metrics.json into model_dir/report.html (atomically); its path."""
     model_dir = Path(model_dir)
-    text = render(json.loads((model_dir / "metrics.json").read_text()), previous)
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    attribution = None
+    window = metrics.get("window") or [None, None]
+    found = model_dir.parent.parent / ATTRIBUTION_DIR / f"{window[-1]}.json"
+    if window[-1] and found.exists():
+        attribution = json.loads(found.read_text())
+    text = render(metrics, previous, attribution)
     target = model_dir / "report.html"
     fd, tmp = tempfile.mkstemp(dir=model_dir, prefix=".report.html.", suffix=".tmp")
     try:

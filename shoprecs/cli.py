@@ -3,6 +3,7 @@
     shoprecs simulator --generate         the order bus simulator on generated data
     shoprecs extract --from D --to D      orders + catalog from the bus into landing/
     shoprecs clean --from D --to D        Spark cleaning into clean/ and quarantine/
+    shoprecs attribute --date D           impressions x clicks x orders, per A/B arm
     shoprecs train --date D               ALS + FP-Growth on the window ending at D
     shoprecs publish [--version V]        serving/<V> and serving/CURRENT
             [--store mongo|both]          ... or MongoDB's versioned collections
@@ -98,6 +99,19 @@ def clean(settings, date, start, end):
     """Clean landed orders into clean/orders and quarantine/ (Spark)."""
     start, end = _dates(date, start, end)
     click.echo(pipeline.clean(settings, start, end))
+
+
+@main.command()
+@click.option("--date", type=_DATE, required=True, help="The night: impressions of the "
+              "attribution.days days up to it, and the orders that followed.")
+@click.pass_obj
+def attribute(settings, date):
+    """Did the recommendations sell? Impressions joined with clicks and orders, per A/B arm
+    and route, with confidence intervals: reports/attribution/<date>.json (Spark)."""
+    from models.attribution import describe
+
+    for line in describe(pipeline.attribute(settings, date.date())):
+        click.echo(line)
 
 
 @main.command()
@@ -260,8 +274,20 @@ def fault_options(fn):
 @fault_options
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8765, show_default=True)
+@click.option("--shoppers", "service", metavar="URL",
+              help="Close the loop: simulated shoppers of these orders visit the service at "
+              "URL, click and buy what it shows them (etl/shoppers.py); orders land here.")
+@click.option("--visits", type=int, default=500, show_default=True,
+              help="With --shoppers: visits per round.")
+@click.option("--every", type=float, default=60.0, show_default=True,
+              help="With --shoppers: seconds between rounds.")
+@click.option("--buy-rate", type=float, default=0.05, show_default=True,
+              help="With --shoppers: chance a visit buys one of the goods shown.")
+@click.option("--uplift", default="", metavar="ARM=P,...",
+              help="With --shoppers: extra chance to buy in these A/B arms, e.g. b=0.05.")
 @click.pass_obj
-def simulator(settings, retail, start, days, orders, seed, retry_after, host, port, **faults):
+def simulator(settings, retail, start, days, orders, seed, retry_after, host, port, service,
+              visits, every, buy_rate, uplift, **faults):
     """Run the order-bus simulator (credentials: bus.user / bus.password)."""
     from etl import simulator as sim
     from etl.faults import DataFaults, inject
@@ -283,6 +309,16 @@ def simulator(settings, retail, start, days, orders, seed, retry_after, host, po
                          faults=http)
     click.echo(f"bus simulator: {len(data)} records ({len(truth.orders)} valid orders), "
                f"{len(goods)} goods on http://{host}:{port}")
+    if service:
+        from etl.shoppers import Behaviour, parse_uplift, shop_rounds
+
+        try:
+            planted = parse_uplift(uplift)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--uplift") from exc
+        shop_rounds(service.rstrip("/"), f"http://{host}:{port}",
+                    (settings.bus_user, settings.bus_password), data, goods, visits, every,
+                    Behaviour(buy_rate=buy_rate, uplift=planted, seed=seed))
     sim.serve(app, host, port)
 
 

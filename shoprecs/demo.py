@@ -5,7 +5,11 @@
 2. runs the nightly pipeline for those days: extract, clean, train, publish;
 3. starts the API on CherryPy in a subprocess and asks it, over HTTP, for a known
    shopper's recommendations, an unknown shopper's, and a product's associations;
-4. stops everything it started. Step timings go to <workdir>/timings.json.
+4. runs an A/B test (model vs popular goods): every shopper visits the storefront once
+   (etl/shoppers.py) and buys one of the goods shown with 5%, 8 points more in the model
+   arm (planted); the next night lands those orders and the attribution reports the
+   uplift with its confidence interval;
+5. stops everything it started. Step timings go to <workdir>/timings.json.
 
 Run with: make demo   (or: shoprecs demo --workdir var/demo)
 """
@@ -56,7 +60,9 @@ def start_simulator(orders, goods, settings, faults=None):
 
 def start_service(settings, log_path: Path) -> subprocess.Popen:
     env = {**os.environ, "SHOPRECS_WAREHOUSE_ROOT": str(settings.warehouse),
-           "SHOPRECS_PRIVACY_HMAC_KEY": settings.privacy_hmac_key}
+           "SHOPRECS_PRIVACY_HMAC_KEY": settings.privacy_hmac_key,
+           "SHOPRECS_EXPERIMENT_NAME": settings.experiment_name,
+           "SHOPRECS_EXPERIMENT_ARMS": settings.experiment_arms}
     proc = subprocess.Popen(
         [sys.executable, "-m", "shoprecs.cli", "serve", "--port", str(settings.service_port)],
         env=env, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT)
@@ -131,6 +137,39 @@ def ask(base: str, truth, goods: list[dict], orders: list[dict]) -> None:
             f"{mode} {m['map']:.4f}" for mode, m in modes.items()))
 
 
+DEMO_ARMS = "popular:popular:50, model:model:50"  # the first arm is the control
+DEMO_UPLIFT = {"model": 0.08}
+
+
+def shoppers_visit(base: str, settings, night) -> None:
+    """The A/B test: every shopper of the shop visits the storefront once and sees their
+    arm's recommendations; they buy one of the goods shown with 5% (8 points more in arm
+    `model`: the planted uplift), through the bus simulator at settings.bus_url."""
+    from etl.shoppers import Behaviour, visit_all
+
+    phones = sorted({normalize(o["clientTel"]) for o in night.orders if o["clientTel"]})
+    print(f"\n== A/B test {settings.experiment_name!r} ({settings.experiment_arms}): "
+          f"{len(phones)} simulated shoppers visit the storefront; each buys one of the "
+          f"goods shown with 5%, plus a planted {DEMO_UPLIFT} ...", flush=True)
+    done = visit_all(base, settings.bus_url, (settings.bus_user, settings.bus_password),
+                     phones, {g["id"]: g["price"] for g in night.goods},
+                     Behaviour(buy_rate=0.05, uplift=DEMO_UPLIFT, seed=1))
+    print("   visits " + ", ".join(f"{arm}: {n}" for arm, n in sorted(done.visits.items()))
+          + "; bought " + ", ".join(f"{arm}: {n}" for arm, n in sorted(done.buyers.items())))
+
+
+def next_night(settings, day: dt.date, spark) -> None:
+    """Land the orders since `day` (the shoppers' purchases), clean them, attribute."""
+    from models.attribution import describe
+
+    end = dt.datetime.now(dt.UTC).date()
+    print(f"\n== the next night: extract, clean and attribute {day}..{end} ...", flush=True)
+    pipeline.extract(settings, day, end)
+    pipeline.clean(settings, day, end, spark)
+    for line in describe(pipeline.attribute(settings, end, spark)):
+        print("   " + line)
+
+
 @dataclasses.dataclass
 class Night:
     """What one default night did on a generated shop."""
@@ -164,10 +203,13 @@ def run_night(shop: GeneratorParams, settings, timings: dict | None = None,
 
 def run_demo(workdir: str, shop: GeneratorParams = GeneratorParams()) -> dict:
     """The demo on the generated `shop` (its start moved so that its last day is yesterday),
-    run with the configured settings but for the warehouse, bus and port it makes its own.
+    run with the configured settings but for the warehouse, bus and port it makes its own:
+    the night, the answers, an A/B test with simulated shoppers and the next night's
+    attribution of their purchases.
 
     Raises QualityGateError when the gate refuses the shop's model (nothing to show)."""
     from models.gate import QualityGateError
+    from shoprecs.spark import spark_session
 
     work = Path(workdir).resolve()
     shutil.rmtree(work / "warehouse", ignore_errors=True)
@@ -177,22 +219,37 @@ def run_demo(workdir: str, shop: GeneratorParams = GeneratorParams()) -> dict:
     base = shoprecs_config.load()
     settings = dataclasses.replace(
         base, warehouse_root=str(work / "warehouse"), bus_url=f"http://127.0.0.1:{free_port()}",
-        service_port=free_port(), train_window_days=min(shop.days, base.train_window_days))
+        service_port=free_port(), train_window_days=min(shop.days, base.train_window_days),
+        experiment_name=base.experiment_name or "demo-uplift",
+        experiment_arms=base.experiment_arms if base.experiment_name else DEMO_ARMS)
     print(f"generating {shop.orders} orders over {shop.start}..{end} ...", flush=True)
     timings: dict = {}
-    night = run_night(shop, settings, timings)
-    if night.verdict is not None:
-        raise QualityGateError(f"{night.verdict} (report: "
-                               f"{settings.warehouse / 'models' / night.version / 'report.html'})")
-    with pipeline.timed("service start", timings):
-        service = start_service(settings, work / "service.log")
-    try:
-        ask(f"http://127.0.0.1:{settings.service_port}", night.truth, night.goods,
-            night.orders)
-    finally:
-        service.terminate()
-        service.wait(timeout=30)
+    with spark_session("shoprecs-demo") as spark:
+        night = run_night(shop, settings, timings, spark)
+        if night.verdict is not None:
+            raise QualityGateError(f"{night.verdict} (report: {settings.warehouse / 'models'}"
+                                   f"/{night.version}/report.html)")
+        with pipeline.timed("service start", timings):
+            service = start_service(settings, work / "service.log")
+        simulator = start_simulator(night.orders, night.goods, settings)  # the checkout
+        today = dt.datetime.now(dt.UTC).date()
+        try:
+            try:
+                ask(f"http://127.0.0.1:{settings.service_port}", night.truth, night.goods,
+                    night.orders)
+                with pipeline.timed("shoppers", timings):
+                    shoppers_visit(f"http://127.0.0.1:{settings.service_port}", settings,
+                                   night)
+            finally:
+                service.terminate()  # its workers write the impressions they hold
+                service.wait(timeout=30)
+            with pipeline.timed("next night", timings):
+                next_night(settings, today, spark)
+        finally:
+            simulator.stop()
     (work / "timings.json").write_text(json.dumps(timings, indent=2))
     print(f"\npublished version {night.version}; seconds per step: {timings}")
     print(f"warehouse: {settings.warehouse}   service log: {work / 'service.log'}")
+    print(f"the A/B test's report: {settings.warehouse / 'reports' / 'attribution'}/{today}.json"
+          " (also GET /experiments and /merch while `shoprecs serve` runs)")
     return timings

@@ -62,6 +62,26 @@ def clean(settings: Settings, start: dt.date, end: dt.date, spark=None) -> dict:
         return clean_job.run(session, settings, start, end)
 
 
+def attribute(settings: Settings, day: dt.date, spark=None) -> dict:
+    """The impressions of the last attribution.days days up to `day` joined with their clicks
+    and the orders that followed: reports/attribution/<day>.json (models/attribution.py)."""
+    from models import attribution
+
+    with _session(spark) as session:
+        return attribution.run(session, settings, day)
+
+
+def attribute_quietly(settings: Settings, day: dt.date, spark=None) -> dict | None:
+    """`attribute`, for the night: a failure is logged, never fatal (the recommendations do
+    not wait for the report on them)."""
+    try:
+        return attribute(settings, day, spark)
+    except Exception:  # noqa: BLE001 - analytics must not cost the shop its models
+        log.exception("attribution for %s failed; the night goes on without its report "
+                      "(run `shoprecs attribute --date %s` to retry)", day, day)
+        return None
+
+
 def train(settings: Settings, end: dt.date, spark=None) -> str:
     from models import train as train_job
 
@@ -281,12 +301,15 @@ def reload_service(settings: Settings, version: str, attempts: int = 3) -> dict:
 
 def run_all(settings: Settings, start: dt.date, end: dt.date, timings: dict | None = None,
             spark=None) -> str:
-    """extract -> clean -> train -> publish for start..end, in one Spark session."""
+    """extract -> clean -> attribute -> train -> publish for start..end, in one Spark
+    session."""
     with timed("extract", timings):
         extract(settings, start, end)
     with _session(spark) as session:
         with timed("clean", timings):
             clean(settings, start, end, session)
+        with timed("attribute", timings):
+            attribute_quietly(settings, end, session)
         with timed("train", timings):
             version = train(settings, end, session)
     with timed("publish", timings):

@@ -153,6 +153,9 @@ def test_backfill_lands_every_day(shop, backfill):
     landing = settings.warehouse / "landing" / "orders"
     days = sorted(p.name for p in landing.iterdir() if (p / "_manifest.json").exists())
     assert days == [f"dt={FIRST + dt.timedelta(days=n)}" for n in range(DAYS)]
+    # each night's attribute task reported (no storefront ran: no impressions)
+    reports = sorted(p.name for p in (settings.warehouse / "reports" / "attribution").iterdir())
+    assert reports == [f"{day[3:]}.json" for day in days]
     per_day = Counter(o["date"][:10] for o in orders)
     for day in days:
         manifest = json.loads((landing / day / "_manifest.json").read_text())

@@ -17,6 +17,7 @@ def test_task_graph(dagbag):
         ("extract", "clean"), ("extract", "train_als"), ("extract", "train_fpgrowth"),
         ("extract", "evaluate_gate"), ("clean", "train_als"), ("clean", "train_fpgrowth"),
         ("train_als", "evaluate_gate"), ("train_fpgrowth", "evaluate_gate"),
+        ("extract", "attribute"), ("clean", "attribute"), ("attribute", "evaluate_gate"),
         ("evaluate_gate", "publish"), ("publish", "reload")}
 
 

@@ -113,3 +113,40 @@ def test_merchandisers_edit_the_blacklist(base_url, browser):
     assert wait_text(browser, "bl-status", "0 goods blacklisted")
     browser.get(recs)
     assert "101" in browser.find_element(By.ID, "recs").text
+
+
+def attribution_report(root):
+    """A night's attribution report as models/attribution.py assembles it, from aggregates:
+    arm b sold more, over three days."""
+    import datetime as dt
+
+    from models.attribution import _experiments, _write
+
+    arms = [{"experiment": "exp1", "arm": "a", "variant": "model", "shoppers": 1000,
+             "converted": 100, "revenue": 500.0, "revenue_squares": 5000.0},
+            {"experiment": "exp1", "arm": "b", "variant": "popular", "shoppers": 1000,
+             "converted": 160, "revenue": 800.0, "revenue_squares": 8000.0}]
+    routes = [{"experiment": "exp1", "arm": a, "route": "recommendations", "impressions": 3000,
+               "shoppers": 1000, "clicked": 300, "carted": 30, "bought": b, "revenue": r}
+              for a, b, r in (("a", 100, 500.0), ("b", 160, 800.0))]
+    daily = [{**r, "day": f"2026-12-0{d}", "bought": r["bought"] // 3 + d,
+              "impressions": 1000} for r in routes for d in (1, 2, 3)]
+    report = {"date": "2026-12-03", "first_day": "2026-11-06", "window_hours": 24.0,
+              "impressions": 6000, "experiments": _experiments(arms, routes, {"exp1": "a"}),
+              "routes": [], "daily": daily}
+    _write(root, dt.date(2026, 12, 3), report)
+
+
+def test_merchandisers_see_whether_the_recommendations_sell(base_url, browser, published):
+    attribution_report(published.warehouse)
+    browser.get(f"{base_url}/merch")
+    section = browser.find_element(By.ID, "experiments")
+    assert section.text == "Did the recommendations sell?"
+    verdicts = [v.text for v in browser.find_elements(By.CSS_SELECTOR, "td.verdict")]
+    assert verdicts == ["significant"]
+    assert "b − a" in browser.find_element(By.CSS_SELECTOR, "table.comparisons").text
+    lines = browser.find_elements(By.CSS_SELECTOR, "svg.chart polyline.arm")
+    assert sorted(line.get_attribute("data-arm") for line in lines) == ["a", "b"]
+    for line in lines:  # one point per day, drawn inside the chart
+        points = line.get_attribute("points").split()
+        assert len(points) == 3 and line.size["width"] > 100
