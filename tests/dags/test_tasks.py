@@ -43,20 +43,20 @@ def test_failed_gate_fails_the_task_for_good_and_keeps_the_served_version(dagbag
 
     version = trained(env, als_map=0.01, popularity_map=0.05)
     with pytest.raises(AirflowFailException, match="does not beat the popularity baseline"):
-        task(dagbag, "evaluate_gate")(NIGHT, version, version)
+        task(dagbag, "evaluate_gate")(NIGHT, version, version, "0 impressions")
     assert current_version(env.warehouse) == "v1"
 
 
 def test_gate_passes_a_good_model(dagbag, env):
     version = trained(env, als_map=0.08, popularity_map=0.05)
-    assert task(dagbag, "evaluate_gate")(NIGHT, version, version) == version
+    assert task(dagbag, "evaluate_gate")(NIGHT, version, version, "0 impressions") == version
     assert current_version(env.warehouse) == "v1"  # publishing is the next task's job
 
 
 def test_gate_refuses_parts_of_different_versions(dagbag, env):
     version = trained(env, als_map=0.08, popularity_map=0.05)
     with pytest.raises(RuntimeError, match="landing/ or models/TUNED.json changed"):
-        task(dagbag, "evaluate_gate")(NIGHT, version, "20240107-0000000000")
+        task(dagbag, "evaluate_gate")(NIGHT, version, "20240107-0000000000", "0 impressions")
 
 
 def test_publish_switches_current_to_a_newer_night(dagbag, env):
