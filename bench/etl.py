@@ -13,6 +13,10 @@ The simulator runs in a separate process (forked after generating the orders; ch
 with the client for the GIL (and the 2 cores), and the figures would measure it too.
 `--in-process` serves it from a thread anyway, for comparison. All on 127.0.0.1.
 
+Then a bus without a server-side date filter (bus.date_filter none), sorted newest first,
+oldest first or not at all: what the first night (the whole listing) and a later night
+(from the lookback on, stopping at the first older page when sorted) cost.
+
 Run with: make bench-etl   (or: .venv/bin/python bench/etl.py [--in-process])
 """
 from __future__ import annotations
@@ -38,6 +42,7 @@ if sys.path and Path(sys.path[0] or ".").resolve() == HERE:  # run as bench/etl.
 import requests  # noqa: E402
 from cheroot.wsgi import Server  # noqa: E402
 
+from core.bus_profile import BusProfile  # noqa: E402
 from core.config import Settings  # noqa: E402
 from etl.bus import BusClient, extract_orders  # noqa: E402
 from etl.generator import GeneratorParams, generate  # noqa: E402
@@ -53,23 +58,25 @@ AUTH = (Settings().bus_user, Settings().bus_password)
 SEQUENTIAL = "sequential client"
 
 
-def _server(orders, goods, latency_ms: float, port: int) -> Server:
+def _server(orders, goods, latency_ms: float, port: int,
+            profile: BusProfile = BusProfile()) -> Server:
     app = create_app(orders, goods, user=AUTH[0], password=AUTH[1],
-                     faults=HttpFaults(latency_ms=latency_ms))
+                     faults=HttpFaults(latency_ms=latency_ms), profile=profile)
     return Server(("127.0.0.1", port), app, numthreads=SERVER_THREADS)
 
 
-def start_simulator(orders, goods, latency_ms: float, in_process: bool):
+def start_simulator(orders, goods, latency_ms: float, in_process: bool,
+                    profile: BusProfile = BusProfile()):
     """The simulator on a free loopback port, answering; returns (url, stop)."""
     port = free_port()
     if in_process:
-        server = _server(orders, goods, latency_ms, port)
+        server = _server(orders, goods, latency_ms, port, profile)
         server.prepare()
         threading.Thread(target=server.serve, daemon=True).start()
         stop = server.stop
     else:  # forked: the child shares the generated orders without pickling them
         proc = multiprocessing.get_context("fork").Process(daemon=True, target=lambda: _server(
-            orders, goods, latency_ms, port).safe_start())
+            orders, goods, latency_ms, port, profile).safe_start())
         proc.start()
 
         def stop():
@@ -156,6 +163,47 @@ def report(rows, in_process: bool) -> None:
           f"{rate:,.0f}/s, {'met' if rate >= 5000 else 'NOT met'}")
 
 
+LOOKBACK = 3
+SORTS = ("desc", "asc", "none")
+
+
+def unfiltered_rows(latency_ms: float, orders, goods, in_process: bool) -> list[tuple]:
+    """A bus without a date filter (bus.date_filter none), sorted newest first, oldest first
+    or not at all: the first night lands days 1-9 (the whole listing read), the next night
+    day 10 (from the lookback's first day on; every page when the bus is not sorted).
+    Rows: (sort, first night s, orders, pages read, next night s, orders, pages read, pages)."""
+    rows = []
+    for sort in SORTS:
+        profile = BusProfile(date_filter="none", order_sort=sort)
+        url, stop = start_simulator(orders, goods, latency_ms, in_process, profile)
+        try:
+            with tempfile.TemporaryDirectory(prefix="bench-etl-") as tmp:
+                client = BusClient(url, *AUTH, per_page=PER_PAGE, workers=WORKERS[0],
+                                   timeout=30, profile=profile)
+                started = time.perf_counter()
+                (first,) = extract_orders(client, DAYS[0], DAYS[-2], Path(tmp), lookback=LOOKBACK)
+                first_s = time.perf_counter() - started
+                started = time.perf_counter()
+                (later,) = extract_orders(client, DAYS[-1], DAYS[-1], Path(tmp), lookback=LOOKBACK)
+                later_s = time.perf_counter() - started
+        finally:
+            stop()
+        rows.append((sort, first_s, first["orders"], first["pagesRead"], later_s,
+                     later["orders"], later["pagesRead"], later["bus"]["pageCount"]))
+    return rows
+
+
+def report_unfiltered(rows, latency_ms: float) -> None:
+    print(f"\nno date filter (bus.date_filter none), {latency_ms:g} ms latency per page, "
+          f"{WORKERS[0]} workers, lookback {LOOKBACK} days: the first night lands days 1-9, "
+          "the next night day 10\n")
+    print("| bus.order_sort | first night: s | orders | pages read | next night: s | orders "
+          "| pages read of |\n|---|---:|---:|---:|---:|---:|---:|")
+    for sort, fs, fo, fp, ls, lo, lp, pages in rows:
+        print(f"| {sort} | {fs:.2f} | {fo:,} | {fp:,} | {ls:.2f} | {lo:,} | {lp:,} of "
+              f"{pages:,} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--in-process", action="store_true",
@@ -169,6 +217,8 @@ def main() -> None:
     rows = [row for scenario, latency in SCENARIOS
             for row in scenario_rows(scenario, latency, orders, goods, args.in_process)]
     report(rows, args.in_process)
+    latency = SCENARIOS[0][1]
+    report_unfiltered(unfiltered_rows(latency, orders, goods, args.in_process), latency)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 #: Used only when no key is configured; fine for the demo, never for real shoppers.
@@ -35,15 +37,41 @@ class Settings:
     bus_url: str = "http://127.0.0.1:8765"
     bus_user: str = "shoprecs"
     bus_password: str = field(default="shoprecs", repr=False)
-    bus_per_page: int = 500
+    bus_per_page: int = 100  # what the real bus is known to serve
     bus_workers: int = 8
     bus_timeout: float = 30.0
     bus_retries: int = 5
+    # Each night fetches this many days before it again: orders listed late land in their
+    # own day and the next training sees them (docs/bus.md).
+    bus_lookback_days: int = 3
+    # The bus profile: how this shop's bus names things (core/bus_profile.py, docs/bus.md);
+    # the defaults are DESIGN.md's contract.
+    bus_orders_path: str = "/orders"
+    bus_goods_path: str = "/goods"
+    bus_page_param: str = "page"
+    bus_per_page_param: str = "per-page"
+    bus_expand: str = "expand=basket"
+    bus_orders_key: str = "orders"
+    bus_goods_key: str = "goods"
+    bus_page_count_key: str = "pageCount"
+    bus_date_filter: str = "from,to"  # two names (a range), one (a lower bound), or "none"
+    bus_date_filter_format: str = "%Y-%m-%d"  # strftime, or "epoch"
+    bus_order_sort: str = "asc"  # without a filter: how /orders is sorted (asc, desc, none)
+    bus_date_field: str = "date"  # "": orders carry no date (needs a date filter)
+    bus_date_format: str = "iso"  # iso, epoch, epoch_ms, or a strftime pattern
+    bus_timezone: str = "UTC"  # what a date without an offset means
+    bus_phone_field: str = "clientTel"
+    bus_source_field: str = ""  # e.g. "source": kept as clean/orders' source
 
     privacy_hmac_key: str = field(default=DEV_HMAC_KEY, repr=False)
     phone_country_code: str = "7"
     phone_trunk_prefix: str = "8"
     phone_national_length: int = 10
+    # Phones that are no shopper's (a national number matching this regular expression, or
+    # one with more orders on one day than phone.max_orders_per_day): their orders are kept
+    # as guest orders (baskets for FP-Growth) and quarantined with the reason.
+    phone_placeholders: str = r"^(1234567890|0123456789|9876543210|(\d)\2{9})$"
+    phone_max_orders_per_day: int = 50
 
     train_window_days: int = 90
     train_holdout_days: int = 7  # the last days of the window, held out for evaluation
@@ -144,6 +172,9 @@ class Settings:
         return Path(self.warehouse_root)
 
 
+_KINDS = {"int": int, "float": float, "bool": bool, "str": str}
+
+
 def _coerce(value: str, target: type | str) -> object:
     kind = target if isinstance(target, str) else target.__name__
     if kind == "int":
@@ -155,24 +186,51 @@ def _coerce(value: str, target: type | str) -> object:
     return value
 
 
+def _setting(name: str) -> str:
+    section, _, key = name.partition("_")
+    return f"{section}.{key} (SHOPRECS_{name.upper()})"
+
+
 def load(path: str | os.PathLike | None = None, env: dict | None = None) -> Settings:
-    """Settings from defaults, then the TOML file at `path`/$SHOPRECS_CONFIG, then env."""
+    """Settings from defaults, then the TOML file at `path`/$SHOPRECS_CONFIG, then env.
+    ConfigError (core/errors.py) names a file or a value that cannot be used."""
     env = os.environ if env is None else env
     path = path or env.get("SHOPRECS_CONFIG")
     values: dict[str, object] = {}
     fields = {f.name: f for f in dataclasses.fields(Settings)}
     if path:
-        with open(path, "rb") as fh:
-            for section, items in tomllib.load(fh).items():
-                for key, value in items.items():
-                    name = f"{section}_{key}"
-                    if name not in fields:
-                        raise ValueError(f"{path}: unknown setting [{section}] {key}")
-                    values[name] = value
+        try:
+            with open(path, "rb") as fh:
+                document = tomllib.load(fh)
+        except OSError as exc:
+            raise ConfigError(f"configuration file {path}: {exc.strerror}; check --config "
+                              "or SHOPRECS_CONFIG") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"configuration file {path} is not TOML: {exc}") from None
+        for section, items in document.items():
+            if not isinstance(items, dict):
+                raise ConfigError(f"{path}: {section} = ... must be inside a [section]")
+            for key, value in items.items():
+                name = f"{section}_{key}"
+                if name not in fields:
+                    raise ConfigError(f"{path}: unknown setting [{section}] {key} "
+                                      "(docs/configuration.md lists them)")
+                kind = _KINDS.get(str(fields[name].type))
+                if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                    value = float(value)
+                if kind is not None and type(value) is not kind:
+                    article = "an" if kind.__name__[0] in "aeiou" else "a"
+                    raise ConfigError(f"{path}: [{section}] {key} = {value!r} must be "
+                                      f"{article} {kind.__name__}")
+                values[name] = value
     for name, f in fields.items():
         raw = env.get(f"SHOPRECS_{name.upper()}")
         if raw is not None:
-            values[name] = _coerce(raw, f.type)
+            try:
+                values[name] = _coerce(raw, f.type)
+            except ValueError:
+                raise ConfigError(f"SHOPRECS_{name.upper()}={raw!r} is not a valid "
+                                  f"{f.type} for {_setting(name)}") from None
     settings = Settings(**values)
     if settings.privacy_hmac_key == DEV_HMAC_KEY:
         log.warning("privacy.hmac_key is the development key; set SHOPRECS_PRIVACY_HMAC_KEY")

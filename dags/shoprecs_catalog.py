@@ -14,7 +14,7 @@ import datetime as dt
 import pendulum
 from airflow.sdk import CronTriggerTimetable, dag, task
 
-from shoprecs.alerts import on_failure
+from shoprecs.alerts import on_failure, one_line
 
 
 @dag(
@@ -33,7 +33,8 @@ def shoprecs_catalog():
         from core import config
         from shoprecs import pipeline
 
-        return pipeline.catalog(config.load())
+        with one_line():
+            return pipeline.catalog(config.load())
 
     catalog()
 

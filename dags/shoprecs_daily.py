@@ -6,7 +6,8 @@ whole day before, its data interval **[D-1, D)**; the logical date shown is D-1.
 given on the command line (`airflow dags test`, `airflow backfill create`) are run times D.
 
 1. **extract**: that day's orders and the goods catalog from the order bus into `landing/`
-   (retried with exponential backoff: the bus is flaky; a landed day is never fetched twice);
+   (retried with exponential backoff: the bus is flaky), and the `bus.lookback_days` days
+   before it again (orders listed late); a failed catalog pull keeps the last one;
 2. **clean**: Spark cleaning of that day into `clean/orders` and `quarantine/`;
 3. **train_als** and **train_fpgrowth**, in parallel: the two halves of the model for the
    training window ending that day, both writing `models/<version>/` (the version is a
@@ -46,7 +47,7 @@ import datetime as dt
 import pendulum
 from airflow.sdk import CronTriggerTimetable, dag, task
 
-from shoprecs.alerts import on_failure
+from shoprecs.alerts import on_failure, one_line
 
 
 def _days(start, end) -> tuple[str, str]:
@@ -87,8 +88,11 @@ def shoprecs_daily():
         from shoprecs import pipeline
 
         first, last = _days(data_interval_start, data_interval_end)
-        pipeline.extract(config.load(), dt.date.fromisoformat(first), dt.date.fromisoformat(last))
-        return [first, last]
+        with one_line():
+            landed = pipeline.extract(config.load(), dt.date.fromisoformat(first),
+                                      dt.date.fromisoformat(last))
+        # what to clean: the day, and the lookback's days fetched again (bus.lookback_days)
+        return [pipeline.landed_range(landed)[0].isoformat(), last]
 
     @task
     def clean(days: list[str]) -> dict:
@@ -96,7 +100,8 @@ def shoprecs_daily():
         from shoprecs import pipeline
 
         first, last = map(dt.date.fromisoformat, days)
-        return pipeline.clean(config.load(), first, last)
+        with one_line():
+            return pipeline.clean(config.load(), first, last)
 
     @task
     def train_als(days: list[str], _cleaned: dict) -> str:

@@ -18,7 +18,7 @@ import datetime as dt
 import pendulum
 from airflow.sdk import CronTriggerTimetable, dag, task
 
-from shoprecs.alerts import on_failure
+from shoprecs.alerts import on_failure, one_line
 
 
 @dag(
@@ -37,7 +37,8 @@ def shoprecs_tune():
         from shoprecs import pipeline
 
         end = data_interval_end.astimezone(dt.UTC).date() - dt.timedelta(days=1)
-        report = pipeline.tune(config.load(), end)
+        with one_line():
+            report = pipeline.tune(config.load(), end)
         return {"score": report["score"], "validation": report["validation"],
                 "als": report["als"], "hybrid": report["hybrid"]}
 

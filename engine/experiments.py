@@ -22,12 +22,14 @@ import hashlib
 import re
 from dataclasses import dataclass
 
+from core.errors import ConfigError
+
 VARIANTS = ("model", "popular")
 BUCKETS = 10_000  # shares resolve to 0.01 %
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 
 
-class ExperimentError(ValueError):
+class ExperimentError(ConfigError):
     """The experiment's configuration cannot be used; the message names the setting."""
 
 

@@ -43,13 +43,16 @@ from tenacity import (
 )
 from urllib3.util.retry import Retry
 
+from core.bus_profile import BusProfile
+from core.errors import BusProfileError, BusUnavailable
 from etl._progress import Progress
 
 log = logging.getLogger(__name__)
 
 
-class BusError(RuntimeError):
-    """The bus could not be read after retries; the message says which request failed."""
+class BusError(BusUnavailable):
+    """The bus could not be read after retries, or refused the credentials; the message
+    says which request failed and what to check (exit code 4)."""
 
 
 class _BadBody(Exception):
@@ -63,9 +66,11 @@ _TRANSIENT = (_BadBody, requests.ConnectionError, requests.Timeout,
 class BusClient:
     """A pooled, retrying HTTP client for the order bus (thread-safe for GETs)."""
 
-    def __init__(self, url: str, user: str, password: str, *, per_page: int = 500,
-                 workers: int = 8, timeout: float = 30.0, retries: int = 5):
+    def __init__(self, url: str, user: str, password: str, *, per_page: int = 100,
+                 workers: int = 8, timeout: float = 30.0, retries: int = 5,
+                 profile: BusProfile = BusProfile()):
         self.url = url.rstrip("/")
+        self.profile = profile
         self.per_page = per_page
         self.workers = workers
         self.timeout = timeout
@@ -96,33 +101,60 @@ class BusClient:
     @classmethod
     def from_settings(cls, s) -> BusClient:
         return cls(s.bus_url, s.bus_user, s.bus_password, per_page=s.bus_per_page,
-                   workers=s.bus_workers, timeout=s.bus_timeout, retries=s.bus_retries)
+                   workers=s.bus_workers, timeout=s.bus_timeout, retries=s.bus_retries,
+                   profile=BusProfile.from_settings(s))
 
     def _get_once(self, path: str, params: dict, key: str) -> dict:
         resp = self.session.get(self.url + path, params=params, timeout=self.timeout)
-        if resp.status_code == 401:
-            raise BusError(f"GET {path}: 401 unauthorized; check bus.user and "
+        if resp.status_code in (401, 403):
+            raise BusError(f"the bus at {self.url} refused the credentials (HTTP "
+                           f"{resp.status_code} on GET {path}): check bus.user and "
                            "SHOPRECS_BUS_PASSWORD")
+        if resp.status_code == 404:
+            raise BusProfileError(f"the bus at {self.url} has no {path} (HTTP 404): check "
+                                  "bus.url and bus.orders_path / bus.goods_path")
         if resp.status_code >= 400:
-            raise BusError(f"GET {path} {params}: HTTP {resp.status_code} after "
-                           f"{self.retries} retries: {resp.text[:200]}")
+            raise BusError(f"GET {self.url}{path} {params}: HTTP {resp.status_code} after "
+                           f"{self.retries} retries: {resp.text[:200]}; is the bus up?")
         try:  # from the bytes: UTF-8/16/32 detected as resp.json() does, one copy fewer
             body = json.loads(resp.content)
         except ValueError as exc:  # UnicodeDecodeError included
             raise _BadBody(f"GET {path} {params}: body is not JSON ({exc})") from exc
-        if not isinstance(body, dict) or not isinstance(body.get(key), list) \
-                or not isinstance(body.get("pageCount"), int):
-            raise _BadBody(f"GET {path} {params}: no '{key}' list and pageCount in the body")
+        if not isinstance(body, dict):
+            raise _BadBody(f"GET {path} {params}: the body is not a JSON object")
+        count = self.profile.page_count_key
+        for name, kind, setting in ((key, list, "orders_key" if path ==
+                                     self.profile.orders_path else "goods_key"),
+                                    (count, int, "page_count_key")):
+            if not isinstance(body.get(name), kind):
+                found = ", ".join(sorted(body)[:12]) or "nothing"
+                raise BusProfileError(
+                    f"the bus's {path} answer has no {name!r} {kind.__name__} (it has: "
+                    f"{found}): set bus.{setting} to the name it uses")
         return body
 
     def get_page(self, path: str, key: str, page: int, **params) -> dict:
         """One page of `path`, retried until it arrives whole (or BusError)."""
-        params = {**params, "page": page, "per-page": self.per_page}
+        params = {**params, **self.profile.paging(page, self.per_page)}
         try:
             return self._retrying(self._get_once, path, params, key)
         except _TRANSIENT as exc:
-            raise BusError(f"GET {self.url}{path} {params} failed after "
-                           f"{self.retries + 1} attempts: {exc}") from exc
+            reason = exc
+            if isinstance(exc, requests.ConnectionError):
+                reason = "cannot connect"
+            raise BusError(f"the bus at {self.url} is unreachable: GET {path} failed after "
+                           f"{self.retries + 1} attempts ({reason}); check bus.url and that "
+                           "the bus is up") from exc
+
+    def orders_page(self, page: int, **params) -> dict:
+        p = self.profile
+        return self.get_page(p.orders_path, p.orders_key, page, **p.expand_params, **params)
+
+    def page_count(self, body: dict) -> int:
+        return body[self.profile.page_count_key]
+
+    def orders(self, body: dict) -> list[dict]:
+        return body[self.profile.orders_key]
 
 
 def _write_atomic(path: Path, data: str | bytes, mkdir: bool = True) -> None:
@@ -172,17 +204,17 @@ class _Day:
     def part(self, page: int) -> Path:
         return self.parts / f"page-{page:06d}.jsonl"
 
-    def start(self, first: dict) -> None:
+    def start(self, page_count: int, orders: list[dict]) -> None:
         """Record page 1; a checkpoint made with another page count or size is discarded."""
-        meta = {"pageCount": first["pageCount"], "perPage": self.per_page}
+        meta = {"pageCount": page_count, "perPage": self.per_page}
         meta_path = self.parts / "_meta.json"
         if meta_path.exists() and json.loads(meta_path.read_text()) != meta:
             log.warning("%s: the bus changed since the checkpoint; fetching the day again",
                         self.day)
             shutil.rmtree(self.parts)
         _write_atomic(meta_path, json.dumps(meta))
-        self.page_count = first["pageCount"]
-        self.save(1, first["orders"])
+        self.page_count = page_count
+        self.save(1, orders)
 
     def save(self, page: int, orders: list[dict]) -> None:
         """Checkpoint one page (`start` made the folder)."""
@@ -237,6 +269,27 @@ def days(start: dt.date, end: dt.date) -> list[dt.date]:
     return [start + dt.timedelta(n) for n in range((end - start).days + 1)]
 
 
+def check_orders(profile: BusProfile, orders: list[dict]) -> None:
+    """BusProfileError naming the field and its setting when the bus's orders lack what the
+    profile says they carry (one page is enough to tell)."""
+    if not orders:
+        return
+    have = sorted({k for o in orders if isinstance(o, dict) for k in o})
+    shown = ", ".join(have[:15])
+    for name, setting in (("id", None), (profile.date_field, "date_field"),
+                          ("basket", "expand")):
+        if name and not any(isinstance(o, dict) and name in o for o in orders):
+            fix = (f"set bus.{setting} to the name it uses" if setting == "date_field" else
+                   "the bus must expand baskets: check bus.expand" if setting else
+                   "the bus must send each order's id")
+            raise BusProfileError(f"the bus's orders have no {name!r} field (they have: "
+                                  f"{shown}): {fix}")
+    phones = profile.phone_field
+    if not any(isinstance(o, dict) and phones in o for o in orders):
+        log.warning("no order on this page has a %r field (they have: %s): every order is a "
+                    "guest order unless bus.phone_field names the phone", phones, shown)
+
+
 def _fetch_pages(client: BusClient, todo: list[_Day], progress: Progress) -> None:
     """Page 1 of each day, then all missing pages of all days, from one bounded pool.
 
@@ -246,13 +299,13 @@ def _fetch_pages(client: BusClient, todo: list[_Day], progress: Progress) -> Non
     stops the workers taking new pages, and is raised once they have stopped.
     """
     def fetch(day: _Day, page: int) -> dict:
-        return client.get_page("/orders", "orders", page, expand="basket",
-                               **{"from": day.day.isoformat(), "to": day.day.isoformat()})
+        return client.orders_page(page, **client.profile.range_params(day.day, day.day))
 
     def first(day: _Day) -> int:
         body = fetch(day, 1)
-        day.start(body)
-        return len(body["orders"])
+        check_orders(client.profile, client.orders(body))
+        day.start(client.page_count(body), client.orders(body))
+        return len(client.orders(body))
 
     with ThreadPoolExecutor(client.workers, thread_name_prefix="bus") as pool:
         for n in pool.map(first, todo):
@@ -269,14 +322,14 @@ def _fetch_pages(client: BusClient, todo: list[_Day], progress: Progress) -> Non
                     return
                 try:
                     body = fetch(day, page)
-                    if body["pageCount"] != day.page_count:
+                    if client.page_count(body) != day.page_count:
                         log.warning("%s: pageCount went from %d to %d during paging",
-                                    day.day, day.page_count, body["pageCount"])
-                    day.save(page, body["orders"])
+                                    day.day, day.page_count, client.page_count(body))
+                    day.save(page, client.orders(body))
                 except BaseException:
                     stop.set()
                     raise
-                progress.advance(len(body["orders"]))
+                progress.advance(len(client.orders(body)))
 
         try:
             for running in [pool.submit(worker) for _ in range(min(client.workers, len(pages)))]:
@@ -286,13 +339,25 @@ def _fetch_pages(client: BusClient, todo: list[_Day], progress: Progress) -> Non
 
 
 def extract_orders(client: BusClient, start: dt.date, end: dt.date, root: Path,
-                   refetch: bool = False) -> list[dict]:
-    """Land every order the bus lists for each day of start..end; return the manifests."""
-    all_days = [_Day(root, d, client.per_page) for d in days(start, end)]
-    if refetch:
-        for d in all_days:
-            (d.dir / "_manifest.json").unlink(missing_ok=True)
-    todo = [d for d in all_days if not d.complete]
+                   refetch: bool = False, lookback: int = 0) -> list[dict]:
+    """Land the orders of start..end, and again those of the `lookback` days before start
+    (orders the bus listed late); return the manifests of the landed days, oldest first.
+
+    With a server-side range (bus.date_filter "from,to") each day is one landing partition.
+    With a lower bound or no filter, one partition (dt=end) holds what the bus listed from
+    the lookback on (`_extract_unfiltered`). Either way readers put every order in its own
+    day (etl.clean.read_clean)."""
+    profile = client.profile
+    if profile.strategy != "range":
+        return [_extract_unfiltered(client, start, end, root, refetch, lookback)]
+    again = [d for d in days(start - dt.timedelta(days=lookback), start - dt.timedelta(days=1))
+             if (_Day(root, d, client.per_page).dir / "_manifest.json").exists()] \
+        if lookback > 0 else []
+    all_days = [_Day(root, d, client.per_page) for d in again + days(start, end)]
+    todo = [d for d in all_days if refetch or d.day in again or not d.complete]
+    log.info("bus.date_filter %s: one server-side range per day, %s..%s%s", profile.date_filter,
+             start, end, f"; the {len(again)} days before fetched again (bus.lookback_days)"
+             if again else "")
     if len(todo) < len(all_days):
         log.info("%d of %d days already landed (use --refetch to fetch them again)",
                  len(all_days) - len(todo), len(all_days))
@@ -304,13 +369,130 @@ def extract_orders(client: BusClient, start: dt.date, end: dt.date, root: Path,
     return [json.loads((d.dir / "_manifest.json").read_text()) for d in all_days]
 
 
+STATE = Path("landing") / "orders" / "_bus_state.json"
+
+
+def _extract_unfiltered(client: BusClient, start: dt.date, end: dt.date, root: Path,
+                        refetch: bool, lookback: int) -> dict:
+    """Without a server-side range: everything the bus lists from `threshold` on, landed as
+    dt=end. The first night reads the whole listing; later nights start `lookback` days
+    before the last day already landed (landing/orders/_bus_state.json) and, when the bus
+    sorts by date (bus.order_sort), stop at the first page entirely older than that."""
+    profile = client.profile
+    day = _Day(root, end, client.per_page)
+    if day.complete and not refetch:
+        log.info("%s already landed (use --refetch to fetch it again)", end)
+        return json.loads((day.dir / "_manifest.json").read_text())
+    state_path = root / STATE
+    seen = json.loads(state_path.read_text())["seen_through"] if state_path.exists() else None
+    threshold = None
+    if seen is not None:
+        threshold = min(start, dt.date.fromisoformat(seen) - dt.timedelta(days=lookback))
+    if profile.strategy == "since":
+        since = threshold or start
+        params = profile.range_params(since, end)
+        how = (f"bus.date_filter {profile.date_filter} is a lower bound: everything listed "
+               f"since {since}")
+        threshold = since
+    else:
+        params = {}
+        how = ("bus.date_filter none, first night: every page of the bus (the whole "
+               "history)" if threshold is None else
+               f"bus.date_filter none: orders from {threshold} on (landed through {seen}, "
+               f"bus.lookback_days {lookback}), " + {
+                   "asc": "paging back from the last page (bus.order_sort asc) until a page "
+                          "is older",
+                   "desc": "paging from the first page (bus.order_sort desc) until a page is "
+                           "older",
+                   "none": "every page (bus.order_sort none: the bus's order says nothing)",
+               }[profile.order_sort])
+    log.info("extract %s..%s: %s", start, end, how)
+    shutil.rmtree(day.parts, ignore_errors=True)
+    day.parts.mkdir(parents=True)
+    first = client.orders_page(1, **params)
+    check_orders(profile, client.orders(first))
+    count = client.page_count(first)
+    order = list(range(1, count + 1))
+    read_all = bool(params) or threshold is None or profile.order_sort == "none"
+    if not read_all and profile.order_sort == "asc":
+        order = list(range(count, 0, -1))
+    kept, fetched, newest, last_day = 0, [], None, None
+
+    def keep(orders: list[dict]) -> tuple[list[dict], bool]:
+        """The orders to land, and whether the page is entirely older than the threshold."""
+        nonlocal newest
+        out, older = [], True
+        for o in orders:
+            when = profile.order_day(o) if isinstance(o, dict) else None
+            if when is not None and when > end:
+                older = False
+                continue  # a later night's
+            if when is not None and threshold is not None and when < threshold:
+                continue  # landed already, before the lookback
+            older = False
+            if when is not None and (newest is None or when > newest):
+                newest = when
+            out.append(o)  # undated ones too: the cleaning job quarantines them
+        return out, older and threshold is not None
+
+    with Progress("extract orders", total=count, unit="page") as progress, \
+            ThreadPoolExecutor(client.workers, thread_name_prefix="bus") as pool:
+        position = 0
+        while position < len(order):
+            batch = order[position: position + client.workers]
+            position += len(batch)
+            bodies = list(pool.map(lambda n: first if n == 1 else client.orders_page(n, **params),
+                                   batch))
+            stop = False
+            for n, body in zip(batch, bodies, strict=True):
+                landed, older = keep(client.orders(body))
+                day.save(n, landed)
+                fetched.append(n)
+                kept += len(landed)
+                progress.advance(1)
+                stop = stop or (older and not read_all)
+            if stop:
+                log.info("stopped after %d of %d pages: the rest is older than %s",
+                         len(fetched), count, threshold)
+                break
+        last_day = newest
+    day.page_count = count
+    manifest = _assemble(day, sorted(fetched), {
+        "strategy": profile.strategy, "from": None if threshold is None else str(threshold),
+        "pagesRead": len(fetched), "bus": {"pageCount": count}})
+    if last_day is not None:
+        through = max(last_day, dt.date.fromisoformat(seen)) if seen else last_day
+        _write_atomic(state_path, json.dumps({"seen_through": min(through, end).isoformat()}))
+    log.info("landed %s: %d orders from %d of %d pages", end, kept, len(fetched), count)
+    return manifest
+
+
+def _assemble(day: _Day, pages: list[int], extra: dict) -> dict:
+    """orders.jsonl from the saved pages in order, then the manifest last."""
+    digest, orders = hashlib.sha256(), 0
+    tmp = day.dir / f".orders.jsonl.{os.getpid()}.tmp"
+    with open(tmp, "wb") as out:
+        for page in pages:
+            data = day.part(page).read_bytes()
+            digest.update(data)
+            orders += data.count(b"\n")
+            out.write(data)
+    os.replace(tmp, day.dir / "orders.jsonl")
+    manifest = {"dt": day.day.isoformat(), "orders": orders, "pages": len(pages),
+                "perPage": day.per_page, "sha256": digest.hexdigest(), **extra}
+    _write_atomic(day.dir / "_manifest.json", json.dumps(manifest, indent=1))
+    shutil.rmtree(day.parts)
+    return manifest
+
+
 def fetch_goods(client: BusClient) -> list[dict]:
     """The whole goods catalog, every page of /goods."""
-    first = client.get_page("/goods", "goods", 1)
-    pages = [first["goods"]]
+    path, key = client.profile.goods_path, client.profile.goods_key
+    first = client.get_page(path, key, 1)
+    pages = [first[key]]
     with ThreadPoolExecutor(client.workers, thread_name_prefix="bus") as pool:
-        pages += pool.map(lambda p: client.get_page("/goods", "goods", p)["goods"],
-                          range(2, first["pageCount"] + 1))
+        pages += pool.map(lambda p: client.get_page(path, key, p)[key],
+                          range(2, client.page_count(first) + 1))
     log.info("fetched the goods catalog: %d pages", len(pages))
     return [g for page in pages for g in page]
 
@@ -323,9 +505,24 @@ def extract_goods(client: BusClient, day: dt.date, root: Path) -> int:
     return len(goods)
 
 
+GOODS_STATUS = Path("landing") / "goods" / "_status.json"
+
+
 def extract(client: BusClient, start: dt.date, end: dt.date, root: Path,
-            refetch: bool = False) -> list[dict]:
-    """Land orders for each day of start..end and the catalog as of `end`."""
-    manifests = extract_orders(client, start, end, root, refetch)
-    extract_goods(client, end, root)
+            refetch: bool = False, lookback: int = 0) -> list[dict]:
+    """Land the orders of start..end (and the lookback's) and the catalog as of `end`. A
+    catalog that cannot be pulled keeps the last landed one: a warning, counted in
+    landing/goods/_status.json (`failures`), and the night goes on."""
+    manifests = extract_orders(client, start, end, root, refetch, lookback)
+    status_path = root / GOODS_STATUS
+    status = json.loads(status_path.read_text()) if status_path.exists() else {}
+    try:
+        extract_goods(client, end, root)
+        status.update(last_success=end.isoformat(), last_error=None)
+    except (BusError, BusProfileError) as exc:
+        status.update(failures=status.get("failures", 0) + 1, last_error=str(exc),
+                      last_failure=end.isoformat())
+        log.warning("the goods catalog was not refreshed (%s); the last one landed (%s) "
+                    "stays", exc, status.get("last_success") or "none: names stay unknown")
+    _write_atomic(status_path, json.dumps(status, indent=1))
     return manifests

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -26,6 +27,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import (
     ArrayType,
     BooleanType,
+    DateType,
     DoubleType,
     IntegerType,
     StringType,
@@ -34,6 +36,8 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
+from core.bus_profile import BusProfile
+from core.errors import NoLandedData
 from core.phones import InvalidPhone, PhoneRules, normalize, user_key
 
 log = logging.getLogger(__name__)
@@ -56,9 +60,20 @@ CLEAN_ORDER_SCHEMA = StructType([
     StructField("order_id", StringType(), False),
     StructField("order_ts", TimestampType(), False),
     StructField("user_key", StringType(), True),
+    StructField("source", StringType(), True),
     StructField("goods_id", StringType(), False),
     StructField("quantity", IntegerType(), False),
     StructField("price", DoubleType(), True),
+])
+
+# What read_clean reads: the written columns (`source` null for days cleaned before it
+# existed) and the landed day.
+CLEAN_LINES_SCHEMA = StructType([
+    StructField("order_id", StringType()), StructField("order_ts", TimestampType()),
+    StructField("user_key", StringType()), StructField("source", StringType()),
+    StructField("goods_id", StringType()), StructField("quantity", IntegerType()),
+    StructField("price", DoubleType()), StructField("name", StringType()),
+    StructField("dt", DateType()),
 ])
 
 QUARANTINE_SCHEMA = StructType([StructField("reason", StringType()),
@@ -74,18 +89,27 @@ GOODS_SCHEMA = StructType([StructField("id", StringType()), StructField("name", 
 
 
 INVALID = ""  # what phone_keys gives a phone that breaks the rules (a key is 64 hex digits)
+PLACEHOLDER = "-"  # ... and a placeholder number, nobody's (phone.placeholders)
 
 
-def phone_keys(rules: PhoneRules, hmac_key: str):
+def phone_keys(rules: PhoneRules, hmac_key: str, placeholders: str | None = None):
     """A pandas UDF: each phone as sent -> its `core.phones.user_key` (the one definition
-    of both the normalization and the key), None when blank, INVALID when no phone."""
+    of both the normalization and the key), None when blank, INVALID when no phone,
+    PLACEHOLDER when its national number matches `placeholders` (a regular expression)."""
+    placeholder = re.compile(placeholders).search if placeholders else None
+    cc = rules.country_code
+
     def key(raw: str | None) -> str | None:
         if raw is None or not raw.strip(" "):
             return None
         try:
-            return user_key(normalize(raw, rules), hmac_key)
+            digits = normalize(raw, rules)
         except InvalidPhone:
             return INVALID
+        if placeholder is not None and placeholder(digits[len(cc):] if digits.startswith(cc)
+                                                   else digits):
+            return PLACEHOLDER
+        return user_key(digits, hmac_key)
 
     @F.pandas_udf(StringType())
     def keys(phones: pd.Series) -> pd.Series:
@@ -93,34 +117,74 @@ def phone_keys(rules: PhoneRules, hmac_key: str):
     return keys
 
 
+def order_times(profile: BusProfile):
+    """A pandas UDF: each order's date field as sent -> its UTC time, by the profile's one
+    reading (`core.bus_profile.BusProfile.order_time`); None when unreadable."""
+    @F.pandas_udf(TimestampType())
+    def times(values: pd.Series) -> pd.Series:
+        parsed = values.map(profile.order_time, na_action="ignore")
+        return pd.to_datetime(parsed, errors="coerce").dt.tz_localize("UTC")
+    return times
+
+
 def _blank(col: Column) -> Column:
     return col.isNull() | (F.trim(col) == "")
 
 
-def transform(raw: DataFrame, *, rules: PhoneRules, hmac_key: str) -> tuple[DataFrame, DataFrame]:
-    """(clean order lines, quarantined records) from raw orders with `dt` and `_seq` columns.
+def transform(raw: DataFrame, *, rules: PhoneRules, hmac_key: str,
+              profile: BusProfile = BusProfile(), placeholders: str | None = None,
+              max_orders_per_day: int = 0) -> tuple[DataFrame, DataFrame]:
+    """(clean order lines, quarantined records) from raw orders with `dt` and `_seq` columns
+    (`read_raw`: the profile's fields under the contract's names, `date`, `clientTel` and
+    `source`).
 
     `_seq` orders the records as the bus sent them; for a duplicated id the highest wins.
+    Orders of a placeholder phone, or of a phone with more than `max_orders_per_day` orders
+    on one day (0: no limit), are kept as guest orders and quarantined with the reason.
     """
-    ts = F.try_to_timestamp(F.col("date"))
-    key = phone_keys(rules, hmac_key)(F.col("clientTel"))
+    if "source" not in raw.columns:
+        raw = raw.withColumn("source", F.lit(None).cast("string"))
+    if profile.date_field:
+        ts = order_times(profile)(F.col("date"))
+        kind = {"iso": "ISO 8601", "epoch": "epoch seconds",
+                "epoch_ms": "epoch milliseconds"}.get(profile.date_format, profile.date_format)
+        field = "" if profile.date_field == "date" else f" ({profile.date_field})"
+        undated = f"order date{field} missing or not {kind}"
+    else:  # the bus filters by a date the orders do not carry: the day asked for
+        ts = F.to_timestamp(F.col("dt"))
+        undated = "order date missing"
+    key = phone_keys(rules, hmac_key, placeholders)(F.col("clientTel"))
     orders = raw.withColumn("order_ts", ts).withColumn("key", key).withColumn(
         "reason",
         F.when(F.col("_corrupt_record").isNotNull(), "unparseable record")
         .when(_blank(F.col("id")), "order has no id")
-        .when(F.col("order_ts").isNull(), "order date missing or not ISO 8601")
+        .when(F.col("order_ts").isNull(), undated)
         .when(F.col("key") == INVALID, "invalid phone number")
         .when(F.coalesce(F.size("basket"), F.lit(0)) <= 0, "empty basket"))
+    masked = F.to_json(F.struct("id", "date", F.lit("<masked>").alias("clientTel"), "basket"))
     bad_orders = orders.where(F.col("reason").isNotNull()).select(
-        "dt", "reason", F.coalesce("_corrupt_record", F.to_json(F.struct(
-            "id", "date", F.lit("<masked>").alias("clientTel"), "basket"))).alias("record"))
+        "dt", "reason", F.coalesce("_corrupt_record", masked).alias("record"))
     # Within a landed day the version sent last wins; across days, see read_clean().
     latest = Window.partitionBy("dt", "id").orderBy(F.col("_seq").desc())
     good = (orders.where(F.col("reason").isNull())
             .withColumn("_n", F.row_number().over(latest)).where("_n = 1"))
+    guest = F.when(F.col("key") == PLACEHOLDER,
+                   "placeholder phone (phone.placeholders): kept as a guest order")
+    if max_orders_per_day > 0:
+        per_day = Window.partitionBy("key", F.to_date("order_ts"))
+        many = F.when(F.col("key").isNull() | (F.col("key") == PLACEHOLDER), 0).otherwise(
+            F.count("*").over(per_day))
+        good = good.withColumn("_many", many)
+        guest = guest.when(F.col("_many") > max_orders_per_day, F.concat(
+            F.lit("a phone with "), F.col("_many").cast("string"), F.lit(
+                f" orders on one day (over phone.max_orders_per_day {max_orders_per_day}): "
+                "kept as a guest order")))
+    good = good.withColumn("guest", guest)
+    guests = good.where(F.col("guest").isNotNull()).select(
+        "dt", F.col("guest").alias("reason"), masked.alias("record"))
     lines = good.select(
         "dt", F.col("id").alias("order_id"), "order_ts",
-        F.col("key").alias("user_key"),
+        F.when(F.col("guest").isNull(), F.col("key")).alias("user_key"), "source",
         F.explode("basket").alias("line"))
     lines = lines.withColumn("qty", F.col("line.quantity").try_cast("int")).withColumn(
         "reason",
@@ -130,11 +194,11 @@ def transform(raw: DataFrame, *, rules: PhoneRules, hmac_key: str) -> tuple[Data
     bad_lines = lines.where(F.col("reason").isNotNull()).select(
         "dt", "reason", F.to_json(F.struct("order_id", "line")).alias("record"))
     clean = (lines.where(F.col("reason").isNull())
-             .groupBy("dt", "order_id", "order_ts", "user_key",
+             .groupBy("dt", "order_id", "order_ts", "user_key", "source",
                       F.trim("line.goodsId").alias("goods_id"))
              .agg(F.sum("qty").cast("int").alias("quantity"),
                   F.max(F.col("line.price").try_cast("double")).alias("price")))
-    return clean, bad_orders.unionByName(bad_lines)
+    return clean, bad_orders.unionByName(bad_lines).unionByName(guests)
 
 
 def with_names(lines: DataFrame, catalog: DataFrame) -> DataFrame:
@@ -144,16 +208,23 @@ def with_names(lines: DataFrame, catalog: DataFrame) -> DataFrame:
 
 def read_clean(spark: SparkSession, root: Path, start: dt.date | None,
                end: dt.date) -> DataFrame:
-    """Clean lines of start..end (start None: every day up to end), each order once: an order
-    landed on several days (the bus lists some twice) counts in its latest day's version.
-    Every reader of clean/ uses this."""
-    day = F.col("dt").cast("string")
-    lines = spark.read.parquet(str(root / "clean" / "orders")).where(
-        day <= end.isoformat() if start is None else day.between(start.isoformat(),
-                                                                  end.isoformat()))
+    """Clean lines of the orders dated start..end (start None: every day up to end), each
+    order once and in its own day (`dt`, UTC), whatever day it landed on (`landed`): an
+    order landed on several days (listed twice, listed late, fetched again by the lookback)
+    counts in the version landed last. clean/orders is stored by the day each order
+    landed, so every landed day is cleaned (and re-cleaned) on its own. Every reader of
+    clean/ uses this."""
+    lines = spark.read.schema(CLEAN_LINES_SCHEMA).parquet(str(root / "clean" / "orders"))
+    if start is not None:  # an order lands on its day or later, never before
+        lines = lines.where(F.col("dt") >= F.lit(start.isoformat()).cast("date"))
     latest = Window.partitionBy("order_id")
-    return (lines.withColumn("_last", F.max("dt").over(latest))
-            .where(F.col("dt") == F.col("_last")).drop("_last"))
+    own = F.to_date("order_ts")
+    lines = (lines.withColumn("_last", F.max("dt").over(latest))
+             .where(F.col("dt") == F.col("_last")).drop("_last")
+             .withColumnRenamed("dt", "landed").withColumn("dt", own))
+    last = F.lit(end.isoformat()).cast("date")
+    return lines.where(own <= last if start is None else own.between(
+        F.lit(start.isoformat()).cast("date"), last))
 
 
 def read_quarantine(spark: SparkSession, root: Path) -> DataFrame:
@@ -161,23 +232,41 @@ def read_quarantine(spark: SparkSession, root: Path) -> DataFrame:
     return spark.read.schema(QUARANTINE_SCHEMA).json(str(root / "quarantine"))
 
 
-def _landed_days(root: Path, days: list[dt.date]) -> list[str]:
+def landed_paths(root: Path, days: list[dt.date]) -> list[str]:
+    """The landed orders of `days`; NoLandedData names the first day not landed."""
     paths = []
     for day in days:
         path = root / "landing" / "orders" / f"dt={day.isoformat()}"
         if not (path / "_manifest.json").exists():
-            raise FileNotFoundError(
-                f"no landed orders for {day} at {path}: run `shoprecs extract --date {day}`")
+            raise NoLandedData(f"no landed orders for {day} at {path}: run `shoprecs "
+                               f"extract --date {day}` first")
         paths.append(str(path / "orders.jsonl"))
     return paths
 
 
-def read_raw(spark: SparkSession, root: Path, days: list[dt.date]) -> DataFrame:
+def raw_schema(profile: BusProfile) -> StructType:
+    """The landed JSON's schema under the profile's field names."""
+    fields = {"id": StringType(), profile.date_field: StringType(),
+              profile.phone_field: StringType(), profile.source_field: StringType(),
+              "basket": RAW_ORDER_SCHEMA["basket"].dataType}
+    return StructType([StructField(name, kind) for name, kind in fields.items() if name]
+                      + [StructField("_corrupt_record", StringType())])
+
+
+def read_raw(spark: SparkSession, root: Path, days: list[dt.date],
+             profile: BusProfile = BusProfile()) -> DataFrame:
+    """Landed orders with the contract's column names (`date`, `clientTel`, `source`,
+    from the profile's), `dt` (the landed day) and `_seq` (the order sent)."""
     base = str(root / "landing" / "orders")
-    raw = (spark.read.schema(RAW_ORDER_SCHEMA).option("mode", "PERMISSIVE")
-           .option("basePath", base).json(_landed_days(root, days)))
-    return raw.withColumn("_seq", F.monotonically_increasing_id()).withColumn(
-        "dt", F.col("dt").cast("string"))
+    raw = (spark.read.schema(raw_schema(profile)).option("mode", "PERMISSIVE")
+           .option("basePath", base).json(landed_paths(root, days)))
+    named = {"date": profile.date_field, "clientTel": profile.phone_field,
+             "source": profile.source_field}
+    return raw.select(
+        "id", *(F.col(f"`{field}`").alias(name) if field else F.lit(None).cast("string")
+                .alias(name) for name, field in named.items()),
+        "basket", "_corrupt_record", "dt").withColumn(
+        "_seq", F.monotonically_increasing_id()).withColumn("dt", F.col("dt").cast("string"))
 
 
 def clean_goods(spark: SparkSession, root: Path, end: dt.date) -> DataFrame:
@@ -185,8 +274,11 @@ def clean_goods(spark: SparkSession, root: Path, end: dt.date) -> DataFrame:
     available, price, category), from the latest day that lists it."""
     base = root / "landing" / "goods"
     days = sorted(p.name[3:] for p in base.glob("dt=*") if p.name[3:] <= end.isoformat())
-    if not days:
-        raise FileNotFoundError(f"no goods catalog landed on or before {end} under {base}")
+    if not days:  # /goods never answered: goods stay nameless, recommendations do not wait
+        log.warning("no goods catalog landed on or before %s under %s: goods have no names "
+                    "until one is (shoprecs extract pulls /goods)", end, base)
+        return spark.createDataFrame([], "goods_id string, name string, available boolean, "
+                                         "price double, category string")
     goods = (spark.read.schema(GOODS_SCHEMA).option("basePath", str(base))
              .json([str(base / f"dt={d}") for d in days]))
     latest = Window.partitionBy("id").orderBy(F.col("dt").desc())
@@ -207,8 +299,11 @@ def run(spark: SparkSession, settings, start: dt.date, end: dt.date) -> dict:
     root = settings.warehouse
     rules = PhoneRules(settings.phone_country_code, settings.phone_trunk_prefix,
                        settings.phone_national_length)
-    raw = read_raw(spark, root, day_range(start, end)).persist()
-    clean, bad = transform(raw, rules=rules, hmac_key=settings.privacy_hmac_key)
+    profile = BusProfile.from_settings(settings)
+    raw = read_raw(spark, root, day_range(start, end), profile).persist()
+    clean, bad = transform(raw, rules=rules, hmac_key=settings.privacy_hmac_key,
+                           profile=profile, placeholders=settings.phone_placeholders or None,
+                           max_orders_per_day=settings.phone_max_orders_per_day)
     catalog = clean_goods(spark, root, end).persist()
     clean = with_names(clean, catalog).persist()
     bad = bad.persist()
@@ -222,10 +317,17 @@ def run(spark: SparkSession, settings, start: dt.date, end: dt.date) -> dict:
         catalog.write.mode("overwrite").parquet(str(root / "clean" / "goods"))
         counts = clean.agg(F.count("*").alias("lines"),
                            F.countDistinct("order_id").alias("orders"),
+                           F.count_distinct(F.when(F.to_date("order_ts").cast("string")
+                                                   != F.col("dt"), F.col("order_id")))
+                           .alias("moved"),
                            F.count_if(F.col("name").isNull()).alias("unnamed")).first()
         stats = {"lines": counts["lines"], "orders": counts["orders"],
                  "quarantined": bad.count(),
+                 "orders_of_another_day": counts["moved"],
                  "lines_without_catalog_name": counts["unnamed"]}
+        if counts["moved"]:
+            log.info("%d orders landed on another day than their own: each counts in its "
+                     "own day (read_clean)", counts["moved"])
     finally:
         for df in (clean, bad, catalog, raw):
             df.unpersist()

@@ -10,7 +10,11 @@ latest version, with exactly its valid lines. Faults (each a share of orders):
 * `no_phone`: the phone missing or blank (kept as a guest order);
 * `bad_lines`: an extra line with quantity 0, a negative or non-numeric quantity, or no
   goodsId (the line is quarantined, the rest of the order kept);
-* `bad_orders`: an order whose date or phone is garbage (quarantined whole).
+* `bad_orders`: an order whose date or phone is garbage (quarantined whole);
+* `late`: the order listed on the bus only `late_days` days after its date (sites that
+  sync late, stores that upload at night): the simulator hides it until then;
+* `placeholder`: the phone is the bus's own placeholder `+7 (123) 456-7890` (kept as a
+  guest order: `GroundTruth.guests`).
 """
 from __future__ import annotations
 
@@ -31,6 +35,9 @@ class DataFaults:
     bad_lines: float = 0.0
     bad_orders: float = 0.0
     seed: int = 1
+    late: float = 0.0
+    late_days: int = 2
+    placeholder: float = 0.0
 
     @classmethod
     def all(cls, rate: float = 0.05, seed: int = 1) -> DataFaults:
@@ -44,6 +51,8 @@ class GroundTruth:
 
     orders: dict[str, dict[str, int]] = field(default_factory=dict)
     quarantined_orders: set[str] = field(default_factory=set)
+    guests: set[str] = field(default_factory=set)  # valid orders kept without a shopper
+    late: set[str] = field(default_factory=set)  # listed days after their date
 
 
 def _lines(order: dict) -> dict[str, int]:
@@ -82,6 +91,11 @@ def inject(orders: list[dict], faults: DataFaults) -> tuple[list[dict], GroundTr
             order["clientTel"] = rng.choice([None, "", "  "])
         if rng.random() < faults.bad_lines:
             order["basket"].append(dict(rng.choice(_BAD_LINES), price=1.0))
+        if faults.placeholder and rng.random() < faults.placeholder:
+            order["clientTel"] = "+7 (123) 456-7890"
+        if faults.late and rng.random() < faults.late:
+            listed = dt.datetime.fromisoformat(order["date"]) + dt.timedelta(days=faults.late_days)
+            order["_listed"] = listed.isoformat()
         if rng.random() < faults.bad_orders:
             if rng.random() < 0.5:
                 order["date"] = order["date"][:10] + "T25:61:00"  # listed on its day, unparseable
@@ -107,6 +121,12 @@ def inject(orders: list[dict], faults: DataFaults) -> tuple[list[dict], GroundTr
         if _valid(order):
             truth.orders[oid] = _lines(order)
             truth.quarantined_orders.discard(oid)
+            if order.get("clientTel") == "+7 (123) 456-7890":
+                truth.guests.add(oid)
+            else:
+                truth.guests.discard(oid)
+            if order.get("_listed"):
+                truth.late.add(oid)
         elif oid not in truth.orders:
             truth.quarantined_orders.add(oid)
     return served, truth

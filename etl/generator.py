@@ -58,6 +58,9 @@ class GeneratorParams:
     # and a share of goods out of stock (`available: false`), drawn from a stream of their
     # own so that the orders stay what they were.
     unavailable_share: float = 0.02
+    # > 0: the company sells through this many sites and stores; each order carries the
+    # `source` it came from (drawn from a stream of its own: the orders stay what they were).
+    sources: int = 0
     seed: int = 42
 
     def scaled(self, scale: float) -> GeneratorParams:
@@ -210,6 +213,10 @@ def generate(p: GeneratorParams = GeneratorParams()) -> tuple[list[dict], list[d
             "clientTel": None if guest else format_phone(shoppers[who], int(rng.integers(4))),
             "basket": basket,
         })
+    if p.sources:
+        where = np.random.default_rng([p.seed, 2]).integers(p.sources, size=len(orders))
+        for order, n in zip(orders, where, strict=True):
+            order["source"] = "site" if n == 0 else f"store-{int(n)}"
     return orders, shop_catalog(goods, truth, p), truth
 
 

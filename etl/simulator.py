@@ -4,6 +4,11 @@
     GET /goods?page=P&per-page=N
     POST /orders   one new order (the shop's checkout): listed from then on, in its day
 
+Any bus profile (core/bus_profile.py): other parameter, key and field names, another date
+format or time zone, a lower-bound date filter or none (then sorted by date, newest first,
+or not at all). Orders listed late (`etl.faults`, `late`) appear only once the `clock`
+reaches their listing time; `/goods` can be down (`goods_error_rate`).
+
 Basic auth; pages numbered from 1 to pageCount. It serves generated orders
 (`etl.generator`) or a file in the UCI Online Retail format (`etl.retail`), and can
 misbehave like a real bus (`HttpFaults`): slow pages, 5xx, 429 with Retry-After, dropped
@@ -16,15 +21,19 @@ Run with: shoprecs simulator --generate --port 8765   (or --retail FILE.csv.gz)
 from __future__ import annotations
 
 import bisect
+import datetime as dt
 import hmac
 import json
 import math
 import random
 import threading
 import time
+import zlib
 from dataclasses import dataclass
 
 from flask import Flask, Response, abort, jsonify, request
+
+from core.bus_profile import BusProfile
 
 MAX_PER_PAGE = 1000
 
@@ -39,24 +48,62 @@ class HttpFaults:
     retry_after_s: int = 1
     drop_rate: float = 0.0  # connection closed half-way through the body
     truncate_rate: float = 0.0  # a complete response whose JSON is cut short
+    goods_error_rate: float = 0.0  # /goods answers 503 (a catalog service that is down)
     seed: int = 0
 
 
-def _page_args() -> tuple[int, int]:
+def _page_args(profile: BusProfile) -> tuple[int, int]:
     try:
-        page = int(request.args.get("page", 1))
-        per_page = int(request.args.get("per-page", 100))
+        page = int(request.args.get(profile.page_param, 1))
+        per_page = int(request.args.get(profile.per_page_param, 100))
     except ValueError:
-        abort(400, "page and per-page must be integers")
+        abort(400, f"{profile.page_param} and {profile.per_page_param} must be integers")
     if page < 1 or not 1 <= per_page <= MAX_PER_PAGE:
-        abort(400, f"page must be >= 1 and per-page in 1..{MAX_PER_PAGE}")
+        abort(400, f"{profile.page_param} must be >= 1 and {profile.per_page_param} in "
+                   f"1..{MAX_PER_PAGE}")
     return page, per_page
 
 
-def _page(items: list[str], key: str, page: int, per_page: int) -> str:
+def _page(items: list[str], key: str, page: int, per_page: int,
+          count_key: str = "pageCount") -> str:
     count = max(1, math.ceil(len(items) / per_page))
     chunk = items[(page - 1) * per_page: page * per_page]
-    return f'{{"{key}":[{",".join(chunk)}],"page":{page},"pageCount":{count}}}'
+    return f'{{"{key}":[{",".join(chunk)}],"page":{page},"{count_key}":{count}}}'
+
+
+def render(order: dict, profile: BusProfile) -> dict:
+    """A canonical order (DESIGN.md's names; its date a naive local time of the bus) as a bus
+    of `profile` sends it: its date field, format and offset, its phone and source fields,
+    in the order's own key order."""
+    out = {}
+    for key, value in order.items():
+        if key.startswith("_"):
+            continue
+        if key == "date":
+            if profile.date_field:
+                out[profile.date_field] = _date(value, profile)
+        elif key == "clientTel":
+            out[profile.phone_field] = value
+        elif key == "source":
+            if profile.source_field:
+                out[profile.source_field] = value
+        else:
+            out[key] = value
+    return out
+
+
+def _date(value, profile: BusProfile):
+    try:
+        local = dt.datetime.fromisoformat(value).replace(tzinfo=profile.zone)
+    except (TypeError, ValueError):  # a garbage date (faults) goes out as it is
+        return value
+    if profile.date_format == "epoch":
+        return int(local.timestamp())
+    if profile.date_format == "epoch_ms":
+        return int(local.timestamp() * 1000)
+    if "%" in profile.date_format:
+        return local.strftime(profile.date_format)
+    return local.isoformat() if profile.timezone != "UTC" else value
 
 
 def _dumps(obj) -> str:
@@ -82,6 +129,10 @@ class _Misbehaviour:
             x -= rate
         return None
 
+    def draw_goods(self) -> bool:
+        with self._lock:
+            return self._rng.random() < self.faults.goods_error_rate
+
     def respond(self, body: str) -> Response:
         if self.faults.latency_ms:
             time.sleep(self.faults.latency_ms / 1000)
@@ -105,16 +156,34 @@ class _Misbehaviour:
 
 
 def create_app(orders: list[dict], goods: list[dict], *, user: str = "shoprecs",
-               password: str = "shoprecs", faults: HttpFaults = HttpFaults()) -> Flask:
-    """The bus over `orders` (served sorted by date, stable) and `goods`."""
+               password: str = "shoprecs", faults: HttpFaults = HttpFaults(),
+               profile: BusProfile = BusProfile(), clock=None) -> Flask:
+    """The bus over `orders` and `goods`, speaking `profile` (its parameter, key and field
+    names, its date filter or none, its sort). An order with `_listed` (faults: late) is
+    listed only once `clock()` (a datetime; default: never late) has reached it."""
     app = Flask("shoprecs-bus-simulator")
-    by_date = sorted(orders, key=lambda o: str(o["date"]))
-    days = [str(o["date"])[:10] for o in by_date]
-    full = [_dumps(o) for o in by_date]
-    short = [_dumps({k: v for k, v in o.items() if k != "basket"}) for o in by_date]
+    entries: list[tuple[str, str, str, str]] = []  # (day, listed, full json, short json)
+
+    def entry(order: dict) -> tuple[str, str, str, str]:
+        shown = render(order, profile)
+        return (str(order["date"])[:10], str(order.get("_listed") or ""), _dumps(shown),
+                _dumps({k: v for k, v in shown.items() if k != "basket"}))
+
+    entries.extend(entry(o) for o in sorted(orders, key=lambda o: str(o["date"])))
+    days = [e[0] for e in entries]
     goods_json = [_dumps(g) for g in goods]
     bus = _Misbehaviour(faults)
     listing = threading.Lock()  # POST /orders inserts while pages are read
+    late = any(e[1] for e in entries)
+    scrambles: dict[int, list] = {}  # len(listing) -> it in an arbitrary, stable order
+
+    def scrambled(chosen: list) -> list:
+        found = scrambles.get(len(chosen))
+        if found is None:
+            scrambles.clear()
+            found = scrambles[len(chosen)] = sorted(chosen,
+                                                    key=lambda e: zlib.crc32(e[3].encode()))
+        return found
 
     @app.before_request
     def _authenticate():
@@ -130,35 +199,63 @@ def create_app(orders: list[dict], goods: list[dict], *, user: str = "shoprecs",
     def _bad_request(err):
         return jsonify(error=err.description), 400
 
-    @app.get("/orders")
-    def list_orders():
-        page, per_page = _page_args()
-        source = full if "basket" in request.args.get("expand", "").split(",") else short
-        with listing:
-            lo = bisect.bisect_left(days, request.args.get("from", ""))
-            hi = bisect.bisect_right(days, request.args.get("to", "9999-12-31"))
-            chosen = source[lo:hi]
-        return bus.respond(_page(chosen, "orders", page, per_page))
+    def day_of(value: str | None) -> str | None:
+        if value is None:
+            return None
+        if profile.date_filter_format == "epoch":
+            try:
+                moment = dt.datetime.fromtimestamp(int(value), profile.zone)
+            except (ValueError, OverflowError, OSError):
+                abort(400, f"bad date filter value {value!r}")
+            return moment.date().isoformat()
+        try:
+            return dt.datetime.strptime(value, profile.date_filter_format).date().isoformat()
+        except ValueError:
+            abort(400, f"bad date filter value {value!r}")
 
-    @app.post("/orders")
+    @app.get(profile.orders_path)
+    def list_orders():
+        page, per_page = _page_args(profile)
+        names = profile.filter_params
+        lo = day_of(request.args.get(names[0])) if names else None
+        hi = day_of(request.args.get(names[1])) if len(names) == 2 else None
+        expanded = all(request.args.get(k) == v for k, v in profile.expand_params.items())
+        column = 2 if expanded else 3  # without the expand parameter: no baskets
+        with listing:
+            start = bisect.bisect_left(days, lo or "")
+            stop = bisect.bisect_right(days, hi or "9999-12-31")
+            chosen = entries[start:stop]
+        if late:
+            now = clock().isoformat() if clock is not None else "9999"
+            chosen = [e for e in chosen if e[1] <= now]
+        if not names and profile.order_sort == "none":  # an arbitrary order, but a stable one
+            chosen = scrambled(chosen)
+        items = [e[column] for e in chosen]
+        if not names and profile.order_sort == "desc":
+            items.reverse()
+        return bus.respond(_page(items, profile.orders_key, page, per_page,
+                                 profile.page_count_key))
+
+    @app.get(profile.goods_path)
+    def list_goods():
+        page, per_page = _page_args(profile)
+        if faults.goods_error_rate and bus.draw_goods():
+            return Response('{"error":"catalog unavailable"}', 503, mimetype="application/json")
+        return bus.respond(_page(goods_json, profile.goods_key, page, per_page,
+                                 profile.page_count_key))
+
+    @app.post(profile.orders_path)
     def add_order():
         order = request.get_json(silent=True)
         if not (isinstance(order, dict) and order.get("id") is not None
                 and isinstance(order.get("date"), str) and len(order["date"]) >= 10
                 and isinstance(order.get("basket"), list) and order["basket"]):
             abort(400, "an order is {id, date (ISO 8601), clientTel, basket: [...]}")
-        day = order["date"][:10]
         with listing:
-            at = bisect.bisect_right(days, day)
-            days.insert(at, day)
-            full.insert(at, _dumps(order))
-            short.insert(at, _dumps({k: v for k, v in order.items() if k != "basket"}))
+            at = bisect.bisect_right(days, order["date"][:10])
+            days.insert(at, order["date"][:10])
+            entries.insert(at, entry(order))
         return jsonify(id=order["id"]), 201
-
-    @app.get("/goods")
-    def list_goods():
-        page, per_page = _page_args()
-        return bus.respond(_page(goods_json, "goods", page, per_page))
 
     return app
 

@@ -43,6 +43,7 @@ from pathlib import Path
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from core.errors import NoLandedData
 from engine.versions import served_model
 from etl.clean import read_clean
 from models import (
@@ -248,8 +249,8 @@ def plan(settings, end: dt.date, als_params: als.ALSParams | None = None,
 def _read_lines(spark: SparkSession, p: Plan) -> DataFrame:
     lines = read_clean(spark, p.root, p.start, p.end).cache()
     if lines.isEmpty():
-        raise RuntimeError(f"no clean orders between {p.start} and {p.end}: run extract and "
-                           "clean for those days first")
+        raise NoLandedData(f"no clean orders between {p.start} and {p.end}: run `shoprecs "
+                           f"extract` and `shoprecs clean` for those days first")
     return lines
 
 

@@ -9,6 +9,7 @@ that cannot be delivered is logged, and the failure it reports stays the task's 
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from core.config import Settings
@@ -45,3 +46,21 @@ def on_failure(context) -> None:
          dag_id=ti.dag_id, task_id=ti.task_id, run_id=ti.run_id, try_number=ti.try_number,
          interval=interval,
          error=f"{type(context.get('exception')).__name__}: {context.get('exception')}")
+
+
+@contextlib.contextmanager
+def one_line():
+    """Around an Airflow task's work: a known failure (core/errors.py) is logged as the one
+    line `shoprecs` prints and fails the task with it, without the traceback; a bad
+    configuration, a bus that answers unlike its profile or missing landed data fail it for
+    good (retrying cannot help), an unreachable bus is retried."""
+    from core.errors import OperatorError
+
+    try:
+        yield
+    except OperatorError as exc:
+        from airflow.exceptions import AirflowException, AirflowFailException
+
+        log.error("error: %s", exc)
+        kind = AirflowException if exc.code == 4 else AirflowFailException
+        raise kind(f"error: {exc}") from None

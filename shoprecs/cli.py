@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import traceback
 
 import click
 
 from core import config as shoprecs_config
+from core.errors import OperatorError
 from core.logs import configure_logging
 from etl.profiles import PROFILES
 from models.gate import QualityGateError
@@ -53,10 +55,27 @@ def with_dates(fn):
     return fn
 
 
-@click.group()
+class _Commands(click.Group):
+    """Known failures (core/errors.py) end in one line and their exit code; -v adds the
+    traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except OperatorError as exc:
+            if ctx.params.get("verbose"):
+                click.echo(traceback.format_exc(), err=True)
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.code)
+
+
+@click.group(cls=_Commands, epilog="Exit codes: 0 done, 1 failed (a bug: traceback), 2 bad "
+             "command line, 3 bad configuration, 4 bus unreachable or refusing the "
+             "credentials, 5 bus answers unlike its profile (bus.*), 6 no landed data.")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
               envvar="SHOPRECS_CONFIG", help="TOML configuration file.")
-@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging, and the traceback of "
+              "a failure.")
 @click.pass_context
 def main(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
     """shoprecs: the nightly recommender pipeline and its API."""
@@ -72,7 +91,9 @@ def extract(settings, date, start, end, refetch):
     """Pull orders (and the catalog) from the bus into landing/ (resumes after a crash)."""
     start, end = _dates(date, start, end)
     manifests = pipeline.extract(settings, start, end, refetch)
-    click.echo(f"landed {sum(m['orders'] for m in manifests)} orders for {len(manifests)} days")
+    first, last = pipeline.landed_range(manifests)
+    click.echo(f"landed {sum(m['orders'] for m in manifests)} orders in {len(manifests)} "
+               f"partitions ({first}..{last}: clean these)")
 
 
 @main.command()

@@ -43,14 +43,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_simulator(orders, goods, settings, faults=None):
-    """The bus simulator in a background thread; returns the server (call .stop())."""
+def start_simulator(orders, goods, settings, faults=None, clock=None):
+    """The bus simulator in a background thread, speaking the settings' bus profile;
+    returns the server (call .stop())."""
     from cheroot.wsgi import Server
 
+    from core.bus_profile import BusProfile
     from etl.simulator import HttpFaults, create_app
 
     app = create_app(orders, goods, user=settings.bus_user, password=settings.bus_password,
-                     faults=faults or HttpFaults())
+                     faults=faults or HttpFaults(), profile=BusProfile.from_settings(settings),
+                     clock=clock)
     host, port = settings.bus_url.rsplit(":", 1)
     server = Server((host.split("//")[1], int(port)), app, numthreads=8)
     server.prepare()
@@ -164,8 +167,8 @@ def next_night(settings, day: dt.date, spark) -> None:
 
     end = dt.datetime.now(dt.UTC).date()
     print(f"\n== the next night: extract, clean and attribute {day}..{end} ...", flush=True)
-    pipeline.extract(settings, day, end)
-    pipeline.clean(settings, day, end, spark)
+    first, last = pipeline.landed_range(pipeline.extract(settings, day, end))
+    pipeline.clean(settings, first, last, spark)
     for line in describe(pipeline.attribute(settings, end, spark)):
         print("   " + line)
 

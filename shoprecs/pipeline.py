@@ -39,7 +39,14 @@ def extract(settings: Settings, start: dt.date, end: dt.date,
     from etl.bus import extract as extract_range
 
     client = BusClient.from_settings(settings)
-    return extract_range(client, start, end, settings.warehouse, refetch)
+    return extract_range(client, start, end, settings.warehouse, refetch,
+                         settings.bus_lookback_days)
+
+
+def landed_range(manifests: list[dict]) -> tuple[dt.date, dt.date]:
+    """The first and last day `extract` landed (the lookback's included): what to clean."""
+    found = sorted(m["dt"] for m in manifests)
+    return dt.date.fromisoformat(found[0]), dt.date.fromisoformat(found[-1])
 
 
 def catalog(settings: Settings) -> dict:
@@ -57,7 +64,9 @@ def catalog(settings: Settings) -> dict:
 
 def clean(settings: Settings, start: dt.date, end: dt.date, spark=None) -> dict:
     from etl import clean as clean_job
+    from etl.bus import days
 
+    clean_job.landed_paths(settings.warehouse, days(start, end))  # NoLandedData, before Spark
     with _session(spark) as session:
         return clean_job.run(session, settings, start, end)
 
@@ -304,10 +313,10 @@ def run_all(settings: Settings, start: dt.date, end: dt.date, timings: dict | No
     """extract -> clean -> attribute -> train -> publish for start..end, in one Spark
     session."""
     with timed("extract", timings):
-        extract(settings, start, end)
+        first, last = landed_range(extract(settings, start, end))
     with _session(spark) as session:
         with timed("clean", timings):
-            clean(settings, start, end, session)
+            clean(settings, first, last, session)
         with timed("attribute", timings):
             attribute_quietly(settings, end, session)
         with timed("train", timings):

@@ -59,7 +59,8 @@ def test_wrong_credentials_name_the_setting_to_fix(bus, settings):
     import dataclasses
 
     s = dataclasses.replace(bus(orders_for(DAY, 1), []), bus_password="nope")
-    with pytest.raises(BusError, match="401 unauthorized; check bus.user"):
+    with pytest.raises(BusError, match=r"refused the credentials \(HTTP 401 on GET /orders\): "
+                                       "check bus.user"):
         extract(BusClient.from_settings(s), DAY, DAY, s.warehouse)
 
 
@@ -73,6 +74,17 @@ class FakeBus:
         self.calls: list[tuple[str, int]] = []
         self._lock = threading.Lock()
 
+    profile = __import__("core.bus_profile").bus_profile.BusProfile()
+
+    def orders_page(self, page, **params):
+        return self.get_page("/orders", "orders", page, **params)
+
+    def page_count(self, body):
+        return body["pageCount"]
+
+    def orders(self, body):
+        return body["orders"]
+
     def get_page(self, path, key, page, **params):
         import time
 
@@ -81,7 +93,8 @@ class FakeBus:
         if page == self.fail_on:
             raise BusError(f"page {page} failed")
         time.sleep(0.002)
-        return {key: [{"id": f"{params['from']}/{page}"}], "pageCount": self.pages}
+        return {key: [{"id": f"{params['from']}/{page}", "date": params["from"], "basket": []}],
+                "pageCount": self.pages}
 
 
 def fetch(client, root, day_list):

@@ -50,7 +50,8 @@ def test_clean_normalizes_dedups_and_quarantines(spark, settings):
     shopper = user_key("79165396205", TEST_KEY)
     assert {r.user_key for k, r in rows.items() if k[0] != "5"} == {shopper}
     assert rows[("5", "10")].user_key is None
-    assert stats == {"lines": 6, "orders": 5, "quarantined": 5, "lines_without_catalog_name": 2}
+    assert stats == {"lines": 6, "orders": 5, "quarantined": 5, "orders_of_another_day": 0,
+                     "lines_without_catalog_name": 2}
     assert rows[("1", "11")].name == "Saucer" and rows[("2", "12")].name is None
     quarantined = clean.read_quarantine(spark, settings.warehouse).collect()
     reasons = sorted(r.reason for r in quarantined)

@@ -82,6 +82,7 @@ def test_clicks_and_orders_are_attributed_once_to_what_was_shown(spark, settings
     clean = spark.createDataFrame([Row(order_id=o, order_ts=t, user_key=u, goods_id=g,
                                        quantity=q, price=p, dt=t.date())
                                    for o, u, g, t, q, p in lines])
+    clean = clean.withColumn("quantity", clean.quantity.cast("int"))  # as etl/clean.py writes
     clean.write.partitionBy("dt").parquet(str(root / "clean" / "orders"))
     s = dataclasses.replace(settings, experiment_name="exp",
                             experiment_arms="a:model:50, b:model:50")

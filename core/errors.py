@@ -1,0 +1,35 @@
+"""Failures an operator can act on: one line naming what failed and what fixes it.
+
+`shoprecs` prints `error: <message>` and exits with the error's code; the traceback only
+with `-v`. Airflow tasks log the same line (dags/). Exit codes (docs/configuration.md):
+
+    1   anything else (a bug: the traceback is printed)
+    2   a bad command line (click's usage errors)
+    3   a bad configuration value
+    4   the order bus is unreachable, refuses the credentials, or keeps failing
+    5   the bus answers, but not as its profile (bus.*) says
+    6   no landed data for a date a step needs
+"""
+from __future__ import annotations
+
+
+class OperatorError(Exception):
+    """A known failure; str() is the one line an operator reads."""
+
+    code = 1
+
+
+class ConfigError(OperatorError, ValueError):
+    code = 3
+
+
+class BusUnavailable(OperatorError, RuntimeError):
+    code = 4
+
+
+class BusProfileError(OperatorError, ValueError):
+    code = 5
+
+
+class NoLandedData(OperatorError, FileNotFoundError):
+    code = 6

@@ -1,0 +1,94 @@
+"""What an operator reads at 3 a.m. (core/errors.py, shoprecs/cli.py): a known failure is
+one line naming what failed and which setting or command fixes it, with its exit code; the
+traceback only with -v."""
+import pytest
+from click.testing import CliRunner
+
+from shoprecs.cli import main
+from shoprecs.demo import free_port, start_simulator
+from tests.conftest import order
+
+DAY = "2024-01-01"
+
+
+def run(args, settings, **env):
+    base = {"SHOPRECS_WAREHOUSE_ROOT": str(settings.warehouse),
+            "SHOPRECS_BUS_URL": settings.bus_url, "SHOPRECS_BUS_RETRIES": "0"}
+    return CliRunner().invoke(main, args, env={**base, **env})
+
+
+def error_line(result) -> str:
+    lines = [line for line in result.output.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, result.output
+    return lines[0]
+
+
+def test_an_unreachable_bus_is_one_line_and_exit_code_4(settings):
+    dead = f"http://127.0.0.1:{free_port()}"
+    result = run(["extract", "--date", DAY], settings, SHOPRECS_BUS_URL=dead)
+    assert result.exit_code == 4
+    assert error_line(result) == (
+        f"error: the bus at {dead} is unreachable: GET /orders failed after 1 attempts "
+        "(cannot connect); check bus.url and that the bus is up")
+    assert "Traceback" not in result.output
+    verbose = run(["-v", "extract", "--date", DAY], settings, SHOPRECS_BUS_URL=dead)
+    assert verbose.exit_code == 4 and "Traceback" in verbose.output
+
+
+def test_refused_credentials_name_the_settings(settings):
+    bus = start_simulator([order(1, f"{DAY}T10:00:00", "79165396205", (1, 1))], [], settings)
+    try:
+        result = run(["extract", "--date", DAY], settings, SHOPRECS_BUS_PASSWORD="wrong")
+    finally:
+        bus.stop()
+    assert result.exit_code == 4
+    assert "refused the credentials (HTTP 401 on GET /orders): check bus.user and " \
+           "SHOPRECS_BUS_PASSWORD" in error_line(result)
+
+
+@pytest.mark.parametrize("env, fragment", [
+    ({"SHOPRECS_BUS_ORDERS_KEY": "data"},
+     "the bus's /orders answer has no 'data' list (it has: orders, page, pageCount): set "
+     "bus.orders_key to the name it uses"),
+    ({"SHOPRECS_BUS_DATE_FIELD": "createdAt"},
+     "the bus's orders have no 'createdAt' field (they have: basket, clientTel, date, id): "
+     "set bus.date_field to the name it uses"),
+])
+def test_a_bus_unlike_its_profile_names_the_field_and_the_setting(settings, env, fragment):
+    bus = start_simulator([order(1, f"{DAY}T10:00:00", "79165396205", (1, 1))], [], settings)
+    try:
+        result = run(["extract", "--date", DAY], settings, **env)
+    finally:
+        bus.stop()
+    assert result.exit_code == 5
+    assert error_line(result) == f"error: {fragment}"
+
+
+@pytest.mark.parametrize("env, fragment", [
+    ({"SHOPRECS_BUS_PER_PAGE": "lots"},
+     "SHOPRECS_BUS_PER_PAGE='lots' is not a valid int for bus.per_page"),
+    ({"SHOPRECS_BUS_ORDER_SORT": "newest"}, "bus.order_sort is 'newest': one of asc, desc, none"),
+    ({"SHOPRECS_BUS_DATE_FILTER": "none", "SHOPRECS_BUS_DATE_FIELD": ""},
+     "bus.date_field is empty and bus.date_filter is none: nothing tells an order's day"),
+    ({"SHOPRECS_BUS_TIMEZONE": "Mars/Olympus"}, "bus.timezone 'Mars/Olympus' is not a time"),
+])
+def test_a_bad_configuration_value_is_exit_code_3(settings, env, fragment):
+    result = run(["extract", "--date", DAY], settings, **env)
+    assert result.exit_code == 3, result.output
+    assert fragment in error_line(result)
+
+
+def test_a_bad_configuration_file_is_exit_code_3(settings, tmp_path):
+    path = tmp_path / "shoprecs.toml"
+    path.write_text("[bus]\nper_page = 'ten'\n")
+    result = run(["--config", str(path), "extract", "--date", DAY], settings)
+    assert result.exit_code == 3
+    assert error_line(result) == f"error: {path}: [bus] per_page = 'ten' must be an int"
+
+
+def test_no_landed_data_is_exit_code_6_before_spark_starts(settings):
+    result = run(["clean", "--date", DAY], settings)
+    assert result.exit_code == 6
+    assert error_line(result) == (
+        f"error: no landed orders for {DAY} at {settings.warehouse}/landing/orders/dt={DAY}: "
+        f"run `shoprecs extract --date {DAY}` first")
