@@ -42,10 +42,13 @@ def on_failure(context) -> None:
 
     ti = context["ti"]
     interval = f"{context['data_interval_start']}..{context['data_interval_end']}"
+    exc = context.get("exception")
+    # A known failure (one_line below) is already the operator's line; anything else is
+    # named by its type, since the message alone may be empty or cryptic.
+    error = str(exc) if str(exc).startswith("error: ") else f"{type(exc).__name__}: {exc}"
     send(config.load(), f"shoprecs: {ti.dag_id}.{ti.task_id} failed for {interval}",
          dag_id=ti.dag_id, task_id=ti.task_id, run_id=ti.run_id, try_number=ti.try_number,
-         interval=interval,
-         error=f"{type(context.get('exception')).__name__}: {context.get('exception')}")
+         interval=interval, error=error)
 
 
 @contextlib.contextmanager

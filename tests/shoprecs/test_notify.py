@@ -94,3 +94,21 @@ def test_undeliverable_alert_does_not_raise_or_log_the_url(settings, stub, caplo
     s = dataclasses.replace(settings, alert_webhook_url=stub.url + "/secret-token")
     assert alerts.send(s, "publish failed") is False
     assert "secret-token" not in caplog.text and "500" in caplog.text
+
+
+def test_a_failed_task_alerts_with_the_operator_line_or_the_error_type(stub, monkeypatch):
+    from types import SimpleNamespace
+
+    from core.errors import BusUnavailable
+
+    monkeypatch.setenv("SHOPRECS_ALERT_WEBHOOK_URL", stub.url + "/hook")
+    ti = SimpleNamespace(dag_id="shoprecs_daily", task_id="extract", run_id="r1", try_number=5)
+    with pytest.raises(Exception) as known:
+        with alerts.one_line():
+            raise BusUnavailable("the bus at http://bus is unreachable; check bus.url")
+    for exc in (known.value, KeyError("basket")):
+        alerts.on_failure({"ti": ti, "exception": exc, "data_interval_start": "a",
+                           "data_interval_end": "b"})
+    errors = [c["body"]["error"] for c in stub.calls]
+    assert errors == ["error: the bus at http://bus is unreachable; check bus.url",
+                      "KeyError: 'basket'"]
