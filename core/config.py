@@ -160,6 +160,11 @@ class Settings:
     # version: "snapshot" (serving/ folder), "mongo" or "both"; service.store: where the
     # service reads it from: "snapshot" or "mongo".
     publish_store: str = "snapshot"
+    # One writing run at a time per warehouse (engine/lock.py): a second waits this many
+    # seconds for the first to finish, then fails with exit code 7; 0 fails at once.
+    lock_wait_seconds: float = 3600.0
+    # How long a MongoDB lock document outlives a holder that stopped renewing it (killed).
+    lock_lease_seconds: float = 60.0
     service_store: str = "snapshot"
     mongo_uri: str = field(default="", repr=False)  # mongodb://user:password@host/...
     mongo_db: str = "shoprecs"

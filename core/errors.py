@@ -9,6 +9,7 @@ with `-v`. Airflow tasks log the same line (dags/). Exit codes (docs/configurati
     4   the order bus is unreachable, refuses the credentials, or keeps failing
     5   the bus answers, but not as its profile (bus.*) says
     6   no landed data for a date a step needs
+    7   another run holds the warehouse (lock.wait_seconds ran out; engine/lock.py)
 """
 from __future__ import annotations
 
@@ -33,3 +34,7 @@ class BusProfileError(OperatorError, ValueError):
 
 class NoLandedData(OperatorError, FileNotFoundError):
     code = 6
+
+
+class WarehouseBusy(OperatorError, RuntimeError):
+    code = 7

@@ -242,16 +242,19 @@ def rollback(settings, version, store):
     if store not in pipeline.STORES:
         raise click.ClickException(f"publish.store must be one of {', '.join(pipeline.STORES)}"
                                    f", got {store!r}")
-    try:
-        if store in ("mongo", "both"):
-            from engine.mongo import MongoStore, connect
+    from engine.lock import warehouse_lock
 
-            mongo = MongoStore(connect(settings.mongo_uri)[settings.mongo_db])
-            previous, now = mongo.rollback(version)
-            _switched("MongoDB serving.current", previous, now)
-            version = now  # with both stores, the folder follows MongoDB's choice
-        if store in ("snapshot", "both"):
-            _switched("serving/CURRENT", *switch_back(settings.warehouse, version))
+    try:
+        with warehouse_lock(settings):
+            if store in ("mongo", "both"):
+                from engine.mongo import MongoStore, connect
+
+                mongo = MongoStore(connect(settings.mongo_uri)[settings.mongo_db])
+                previous, now = mongo.rollback(version)
+                _switched("MongoDB serving.current", previous, now)
+                version = now  # with both stores, the folder follows MongoDB's choice
+            if store in ("snapshot", "both"):
+                _switched("serving/CURRENT", *switch_back(settings.warehouse, version))
     except (SnapshotError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
 

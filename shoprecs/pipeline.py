@@ -7,13 +7,24 @@ session built from spark-defaults.conf; `session` lets `run_all` share one JVM.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import time
 from contextlib import contextmanager, nullcontext
 
 from core.config import Settings
+from engine.lock import warehouse_lock
 
 log = logging.getLogger(__name__)
+
+
+def locked(step):
+    """The step holds the warehouse (engine/lock.py): one writing run at a time."""
+    @functools.wraps(step)
+    def run(settings: Settings, *args, **kwargs):
+        with warehouse_lock(settings):
+            return step(settings, *args, **kwargs)
+    return run
 
 
 @contextmanager
@@ -33,6 +44,7 @@ def _session(spark):
     return nullcontext(spark) if spark is not None else spark_session("shoprecs")
 
 
+@locked
 def extract(settings: Settings, start: dt.date, end: dt.date,
             refetch: bool = False) -> list[dict]:
     from etl.bus import BusClient
@@ -62,6 +74,7 @@ def catalog(settings: Settings) -> dict:
             "unavailable": sum(g.get("available") is False for g in goods)}
 
 
+@locked
 def clean(settings: Settings, start: dt.date, end: dt.date, spark=None) -> dict:
     from etl import clean as clean_job
     from etl.bus import days
@@ -71,6 +84,7 @@ def clean(settings: Settings, start: dt.date, end: dt.date, spark=None) -> dict:
         return clean_job.run(session, settings, start, end)
 
 
+@locked
 def attribute(settings: Settings, day: dt.date, spark=None) -> dict:
     """The impressions of the last attribution.days days up to `day` joined with their clicks
     and the orders that followed: reports/attribution/<day>.json (models/attribution.py)."""
@@ -91,6 +105,7 @@ def attribute_quietly(settings: Settings, day: dt.date, spark=None) -> dict | No
         return None
 
 
+@locked
 def train(settings: Settings, end: dt.date, spark=None) -> str:
     from models import train as train_job
 
@@ -98,6 +113,7 @@ def train(settings: Settings, end: dt.date, spark=None) -> str:
         return train_job.run(session, settings, end)
 
 
+@locked
 def train_als(settings: Settings, end: dt.date, spark=None) -> str:
     """The ALS part of the model for the window ending at `end`; returns its version."""
     from models import train as train_job
@@ -109,6 +125,7 @@ def train_als(settings: Settings, end: dt.date, spark=None) -> str:
     return plan.version
 
 
+@locked
 def train_fpgrowth(settings: Settings, end: dt.date, spark=None) -> str:
     """The FP-Growth part of the model for the window ending at `end`; returns its version."""
     from models import train as train_job
@@ -120,6 +137,7 @@ def train_fpgrowth(settings: Settings, end: dt.date, spark=None) -> str:
     return plan.version
 
 
+@locked
 def finalize(settings: Settings, end: dt.date, expected: set[str] | None = None) -> str:
     """metrics.json, report, _SUCCESS and models/LATEST once both parts are trained (no Spark).
 
@@ -137,6 +155,7 @@ def finalize(settings: Settings, end: dt.date, expected: set[str] | None = None)
     return train_job.finalize(plan, served_model(settings)[1])
 
 
+@locked
 def tune(settings: Settings, end: dt.date, quick: bool | None = None, spark=None) -> dict:
     """`shoprecs tune`: the search of models/tune.py; `quick` (default tune.quick) searches
     2 ALS settings and a fifth of the blends."""
@@ -162,6 +181,7 @@ def _report_gate(model_dir, candidate: dict, served: dict | None, failures: list
     os.replace(tmp, model_dir / "report.html")
 
 
+@locked
 def gate(settings: Settings, version: str | None = None, skip_gate: bool = False) -> str:
     """Check the trained `version` (default models/LATEST) against the quality gate and
     write the verdict into its report.html; return the version.
@@ -201,6 +221,7 @@ def gate(settings: Settings, version: str | None = None, skip_gate: bool = False
 STORES = ("snapshot", "mongo", "both")
 
 
+@locked
 def publish(settings: Settings, version: str | None = None, skip_gate: bool = False,
             store: str | None = None, spark=None) -> str:
     """Gate the trained `version` (default models/LATEST), then serve it from `store`
@@ -230,6 +251,7 @@ def publish(settings: Settings, version: str | None = None, skip_gate: bool = Fa
     return version
 
 
+@locked
 def publish_nightly(settings: Settings, version: str) -> str | None:
     """`publish`, unless the served version was trained on a window ending later than
     `version`'s: re-running an old night never rolls serving back (an operator does that,
@@ -308,6 +330,7 @@ def reload_service(settings: Settings, version: str, attempts: int = 3) -> dict:
     return {"reloaded": True, "detail": f"HTTP {resp.status_code}: {resp.text[:200]}"}
 
 
+@locked
 def run_all(settings: Settings, start: dt.date, end: dt.date, timings: dict | None = None,
             spark=None) -> str:
     """extract -> clean -> attribute -> train -> publish for start..end, in one Spark

@@ -1,0 +1,204 @@
+"""One writing run at a time per warehouse.
+
+Every command and Airflow task that writes to the warehouse runs inside `warehouse_lock`
+(shoprecs/pipeline.py takes it for each step); the service only reads and never takes it.
+
+* On the warehouse folder: an advisory `flock` on `<warehouse>/_lock/lock` (local disks,
+  and NFS, where Linux maps it to a POSIX byte-range lock). The kernel (or the NFS lock
+  manager) drops it when its process dies, kill -9 included, so a killed run never leaves
+  it behind; `_lock/holder.json` names the holder for the waiting run's message.
+* When MongoDB is a store (publish.store mongo or both): a lease document
+  `{_id: "warehouse", owner, expires_at}` in the `locks` collection as well, renewed by a
+  thread every third of `lock.lease_seconds`. A holder that was killed stops renewing; the
+  next run takes the lease over once it has expired.
+
+The lock is re-entrant within a process: `shoprecs run` holds it across its steps, and the
+steps it calls take it again without waiting on themselves. A second run waits
+`lock.wait_seconds` (saying every 30 s whom it waits for), then fails with WarehouseBusy.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import json
+import logging
+import os
+import socket
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from core.errors import WarehouseBusy
+
+log = logging.getLogger(__name__)
+
+LOCK_DIR = "_lock"
+NOTICE_EVERY = 30.0
+_held: dict[str, int] = {}  # warehouse -> depth, in this process
+_guard = threading.Lock()
+
+
+def _command() -> str:
+    return " ".join(Path(a).name if i == 0 else a for i, a in enumerate(sys.argv[:3]))
+
+
+def holder(root: str | Path) -> dict | None:
+    """Who holds (or last held) the lock of the warehouse at `root`, as it wrote it."""
+    try:
+        return json.loads((Path(root) / LOCK_DIR / "holder.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _describe(who: dict | None) -> str:
+    if not who:
+        return "another run"
+    return (f"`{who.get('command', '?')}` (pid {who.get('pid')} on {who.get('host')}, "
+            f"since {who.get('since', '?')[:19]})")
+
+
+def _busy(what: str, root: Path, waited: float) -> WarehouseBusy:
+    return WarehouseBusy(
+        f"the warehouse {root} is busy: {what} holds it, and {waited:.0f} s of waiting "
+        "(lock.wait_seconds) ran out; let it finish, or raise SHOPRECS_LOCK_WAIT_SECONDS")
+
+
+class _FileLock:
+    def __init__(self, root: Path):
+        self.root = root
+        (root / LOCK_DIR).mkdir(parents=True, exist_ok=True)
+        self.fh = open(root / LOCK_DIR / "lock", "a+")  # noqa: SIM115 - held until release
+
+    def acquire(self, wait: float) -> None:
+        started = notice_at = time.monotonic()
+        while True:
+            try:
+                fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                now = time.monotonic()
+                waited = now - started
+                if waited >= wait:
+                    self.fh.close()
+                    raise _busy(_describe(holder(self.root)), self.root, waited) from None
+                if now >= notice_at:
+                    log.warning("waiting for the warehouse %s: %s holds it (up to %.0f s "
+                                "more, lock.wait_seconds)", self.root,
+                                _describe(holder(self.root)), wait - waited)
+                    notice_at = now + NOTICE_EVERY
+                time.sleep(min(0.5, wait - waited))
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "command": _command(),
+              "since": dt.datetime.now(dt.UTC).isoformat()}
+        tmp = self.root / LOCK_DIR / f".holder.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps(me))
+        os.replace(tmp, self.root / LOCK_DIR / "holder.json")
+
+    def release(self) -> None:
+        with contextlib.suppress(OSError):
+            (self.root / LOCK_DIR / "holder.json").unlink()
+        fcntl.flock(self.fh, fcntl.LOCK_UN)
+        self.fh.close()
+
+
+class MongoLease:
+    """A lease document in `db.locks`: taken when free or expired, renewed while held."""
+
+    def __init__(self, db, name: str, lease: float):
+        self.coll, self.name, self.lease = db["locks"], name, lease
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._stop = threading.Event()
+        self._renewer: threading.Thread | None = None
+
+    def _now(self) -> dt.datetime:
+        return dt.datetime.now(dt.UTC).replace(tzinfo=None)  # BSON dates are naive UTC
+
+    def try_acquire(self) -> bool:
+        from pymongo.errors import DuplicateKeyError
+
+        now = self._now()
+        doc = {"owner": self.owner, "command": _command(), "since": now,
+               "expires_at": now + dt.timedelta(seconds=self.lease)}
+        try:
+            self.coll.find_one_and_update(
+                {"_id": self.name, "$or": [{"expires_at": {"$lt": now}},
+                                           {"owner": self.owner}]},
+                {"$set": doc}, upsert=True)
+        except DuplicateKeyError:  # held, and not expired: the upsert collided
+            return False
+        return True
+
+    def holder(self) -> dict | None:
+        return self.coll.find_one({"_id": self.name})
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.lease / 3):
+            now = self._now()
+            done = self.coll.update_one({"_id": self.name, "owner": self.owner},
+                                        {"$set": {"expires_at": now + dt.timedelta(
+                                            seconds=self.lease)}})
+            if not done.matched_count:
+                log.error("the MongoDB lock %r was taken over by another run: this run "
+                          "stopped renewing it for over lock.lease_seconds", self.name)
+                return
+
+    def acquire(self, wait: float) -> None:
+        started = time.monotonic()
+        while not self.try_acquire():
+            waited = time.monotonic() - started
+            if waited >= wait:
+                who = self.holder() or {}
+                raise _busy(f"`{who.get('command', '?')}` ({who.get('owner', '?')}, MongoDB "
+                            "lease)", Path(self.name), waited)
+            time.sleep(min(1.0, max(wait - waited, 0.01)))
+        self._renewer = threading.Thread(target=self._renew, name="lock-lease", daemon=True)
+        self._renewer.start()
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._renewer is not None:
+            self._renewer.join(timeout=5)
+        self.coll.delete_one({"_id": self.name, "owner": self.owner})
+
+
+@contextlib.contextmanager
+def warehouse_lock(settings, wait: float | None = None):
+    """Hold the warehouse of `settings` (and its MongoDB lease when MongoDB is a store)
+    for the block; re-entrant within the process. `wait` defaults to lock.wait_seconds."""
+    root = settings.warehouse.resolve()
+    name = str(root)
+    with _guard:
+        depth = _held.get(name, 0)
+        if depth:
+            _held[name] = depth + 1
+    if depth:
+        try:
+            yield
+        finally:
+            with _guard:
+                _held[name] -= 1
+        return
+    wait = settings.lock_wait_seconds if wait is None else wait
+    file_lock = _FileLock(root)
+    file_lock.acquire(wait)
+    lease = None
+    try:
+        if settings.publish_store in ("mongo", "both") and settings.mongo_uri:
+            from engine.mongo import connect
+
+            lease = MongoLease(connect(settings.mongo_uri)[settings.mongo_db], "warehouse",
+                               settings.lock_lease_seconds)
+            lease.acquire(wait)
+        with _guard:
+            _held[name] = 1
+        try:
+            yield
+        finally:
+            with _guard:
+                _held.pop(name, None)
+    finally:
+        if lease is not None and lease._renewer is not None:
+            lease.release()
+        file_lock.release()
