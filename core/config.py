@@ -64,6 +64,12 @@ class Settings:
     bus_source_field: str = ""  # e.g. "source": kept as clean/orders' source
 
     privacy_hmac_key: str = field(default=DEV_HMAC_KEY, repr=False)
+    # Keys added by `shoprecs rotate-key`, oldest first, comma-separated: each keys the key
+    # before it, so stored data is re-keyed without phones (docs/privacy.md).
+    privacy_key_rotations: str = field(default="", repr=False)
+    # Raw landed orders (phones) older than this many days, once cleaned, keep only each
+    # order's key (`shoprecs retention`, the nightly DAG); 0 keeps them as landed forever.
+    privacy_raw_retention_days: int = 30
     phone_country_code: str = "7"
     phone_trunk_prefix: str = "8"
     phone_national_length: int = 10
@@ -175,6 +181,12 @@ class Settings:
     @property
     def warehouse(self) -> Path:
         return Path(self.warehouse_root)
+
+    @property
+    def hmac_keys(self) -> tuple[str, ...]:
+        """The key chain shoppers are keyed with: privacy.hmac_key, then each rotation."""
+        rotations = [k.strip() for k in self.privacy_key_rotations.split(",") if k.strip()]
+        return (self.privacy_hmac_key, *rotations)
 
 
 _KINDS = {"int": int, "float": float, "bool": bool, "str": str}

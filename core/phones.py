@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 _ALLOWED = re.compile(r"^[0-9 +()\-.]+$")
@@ -60,9 +61,49 @@ def normalize(raw: str | None, rules: PhoneRules = PhoneRules()) -> str:
     raise InvalidPhone(f"phone number has {len(digits)} digits, which fits no known format")
 
 
-def user_key(normalized: str, key: str) -> str:
-    """HMAC-SHA256 of the normalized phone, hex: what clean/ and serving/ store."""
-    return hmac.new(key.encode(), normalized.encode(), hashlib.sha256).hexdigest()
+def user_key(normalized: str, key: str | Sequence[str]) -> str:
+    """HMAC-SHA256 of the normalized phone, hex: what clean/ and serving/ store.
+
+    `key` may be a chain (privacy.hmac_key, then each key of privacy.key_rotations): the
+    phone is keyed by the first, and each rotation keys the key before it (`rekey`), which
+    is how a rotation re-keys stored data without the phones (docs/privacy.md)."""
+    keys = (key,) if isinstance(key, str) else tuple(key)
+    digest = hmac.new(keys[0].encode(), normalized.encode(), hashlib.sha256).hexdigest()
+    for rotation in keys[1:]:
+        digest = rekey(digest, rotation)
+    return digest
+
+
+def rekey(stored: str, rotation: str) -> str:
+    """A stored key under one more rotation of the chain."""
+    return hmac.new(rotation.encode(), stored.encode(), hashlib.sha256).hexdigest()
+
+
+def key_fingerprint(key: str) -> str:
+    """Names a key without revealing it: what privacy/keys.json records."""
+    return hmac.new(key.encode(), b"shoprecs key fingerprint", hashlib.sha256).hexdigest()[:12]
+
+
+INVALID = ""  # what `shopper_key` gives a phone that breaks the rules (a key is 64 hex)
+PLACEHOLDER = "-"  # ... and a placeholder number, nobody's (phone.placeholders)
+
+
+def shopper_key(raw: str | None, rules: PhoneRules, key: str | Sequence[str],
+                placeholder: Callable[[str], object] | None = None) -> str | None:
+    """A phone as sent -> its `user_key`; None when blank, INVALID when no phone,
+    PLACEHOLDER when `placeholder` (e.g. a compiled pattern's search) matches its national
+    number. The cleaning job and the retention of raw orders both classify with it."""
+    if raw is None or not str(raw).strip(" "):
+        return None
+    try:
+        digits = normalize(str(raw), rules)
+    except InvalidPhone:
+        return INVALID
+    cc = rules.country_code
+    if placeholder is not None and placeholder(digits[len(cc):] if digits.startswith(cc)
+                                               else digits):
+        return PLACEHOLDER
+    return user_key(digits, key)
 
 
 def mask(text: str) -> str:

@@ -23,7 +23,11 @@ given on the command line (`airflow dags test`, `airflow backfill create`) are r
 5. **publish**: `serving/<version>` and the atomic switch of `serving/CURRENT` (skipped
    when re-running an old day: the served version, trained on later days, stays);
 6. **reload**: `POST <service.url>/admin/reload`, skipped when no service URL is set;
-   a service that cannot be reached is a warning, since it also polls `serving/CURRENT`.
+   a service that cannot be reached is a warning, since it also polls `serving/CURRENT`;
+7. **privacy**, once the day is clean: the erasures the service deferred, and raw orders
+   past `privacy.raw_retention_days` rewritten without phones (docs/privacy.md).
+
+Every task holds the warehouse lock while it works (one run at a time; engine/lock.py).
 
 Every task is idempotent for its interval: re-running a day changes nothing. Settings
 (bus URL and credentials, warehouse, service URL, alert webhook) come from the shoprecs
@@ -172,8 +176,17 @@ def shoprecs_daily():
                                        "service to tell; it will poll serving/CURRENT")
         return pipeline.reload_service(settings, version)
 
+    @task
+    def privacy(days: list[str], _cleaned: dict) -> dict:
+        from core import config
+        from shoprecs import pipeline
+
+        with one_line():
+            return pipeline.privacy(config.load(), dt.date.fromisoformat(days[1]))
+
     days = extract()
     cleaned = clean(days)
+    privacy(days, cleaned)
     version = evaluate_gate(days, train_als(days, cleaned), train_fpgrowth(days, cleaned),
                             attribute(days, cleaned))
     reload(publish(version))

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import fcntl
 import json
 import logging
 import os
@@ -33,7 +34,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -77,9 +78,27 @@ class FileSink:
             by_hour.setdefault(f"dt={stamp[:10]}/hour={stamp[11:13]}", []).append(
                 json.dumps(event, ensure_ascii=False, separators=(",", ":")))
         for hour, lines in by_hour.items():
+            out = self._locked_file(kind, hour)
+            try:
+                out.write("\n".join(lines) + "\n")
+                out.flush()
+            finally:
+                fcntl.flock(out, fcntl.LOCK_UN)
+
+    def _locked_file(self, kind: str, hour: str):
+        """The hour's file, locked: an erasure or a key rotation (etl/privacy.py) rewrites a
+        file under the same lock and renames the new one over it; a writer that finds its
+        file replaced opens the new one, so no line is lost or written to the old one."""
+        while True:
             out = self._file(kind, hour)
-            out.write("\n".join(lines) + "\n")
-            out.flush()
+            fcntl.flock(out, fcntl.LOCK_EX)
+            try:
+                if os.fstat(out.fileno()).st_ino == os.stat(out.name).st_ino:
+                    return out
+            except FileNotFoundError:
+                pass
+            fcntl.flock(out, fcntl.LOCK_UN)
+            self._open.pop((kind, hour)).close()
 
     def _file(self, kind: str, hour: str):
         out = self._open.get((kind, hour))
@@ -125,11 +144,15 @@ class EventLog:
 
     def __init__(self, sinks: list, *, interval: float = 0.5, batch: int = 2000,
                  max_pending: int = 50_000, on_written: Counted | None = None,
-                 on_dropped: Counted | None = None):
+                 on_dropped: Counted | None = None,
+                 forgotten: Callable[[], Mapping[str, str]] | None = None):
         self.sinks, self.interval, self.batch, self.max_pending = sinks, interval, batch, \
             max_pending
         self._on_written = on_written or (lambda kind, n: None)
         self._on_dropped = on_dropped or (lambda kind, n: None)
+        # shoppers who asked to be forgotten (engine/privacy.py): their events are written
+        # without their key, even those queued before the request
+        self._forgotten = forgotten or dict
         self._pending: collections.deque[tuple[str, dict]] = collections.deque()
         self._retry: list[tuple[str, dict]] = []
         self._wake = threading.Event()
@@ -190,7 +213,10 @@ class EventLog:
 
     def _write(self, taken: list[tuple[str, dict]]) -> None:
         by_kind: dict[str, list[dict]] = {}
+        gone = self._forgotten()
         for kind, event in taken:
+            if gone and event.get("shopper") in gone:
+                event["shopper"] = None
             if not isinstance(event["time"], str):  # epoch seconds, as request threads pass
                 event["time"] = now_iso(event["time"])
             by_kind.setdefault(kind, []).append(event)

@@ -230,3 +230,25 @@ def source_for(settings) -> MongoSource | None:
                          f"{settings.service_store!r}")
     db = connect(settings.mongo_uri)[settings.mongo_db]
     return MongoSource(db, settings.mongo_cache_size)
+
+
+def register_for(settings):
+    """The register of forgotten shoppers (engine/privacy.py) the service reads: MongoDB's
+    when it serves from there, else the warehouse's (the same choice as the blacklist's)."""
+    from engine.privacy import FileRegister, MongoRegister
+
+    if settings.service_store == "mongo":
+        return MongoRegister(connect(settings.mongo_uri)[settings.mongo_db])
+    return FileRegister(settings.warehouse)
+
+
+def registers(settings) -> list:
+    """Every register a request is written to: the warehouse's, and MongoDB's when MongoDB
+    is a store."""
+    from engine.privacy import FileRegister, MongoRegister
+
+    found = [FileRegister(settings.warehouse)]
+    if settings.mongo_uri and (settings.service_store == "mongo"
+                               or settings.publish_store in ("mongo", "both")):
+        found.append(MongoRegister(connect(settings.mongo_uri)[settings.mongo_db]))
+    return found

@@ -99,12 +99,13 @@ def ranked_rules(rules: list[Rule]) -> dict[str, tuple[Rule, ...]]:
             for key in SORT_KEYS}
 
 
-def _phone_key(phone: str, *, rules: PhoneRules, hmac_key: str) -> str:
+def _phone_key(phone: str, *, rules: PhoneRules, hmac_key) -> str:
     return user_key(normalize(phone, rules), hmac_key)
 
 
 class RecommendationEngine:
-    def __init__(self, snapshot: Snapshot, *, hmac_key: str, rules: PhoneRules = PhoneRules()):
+    def __init__(self, snapshot: Snapshot, *, hmac_key: str | tuple[str, ...],
+                 rules: PhoneRules = PhoneRules()):
         self.snapshot = snapshot
         # storefronts ask for the same shoppers again and again, and normalizing plus the
         # HMAC cost more than the lookup (InvalidPhone is raised again each time, not kept)
@@ -193,7 +194,9 @@ class RecommendationEngine:
         `exclude_bought` leaves out goods the shopper ever bought (the batch job stores the
         best new goods beside the best overall, so the list stays full); `recent` goods are
         never offered back."""
-        recs = self._users.get(self.user_key(phone))
+        key = self.user_key(phone)
+        recs = None if only.forgets(key, self.snapshot.manifest.get("published_at", "")) \
+            else self._users.get(key)
         ranked: Sequence[Scored] = ()
         owned: frozenset[str] = frozenset()
         sources = []

@@ -59,6 +59,8 @@ class ShopRules:
     blacklist: Mapping[str, dict] = field(default_factory=dict)
     category: Mapping[str, str] = field(default_factory=dict)
     catalog: str | None = None  # the catalog refresh in force (None: the snapshot's)
+    # shoppers forgotten on request (engine/privacy.py): user_key -> when
+    forgotten: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,13 @@ class Filter:
     exclude: frozenset[str] = frozenset()
     categories: frozenset[str] | None = None
     category_of: Mapping[str, str] = field(default_factory=dict)
+    forgotten: Mapping[str, str] = field(default_factory=dict)
+
+    def forgets(self, user_key: str, published_at: str) -> bool:
+        """The shopper asked to be forgotten after this version was published: answer them
+        as unknown (a version published later was trained without their past)."""
+        when = self.forgotten.get(user_key)
+        return when is not None and when >= published_at
 
     @property
     def active(self) -> bool:
@@ -103,7 +112,7 @@ def request_filter(rules: ShopRules, snapshot_rules: ShopRules,
     return Filter(hidden=base.unavailable | frozenset(rules.blacklist),
                   exclude=frozenset(exclude),
                   categories=None if categories is None else frozenset(categories),
-                  category_of=base.category)
+                  category_of=base.category, forgotten=rules.forgotten)
 
 
 def catalog_rules(goods_ids, available, categories, version: str | None = None) -> ShopRules:
@@ -311,9 +320,13 @@ class RulesHolder:
     """The ShopRules of a warehouse, re-read when the catalog pointer or the blacklist
     changes, looked at no more often than every `interval` seconds."""
 
-    def __init__(self, root: str | Path, interval: float = 2.0, blacklist=None):
+    def __init__(self, root: str | Path, interval: float = 2.0, blacklist=None,
+                 register=None):
+        from engine.privacy import FileRegister
+
         self.root, self.interval = Path(root), interval
         self.blacklist = blacklist if blacklist is not None else FileBlacklist(root)
+        self.register = register if register is not None else FileRegister(root)
         self._rules = ShopRules()
         self._seen: tuple | None = None
         self._checked = float("-inf")
@@ -327,7 +340,8 @@ class RulesHolder:
         return self._rules
 
     def _signature(self) -> tuple:
-        return current_catalog(self.root), self.blacklist.signature()
+        return (current_catalog(self.root), self.blacklist.signature(),
+                self.register.signature())
 
     def refresh(self, force: bool = False) -> ShopRules:
         """Re-read what changed; a request that finds another thread at it goes on with the
@@ -341,10 +355,10 @@ class RulesHolder:
                 seen = self._signature()
                 if seen == self._seen and not force:
                     return self._rules
-                catalog, _ = seen
+                catalog = seen[0]
                 rules = _load_catalog(self.root, catalog) if catalog else ShopRules()
                 rules = ShopRules(rules.unavailable, self.blacklist.read(),
-                                  rules.category, rules.catalog)
+                                  rules.category, rules.catalog, self.register.read())
             except (RulesError, PyMongoError) as exc:
                 self.errors += 1
                 if seen is not None:

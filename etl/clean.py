@@ -17,6 +17,7 @@ Run with: shoprecs clean --date 2024-01-30   (or --from 2024-01-01 --to 2024-01-
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import re
 from pathlib import Path
@@ -38,7 +39,8 @@ from pyspark.sql.types import (
 
 from core.bus_profile import BusProfile
 from core.errors import NoLandedData
-from core.phones import InvalidPhone, PhoneRules, normalize, user_key
+from core.phones import INVALID, PLACEHOLDER, PhoneRules, shopper_key
+from etl.privacy import mark_cleaned
 
 log = logging.getLogger(__name__)
 
@@ -88,28 +90,14 @@ GOODS_SCHEMA = StructType([StructField("id", StringType()), StructField("name", 
                            StructField("category", StringType())])
 
 
-INVALID = ""  # what phone_keys gives a phone that breaks the rules (a key is 64 hex digits)
-PLACEHOLDER = "-"  # ... and a placeholder number, nobody's (phone.placeholders)
-
-
-def phone_keys(rules: PhoneRules, hmac_key: str, placeholders: str | None = None):
-    """A pandas UDF: each phone as sent -> its `core.phones.user_key` (the one definition
-    of both the normalization and the key), None when blank, INVALID when no phone,
+def phone_keys(rules: PhoneRules, hmac_keys, placeholders: str | None = None):
+    """A pandas UDF: each phone as sent -> `core.phones.shopper_key` (the one definition of
+    the normalization and the key): its user_key, None when blank, INVALID when no phone,
     PLACEHOLDER when its national number matches `placeholders` (a regular expression)."""
     placeholder = re.compile(placeholders).search if placeholders else None
-    cc = rules.country_code
 
     def key(raw: str | None) -> str | None:
-        if raw is None or not raw.strip(" "):
-            return None
-        try:
-            digits = normalize(raw, rules)
-        except InvalidPhone:
-            return INVALID
-        if placeholder is not None and placeholder(digits[len(cc):] if digits.startswith(cc)
-                                                   else digits):
-            return PLACEHOLDER
-        return user_key(digits, hmac_key)
+        return shopper_key(raw, rules, hmac_keys, placeholder)
 
     @F.pandas_udf(StringType())
     def keys(phones: pd.Series) -> pd.Series:
@@ -131,7 +119,7 @@ def _blank(col: Column) -> Column:
     return col.isNull() | (F.trim(col) == "")
 
 
-def transform(raw: DataFrame, *, rules: PhoneRules, hmac_key: str,
+def transform(raw: DataFrame, *, rules: PhoneRules, hmac_key,
               profile: BusProfile = BusProfile(), placeholders: str | None = None,
               max_orders_per_day: int = 0) -> tuple[DataFrame, DataFrame]:
     """(clean order lines, quarantined records) from raw orders with `dt` and `_seq` columns
@@ -142,8 +130,9 @@ def transform(raw: DataFrame, *, rules: PhoneRules, hmac_key: str,
     Orders of a placeholder phone, or of a phone with more than `max_orders_per_day` orders
     on one day (0: no limit), are kept as guest orders and quarantined with the reason.
     """
-    if "source" not in raw.columns:
-        raw = raw.withColumn("source", F.lit(None).cast("string"))
+    for name in ("source", "_user_key"):
+        if name not in raw.columns:
+            raw = raw.withColumn(name, F.lit(None).cast("string"))
     if profile.date_field:
         ts = order_times(profile)(F.col("date"))
         kind = {"iso": "ISO 8601", "epoch": "epoch seconds",
@@ -153,7 +142,9 @@ def transform(raw: DataFrame, *, rules: PhoneRules, hmac_key: str,
     else:  # the bus filters by a date the orders do not carry: the day asked for
         ts = F.to_timestamp(F.col("dt"))
         undated = "order date missing"
-    key = phone_keys(rules, hmac_key, placeholders)(F.col("clientTel"))
+    # an order past raw retention (etl/privacy.py) carries its key instead of the phone
+    key = F.coalesce(F.col("_user_key"),
+                     phone_keys(rules, hmac_key, placeholders)(F.col("clientTel")))
     orders = raw.withColumn("order_ts", ts).withColumn("key", key).withColumn(
         "reason",
         F.when(F.col("_corrupt_record").isNotNull(), "unparseable record")
@@ -248,7 +239,7 @@ def raw_schema(profile: BusProfile) -> StructType:
     """The landed JSON's schema under the profile's field names."""
     fields = {"id": StringType(), profile.date_field: StringType(),
               profile.phone_field: StringType(), profile.source_field: StringType(),
-              "basket": RAW_ORDER_SCHEMA["basket"].dataType}
+              "basket": RAW_ORDER_SCHEMA["basket"].dataType, "_user_key": StringType()}
     return StructType([StructField(name, kind) for name, kind in fields.items() if name]
                       + [StructField("_corrupt_record", StringType())])
 
@@ -265,7 +256,7 @@ def read_raw(spark: SparkSession, root: Path, days: list[dt.date],
     return raw.select(
         "id", *(F.col(f"`{field}`").alias(name) if field else F.lit(None).cast("string")
                 .alias(name) for name, field in named.items()),
-        "basket", "_corrupt_record", "dt").withColumn(
+        "basket", "_user_key", "_corrupt_record", "dt").withColumn(
         "_seq", F.monotonically_increasing_id()).withColumn("dt", F.col("dt").cast("string"))
 
 
@@ -301,7 +292,7 @@ def run(spark: SparkSession, settings, start: dt.date, end: dt.date) -> dict:
                        settings.phone_national_length)
     profile = BusProfile.from_settings(settings)
     raw = read_raw(spark, root, day_range(start, end), profile).persist()
-    clean, bad = transform(raw, rules=rules, hmac_key=settings.privacy_hmac_key,
+    clean, bad = transform(raw, rules=rules, hmac_key=settings.hmac_keys,
                            profile=profile, placeholders=settings.phone_placeholders or None,
                            max_orders_per_day=settings.phone_max_orders_per_day)
     catalog = clean_goods(spark, root, end).persist()
@@ -315,6 +306,9 @@ def run(spark: SparkSession, settings, start: dt.date, end: dt.date) -> dict:
          .option("partitionOverwriteMode", "dynamic")
          .partitionBy("dt").json(str(root / "quarantine")))
         catalog.write.mode("overwrite").parquet(str(root / "clean" / "goods"))
+        mark_cleaned(root, *(x for day in day_range(start, end) for x in (
+            day.isoformat(), json.loads((root / "landing" / "orders" / f"dt={day}" /
+                                         "_manifest.json").read_text())["sha256"])))
         counts = clean.agg(F.count("*").alias("lines"),
                            F.countDistinct("order_id").alias("orders"),
                            F.count_distinct(F.when(F.to_date("order_ts").cast("string")

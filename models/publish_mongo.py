@@ -87,7 +87,7 @@ def publish_version(spark: SparkSession, settings, version: str, *, factory=conn
                            settings.phone_national_length)
         try:  # refuse to switch to what the service could not serve
             MongoEngine(MongoSnapshot(store, version, cache_size=1000),
-                        hmac_key=settings.privacy_hmac_key, rules=rules).self_check()
+                        hmac_key=settings.hmac_keys, rules=rules).self_check()
         except Exception:
             store.refuse(version)  # so that publishing it again rewrites it
             raise

@@ -18,7 +18,7 @@ from core.phones import PhoneRules
 from engine import EngineHolder, RulesHolder
 from engine.events import EventLog, RecommendationIds
 from engine.experiments import Experiment
-from engine.mongo_engine import blacklist_for, engine_for, event_sinks, source_for
+from engine.mongo_engine import blacklist_for, engine_for, event_sinks, register_for, source_for
 from service import errors, events, merch, ops, routes, shop
 from service.auth import parse_keys
 from service.metrics import Metrics, MetricsMiddleware
@@ -33,7 +33,7 @@ def make_holder(settings: shoprecs_config.Settings, engine=None) -> EngineHolder
                        settings.phone_national_length)
 
     def make_engine(snapshot):
-        return engine_for(snapshot, hmac_key=settings.privacy_hmac_key, rules=rules)
+        return engine_for(snapshot, hmac_key=settings.hmac_keys, rules=rules)
 
     holder = EngineHolder(settings.warehouse, make_engine, engine,
                           source=source_for(settings) if engine is None else None)
@@ -59,20 +59,22 @@ def create_app(config: dict | None = None) -> Flask:
     holder = make_holder(settings, app.config["ENGINE"])
     metrics = Metrics(holder)
     storefront_keys = parse_keys(settings.storefront_api_keys)
+    rules = RulesHolder(settings.warehouse, settings.service_rules_interval,
+                        blacklist_for(settings), register_for(settings))
     event_log = None
     if settings.events_enabled:
         event_log = EventLog(event_sinks(settings), interval=settings.events_interval,
                              max_pending=settings.events_max_pending,
                              on_written=metrics.events_written,
-                             on_dropped=metrics.events_dropped)
+                             on_dropped=metrics.events_dropped,
+                             forgotten=lambda: rules.current().forgotten)
     app.extensions.update({
         "shoprecs.events": event_log, "shoprecs.recommendation_ids": RecommendationIds(),
         "shoprecs.experiment": Experiment.parse(settings.experiment_name,
                                                 settings.experiment_arms),
         "shoprecs.seen_events": LRUCache(events.SEEN_EVENT_IDS),
         "shoprecs.settings": settings, "shoprecs.holder": holder, "shoprecs.metrics": metrics,
-        "shoprecs.rules": RulesHolder(settings.warehouse, settings.service_rules_interval,
-                                      blacklist_for(settings)),
+        "shoprecs.rules": rules,
         "shoprecs.admin_keys": parse_keys(settings.admin_api_keys),
         "shoprecs.storefront_keys": storefront_keys})
     errors.init_app(app)

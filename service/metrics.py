@@ -26,7 +26,7 @@ ROUTES = {  # (first segment, last segment or None) -> route label
     ("products", "similar"): "/products/{goods_id}/similar",
 }
 FIXED = {p: p for p in ("/recommendations/basket", "/models", "/health", "/ready", "/metrics",
-                        "/openapi.json", "/admin/reload", "/merch", "/", "/events",
+                        "/openapi.json", "/admin/reload", "/admin/forget", "/merch", "/", "/events",
                         "/experiments")}
 BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 

@@ -1,10 +1,14 @@
-"""Routes for operators: /models, /health, /ready, /metrics, /openapi.json, /admin/reload."""
+"""Routes for operators: /models, /health, /ready, /metrics, /openapi.json, /admin/reload,
+/admin/forget."""
 from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ConfigDict
 
-from service.api import endpoint
+from core.errors import WarehouseBusy
+from engine import InvalidPhone
+from service.api import Shopper, endpoint
 from service.auth import HEADER, require_key
 from service.errors import ApiError
 from service.openapi import document
@@ -62,3 +66,32 @@ def admin_reload():
     if result.status == "refused":
         raise ApiError(409, "reload_refused", result.detail)
     return jsonify(status=result.status, version=result.version, detail=result.detail)
+
+
+class ForgetRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True,
+                              json_schema_extra={"example": {"phone": "+7 (905) 545-5709"}})
+    phone: Shopper
+
+
+@endpoint(bp, "/admin/forget", "POST", admin=True, body=ForgetRequest, answer=_OBJECT,
+          also=(202,), errors=(400, 401, 403),
+          summary="Erase a shopper on request (needs an admin X-API-Key): answered as unknown "
+                  "at once; 200 with what was removed, or 202 when a run holds the warehouse "
+                  "and the night finishes the erasure")
+def admin_forget(body: ForgetRequest):
+    from etl import privacy
+
+    require_key(request.headers.get(HEADER), current_app.extensions["shoprecs.admin_keys"],
+                "admin", "SHOPRECS_ADMIN_API_KEYS")
+    settings = current_app.extensions["shoprecs.settings"]
+    try:
+        try:
+            done, status = privacy.forget(settings, body.phone, wait=0), 200
+        except WarehouseBusy:
+            done, status = privacy.defer(settings, body.phone), 202
+    except InvalidPhone as exc:
+        raise ApiError(400, "invalid_phone", f"phone: {exc}") from None
+    current_app.extensions["shoprecs.rules"].refresh(force=True)  # this worker, now
+    return jsonify(status="erased" if status == 200 else "pending", key=done["key"],
+                   requested_at=done["requested_at"], removed=done.get("removed")), status

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import traceback
 
 import click
@@ -191,6 +192,62 @@ def run(settings, date, start, end):
     timings: dict = {}
     version = pipeline.run_all(settings, start, end, timings)
     click.echo(f"published {version}; step seconds: {timings}")
+
+
+@main.command()
+@click.option("--date", type=_DATE, help="The day the age is counted from (default: today).")
+@click.option("--apply", is_flag=True, help="Rewrite the days (default: a dry run that only "
+              "says what it would rewrite).")
+@click.pass_obj
+def retention(settings, date, apply):
+    """Raw landed orders older than privacy.raw_retention_days, once cleaned, keep only
+    each order's key: no phone stays in landing/ or quarantine/ past the limit."""
+    from etl.privacy import retention as run_retention
+
+    today = date.date() if date else dt.date.today()
+    report = run_retention(settings, today, apply=apply)
+    if report["limit"] is None:
+        click.echo("privacy.raw_retention_days is 0: raw orders are kept as landed")
+        return
+    verb = "rewrote" if apply else "would rewrite (dry run; --apply to do it)"
+    click.echo(f"{verb}: {len(report['days'])} landed days before {report['limit']} "
+               f"({report['orders']} orders), {report['quarantine_files']} quarantine files")
+    for day in report["days"]:
+        click.echo(f"  landing/orders/dt={day}")
+
+
+@main.command()
+@click.argument("phone")
+@click.pass_obj
+def forget(settings, phone):
+    """Erase a shopper on request: their phone and key leave landing, quarantine, clean
+    data, the id mapping, the models, the served results and the events now; the request
+    (key and time only) stays so that no later backfill brings them back. Idempotent."""
+    from core.phones import InvalidPhone
+    from etl.privacy import forget as erase
+
+    try:
+        done = erase(settings, phone)
+    except InvalidPhone as exc:
+        raise click.BadParameter(f"{exc}", param_hint="PHONE") from None
+    state = "recorded" if done["new_request"] else f"already recorded at {done['requested_at']}"
+    click.echo(f"forgot shopper {done['key'][:12]}... ({state}); removed: "
+               + ", ".join(f"{zone} {n}" for zone, n in done["removed"].items()))
+
+
+@main.command("rotate-key")
+@click.option("--new-key-env", default="SHOPRECS_PRIVACY_NEW_KEY", show_default=True,
+              help="The environment variable holding the new key (never on the command line).")
+@click.pass_obj
+def rotate_key(settings, new_key_env):
+    """Re-key every stored shopper key under a new key, in one resumable pass; then append
+    the new key to privacy.key_rotations everywhere and restart the service."""
+    from etl.privacy import rotate
+
+    counts = rotate(settings, os.environ.get(new_key_env, ""))
+    click.echo(f"re-keyed: {counts}; now append ${new_key_env} to privacy.key_rotations "
+               "(SHOPRECS_PRIVACY_KEY_ROTATIONS) for the pipeline and the service, and "
+               "restart the service")
 
 
 @main.command()

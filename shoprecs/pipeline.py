@@ -47,10 +47,15 @@ def _session(spark):
 @locked
 def extract(settings: Settings, start: dt.date, end: dt.date,
             refetch: bool = False) -> list[dict]:
+    from engine.privacy import FileRegister
     from etl.bus import BusClient
     from etl.bus import extract as extract_range
+    from etl.privacy import scrub
 
     client = BusClient.from_settings(settings)
+    forgotten = FileRegister(settings.warehouse).read()
+    if forgotten:
+        client.scrub = lambda orders: scrub(settings, orders, forgotten)
     return extract_range(client, start, end, settings.warehouse, refetch,
                          settings.bus_lookback_days)
 
@@ -76,10 +81,12 @@ def catalog(settings: Settings) -> dict:
 
 @locked
 def clean(settings: Settings, start: dt.date, end: dt.date, spark=None) -> dict:
+    from engine.privacy import check_keys
     from etl import clean as clean_job
     from etl.bus import days
 
     clean_job.landed_paths(settings.warehouse, days(start, end))  # NoLandedData, before Spark
+    check_keys(settings, adopt=True)  # ConfigError when the key is not the warehouse's
     with _session(spark) as session:
         return clean_job.run(session, settings, start, end)
 
@@ -331,10 +338,22 @@ def reload_service(settings: Settings, version: str, attempts: int = 3) -> dict:
 
 
 @locked
+def privacy(settings: Settings, day: dt.date) -> dict:
+    """The night's personal-data step: erasures the service deferred, then raw retention
+    (docs/privacy.md)."""
+    from etl import privacy as privacy_job
+
+    erased = privacy_job.erase_pending(settings)
+    kept = privacy_job.retention(settings, day, apply=True)
+    return {"erased": len(erased), "retention": {k: kept[k] for k in ("limit", "orders")},
+            "days_rewritten": len(kept["days"])}
+
+
+@locked
 def run_all(settings: Settings, start: dt.date, end: dt.date, timings: dict | None = None,
             spark=None) -> str:
-    """extract -> clean -> attribute -> train -> publish for start..end, in one Spark
-    session."""
+    """extract -> clean -> attribute -> train -> publish -> privacy for start..end, in one
+    Spark session."""
     with timed("extract", timings):
         first, last = landed_range(extract(settings, start, end))
     with _session(spark) as session:
@@ -346,4 +365,6 @@ def run_all(settings: Settings, start: dt.date, end: dt.date, timings: dict | No
             version = train(settings, end, session)
     with timed("publish", timings):
         publish(settings, version)
+    with timed("privacy", timings):
+        privacy(settings, end)
     return version

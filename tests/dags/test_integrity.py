@@ -18,7 +18,8 @@ def test_task_graph(dagbag):
         ("extract", "evaluate_gate"), ("clean", "train_als"), ("clean", "train_fpgrowth"),
         ("train_als", "evaluate_gate"), ("train_fpgrowth", "evaluate_gate"),
         ("extract", "attribute"), ("clean", "attribute"), ("attribute", "evaluate_gate"),
-        ("evaluate_gate", "publish"), ("publish", "reload")}
+        ("evaluate_gate", "publish"), ("publish", "reload"),
+        ("extract", "privacy"), ("clean", "privacy")}
 
 
 def test_the_weekly_tune_runs_after_sundays_night(dagbag):

@@ -1,0 +1,250 @@
+"""Personal data under control (etl/privacy.py): raw retention, erasure on request, key
+rotation, on one generated shop's nights (its bus kept running for backfills)."""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from urllib.parse import quote
+
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from core.config import Settings
+from core.errors import ConfigError
+from core.phones import InvalidPhone, normalize, rekey, user_key
+from etl import privacy
+from etl.generator import GeneratorParams, format_phone, generate
+from service import create_app
+from shoprecs import pipeline
+from shoprecs.demo import free_port, start_simulator
+from tests.conftest import TEST_KEY
+
+pytestmark = [pytest.mark.spark]
+FIRST, LAST = dt.date(2024, 1, 1), dt.date(2024, 1, 6)
+ADMIN = "admin-key"
+
+
+@pytest.fixture(scope="module")
+def shop(spark, tmp_path_factory):
+    """Six nights of a generated shop, raw orders kept 3 days: days before 01-03 are past
+    retention after the last night."""
+    params = GeneratorParams(start=FIRST, days=6, orders=1500, shoppers=150, goods=120,
+                             clusters=3, items_per_cluster=25, bundles=4, bundle_rate=0.4,
+                             seed=5)
+    orders, goods, _ = generate(params)
+    s = dataclasses.replace(
+        Settings(), warehouse_root=str(tmp_path_factory.mktemp("privacy") / "warehouse"),
+        privacy_hmac_key=TEST_KEY, bus_url=f"http://127.0.0.1:{free_port()}", bus_per_page=200,
+        bus_retries=1, train_window_days=6, train_holdout_days=0,
+        privacy_raw_retention_days=3, admin_api_keys=ADMIN, service_rules_interval=0.0)
+    bus = start_simulator(orders, goods, s)
+    spark.catalog.clearCache()
+    try:
+        pipeline.run_all(s, FIRST, LAST, spark=spark)
+        yield s, orders
+    finally:
+        bus.stop()
+
+
+@pytest.fixture
+def copy(shop, tmp_path):
+    """The shop's warehouse, copied for one test to change."""
+    s, orders = shop
+    shutil.copytree(s.warehouse, tmp_path / "warehouse")
+    return dataclasses.replace(s, warehouse_root=str(tmp_path / "warehouse")), orders
+
+
+def busiest(orders) -> str:
+    return Counter(normalize(o["clientTel"]) for o in orders if o["clientTel"]).most_common(1)[0][0]
+
+
+def clean_rows(root: Path) -> list[tuple]:
+    table = ds.dataset(root / "clean" / "orders", format="parquet", partitioning="hive").to_table()
+    return sorted(zip(*(table[c].to_pylist() for c in
+                        ("dt", "order_id", "goods_id", "user_key", "quantity")), strict=True),
+                  key=lambda r: tuple("" if v is None else str(v) for v in r))
+
+
+PHONE = re.compile(r"(?<![0-9a-f])" + privacy.PHONE_LIKE.pattern + "(?![0-9a-f])")
+
+
+def phones_in(text: str) -> set[str]:
+    """Every phone number in a text, in any spelling (not the digits inside a hex key)."""
+    found = set()
+    for match in PHONE.finditer(text):
+        try:
+            found.add(normalize(match.group(0)))
+        except InvalidPhone:
+            pass
+    return found
+
+
+def traces(root: Path, digits: str, key: str) -> list[str]:
+    """Every file of the warehouse that holds the phone (any spelling) or the key, but the
+    register of requests."""
+    hits = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = str(path.relative_to(root))
+        if rel.startswith("privacy/forgotten") or path.name.endswith(".crc"):
+            continue
+        if path.suffix == ".parquet":
+            table = pq.read_table(path, partitioning=None)
+            values = {v for c in table.column_names if str(table[c].type) == "string"
+                      for v in table[c].to_pylist()}
+            if key in values:
+                hits.append(rel)
+            continue
+        text = path.read_bytes().decode("utf-8", "replace")
+        if key in text or digits in phones_in(text):
+            hits.append(rel)
+    return hits
+
+
+def recommendations(client, phone: str):
+    resp = client.get(f"/users/{quote(phone)}/recommendations?limit=10")
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    return resp.headers["X-Recommendation-Source"], [i["goodsId"] for i in resp.get_json()]
+
+
+def test_raw_orders_past_retention_keep_no_phone_and_clean_the_same(spark, copy):
+    s, orders = copy
+    landing = s.warehouse / "landing" / "orders"
+    for day in sorted(landing.glob("dt=*")):
+        text = (day / "orders.jsonl").read_text()
+        manifest = json.loads((day / "_manifest.json").read_text())
+        if day.name < "dt=2024-01-03":  # the night of 01-06 keeps 3 days
+            assert not phones_in(text) and "retention" in manifest, day.name
+            assert '"_user_key":"' in text
+        else:
+            assert phones_in(text) and "retention" not in manifest, day.name
+    for day in sorted((s.warehouse / "quarantine").glob("dt=*")):
+        if day.name < "dt=2024-01-03":
+            assert not any(phones_in(p.read_text()) for p in day.glob("*.json"))
+    before = clean_rows(s.warehouse)
+    pipeline.clean(s, FIRST, LAST, spark)  # a re-clean reads the keys where phones were
+    assert clean_rows(s.warehouse) == before
+    # a dry run says what a later day would rewrite, and changes nothing
+    snapshot = {p: p.stat().st_mtime_ns for p in landing.rglob("*")}
+    report = privacy.retention(s, LAST + dt.timedelta(days=2))
+    assert report["days"] == ["2024-01-03", "2024-01-04"] and not report["applied"]
+    assert report["orders"] == sum(o["date"][:10] in report["days"] for o in orders)
+    assert {p: p.stat().st_mtime_ns for p in landing.rglob("*")} == snapshot
+
+
+def test_forget_erases_every_trace_and_the_service_forgets_at_once(spark, copy):
+    s, orders = copy
+    digits = busiest(orders)
+    key = user_key(digits, s.hmac_keys)
+    phone = format_phone(digits, 1)
+    client = create_app({"TESTING": True, "SETTINGS": s}).test_client()
+    assert recommendations(client, phone)[0] == "personalized"
+    assert traces(s.warehouse, digits, key)  # it is everywhere before
+
+    resp = client.post("/admin/forget", json={"phone": phone}, headers={"X-API-Key": ADMIN})
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    removed = resp.get_json()["removed"]
+    assert all(removed[zone] > 0 for zone in ("landing", "clean", "models", "serving"))
+    # the worker that loaded the shopper answers them as unknown now, as does a new one
+    assert recommendations(client, phone)[0] == "popular"
+    fresh = create_app({"TESTING": True, "SETTINGS": s}).test_client()
+    assert recommendations(fresh, format_phone(digits, 3))[0] == "popular"
+    assert traces(s.warehouse, digits, key) == []
+
+    # neither a re-clean nor a backfill that fetches the old days again brings them back
+    pipeline.extract(s, FIRST, LAST, refetch=True)
+    pipeline.clean(s, FIRST, LAST, spark)
+    assert traces(s.warehouse, digits, key) == []
+    assert {r[3] for r in clean_rows(s.warehouse)} - {None}  # the others stay
+
+    again = privacy.forget(s, format_phone(digits, 0))
+    assert not again["new_request"] and not any(again["removed"].values())
+    bad = client.post("/admin/forget", json={"phone": "not a phone"},
+                      headers={"X-API-Key": ADMIN})
+    assert bad.status_code == 400 and bad.get_json()["error"]["code"] == "invalid_phone"
+    assert client.post("/admin/forget", json={"phone": phone}).status_code == 401
+
+
+def test_a_request_during_a_run_is_answered_at_once_and_erased_by_the_night(copy):
+    s, orders = copy
+    digits = busiest(orders)
+    key = user_key(digits, s.hmac_keys)
+    phone = format_phone(digits, 2)
+    client = create_app({"TESTING": True, "SETTINGS": s}).test_client()
+    hold = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from core.config import Settings; "
+         "from engine.lock import warehouse_lock\nwith warehouse_lock(Settings("
+         "warehouse_root=sys.argv[1])):\n print('held', flush=True); time.sleep(60)",
+         str(s.warehouse)], stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": os.getcwd()})
+    try:
+        assert hold.stdout.readline().strip() == "held"
+        resp = client.post("/admin/forget", json={"phone": phone},
+                           headers={"X-API-Key": ADMIN})
+        assert resp.status_code == 202 and resp.get_json()["status"] == "pending"
+        assert recommendations(client, phone)[0] == "popular"
+        assert traces(s.warehouse, digits, key)  # not erased yet: the run holds the data
+    finally:
+        hold.kill()
+        hold.wait()
+    assert pipeline.privacy(s, LAST)["erased"] == 1  # the night's privacy task
+    assert traces(s.warehouse, digits, key) == []
+    assert pipeline.privacy(s, LAST)["erased"] == 0
+
+
+def test_a_rotated_key_keeps_every_shoppers_history(spark, copy, tmp_path):
+    s, orders = copy
+    shoppers = [d for d, _ in Counter(normalize(o["clientTel"]) for o in orders
+                                      if o["clientTel"]).most_common(15)]
+    client = create_app({"TESTING": True, "SETTINGS": s}).test_client()
+    before = {d: recommendations(client, format_phone(d, 0)) for d in shoppers}
+    old_rows = clean_rows(s.warehouse)
+    old_ids = {r["key"]: r["id"] for r in ds.dataset(
+        s.warehouse / "models" / (s.warehouse / "models" / "LATEST").read_text().strip()
+        / "ids" / "users").to_table().to_pylist()}
+
+    # a rotation killed half-way (a failing rename) is finished by running it again
+    crashed = dataclasses.replace(s, warehouse_root=str(tmp_path / "crashed"))
+    shutil.copytree(s.warehouse, crashed.warehouse)
+    real_replace, calls = os.replace, []
+
+    def failing(src, dst):
+        calls.append(dst)
+        if len(calls) == 7:
+            raise OSError("disk gone")
+        real_replace(src, dst)
+    privacy.os.replace = failing
+    try:
+        with pytest.raises(OSError, match="disk gone"):
+            privacy.rotate(crashed, "the-new-key")
+    finally:
+        privacy.os.replace = real_replace
+    privacy.rotate(crashed, "the-new-key")
+    privacy.rotate(s, "the-new-key")
+
+    with pytest.raises(ConfigError, match="privacy.key_rotations"):
+        pipeline.clean(s, LAST, LAST, spark)  # the old configuration is refused
+    rotated = dataclasses.replace(s, privacy_key_rotations="the-new-key")
+    new_rows = clean_rows(rotated.warehouse)
+    assert new_rows == sorted(
+        [r[:3] + (None if r[3] is None else rekey(r[3], "the-new-key"),) + r[4:]
+         for r in old_rows], key=lambda r: tuple("" if v is None else str(v) for v in r))
+    assert clean_rows(crashed.warehouse) == new_rows
+    new_ids = {r["key"]: r["id"] for r in ds.dataset(
+        rotated.warehouse / "models" / (rotated.warehouse / "models" / "LATEST").read_text()
+        .strip() / "ids" / "users").to_table().to_pylist()}
+    assert new_ids == {rekey(k, "the-new-key"): i for k, i in old_ids.items()}
+    client = create_app({"TESTING": True, "SETTINGS": rotated}).test_client()
+    assert {d: recommendations(client, format_phone(d, 0)) for d in shoppers} == before
+    # the next clean keys new orders under the chain: the same keys as the rotated ones
+    pipeline.clean(rotated, FIRST, LAST, spark)
+    assert clean_rows(rotated.warehouse) == new_rows
+    assert re.fullmatch(r"[0-9a-f]{64}", new_rows[0][3] or "0" * 64)
