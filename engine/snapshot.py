@@ -166,8 +166,9 @@ def publish(root: str | Path, version: str) -> Path:
     serving = root / "serving"
     dst = serving / version
     if not dst.exists():
+        for stale in serving.glob(f".{version}.*.tmp"):  # a publish killed half-way
+            shutil.rmtree(stale, ignore_errors=True)
         tmp = serving / f".{version}.{os.getpid()}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
         try:
             _stage(src, tmp, version)
             Snapshot.load(tmp)  # refuse to publish what the service could not load

@@ -20,6 +20,7 @@ import datetime as dt
 import json
 import logging
 import re
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -291,6 +292,9 @@ def run(spark: SparkSession, settings, start: dt.date, end: dt.date) -> dict:
     rules = PhoneRules(settings.phone_country_code, settings.phone_trunk_prefix,
                        settings.phone_national_length)
     profile = BusProfile.from_settings(settings)
+    for leftover in [*root.glob("clean/orders/.spark-staging-*"),
+                     *root.glob("quarantine/.spark-staging-*")]:
+        shutil.rmtree(leftover, ignore_errors=True)  # of a run killed while writing
     raw = read_raw(spark, root, day_range(start, end), profile).persist()
     clean, bad = transform(raw, rules=rules, hmac_key=settings.hmac_keys,
                            profile=profile, placeholders=settings.phone_placeholders or None,
