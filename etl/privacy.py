@@ -43,6 +43,7 @@ from core.phones import (
     PLACEHOLDER,
     InvalidPhone,
     PhoneRules,
+    key_fingerprint,
     mask,
     normalize,
     rekey,
@@ -524,7 +525,7 @@ def rotate(settings, new_key: str) -> dict:
         raise ConfigError("the new key must be set and differ from every key in use "
                           "(SHOPRECS_PRIVACY_NEW_KEY)")
     root = settings.warehouse
-    target = [*chain_of(settings), *chain_of_one(new_key)]
+    target = [*chain_of(settings), key_fingerprint(new_key)]
     counts = dict.fromkeys(("landing", "parquet", "events", "register", "mongodb"), 0)
     with warehouse_lock(settings):
         check_keys(settings)
@@ -626,7 +627,7 @@ def rotate(settings, new_key: str) -> dict:
                 counts["events"] += once(path, lambda path=path: events(path))
         for register in registers(settings):
             for key in list(register.read()):
-                if not _is_rekeyed(journal, f"register:{key}"):
+                if f"register:{key}" not in journal["done"]:
                     register.rename(key, new(key))
                     journal["done"].append(f"register:{key}")
                     save()
@@ -640,23 +641,13 @@ def rotate(settings, new_key: str) -> dict:
     return counts
 
 
-def chain_of_one(key: str) -> list[str]:
-    from core.phones import key_fingerprint
-
-    return [key_fingerprint(key)]
-
-
-def _is_rekeyed(journal: dict, name: str) -> bool:
-    return name in journal["done"]
-
-
 def _rotate_mongo(db, new, journal: dict, save, mark: str) -> int:
     """user_recs_<v>: re-keyed into a staging collection renamed over the old one (atomic;
     a killed run rebuilds the staging copy); impressions and feedback: each document
     re-keyed once, marked with the target chain. Each collection journaled when done."""
     moved = 0
     for name in sorted(db.list_collection_names()):
-        if _is_rekeyed(journal, f"mongodb:{name}"):
+        if f"mongodb:{name}" in journal["done"]:
             continue
         coll = db[name]
         if name.startswith("user_recs_"):
