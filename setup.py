@@ -22,6 +22,7 @@ SERVE = [
     "pymongo>=4.6",
     "cachetools>=5",  # the MongoDB-backed engine's LRU
     "prometheus-client>=0.20",
+    "limits>=3.10",  # POST /events' rate limit per client
 ]
 PIPELINE = [
     "pyspark>=4.0,<5",

@@ -128,8 +128,15 @@ class Settings:
     service_socket_queue_size: int = 128
     service_accepted_queue_size: int = 256
     service_keepalive_limit: int = 256
-    service_socket_timeout: float = 10.0
+    service_socket_timeout: float = 10.0  # an idle connection is closed after this long
+    # a request must arrive whole (head and body) this many seconds after its first byte,
+    # else 408; until then it waits without holding a thread (service/connections.py)
+    service_request_timeout: float = 5.0
     service_shutdown_timeout: float = 10.0  # SIGTERM: how long requests in flight may finish
+    # proxies in front of the service (IP addresses or networks, comma-separated) whose
+    # X-Forwarded-For names the client, in the access log and the rate limits; none: the
+    # header is ignored (a client can write anything in it)
+    service_trusted_proxies: str = ""
     service_max_body_bytes: int = 65536
     service_max_header_bytes: int = 16384
     service_reload_interval: float = 10.0  # seconds between looks at serving/CURRENT; 0: never
@@ -143,6 +150,11 @@ class Settings:
     events_enabled: bool = True
     events_interval: float = 0.5
     events_max_pending: int = 50_000
+    # POST /events: events per client (its API key, else its address) in each worker
+    # process, in the `limits` notation ("300/second"; "" for none), and the feedback
+    # written per UTC day across the service (0 for no cap); past either: 429 + Retry-After
+    events_rate_limit: str = "300/second"
+    events_max_feedback_mb_per_day: float = 200.0
     # An A/B test (engine/experiments.py): arms "arm:variant:share, ..." (variants: model,
     # popular), shares summing to 100; no name, no experiment.
     experiment_name: str = ""

@@ -106,6 +106,13 @@ def shopper_key(raw: str | None, rules: PhoneRules, key: str | Sequence[str],
     return user_key(digits, key)
 
 
+# Anything that may be a phone in any format the rules accept: a digit (after an optional
+# `+` or `(`), then at least six more digits and separators (space, `(`, `)`, `-`, `.`,
+# and `+`, which a query string sends for a space), ending in a digit. Percent-encoded
+# text is decoded before it is masked (service/accesslog.py).
+PHONE_LIKE = re.compile(r"[+(]?[0-9][0-9 ()\-.+]{6,}[0-9]")
+
+
 def mask(text: str) -> str:
     """Hide all but the last two digits of anything that looks like a phone number."""
-    return re.sub(r"[+0-9][0-9 ()\-.%]{6,}[0-9]", lambda m: "*" * 6 + m.group(0)[-2:], text)
+    return PHONE_LIKE.sub(lambda m: "*" * 6 + m.group(0)[-2:], text)

@@ -25,8 +25,10 @@ worker processes share the folder safely; with MongoDB serving, events also go t
 from __future__ import annotations
 
 import collections
+import contextlib
 import datetime as dt
 import fcntl
+import hmac
 import json
 import logging
 import os
@@ -52,15 +54,43 @@ def now_iso(when: float | None = None) -> str:
 
 
 class RecommendationIds:
-    """Unique ids for answers: a random prefix per process, then a counter (no lock, no
-    system call per id): `3f9a0c1d2e4b-1a`."""
+    """Unique ids for answers, signed so that feedback can name only ids the service issued:
+    a random prefix per process, a counter (no lock, no system call per id), and an HMAC of
+    both under `secret`, which every worker of the service shares:
+    `3f9a0c1d2e4b-1a.5d0c8e2b9a7f6e31`."""
 
-    def __init__(self):
+    PATTERN = r"^[0-9a-f]{12}-[0-9a-f]{1,16}\.[0-9a-f]{16}$"
+
+    def __init__(self, secret: bytes):
         self.prefix = secrets.token_hex(6)
+        self._secret = secret
         self._count = iter(range(1, 1 << 62)).__next__  # next() is atomic under the GIL
 
+    @classmethod
+    def for_key(cls, hmac_key: str) -> RecommendationIds:
+        """Ids signed with a secret derived from the shop's HMAC key (privacy.hmac_key)."""
+        return cls(hmac.digest(hmac_key.encode(), b"shoprecs recommendation ids", "sha256"))
+
+    def _sign(self, unsigned: str) -> str:
+        return hmac.digest(self._secret, unsigned.encode(), "sha256")[:8].hex()
+
     def __call__(self) -> str:
-        return f"{self.prefix}-{self._count():x}"
+        unsigned = f"{self.prefix}-{self._count():x}"
+        return f"{unsigned}.{self._sign(unsigned)}"
+
+    def issued(self, rec_id: str) -> bool:
+        """Whether `rec_id` is one this service (any of its workers) issued."""
+        unsigned, _, signature = rec_id.rpartition(".")
+        return hmac.compare_digest(signature, self._sign(unsigned))
+
+
+def bytes_written(root: str | os.PathLike, kind: str, day: str) -> int:
+    """The size of every file of `kind` events written for the UTC `day` (YYYY-MM-DD)."""
+    total = 0
+    for path in (Path(root) / EVENTS_DIR / kind / f"dt={day}").glob("hour=*/*.jsonl"):
+        with contextlib.suppress(FileNotFoundError):
+            total += path.stat().st_size
+    return total
 
 
 class FileSink:

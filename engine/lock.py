@@ -12,9 +12,10 @@ Every command and Airflow task that writes to the warehouse runs inside `warehou
   thread every third of `lock.lease_seconds`. A holder that was killed stops renewing; the
   next run takes the lease over once it has expired.
 
-The lock is re-entrant within a process: `shoprecs run` holds it across its steps, and the
-steps it calls take it again without waiting on themselves. A second run waits
-`lock.wait_seconds` (saying every 30 s whom it waits for), then fails with WarehouseBusy.
+The lock is re-entrant within a thread: `shoprecs run` holds it across its steps, and the
+steps it calls take it again without waiting on themselves. Another thread, of this
+process or another, waits `lock.wait_seconds` (saying every 30 s whom it waits for), then
+fails with WarehouseBusy.
 """
 from __future__ import annotations
 
@@ -37,8 +38,7 @@ log = logging.getLogger(__name__)
 
 LOCK_DIR = "_lock"
 NOTICE_EVERY = 30.0
-_held: dict[str, int] = {}  # warehouse -> depth, in this process
-_guard = threading.Lock()
+_held = threading.local()  # .depth: warehouse -> how deep this thread holds it
 
 
 def _command() -> str:
@@ -72,7 +72,7 @@ class _FileLock:
         (root / LOCK_DIR).mkdir(parents=True, exist_ok=True)
         self.fh = open(root / LOCK_DIR / "lock", "a+")  # noqa: SIM115 - held until release
 
-    def acquire(self, wait: float) -> None:
+    def acquire(self, wait: float, on_wait=None) -> None:
         started = notice_at = time.monotonic()
         while True:
             try:
@@ -85,9 +85,11 @@ class _FileLock:
                     self.fh.close()
                     raise _busy(_describe(holder(self.root)), self.root, waited) from None
                 if now >= notice_at:
+                    who = _describe(holder(self.root))
                     log.warning("waiting for the warehouse %s: %s holds it (up to %.0f s "
-                                "more, lock.wait_seconds)", self.root,
-                                _describe(holder(self.root)), wait - waited)
+                                "more, lock.wait_seconds)", self.root, who, wait - waited)
+                    if on_wait is not None:
+                        on_wait(who)
                     notice_at = now + NOTICE_EVERY
                 time.sleep(min(0.5, wait - waited))
         me = {"pid": os.getpid(), "host": socket.gethostname(), "command": _command(),
@@ -164,25 +166,23 @@ class MongoLease:
 
 
 @contextlib.contextmanager
-def warehouse_lock(settings, wait: float | None = None):
+def warehouse_lock(settings, wait: float | None = None, on_wait=None):
     """Hold the warehouse of `settings` (and its MongoDB lease when MongoDB is a store)
-    for the block; re-entrant within the process. `wait` defaults to lock.wait_seconds."""
+    for the block; re-entrant within the thread. `wait` defaults to lock.wait_seconds;
+    `on_wait(holder)` is told who holds it, when this thread has to wait."""
     root = settings.warehouse.resolve()
     name = str(root)
-    with _guard:
-        depth = _held.get(name, 0)
-        if depth:
-            _held[name] = depth + 1
-    if depth:
+    depths = _held.__dict__.setdefault("depth", {})
+    if depths.get(name):
+        depths[name] += 1
         try:
             yield
         finally:
-            with _guard:
-                _held[name] -= 1
+            depths[name] -= 1
         return
     wait = settings.lock_wait_seconds if wait is None else wait
     file_lock = _FileLock(root)
-    file_lock.acquire(wait)
+    file_lock.acquire(wait, on_wait)
     lease = None
     try:
         if settings.publish_store in ("mongo", "both") and settings.mongo_uri:
@@ -191,13 +191,11 @@ def warehouse_lock(settings, wait: float | None = None):
             lease = MongoLease(connect(settings.mongo_uri)[settings.mongo_db], "warehouse",
                                settings.lock_lease_seconds)
             lease.acquire(wait)
-        with _guard:
-            _held[name] = 1
+        depths[name] = 1
         try:
             yield
         finally:
-            with _guard:
-                _held.pop(name, None)
+            depths.pop(name, None)
     finally:
         if lease is not None and lease._renewer is not None:
             lease.release()

@@ -40,6 +40,7 @@ from core.bus_profile import BusProfile
 from core.errors import ConfigError
 from core.phones import (
     INVALID,
+    PHONE_LIKE,
     PLACEHOLDER,
     InvalidPhone,
     PhoneRules,
@@ -56,7 +57,6 @@ from engine.privacy import FileRegister, chain_of, check_keys, record_chain, rec
 
 log = logging.getLogger(__name__)
 
-PHONE_LIKE = re.compile(r"[+0-9][0-9 ()\-.]{6,}[0-9]")
 PENDING = Path("privacy") / "pending"  # erasures the service recorded but could not run
 ROTATION = Path("privacy") / "rotation.json"
 KEYED_ZONES = ("clean", "models", "serving")
@@ -332,11 +332,12 @@ def record(settings, key: str) -> tuple[str, bool]:
     return FileRegister(settings.warehouse).read().get(key, now), new
 
 
-def forget(settings, phone: str, wait: float | None = None) -> dict:
+def forget(settings, phone: str, wait: float | None = None, on_wait=None) -> dict:
     """`shoprecs forget <phone>`: record the request, then erase the shopper everywhere,
-    under the warehouse lock (waiting `wait`, default lock.wait_seconds)."""
+    under the warehouse lock (waiting `wait`, default lock.wait_seconds; `on_wait(holder)`
+    is told whom it waits for)."""
     digits, key = key_of(settings, phone)
-    with warehouse_lock(settings, wait):
+    with warehouse_lock(settings, wait, on_wait):
         check_keys(settings)
         requested_at, new = record(settings, key)
         removed = erase(settings, digits, key, requested_at)
@@ -345,9 +346,10 @@ def forget(settings, phone: str, wait: float | None = None) -> dict:
 
 
 def defer(settings, phone: str) -> dict:
-    """The service's side of a request that could not erase now (another run holds the
-    warehouse): recorded, and the erasure left to `erase_pending` (the nightly run). The
-    service stops answering the shopper from the register alone."""
+    """The service's side of a request, before it erases: recorded in every register (the
+    service answers the shopper as unknown from now on) and noted as pending, so that the
+    nightly run's `erase_pending` finishes it if the service cannot (killed, or a run holds
+    the warehouse for longer than lock.wait_seconds)."""
     digits, key = key_of(settings, phone)
     requested_at, new = record(settings, key)
     path = settings.warehouse / PENDING / f"{key}.json"

@@ -9,7 +9,9 @@ and the behaviour cannot drift apart.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Generic, Literal, TypeVar
@@ -25,6 +27,7 @@ from pydantic import (
     ValidationError,
 )
 
+from service.auth import declare
 from service.errors import ApiError
 
 T = TypeVar("T")
@@ -204,7 +207,7 @@ class Spec:
     headers: tuple[str, ...] = ()
     errors: tuple[int, ...] = ()  # statuses answered with the JSON error
     also: tuple[int, ...] = ()  # other statuses answered like 200 (/ready's 503)
-    admin: bool = False
+    access: str = "storefront"  # public, storefront or admin (service/auth.py)
     ok: int = 200  # the status of a good answer (POST /events: 202 Accepted)
 
 
@@ -220,9 +223,15 @@ HEADERS = {"X-Model-Version": "the model version that answered",
 
 
 def endpoint(bp: Blueprint, rule: str, method: str = "GET", **spec) -> Callable:
-    """Register the decorated view at `rule` with its Spec; the view receives the path
-    values and, when the Spec has them, `query=` and `body=` parsed by their models."""
+    """Register the decorated view at `rule` with its Spec and access level (checked before
+    the view, service/auth.py); the view receives the path values and, when the Spec has
+    them, `query=` and `body=` parsed by their models."""
     definition = Spec(method, rule, **spec)
+    implied = {"admin": {401, 403}, "storefront": {401}, "public": set()}[definition.access]
+    if definition.body is not None:  # not JSON, malformed, too big
+        implied |= {400, 413, 415}
+    definition = dataclasses.replace(definition, errors=tuple(sorted(
+        set(definition.errors) | implied)))
     SPECS.append(definition)
 
     def wrap(view: Callable) -> Callable:
@@ -231,13 +240,27 @@ def endpoint(bp: Blueprint, rule: str, method: str = "GET", **spec) -> Callable:
             if definition.query is not None:
                 path["query"] = parse(definition.query, request.args.to_dict())
             if definition.body is not None:
-                path["body"] = parse(definition.body, request.get_json(force=True,
-                                                                       silent=True))
+                path["body"] = parse(definition.body, json_body())
             return view(**path)
 
         bp.add_url_rule(rule, view.__name__, handle, methods=[method])
+        declare(f"{bp.name}.{view.__name__}", definition.access)
         return handle
     return wrap
+
+
+def json_body():
+    """The request's body as JSON: 415 unless it is sent as JSON (a cross-site form cannot
+    post it), 400 for JSON that is malformed or nested too deep to parse."""
+    mimetype = request.mimetype
+    if mimetype != "application/json" and not mimetype.endswith("+json"):
+        raise ApiError(415, "unsupported_media_type", "send the body as JSON, with "
+                       f"Content-Type: application/json (got {mimetype or 'none'!r})")
+    try:
+        return json.loads(request.get_data(cache=False))
+    except (ValueError, RecursionError):
+        raise ApiError(400, "invalid_json", "the body is not JSON (or is nested too deep)") \
+            from None
 
 
 def parse(model: type[BaseModel], values):

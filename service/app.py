@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 
 from cachetools import LRUCache
-from flask import Flask, redirect
+from flask import Flask, g, redirect, request
 
 from core import config as shoprecs_config
 from core.phones import PhoneRules
@@ -20,7 +20,9 @@ from engine.events import EventLog, RecommendationIds
 from engine.experiments import Experiment
 from engine.mongo_engine import blacklist_for, engine_for, event_sinks, register_for, source_for
 from service import errors, events, merch, ops, routes, shop
-from service.auth import parse_keys
+from service.accesslog import trusted_networks
+from service.auth import access_of, check_access, declare, parse_keys
+from service.erasure import Erasures
 from service.metrics import Metrics, MetricsMiddleware
 
 log = logging.getLogger(__name__)
@@ -57,6 +59,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.json.sort_keys = False
     app.json.compact = True
     holder = make_holder(settings, app.config["ENGINE"])
+    trusted = trusted_networks(settings.service_trusted_proxies)
     metrics = Metrics(holder)
     storefront_keys = parse_keys(settings.storefront_api_keys)
     rules = RulesHolder(settings.warehouse, settings.service_rules_interval,
@@ -69,17 +72,41 @@ def create_app(config: dict | None = None) -> Flask:
                              on_dropped=metrics.events_dropped,
                              forgotten=lambda: rules.current().forgotten)
     app.extensions.update({
-        "shoprecs.events": event_log, "shoprecs.recommendation_ids": RecommendationIds(),
+        "shoprecs.events": event_log,
+        "shoprecs.recommendation_ids": RecommendationIds.for_key(settings.privacy_hmac_key),
+        "shoprecs.event_guard": events.EventGuard(settings, trusted, metrics.events_refused),
         "shoprecs.experiment": Experiment.parse(settings.experiment_name,
                                                 settings.experiment_arms),
         "shoprecs.seen_events": LRUCache(events.SEEN_EVENT_IDS),
         "shoprecs.settings": settings, "shoprecs.holder": holder, "shoprecs.metrics": metrics,
-        "shoprecs.rules": rules,
+        "shoprecs.rules": rules, "shoprecs.erasures": Erasures(settings),
+        "shoprecs.trusted": trusted,
         "shoprecs.admin_keys": parse_keys(settings.admin_api_keys),
         "shoprecs.storefront_keys": storefront_keys})
     errors.init_app(app)
     for blueprint in (routes.bp, events.bp, ops.bp, shop.bp, merch.bp):
         app.register_blueprint(blueprint)
     app.add_url_rule("/", "index", lambda: redirect("/merch"))
+    declare("index", "public")
+    app.before_request(check_access)
+    app.after_request(_security_headers)
     app.wsgi_app = MetricsMiddleware(app.wsgi_app, metrics)
     return app
+
+
+def _security_headers(response):
+    """What every answer tells a browser: no sniffing, no framing; admin answers are never
+    cached; the merchandisers' page runs only its own script (service/merch.py's nonce)."""
+    headers = response.headers
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers["X-Frame-Options"] = "DENY"
+    if access_of(request.endpoint) == "admin":
+        headers["Cache-Control"] = "no-store"
+    nonce = g.get("csp_nonce")
+    if nonce is not None:
+        headers["Content-Security-Policy"] = (
+            f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
+            "connect-src 'self'; img-src 'self' data:; form-action 'self'; "
+            "frame-ancestors 'none'; base-uri 'none'")
+        headers["Cache-Control"] = "no-store"  # it may show a shopper's list
+    return response

@@ -1,25 +1,50 @@
-"""API keys (header `X-API-Key`), compared in constant time.
+"""Who may call what: API keys (header `X-API-Key`), compared in constant time.
 
-Keys come from settings as a comma-separated string (`SHOPRECS_ADMIN_API_KEYS=k1,k2`) or a
-TOML list. Admin endpoints are disabled (403) while no admin key is configured;
-storefront endpoints are open unless storefront keys are configured.
+Every route has an access level, declared with it (service/api.py, `endpoint(access=...)`)
+and checked in one place before the view runs, so before a body is read:
+
+    public      /health, /ready, /metrics, /openapi.json: no key, ever
+    storefront  everything else that answers about goods or shoppers (recommendations,
+                similar goods, baskets, associations, POST /events, /experiments, /models,
+                /merch): a storefront or an admin key when `storefront.api_keys` is set;
+                open when it is not (docs/security.md says what that exposes)
+    admin       /admin/*: an admin key, always; disabled (403) while `admin.api_keys` is
+                empty
+
+Keys come from settings as a comma-separated string (`SHOPRECS_ADMIN_API_KEYS=k1,k2`).
+The merchandisers' page, opened in a browser, may give its key as the password of HTTP
+Basic authentication (the browser asks for it on the 401).
 """
 from __future__ import annotations
 
 import hmac
 
+from flask import current_app, request
+
 from service.errors import ApiError
 
 HEADER = "X-API-Key"
 ENVIRON_KEY = "HTTP_X_API_KEY"
+ACCESS = ("public", "storefront", "admin")
+_levels: dict[str, str] = {}  # Flask endpoint name -> access level
+BROWSER_PAGES = {"merch.page"}  # endpoints a browser opens: Basic auth offered on 401
 
 
-def parse_keys(value) -> tuple[bytes, ...]:
-    """Keys from "k1, k2" or ["k1", "k2"]; blanks dropped."""
-    if not value:
-        return ()
-    items = value.split(",") if isinstance(value, str) else value
-    return tuple(k.strip().encode() for k in items if str(k).strip())
+def parse_keys(value: str) -> tuple[bytes, ...]:
+    """Keys from "k1, k2"; blanks dropped."""
+    return tuple(k.strip().encode() for k in (value or "").split(",") if k.strip())
+
+
+def declare(endpoint: str, access: str) -> None:
+    """Record the access level of a Flask endpoint (`blueprint.view`)."""
+    if access not in ACCESS:
+        raise ValueError(f"access must be one of {ACCESS}, not {access!r}")
+    _levels[endpoint] = access
+
+
+def access_of(endpoint: str | None) -> str:
+    """The declared level; an endpoint declared nowhere is a storefront one."""
+    return _levels.get(endpoint or "", "storefront")
 
 
 def key_matches(given: str | None, keys: tuple[bytes, ...]) -> bool:
@@ -29,6 +54,14 @@ def key_matches(given: str | None, keys: tuple[bytes, ...]) -> bool:
     # WSGI header values are latin-1 text; compare bytes so any value is comparable
     raw = given.encode("latin-1", "replace")
     return any([hmac.compare_digest(raw, key) for key in keys])
+
+
+def given_key() -> str | None:
+    """The request's key: the X-API-Key header, else a Basic authentication password."""
+    key = request.headers.get(HEADER)
+    if key is None and request.authorization is not None:
+        key = request.authorization.password
+    return key
 
 
 def require_key(given: str | None, keys: tuple[bytes, ...], what: str, setting: str) -> None:
@@ -42,3 +75,26 @@ def require_key(given: str | None, keys: tuple[bytes, ...], what: str, setting: 
     if not key_matches(given, keys):
         raise ApiError(401, "invalid_api_key", f"the {HEADER} header holds no valid {what} "
                        f"API key; use one of {setting}")
+
+
+def check_access() -> None:
+    """Flask's before_request: the key the route's access level asks for."""
+    if request.endpoint is None:  # no such route: the 404 follows
+        return
+    level = access_of(request.endpoint)
+    if level == "public":
+        return
+    admin = current_app.extensions["shoprecs.admin_keys"]
+    given = given_key()
+    try:
+        if level == "admin":
+            require_key(given, admin, "admin", "SHOPRECS_ADMIN_API_KEYS")
+        else:
+            storefront = current_app.extensions["shoprecs.storefront_keys"]
+            if storefront:
+                require_key(given, storefront + admin, "storefront",
+                            "SHOPRECS_STOREFRONT_API_KEYS")
+    except ApiError as exc:
+        if exc.code == 401 and request.endpoint in BROWSER_PAGES:
+            exc.www_authenticate = 'Basic realm="shoprecs", charset="UTF-8"'
+        raise

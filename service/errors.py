@@ -12,10 +12,14 @@ log = logging.getLogger(__name__)
 class ApiError(HTTPException):
     """An HTTP error with a machine-readable code for the JSON body."""
 
-    def __init__(self, status: int, error_code: str, message: str):
+    www_authenticate: str | None = None  # a browser page's 401 asks for Basic credentials
+
+    def __init__(self, status: int, error_code: str, message: str,
+                 headers: dict[str, str] | None = None):
         super().__init__(description=message)
         self.code = status
         self.error_code = error_code
+        self.extra_headers = headers or {}
 
 
 def _error_body(exc: HTTPException):
@@ -24,6 +28,9 @@ def _error_body(exc: HTTPException):
     response.status_code = exc.code or 500
     if exc.code == 405 and getattr(exc, "valid_methods", None):
         response.headers["Allow"] = ", ".join(exc.valid_methods)
+    if getattr(exc, "www_authenticate", None):
+        response.headers["WWW-Authenticate"] = exc.www_authenticate
+    response.headers.update(getattr(exc, "extra_headers", {}))
     return response
 
 

@@ -11,24 +11,30 @@ request that names a shopper is in the running experiment's arm for them
 """
 from __future__ import annotations
 
+import datetime as dt
 import json
+import math
+import threading
 import time
 from typing import Annotated, Literal
 
 from cachetools import LRUCache
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, current_app, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, StringConstraints
 
+from core.errors import ConfigError
 from engine import InvalidPhone, RecommendationEngine
-from engine.events import attribution_reports
+from engine.events import RecommendationIds, attribution_reports, bytes_written
 from engine.experiments import Arm, Experiment
+from service.accesslog import client_address
 from service.api import Shopper, endpoint
+from service.auth import HEADER
 from service.errors import ApiError
 
 bp = Blueprint("events", __name__)
 MAX_EVENTS = 100
 SEEN_EVENT_IDS = 100_000  # per worker: a retried POST is answered as a duplicate
-REC_ID = r"^[0-9a-f]{12}-[0-9a-f]{1,16}$"
+REC_ID = RecommendationIds.PATTERN
 
 
 def _ext(name: str):
@@ -94,38 +100,105 @@ class Event(BaseModel):
 
 class Events(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra={"example": {
-        "events": [{"eventId": "e-1", "type": "click", "recommendationId": "3f9a0c1d2e4b-1a",
+        "events": [{"eventId": "e-1", "type": "click",
+                    "recommendationId": "3f9a0c1d2e4b-1a.5d0c8e2b9a7f6e31",
                     "goodsId": 10082}]}})
     events: list[Event] = Field(min_length=1, max_length=MAX_EVENTS)
 
 
-@endpoint(bp, "/events", "POST", body=Events, errors=(400, 401, 403, 413, 503), ok=202,
-          summary="Clicks and add-to-carts on recommended goods (purchases need no call: the "
-                  "next nights' orders are the conversions)",
+@endpoint(bp, "/events", "POST", body=Events, errors=(400, 401, 403, 413, 415, 429, 503),
+          ok=202, summary="Clicks and add-to-carts on recommended goods (purchases need no "
+          "call: the next nights' orders are the conversions)",
           answer={"type": "object", "required": ["accepted", "duplicates"]})
 def post_events(body: Events):
     events = _ext("events")
     if events is None:
         raise ApiError(503, "events_disabled", "events are not recorded here "
                        "(events.enabled is false)")
+    ids = _ext("recommendation_ids")
+    for n, event in enumerate(body.events):
+        if not ids.issued(event.recommendationId):
+            _ext("metrics").events_refused("unknown_recommendation", len(body.events))
+            raise ApiError(400, "unknown_recommendation", f"events.{n}.recommendationId: "
+                           f"{event.recommendationId!r} is no answer's id from this service "
+                           "(X-Recommendation-Id)")
+    _ext("event_guard").admit(request, len(body.events))
     served = current_app.extensions["shoprecs.holder"].engine
+    keys = [None if event.phone is None else _phone_key(served, event.phone)
+            for event in body.events]
     seen: LRUCache = _ext("seen_events")
     now, accepted, duplicates = time.time(), 0, 0
-    for event in body.events:
-        key = None
-        if event.phone is not None:
-            if served is None:
-                raise ApiError(503, "not_ready", "no snapshot loaded: cannot key the phone")
-            key = shopper_key(served, event.phone, "phone")
+    for event, key in zip(body.events, keys, strict=True):
         if seen.get(event.eventId):
             duplicates += 1
             continue
+        if not events.record("feedback", {"id": event.eventId, "time": now,
+                                          "type": event.type,
+                                          "recommendation": event.recommendationId,
+                                          "goods": str(event.goodsId), "shopper": key}):
+            raise ApiError(503, "events_backlog", f"{accepted} events accepted, the rest not: "
+                           "the writer is behind; send them again", {"Retry-After": "1"})
         seen[event.eventId] = True
-        events.record("feedback", {"id": event.eventId, "time": now, "type": event.type,
-                                   "recommendation": event.recommendationId,
-                                   "goods": str(event.goodsId), "shopper": key})
         accepted += 1
     return jsonify(accepted=accepted, duplicates=duplicates), 202
+
+
+def _phone_key(served: RecommendationEngine | None, phone: str) -> str:
+    if served is None:
+        raise ApiError(503, "not_ready", "no snapshot loaded: cannot key the phone")
+    return shopper_key(served, phone, "phone")
+
+
+class EventGuard:
+    """What keeps POST /events from filling the disk: a per-client rate limit on events
+    (events.rate_limit, in this worker process) and a cap on the feedback bytes written per
+    UTC day (events.max_feedback_mb_per_day, across the workers sharing the warehouse: the
+    day's files are measured at most once a second). Past either: 429 with Retry-After."""
+
+    def __init__(self, settings, trusted: tuple, refused):
+        from limits import parse
+        from limits.storage import MemoryStorage
+        from limits.strategies import MovingWindowRateLimiter
+
+        try:
+            self.limit = parse(settings.events_rate_limit) if settings.events_rate_limit \
+                else None
+        except ValueError:
+            raise ConfigError(f"events.rate_limit {settings.events_rate_limit!r}: write it "
+                              'as "300/second" or "10000/minute"') from None
+        self.limiter = MovingWindowRateLimiter(MemoryStorage())
+        self.cap = int(settings.events_max_feedback_mb_per_day * 2**20)
+        self.root, self.trusted, self.refused = settings.warehouse, trusted, refused
+        self._measured: tuple[str, float, int] = ("", 0.0, 0)  # day, when, bytes
+        self._lock = threading.Lock()
+
+    def admit(self, req, count: int) -> None:
+        client = req.headers.get(HEADER) or client_address(req.environ, self.trusted)
+        if self.limit is not None and not self.limiter.hit(self.limit, client, cost=count):
+            reset = self.limiter.get_window_stats(self.limit, client).reset_time
+            self.refused("rate_limited", count)
+            raise ApiError(429, "rate_limited", f"more than {self.limit} events from this "
+                           "client (events.rate_limit)",
+                           {"Retry-After": str(max(1, math.ceil(reset - time.time())))})
+        if self.cap and self._used(req.content_length or 0) > self.cap:
+            self.refused("daily_cap", count)
+            tomorrow = dt.datetime.combine(dt.datetime.now(dt.UTC).date(), dt.time(),
+                                           dt.UTC) + dt.timedelta(days=1)
+            raise ApiError(429, "daily_cap", "today's feedback has reached "
+                           "events.max_feedback_mb_per_day; it is taken again tomorrow (UTC)",
+                           {"Retry-After": str(int(tomorrow.timestamp() - time.time()) + 1)})
+
+    def _used(self, adding: int) -> int:
+        """The day's feedback bytes on disk (measured at most once a second) and what this
+        worker took since, `adding` included."""
+        with self._lock:
+            day, when, used = self._measured
+            today, now = dt.datetime.now(dt.UTC).date().isoformat(), time.monotonic()
+            if day != today or now - when > 1.0:
+                used = bytes_written(self.root, "feedback", today)
+            self._measured = (today, now if day != today or now - when > 1.0 else when,
+                              used + adding)
+            return used + adding
 
 
 @endpoint(bp, "/experiments", summary="The running A/B test and the nightly attribution: "

@@ -12,7 +12,9 @@ daily share of impressions that sold.
 """
 from __future__ import annotations
 
-from flask import Blueprint, current_app, render_template, request
+import secrets
+
+from flask import Blueprint, current_app, g, render_template, request
 
 from engine import InvalidPhone
 from engine.events import attribution_reports
@@ -91,6 +93,7 @@ def _experiments() -> dict | None:
 
 @bp.get("/merch")
 def page():
+    g.csp_nonce = secrets.token_urlsafe(16)  # the page's own <script> and <style> only
     engine = current_app.extensions["shoprecs.holder"].engine
     query = request.args.get("q", "").strip()[:200]
     phone = request.args.get("phone", "").strip()[:40]

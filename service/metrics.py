@@ -83,6 +83,9 @@ class Metrics:
         self._events_dropped = Counter("shoprecs_events_dropped",
                                        "Events dropped because the writer fell behind, by kind",
                                        ["kind"], registry=self.registry)
+        self._events_refused = Counter("shoprecs_events_refused",
+                                       "Feedback events refused by POST /events, by reason",
+                                       ["reason"], registry=self.registry)
         self.registry.register(_SnapshotCollector(holder))
         self.exposition = self.registry  # what /metrics shows
         shared = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
@@ -106,6 +109,9 @@ class Metrics:
 
     def events_dropped(self, kind: str, count: int) -> None:
         self._events_dropped.labels(kind).inc(count)
+
+    def events_refused(self, reason: str, count: int) -> None:
+        self._events_refused.labels(reason).inc(count)
 
     def reloaded(self, result: ReloadResult) -> None:
         self._reloads.labels(result.status).inc()

@@ -52,8 +52,10 @@ def _operation(spec: Spec, defs: dict) -> dict:
     if spec.body is not None:
         operation["requestBody"] = {"required": True, "content": {"application/json": {
             "schema": _schema(spec.body, defs)}}}
-    if spec.admin:
+    if spec.access == "admin":
         operation["security"] = [{"apiKey": []}]
+    elif spec.access == "storefront":  # a key when storefront.api_keys is set
+        operation["security"] = [{}, {"apiKey": []}]
     return operation
 
 

@@ -2,14 +2,13 @@
 /admin/forget."""
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict
 
-from core.errors import WarehouseBusy
 from engine import InvalidPhone
 from service.api import Shopper, endpoint
-from service.auth import HEADER, require_key
+from service.auth import declare
 from service.errors import ApiError
 from service.openapi import document
 from service.routes import engine
@@ -17,6 +16,12 @@ from service.workers import notify_siblings
 
 bp = Blueprint("ops", __name__)
 _OBJECT = {"type": "object"}
+_JOB = {"type": "object", "required": ["job", "shopper", "state", "requested_at"],
+        "properties": {
+    "job": {"type": "string"}, "shopper": {"type": "string"}, "state": {"enum": [
+        "queued", "waiting", "running", "done", "deferred", "failed"]},
+    "detail": {"type": "string"}, "requested_at": {"type": "string"},
+    "removed": {"type": "object"}}}
 _STATUS = {"type": "object", "required": ["status"], "properties": {
     "status": {"type": "string"}, "version": {"type": ["string", "null"]}}}
 
@@ -28,13 +33,15 @@ def models():
     return jsonify(engine().info())
 
 
-@endpoint(bp, "/health", summary="Liveness: 200 while the process lives", answer=_OBJECT)
+@endpoint(bp, "/health", access="public", answer=_OBJECT,
+          summary="Liveness: 200 while the process lives")
 def health():
     return jsonify(status="ok")
 
 
-@endpoint(bp, "/ready", summary="Readiness: 200 once a snapshot is loaded and the server "
-          "started, else 503 (same body)", answer=_STATUS, also=(503,))
+@endpoint(bp, "/ready", access="public", answer=_STATUS, also=(503,),
+          summary="Readiness: 200 once a snapshot is loaded and the server started, else 503 "
+          "(same body)")
 def ready():
     served = current_app.extensions["shoprecs.holder"].engine
     if served is None or not current_app.extensions.get("shoprecs.started", True):
@@ -42,7 +49,7 @@ def ready():
     return jsonify(status="ready", version=served.version)
 
 
-@endpoint(bp, "/metrics", summary="Prometheus metrics", content_type="text/plain",
+@endpoint(bp, "/metrics", access="public", summary="Prometheus metrics", content_type="text/plain",
           answer={"type": "string"})
 def metrics():
     registry = current_app.extensions["shoprecs.metrics"].exposition
@@ -54,12 +61,13 @@ def openapi():
     return jsonify(document())
 
 
-@endpoint(bp, "/admin/reload", "POST", admin=True, answer=_STATUS, errors=(401, 403, 409),
+declare("ops.openapi", "public")
+
+
+@endpoint(bp, "/admin/reload", "POST", access="admin", answer=_STATUS, errors=(401, 403, 409),
           summary="Load serving/CURRENT now (needs an admin X-API-Key); 409 and the old "
                   "version keeps serving if the new one is broken")
 def admin_reload():
-    require_key(request.headers.get(HEADER), current_app.extensions["shoprecs.admin_keys"],
-                "admin", "SHOPRECS_ADMIN_API_KEYS")
     result = current_app.extensions["shoprecs.holder"].reload(force=True)
     if result.status == "reloaded":
         notify_siblings()  # other worker processes, if any, follow now
@@ -74,24 +82,26 @@ class ForgetRequest(BaseModel):
     phone: Shopper
 
 
-@endpoint(bp, "/admin/forget", "POST", admin=True, body=ForgetRequest, answer=_OBJECT,
-          also=(202,), errors=(400, 401, 403),
+@endpoint(bp, "/admin/forget", "POST", access="admin", body=ForgetRequest, answer=_JOB,
+          ok=202, errors=(400, 401, 403, 415),
           summary="Erase a shopper on request (needs an admin X-API-Key): answered as unknown "
-                  "at once; 200 with what was removed, or 202 when a run holds the warehouse "
-                  "and the night finishes the erasure")
+                  "at once; the erasure runs as a job, one at a time (follow it at "
+                  "/admin/forget/{job})")
 def admin_forget(body: ForgetRequest):
-    from etl import privacy
-
-    require_key(request.headers.get(HEADER), current_app.extensions["shoprecs.admin_keys"],
-                "admin", "SHOPRECS_ADMIN_API_KEYS")
-    settings = current_app.extensions["shoprecs.settings"]
     try:
-        try:
-            done, status = privacy.forget(settings, body.phone, wait=0), 200
-        except WarehouseBusy:
-            done, status = privacy.defer(settings, body.phone), 202
+        job = current_app.extensions["shoprecs.erasures"].submit(body.phone)
     except InvalidPhone as exc:
         raise ApiError(400, "invalid_phone", f"phone: {exc}") from None
     current_app.extensions["shoprecs.rules"].refresh(force=True)  # this worker, now
-    return jsonify(status="erased" if status == 200 else "pending", key=done["key"],
-                   requested_at=done["requested_at"], removed=done.get("removed")), status
+    return jsonify(**job, follow=f"/admin/forget/{job['job']}"), 202
+
+
+@endpoint(bp, "/admin/forget/<job>", access="admin", answer=_JOB, errors=(401, 403, 404),
+          path={"job": ("the job id POST /admin/forget answered", "3f9a0c1d2e4b5a69")},
+          summary="An erasure job: queued, waiting (and for whom), running, done (with what "
+                  "was removed), deferred to the night, or failed")
+def admin_forget_job(job: str):
+    found = current_app.extensions["shoprecs.erasures"].state(job)
+    if found is None:
+        raise ApiError(404, "unknown_job", f"no erasure job {job[:40]!r}")
+    return jsonify(found)

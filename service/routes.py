@@ -5,7 +5,7 @@ is the engine's data encoded by service/encode.py.
 """
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, current_app
 
 from engine import Filter, RecommendationEngine, UnknownProduct
 from engine.recommender import Suggestion as Suggested
@@ -21,7 +21,6 @@ from service.api import (
     endpoint,
     shown_answer,
 )
-from service.auth import HEADER, require_key
 from service.encode import encoder
 from service.errors import ApiError
 from service.events import arm_of, shopper_key, shown
@@ -39,14 +38,6 @@ def engine() -> RecommendationEngine:
         raise ApiError(503, "not_ready", "no model snapshot is loaded yet; publish one "
                        "(shoprecs publish) and the service picks it up")
     return found
-
-
-@bp.before_request
-def _storefront_key():
-    keys = current_app.extensions["shoprecs.storefront_keys"]
-    if keys:
-        require_key(request.headers.get(HEADER), keys, "storefront",
-                    "SHOPRECS_STOREFRONT_API_KEYS")
 
 
 def shop_filter(served: RecommendationEngine, exclude=(), categories=None) -> Filter:

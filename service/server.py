@@ -29,6 +29,7 @@ from cheroot.wsgi import Server
 from cherrypy.process.servers import ServerAdapter
 
 from service.accesslog import AccessLog, MaskedTransLogger
+from service.connections import BufferedConnection
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,10 @@ def http_server(app, settings, host: str, port: int, threads: int,
     # breaks a storefront that holds more open.
     server.keep_alive_conn_limit = settings.service_keepalive_limit
     server.max_request_header_size = settings.service_max_header_bytes
+    # a worker thread takes a request only once it has arrived whole (service/connections.py)
+    server.ConnectionClass = BufferedConnection.for_server(
+        settings.service_request_timeout, settings.service_max_body_bytes,
+        settings.service_max_header_bytes)
     return server
 
 
@@ -67,7 +72,8 @@ def configure(app, settings, host: str, port: int, threads: int,
               reuse_port: bool = False) -> None:
     """Mount `app` in CherryPy with the limits, signals and reload hooks of `settings`."""
     access_log = AccessLog(_access_logger())
-    cherrypy.tree.graft(MaskedTransLogger(app, access_log, setup_console_handler=False,
+    cherrypy.tree.graft(MaskedTransLogger(app, access_log, app.extensions["shoprecs.trusted"],
+                                          setup_console_handler=False,
                                           set_logger_level=None), "/")
     cherrypy.config.update({"environment": "production", "engine.autoreload.on": False,
                             "log.screen": False, "checker.on": False})

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, jsonify
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from engine.shoprules import MAX_REASON, key_id
 from service.api import endpoint
-from service.auth import HEADER, require_key
+from service.auth import given_key
 from service.errors import ApiError
 
 bp = Blueprint("shop", __name__)
@@ -36,21 +36,36 @@ class BlacklistEntry(BaseModel):
     reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
                                              max_length=MAX_REASON)] = Field(
         description="why the goods must not be recommended")
+    beforeListing: bool = Field(False, description="the goods is not in the served catalog "
+                                "yet: store it anyway, so it never appears once listed")
 
 
 def _admin() -> str:
-    given = request.headers.get(HEADER)
-    require_key(given, current_app.extensions["shoprecs.admin_keys"], "admin",
-                "SHOPRECS_ADMIN_API_KEYS")
-    return key_id(given)
+    """Who is changing the blacklist, for the audit (the key was checked: service/auth.py)."""
+    return key_id(given_key())
 
 
 def _goods_id(goods_id: str) -> str:
-    goods_id = goods_id.strip()
-    if not goods_id or len(goods_id) > MAX_GOODS_ID:
-        raise ApiError(400, "invalid_goods_id", f"a goods id is 1 to {MAX_GOODS_ID} "
-                       "characters")
+    """A goods id as the catalog writes them: 1 to MAX_GOODS_ID printable characters, no
+    spaces or control characters."""
+    if not 0 < len(goods_id) <= MAX_GOODS_ID or not goods_id.isprintable() \
+            or any(c.isspace() for c in goods_id):
+        raise ApiError(400, "invalid_goods_id", f"a goods id is 1 to {MAX_GOODS_ID} printable "
+                       "characters without spaces")
     return goods_id
+
+
+def _listed(goods_id: str, before_listing: bool) -> bool:
+    """Whether the served catalog has the goods; 404 when it has not and the request did
+    not say the goods is not listed yet."""
+    served = current_app.extensions["shoprecs.holder"].engine
+    if served is not None and served.has_product(goods_id):
+        return True
+    if not before_listing:
+        raise ApiError(404, "unknown_product", f"no product {goods_id!r} in the served "
+                       'catalog; to block goods before they are listed, send "beforeListing": '
+                       "true")
+    return False
 
 
 def _store():
@@ -68,7 +83,7 @@ def _entry(goods_id: str, entry: dict) -> dict:
             "addedAt": entry.get("added_at"), "by": entry.get("by")}
 
 
-@endpoint(bp, "/admin/blacklist", admin=True, answer=_LIST, errors=(401, 403),
+@endpoint(bp, "/admin/blacklist", access="admin", answer=_LIST, errors=(401, 403),
           summary="The goods never recommended (with why, when and by which key) and the "
                   "last 50 changes")
 def blacklist():
@@ -78,19 +93,20 @@ def blacklist():
                    audit=_store().audit(50))
 
 
-@endpoint(bp, "/admin/blacklist/<goods_id>", "PUT", admin=True, path=GOODS,
-          body=BlacklistEntry, answer=_ENTRY, errors=(400, 401, 403),
+@endpoint(bp, "/admin/blacklist/<goods_id>", "PUT", access="admin", path=GOODS,
+          body=BlacklistEntry, answer=_ENTRY, errors=(400, 401, 403, 404, 415),
           summary="Never recommend this goods again (no retrain; every worker within "
                   "seconds)")
 def blacklist_add(goods_id: str, body: BlacklistEntry):
     by = _admin()
     goods_id = _goods_id(goods_id)
+    listed = _listed(goods_id, body.beforeListing)
     entry = _store().change("add", goods_id, by, body.reason)
     _applied()
-    return jsonify(_entry(goods_id, entry))
+    return jsonify(**_entry(goods_id, entry), inCatalog=listed)
 
 
-@endpoint(bp, "/admin/blacklist/<goods_id>", "DELETE", admin=True, path=GOODS,
+@endpoint(bp, "/admin/blacklist/<goods_id>", "DELETE", access="admin", path=GOODS,
           answer={"type": "object", "required": ["goodsId", "removed"]},
           errors=(400, 401, 403), summary="Recommend this goods again")
 def blacklist_remove(goods_id: str):

@@ -112,3 +112,25 @@ def test_commands_that_write_take_the_lock(settings):
     assert f"error: the warehouse {settings.warehouse.resolve()} is busy" in done.stderr
     assert "Traceback" not in done.stderr
 
+
+
+def test_threads_of_one_process_take_turns_and_each_re_enters_its_own(settings):
+    import threading
+
+    inside, most, order = [0], [0], []
+
+    def hold(name: str) -> None:
+        with warehouse_lock(settings, wait=30):
+            with warehouse_lock(settings, wait=0):  # the same thread again: no wait
+                inside[0] += 1
+                most[0] = max(most[0], inside[0])
+                order.append(name)
+                time.sleep(0.2)
+                inside[0] -= 1
+
+    threads = [threading.Thread(target=hold, args=(f"t{n}",)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(order) == ["t0", "t1", "t2", "t3"] and most[0] == 1

@@ -10,6 +10,8 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from collections import Counter
 from pathlib import Path
 from urllib.parse import quote
@@ -150,8 +152,9 @@ def test_forget_erases_every_trace_and_the_service_forgets_at_once(spark, copy):
     assert traces(s.warehouse, digits, key)  # it is everywhere before
 
     resp = client.post("/admin/forget", json={"phone": phone}, headers={"X-API-Key": ADMIN})
-    assert resp.status_code == 200, resp.get_data(as_text=True)
-    removed = resp.get_json()["removed"]
+    assert resp.status_code == 202, resp.get_data(as_text=True)
+    assert resp.get_json()["shopper"] == key[:12]
+    removed = follow(client, resp.get_json())["removed"]
     assert all(removed[zone] > 0 for zone in ("landing", "clean", "models", "serving"))
     # the worker that loaded the shopper answers them as unknown now, as does a new one
     assert recommendations(client, phone)[0] == "popular"
@@ -173,31 +176,92 @@ def test_forget_erases_every_trace_and_the_service_forgets_at_once(spark, copy):
     assert client.post("/admin/forget", json={"phone": phone}).status_code == 401
 
 
-def test_a_request_during_a_run_is_answered_at_once_and_erased_by_the_night(copy):
-    s, orders = copy
-    digits = busiest(orders)
-    key = user_key(digits, s.hmac_keys)
-    phone = format_phone(digits, 2)
-    client = create_app({"TESTING": True, "SETTINGS": s}).test_client()
+def follow(client, job: dict, until=("done",), seconds: float = 60) -> dict:
+    """GET /admin/forget/<job> until its state is one of `until` (or the deadline)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        state = client.get(job["follow"] if "follow" in job else f"/admin/forget/{job['job']}",
+                           headers={"X-API-Key": ADMIN}).get_json()
+        if state["state"] in until or time.monotonic() > deadline:
+            assert state["state"] in until, state
+            return state
+        time.sleep(0.05)
+
+
+def hold_warehouse(s) -> subprocess.Popen:
+    """Another process (a nightly run, say) holding the warehouse until killed."""
     hold = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from core.config import Settings; "
          "from engine.lock import warehouse_lock\nwith warehouse_lock(Settings("
          "warehouse_root=sys.argv[1])):\n print('held', flush=True); time.sleep(60)",
          str(s.warehouse)], stdout=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert hold.stdout.readline().strip() == "held"
+    return hold
+
+
+def test_a_request_during_a_run_waits_for_it_and_is_erased_when_it_ends(copy):
+    s, orders = copy
+    digits = busiest(orders)
+    key = user_key(digits, s.hmac_keys)
+    phone = format_phone(digits, 2)
+    client = create_app({"TESTING": True, "SETTINGS": s}).test_client()
+    hold = hold_warehouse(s)
     try:
-        assert hold.stdout.readline().strip() == "held"
-        resp = client.post("/admin/forget", json={"phone": phone},
-                           headers={"X-API-Key": ADMIN})
-        assert resp.status_code == 202 and resp.get_json()["status"] == "pending"
-        assert recommendations(client, phone)[0] == "popular"
+        job = client.post("/admin/forget", json={"phone": phone},
+                          headers={"X-API-Key": ADMIN}).get_json()
+        waiting = follow(client, job, until=("waiting",))
+        assert f"pid {hold.pid}" in waiting["detail"]  # says whom it waits for
+        assert recommendations(client, phone)[0] == "popular"  # answered as unknown at once
         assert traces(s.warehouse, digits, key)  # not erased yet: the run holds the data
+    finally:
+        hold.kill()
+        hold.wait()
+    assert follow(client, job)["removed"]["landing"] > 0  # promptly, not by the night
+    assert traces(s.warehouse, digits, key) == []
+    assert pipeline.privacy(s, LAST)["erased"] == 0
+
+
+def test_a_request_a_long_run_outlasts_is_erased_by_the_night(copy):
+    s, orders = copy
+    s = dataclasses.replace(s, lock_wait_seconds=0.5)
+    digits = busiest(orders)
+    key = user_key(digits, s.hmac_keys)
+    client = create_app({"TESTING": True, "SETTINGS": s}).test_client()
+    hold = hold_warehouse(s)
+    try:
+        job = client.post("/admin/forget", json={"phone": format_phone(digits, 2)},
+                          headers={"X-API-Key": ADMIN}).get_json()
+        assert "privacy step" in follow(client, job, until=("deferred",))["detail"]
     finally:
         hold.kill()
         hold.wait()
     assert pipeline.privacy(s, LAST)["erased"] == 1  # the night's privacy task
     assert traces(s.warehouse, digits, key) == []
     assert pipeline.privacy(s, LAST)["erased"] == 0
+
+
+def test_concurrent_requests_are_all_carried_out_one_after_another(copy):
+    s, orders = copy
+    shoppers = [d for d, _ in Counter(normalize(o["clientTel"]) for o in orders
+                                      if o["clientTel"]).most_common(10)]
+    workers = [create_app({"TESTING": True, "SETTINGS": s}).test_client() for _ in range(2)]
+    jobs = [None] * len(shoppers)
+
+    def ask(n: int) -> None:
+        jobs[n] = workers[n % 2].post("/admin/forget", json={"phone": format_phone(
+            shoppers[n], n)}, headers={"X-API-Key": ADMIN}).get_json()
+
+    threads = [threading.Thread(target=ask, args=(n,)) for n in range(len(shoppers))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for n, job in enumerate(jobs):  # any worker answers for any job
+        assert follow(workers[1 - n % 2], job)["removed"]["clean"] > 0, job
+    for digits in shoppers:
+        assert traces(s.warehouse, digits, user_key(digits, s.hmac_keys)) == []
+    assert pipeline.privacy(s, LAST)["erased"] == 0  # nothing left for the night
 
 
 def test_a_rotated_key_keeps_every_shoppers_history(spark, copy, tmp_path):

@@ -143,6 +143,8 @@ GOOD = {"eventId": "e-1", "type": "click", "recommendationId": "0123456789ab-1f"
     (json.dumps({"events": [GOOD], "pad": "x" * 70000}).encode(), 413, "request_entity_too_large"),
 ])
 def test_bad_events_get_the_json_4xx(app, body, status, code):
+    issued = app.extensions["shoprecs.recommendation_ids"]()  # a real answer's id
+    body = body.replace(GOOD["recommendationId"].encode(), issued.encode())
     resp = app.test_client().post("/events", data=body, content_type="application/json")
     assert resp.status_code == status, resp.get_data(as_text=True)
     assert resp.get_json()["error"]["code"] == code
@@ -275,8 +277,62 @@ def test_requests_keep_working_when_events_are_off(published):
     client = create_app({"TESTING": True, "SETTINGS": settings}).test_client()
     resp = client.get(f"/users/{SHOPPER}/recommendations")
     assert resp.status_code == 200 and resp.headers["X-Recommendation-Id"]
-    assert client.post("/events", json={"events": [GOOD]}).status_code == 503
+    event = {**GOOD, "recommendationId": resp.headers["X-Recommendation-Id"]}
+    assert client.post("/events", json={"events": [event]}).status_code == 503
     assert not (published.warehouse / "events").exists()
+
+
+def test_feedback_names_only_answers_this_service_gave(app, published):
+    client = app.test_client()
+    issued = client.get(f"/users/{SHOPPER}/recommendations").headers["X-Recommendation-Id"]
+    other = create_app({"TESTING": True, "SETTINGS": dataclasses.replace(
+        published, privacy_hmac_key="another shop")})  # another service's ids
+    for forged in (issued[:-1] + ("0" if issued[-1] != "0" else "1"),
+                   other.extensions["shoprecs.recommendation_ids"]()):
+        resp = client.post("/events", json={"events": [{**GOOD, "recommendationId": issued},
+                                                       {**GOOD, "eventId": "e-2",
+                                                        "recommendationId": forged}]})
+        assert resp.status_code == 400, resp.get_json()
+        assert resp.get_json()["error"]["code"] == "unknown_recommendation"
+        assert "events.1.recommendationId" in resp.get_json()["error"]["message"]
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'shoprecs_events_refused_total{reason="unknown_recommendation"} 4.0' in text
+    # a second worker of the same service (the same key) takes the first one's ids
+    sibling = create_app({"TESTING": True, "SETTINGS": app.extensions["shoprecs.settings"]})
+    event = {**GOOD, "recommendationId": issued}
+    assert sibling.test_client().post("/events", json={"events": [event]}).status_code == 202
+
+
+def test_a_flood_is_refused_past_the_rate_limit_and_the_daily_cap(published):
+    settings = dataclasses.replace(published, events_rate_limit="5/minute",
+                                   events_max_feedback_mb_per_day=0.001)  # 1 KiB a day
+    app = create_app({"TESTING": True, "SETTINGS": settings})
+    client = app.test_client()
+    rec_id = client.get(f"/users/{SHOPPER}/recommendations").headers["X-Recommendation-Id"]
+
+    def post(n: int, address: str = "203.0.113.1"):
+        events = [{**GOOD, "eventId": f"{address}-{n}-{i}", "recommendationId": rec_id}
+                  for i in range(2)]
+        return client.post("/events", json={"events": events},
+                           environ_base={"REMOTE_ADDR": address})
+
+    answers = [post(n) for n in range(4)]  # 2 events each: the third post passes 5/minute
+    assert [a.status_code for a in answers] == [202, 202, 429, 429]
+    assert answers[2].get_json()["error"]["code"] == "rate_limited"
+    assert 0 < int(answers[2].headers["Retry-After"]) <= 60
+    assert post(0, "203.0.113.2").status_code == 202  # another client has its own limit
+    app.extensions["shoprecs.events"].flush()
+    accepted = {e["id"] for e in written(published.warehouse, "feedback")}
+    assert len(accepted) == 6  # everything answered 202 was written
+    for n in range(20):  # past the day's kilobyte, from any client
+        capped = post(n, f"198.51.100.{n}")
+        if capped.status_code == 429:
+            break
+        app.extensions["shoprecs.events"].flush()
+    assert capped.get_json()["error"]["code"] == "daily_cap"
+    assert int(capped.headers["Retry-After"]) <= 86400
+    assert sum(p.stat().st_size for p in (published.warehouse / "events" / "feedback")
+               .rglob("*.jsonl")) < 1024 + 600  # at most one post past the cap
 
 
 def test_threads_record_concurrently_without_losing_any(tmp_path):

@@ -5,10 +5,12 @@ import logging
 import os
 import re
 import socket
+from urllib.parse import quote, quote_plus, unquote
 
 import pytest
 
-from service.accesslog import AccessLog, MaskedTransLogger
+from core.errors import ConfigError
+from service.accesslog import AccessLog, MaskedTransLogger, trusted_networks
 
 
 class _Records(logging.Handler):
@@ -47,9 +49,67 @@ def test_access_lines_are_translogger_lines_with_phones_masked(access):
     log.flush()
     (line,) = records.messages
     assert re.fullmatch(r'127\.0\.0\.1 - - \[\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] '
-                        r'"GET /users/%2B\*{6}09/recommendations\?limit=1 HTTP/1\.1" 200 2 "-" '
+                        r'"GET /users/\*{6}09/recommendations\?limit=1 HTTP/1\.1" 200 2 "-" '
                         r'"ua"', line), line
     assert "545" not in line
+
+
+PHONES = ["+7 (916) 539-6205", "+7(916)539-6205", "79165396205", "89165396205",
+          "9165396205", "+7-916-539-62-05", "7.916.539.62.05", "8 916 539 62 05"]
+SPELLINGS = {"as is": lambda p: p, "percent-encoded": quote, "+ for space": quote_plus,
+             "encoded twice": lambda p: quote(quote(p))}
+
+
+def _line(access, trusted=(), **environ) -> str:
+    log, records = access
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"[]"]
+
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/health", "QUERY_STRING": "",
+               "SCRIPT_NAME": "", "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "10.0.0.9",
+               **environ}
+    b"".join(MaskedTransLogger(app, log, trusted)(environ, lambda *a, **k: None))
+    log.flush()
+    return records.messages.pop()
+
+
+@pytest.mark.parametrize("phone", PHONES)
+@pytest.mark.parametrize("spelling", SPELLINGS)
+def test_no_phone_reaches_the_access_log_from_any_field(access, phone, spelling):
+    sent = SPELLINGS[spelling](phone)
+    trusted = trusted_networks("10.0.0.0/8")
+    fields = {"PATH_INFO": f"/users/{unquote(sent)}/recommendations",  # as WSGI decodes it
+              "QUERY_STRING": f"phone={sent}&q={sent}", "HTTP_REFERER": f"https://x/?p={sent}",
+              "HTTP_USER_AGENT": f"agent {sent}", "HTTP_X_FORWARDED_FOR": sent}
+    for field, value in fields.items():
+        line = _line(access, trusted, **{field: value})
+        assert "5396205" not in line and "539-62" not in line and "539 62" not in line, line
+        assert "916" not in line.replace("10.0.0.9", ""), (field, line)
+
+
+def test_a_client_cannot_forge_a_log_field(access):
+    line = _line(access, HTTP_USER_AGENT='x" 500 999 "forged\nhost - - [fake]',
+                 HTTP_REFERER='https://x/"quoted"', QUERY_STRING='a="b"')
+    fields = re.fullmatch(r'(\S+) - - \[[^]]+\] "([^"]*)" (\d+) (\S+) "((?:[^"\\]|\\.)*)" '
+                          r'"((?:[^"\\]|\\.)*)"', line)
+    assert fields, line
+    assert fields.group(3) == "200" and "\n" not in line
+    assert fields.group(6) == 'x\\" 500 999 \\"forged\\x0ahost - - [fake]'
+
+
+def test_forwarded_for_names_the_client_only_behind_a_trusted_proxy(access):
+    trusted = trusted_networks("10.0.0.0/8, 192.168.1.1")
+    chain = "203.0.113.7, 10.0.0.3"  # the client, then a proxy of ours
+    assert _line(access, (), HTTP_X_FORWARDED_FOR=chain).startswith("10.0.0.9 ")
+    assert _line(access, trusted, HTTP_X_FORWARDED_FOR=chain).startswith("203.0.113.7 ")
+    assert _line(access, trusted, REMOTE_ADDR="198.51.100.1",
+                 HTTP_X_FORWARDED_FOR=chain).startswith("198.51.100.1 ")  # not a proxy
+    assert _line(access, trusted, HTTP_X_FORWARDED_FOR="junk, 10.0.0.3").startswith(
+        "10.0.0.9 ")
+    with pytest.raises(ConfigError, match="service.trusted_proxies: 'nope'"):
+        trusted_networks("10.0.0.1, nope")
 
 
 def test_access_log_writes_batches_when_full_and_the_rest_on_stop(access):
