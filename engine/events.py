@@ -28,6 +28,7 @@ import collections
 import contextlib
 import datetime as dt
 import fcntl
+import hashlib
 import hmac
 import json
 import logging
@@ -55,8 +56,9 @@ def now_iso(when: float | None = None) -> str:
 
 class RecommendationIds:
     """Unique ids for answers, signed so that feedback can name only ids the service issued:
-    a random prefix per process, a counter (no lock, no system call per id), and an HMAC of
-    both under `secret`, which every worker of the service shares:
+    a random prefix per process, a counter (no lock, no system call per id), and a MAC of
+    both under `secret`, which every worker of the service shares (BLAKE2b in its keyed
+    mode, a third of HMAC-SHA256's cost on the request path):
     `3f9a0c1d2e4b-1a.5d0c8e2b9a7f6e31`."""
 
     PATTERN = r"^[0-9a-f]{12}-[0-9a-f]{1,16}\.[0-9a-f]{16}$"
@@ -72,7 +74,7 @@ class RecommendationIds:
         return cls(hmac.digest(hmac_key.encode(), b"shoprecs recommendation ids", "sha256"))
 
     def _sign(self, unsigned: str) -> str:
-        return hmac.digest(self._secret, unsigned.encode(), "sha256")[:8].hex()
+        return hashlib.blake2b(unsigned.encode(), key=self._secret, digest_size=8).hexdigest()
 
     def __call__(self) -> str:
         unsigned = f"{self.prefix}-{self._count():x}"

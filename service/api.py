@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from flask import Blueprint, request
+from flask import Blueprint, make_response, request
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -241,7 +241,11 @@ def endpoint(bp: Blueprint, rule: str, method: str = "GET", **spec) -> Callable:
                 path["query"] = parse(definition.query, request.args.to_dict())
             if definition.body is not None:
                 path["body"] = parse(definition.body, json_body())
-            return view(**path)
+            if definition.access != "admin":
+                return view(**path)
+            response = make_response(view(**path))
+            response.headers["Cache-Control"] = "no-store"  # admin answers: never cached
+            return response
 
         bp.add_url_rule(rule, view.__name__, handle, methods=[method])
         declare(f"{bp.name}.{view.__name__}", definition.access)

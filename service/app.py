@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 
 from cachetools import LRUCache
-from flask import Flask, g, redirect, request
+from flask import Flask, redirect
 
 from core import config as shoprecs_config
 from core.phones import PhoneRules
@@ -21,7 +21,7 @@ from engine.experiments import Experiment
 from engine.mongo_engine import blacklist_for, engine_for, event_sinks, register_for, source_for
 from service import errors, events, merch, ops, routes, shop
 from service.accesslog import trusted_networks
-from service.auth import access_of, check_access, declare, parse_keys
+from service.auth import access_check, declare, parse_keys
 from service.erasure import Erasures
 from service.metrics import Metrics, MetricsMiddleware
 
@@ -88,25 +88,6 @@ def create_app(config: dict | None = None) -> Flask:
         app.register_blueprint(blueprint)
     app.add_url_rule("/", "index", lambda: redirect("/merch"))
     declare("index", "public")
-    app.before_request(check_access)
-    app.after_request(_security_headers)
+    app.before_request(access_check(app.extensions["shoprecs.admin_keys"], storefront_keys))
     app.wsgi_app = MetricsMiddleware(app.wsgi_app, metrics)
     return app
-
-
-def _security_headers(response):
-    """What every answer tells a browser: no sniffing, no framing; admin answers are never
-    cached; the merchandisers' page runs only its own script (service/merch.py's nonce)."""
-    headers = response.headers
-    headers["X-Content-Type-Options"] = "nosniff"
-    headers["X-Frame-Options"] = "DENY"
-    if access_of(request.endpoint) == "admin":
-        headers["Cache-Control"] = "no-store"
-    nonce = g.get("csp_nonce")
-    if nonce is not None:
-        headers["Content-Security-Policy"] = (
-            f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
-            "connect-src 'self'; img-src 'self' data:; form-action 'self'; "
-            "frame-ancestors 'none'; base-uri 'none'")
-        headers["Cache-Control"] = "no-store"  # it may show a shopper's list
-    return response

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hmac
 
-from flask import current_app, request
+from flask import request
 
 from service.errors import ApiError
 
@@ -40,11 +40,6 @@ def declare(endpoint: str, access: str) -> None:
     if access not in ACCESS:
         raise ValueError(f"access must be one of {ACCESS}, not {access!r}")
     _levels[endpoint] = access
-
-
-def access_of(endpoint: str | None) -> str:
-    """The declared level; an endpoint declared nowhere is a storefront one."""
-    return _levels.get(endpoint or "", "storefront")
 
 
 def key_matches(given: str | None, keys: tuple[bytes, ...]) -> bool:
@@ -77,24 +72,25 @@ def require_key(given: str | None, keys: tuple[bytes, ...], what: str, setting: 
                        f"API key; use one of {setting}")
 
 
-def check_access() -> None:
-    """Flask's before_request: the key the route's access level asks for."""
-    if request.endpoint is None:  # no such route: the 404 follows
-        return
-    level = access_of(request.endpoint)
-    if level == "public":
-        return
-    admin = current_app.extensions["shoprecs.admin_keys"]
-    given = given_key()
-    try:
-        if level == "admin":
-            require_key(given, admin, "admin", "SHOPRECS_ADMIN_API_KEYS")
-        else:
-            storefront = current_app.extensions["shoprecs.storefront_keys"]
-            if storefront:
+def access_check(admin: tuple[bytes, ...], storefront: tuple[bytes, ...]):
+    """Flask's before_request for these keys: the key the route's access level asks for.
+    (On the request path: a storefront route of an unkeyed service costs one lookup.)"""
+    levels = _levels
+
+    def check_access() -> None:
+        level = levels.get(request.endpoint or "", "storefront")
+        if level == "public" or (level == "storefront" and not storefront) \
+                or request.endpoint is None:  # no such route: the 404 follows
+            return
+        given = given_key()
+        try:
+            if level == "admin":
+                require_key(given, admin, "admin", "SHOPRECS_ADMIN_API_KEYS")
+            else:
                 require_key(given, storefront + admin, "storefront",
                             "SHOPRECS_STOREFRONT_API_KEYS")
-    except ApiError as exc:
-        if exc.code == 401 and request.endpoint in BROWSER_PAGES:
-            exc.www_authenticate = 'Basic realm="shoprecs", charset="UTF-8"'
-        raise
+        except ApiError as exc:
+            if exc.code == 401 and request.endpoint in BROWSER_PAGES:
+                exc.www_authenticate = 'Basic realm="shoprecs", charset="UTF-8"'
+            raise
+    return check_access

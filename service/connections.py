@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 # headers the service acts on: an underscore spelling would reach it under the same name
 GUARDED = (b"x-api-key", b"x-forwarded-for")
 _END = b"\r\n\r\n"
+# what makes a head worth reading line by line (lower case)
+_MARKERS = (b"content-length", b"transfer-encoding", b"x-api-key", b"x_", b"expect")
 _LAST_CHUNK = b"0\r\n\r\n"
 
 
@@ -78,8 +80,11 @@ def request_state(data: bytes | bytearray, max_body: int, max_head: int = 16384)
     end = data.find(_END)
     if end < 0:
         return WHOLE if len(data) > max_head else PARTIAL
+    head = bytes(data[:end]).lower()
+    if not any(marker in head for marker in _MARKERS):  # most requests: a GET, no key
+        return WHOLE
     lengths, chunked, keys, expects = set(), False, 0, False
-    for line in bytes(data[:end]).split(b"\r\n")[1:]:
+    for line in head.split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
         name, value = name.strip().lower(), value.strip()
         if name == b"content-length":

@@ -112,4 +112,10 @@ def page():
                     "popular (unknown shopper)"
             except InvalidPhone as exc:
                 view["phone_error"] = str(exc)
-    return render_template("merch.html", **view), 200 if engine is not None else 503
+    nonce = g.csp_nonce
+    return render_template("merch.html", **view), 200 if engine is not None else 503, {
+        # only the page's own <script> and <style> run; it may show a shopper's list
+        "Content-Security-Policy": f"default-src 'none'; script-src 'nonce-{nonce}'; "
+        f"style-src 'nonce-{nonce}'; connect-src 'self'; img-src 'self' data:; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        "Cache-Control": "no-store"}

@@ -117,8 +117,14 @@ class Metrics:
         self._reloads.labels(result.status).inc()
 
 
+# What every answer tells a browser: never sniff the content type, never frame it. (Admin
+# answers add no-store, /merch its Content-Security-Policy: service/api.py, service/merch.py.)
+BROWSER_HEADERS = [("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY")]
+
+
 class MetricsMiddleware:
-    """WSGI: every request counted and timed under its route template."""
+    """WSGI: every request counted and timed under its route template, and BROWSER_HEADERS
+    added to every answer."""
 
     def __init__(self, app, metrics: Metrics):
         self.app, self.metrics = app, metrics
@@ -129,6 +135,7 @@ class MetricsMiddleware:
 
         def capture(line, headers, exc_info=None):
             status.append(line[:3])
+            headers.extend(BROWSER_HEADERS)
             return start_response(line, headers, exc_info)
 
         try:
