@@ -6,7 +6,9 @@
         rules_<v>       {_id, antecedent, consequent, size, confidence, lift, support},
                         index (antecedent, size): a product's rules and a cart's rules
         popular_<v>     {_id: rank, goods_id, score}
-        catalog_<v>     {_id: goods, name}
+        catalog_<v>     {_id: goods, name, available, price, category} (the last three
+                        when the night's catalog had them)
+        history_<v>     {_id: user_key, goods: [goods, ...]}: everything the shopper bought
     versions            {_id: version, state: "writing" | "complete", counts, manifest}
     serving             {_id: "current", version, previous, switched_at}: what is served
 
@@ -34,9 +36,10 @@ from engine.snapshot import SnapshotError
 
 log = logging.getLogger(__name__)
 
-RESULT_SETS = ("user_recs", "rules", "similar", "popular", "catalog")
+RESULT_SETS = ("user_recs", "rules", "similar", "popular", "catalog", "history")
 POINTER, VERSIONS, CURRENT = "serving", "versions", "current"
 INDEXES = {"rules": [("antecedent", ASCENDING), ("size", ASCENDING)]}
+CATALOG_EXTRA = ("available", "price", "category")
 _VERSION = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 _DUPLICATE_KEY = 11000
 _mock_clients: dict[str, object] = {}
@@ -96,7 +99,9 @@ def _rule_doc(row) -> dict:
 
 TO_DOC = {"user_recs": _user_doc, "similar": _similar_doc, "rules": _rule_doc,
           "popular": lambda r: {"_id": r["rank"], "goods_id": r["goods_id"], "score": r["score"]},
-          "catalog": lambda r: {"_id": r["goods_id"], "name": r["name"]}}
+          "catalog": lambda r: {"_id": r["goods_id"], "name": r["name"],
+                                **{c: r[c] for c in CATALOG_EXTRA if c in r}},
+          "history": lambda r: {"_id": r["user_key"], "goods": list(r["goods"])}}
 
 
 def _flush(coll, ops: list) -> int:

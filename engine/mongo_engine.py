@@ -20,8 +20,9 @@ from collections.abc import Callable, Iterable
 
 from cachetools import LRUCache
 
-from engine.mongo import VERSIONS, MongoStore, MongoStoreError, connect
+from engine.mongo import CATALOG_EXTRA, VERSIONS, MongoStore, MongoStoreError, connect
 from engine.recommender import RecommendationEngine, Scored, as_rule, ranked_rules, user_lists
+from engine.shoprules import catalog_rules
 
 _MISSING = object()
 
@@ -97,11 +98,21 @@ class MongoSnapshot:
         self.store, self.version, self.cache_size = store, version, cache_size
         self.manifest = doc.get("manifest") or {"version": version}
         self.names = _Names(store.collection("catalog", version), cache_size)
+        # availability, categories and prices, as the night's catalog had them (read once:
+        # a catalog refresh, engine/shoprules.py, overrides them during the day)
+        docs = list(store.collection("catalog", version).find({}, {"name": 0}))
+        column = {c: [d.get(c) for d in docs] for c in CATALOG_EXTRA}
+        self.shop_rules = catalog_rules([d["_id"] for d in docs], column["available"],
+                                        column["category"], column["price"])
         self.popular = [(d["goods_id"], d["score"]) for d in
                         store.collection("popular", version).find().sort("_id", 1)]
         sim = store.collection("similar", version)
         self.similar = _Lru(lambda ids: {d["_id"]: [tuple(i) for i in d["items"]]
                                          for d in sim.find({"_id": {"$in": ids}})}, cache_size)
+        bought = store.collection("history", version)
+        # versions published before the purchase history existed lack it
+        self.history = _Lru(lambda keys: {d["_id"]: frozenset(d["goods"]) for d in bought.find(
+            {"_id": {"$in": keys}})}, cache_size) if "history" in doc.get("counts", {}) else None
 
     def rules_with(self, goods_ids: list[str], single: bool = False) -> list[dict]:
         query = {"antecedent": {"$in": goods_ids}, **({"size": 1} if single else {})}
@@ -151,6 +162,7 @@ class MongoEngine(RecommendationEngine):
             return {g: [r for r in rules if g in r.antecedent] for g in ids}
 
         self._users = _Lru(fetch_users, size)
+        self._history = snap.history
         self._popular = tuple(Scored(g, s) for g, s in snap.popular)
         self._similar = _Lru(fetch_similar, size)
         self._assoc = _Lru(fetch_assoc, size)

@@ -132,6 +132,7 @@ class RecommendationEngine:
 
     def _index(self, snap: Snapshot) -> None:
         self._users = {key: user_lists(recs) for key, recs in snap.user_recs.items() if recs}
+        self._history = snap.history
         self._popular = tuple(Scored(g, s) for g, s in snap.popular)
         self._similar = {g: tuple(Scored(o, s) for o, s in near)
                          for g, near in snap.similar.items()}
@@ -189,46 +190,48 @@ class RecommendationEngine:
         A known shopper gets their precomputed list; `recent` goods of this session (most
         recent first) blend their neighbours and rules into it, or make the whole list of
         a shopper the model does not know; goods `only` refuses are skipped, and a list they
-        thinned is filled with the best popular goods `only` allows (not with
-        `exclude_bought`: only the list's own goods are known as bought or not).
-        `exclude_bought` leaves out goods the shopper ever bought (the batch job stores the
-        best new goods beside the best overall, so the list stays full); `recent` goods are
-        never offered back."""
+        thinned is filled with the best popular goods `only` allows. `exclude_bought` leaves
+        out every goods the shopper ever bought (`owned`), on the list, the context and the
+        fill (the batch job stores the best new goods beside the best overall, so the list
+        stays full); `recent` goods are never offered back."""
         key = self.user_key(phone)
-        recs = None if only.forgets(key, self.snapshot.manifest.get("published_at", "")) \
-            else self._users.get(key)
-        ranked: Sequence[Scored] = ()
-        owned: frozenset[str] = frozenset()
-        sources = []
-        if recs is not None:
-            ranked = recs[1 if exclude_bought else 0]
-            if exclude_bought and recent:  # the new-goods list holds none; the context may
-                owned = frozenset(g for g, _ in recs[0]) - frozenset(g for g, _ in recs[1])
-            sources.append("personalized")
+        forgotten = only.forgets(key, self.snapshot.manifest.get("published_at", ""))
+        recs = None if forgotten else self._users.get(key)
+        owned = self.owned(key) if exclude_bought and not forgotten else frozenset()
+        personal: Sequence[Scored] = () if recs is None else recs[1 if exclude_bought else 0]
         skip = frozenset(recent) | owned
-        if recent:
-            context = self._context(recent[:MAX_RECENT], skip)
-            if context:
-                ranked = _blend(ranked, context)
-                sources.append("context")
-        if not (only.active or skip):
-            if recs is not None or ranked:
-                return tuple(ranked[:limit]), tuple(sources)
-            return self._popular[:limit], ("popular",)
+        context = self._context(recent[:MAX_RECENT], skip) if recent else {}
+        ranked = _blend(personal, context) if context else personal
+        if not (only.active or skip):  # the fast paths (no `recent`: no context)
+            if len(ranked) >= limit:
+                return tuple(ranked[:limit]), ("personalized",)
+            if not ranked:
+                return self._popular[:limit], ("popular",)
         found = only.keep((r for r in ranked if r.goods_id not in skip), limit)
         # Popular goods fill the list of a shopper the model does not know, and a known
-        # shopper's list that the filters thinned; not with `exclude_bought`: the snapshot
-        # knows what a shopper bought only among their list's goods, and a popular goods
-        # they bought long ago must not come back.
-        thinned = len(found) < min(limit, len(ranked))
-        if len(found) < limit and (recs is None or thinned and not exclude_bought):
+        # shopper's list the filters thinned or that is shorter than asked (never with
+        # goods they bought, when `exclude_bought`: the history knows all of them).
+        filled = []
+        if len(found) < limit and (not exclude_bought or self._history is not None):
             taken = skip | {g for g, _ in found}
-            fill = only.keep((p for p in self._popular if p.goods_id not in taken),
-                             limit - len(found))
-            if fill:
-                found += fill
-                sources.append("popular")
-        return tuple(found), tuple(sources)
+            filled = only.keep((p for p in self._popular if p.goods_id not in taken),
+                               limit - len(found))
+        shown = {g for g, _ in found}
+        sources = tuple(name for name, came in (
+            ("personalized", shown.intersection(g for g, _ in personal)),
+            ("context", shown.intersection(context)), ("popular", filled)) if came)
+        return tuple(found + filled), sources
+
+    def owned(self, key: str | None) -> frozenset[str]:
+        """Every goods the shopper of `key` bought: the version's purchase history (a
+        version published without one knows only its stored lists' bought goods)."""
+        if key is None:
+            return frozenset()
+        if self._history is not None:
+            return self._history.get(key) or frozenset()
+        recs = self._users.get(key)
+        return frozenset(g for g, _ in recs[0]) - frozenset(g for g, _ in recs[1]) \
+            if recs else frozenset()
 
     def popular(self, limit: int = 10, *, only: Filter = NO_FILTER, skip: Sequence[str] = ()
                 ) -> tuple[tuple[Scored, ...], tuple[str, ...]]:

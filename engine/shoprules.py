@@ -19,6 +19,7 @@ a retrain. A file that cannot be read is logged and the rules in force stay.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import fcntl
 import hashlib
@@ -58,6 +59,7 @@ class ShopRules:
     unavailable: frozenset[str] = frozenset()
     blacklist: Mapping[str, dict] = field(default_factory=dict)
     category: Mapping[str, str] = field(default_factory=dict)
+    price: Mapping[str, float] = field(default_factory=dict)
     catalog: str | None = None  # the catalog refresh in force (None: the snapshot's)
     # shoppers forgotten on request (engine/privacy.py): user_key -> when
     forgotten: Mapping[str, str] = field(default_factory=dict)
@@ -66,12 +68,14 @@ class ShopRules:
 @dataclass(frozen=True)
 class Filter:
     """What one answer may hold: not `hidden` (shop rules), not `exclude` (the request's),
-    and, when `categories` is given, only goods of those categories."""
+    and, when `categories` is given, only goods of those categories; and the catalog in
+    force it is answered against (`category_of`, `price_of`)."""
 
     hidden: frozenset[str] = frozenset()
     exclude: frozenset[str] = frozenset()
     categories: frozenset[str] | None = None
     category_of: Mapping[str, str] = field(default_factory=dict)
+    price_of: Mapping[str, float] = field(default_factory=dict)
     forgotten: Mapping[str, str] = field(default_factory=dict)
 
     def forgets(self, user_key: str, published_at: str) -> bool:
@@ -112,14 +116,16 @@ def request_filter(rules: ShopRules, snapshot_rules: ShopRules,
     return Filter(hidden=base.unavailable | frozenset(rules.blacklist),
                   exclude=frozenset(exclude),
                   categories=None if categories is None else frozenset(categories),
-                  category_of=base.category, forgotten=rules.forgotten)
+                  category_of=base.category, price_of=base.price, forgotten=rules.forgotten)
 
 
-def catalog_rules(goods_ids, available, categories, version: str | None = None) -> ShopRules:
-    """ShopRules from catalog columns (available null: available)."""
+def catalog_rules(goods_ids, available, categories, prices=None,
+                  version: str | None = None) -> ShopRules:
+    """ShopRules from catalog columns (available null: available; no price: unknown)."""
     return ShopRules(
         unavailable=frozenset(g for g, a in zip(goods_ids, available) if a is False),
         category={g: c for g, c in zip(goods_ids, categories) if c},
+        price={g: p for g, p in zip(goods_ids, prices or ()) if p is not None},
         catalog=version)
 
 
@@ -165,11 +171,11 @@ def current_catalog(root: str | Path) -> str | None:
 def _load_catalog(root: Path, name: str) -> ShopRules:
     path = root / CATALOG_DIR / f"{name}.parquet"
     try:
-        table = pq.read_table(path, columns=["goods_id", "available", "category"])
+        table = pq.read_table(path, columns=["goods_id", "available", "category", "price"])
     except Exception as exc:  # pyarrow raises several types for missing or corrupt files
         raise RulesError(f"catalog {path} unreadable: {exc}") from exc
     return catalog_rules(table["goods_id"].to_pylist(), table["available"].to_pylist(),
-                         table["category"].to_pylist(), name)
+                         table["category"].to_pylist(), table["price"].to_pylist(), name)
 
 
 # ---------------------------------------------------------------- the blacklist
@@ -357,8 +363,8 @@ class RulesHolder:
                     return self._rules
                 catalog = seen[0]
                 rules = _load_catalog(self.root, catalog) if catalog else ShopRules()
-                rules = ShopRules(rules.unavailable, self.blacklist.read(),
-                                  rules.category, rules.catalog, self.register.read())
+                rules = dataclasses.replace(rules, blacklist=self.blacklist.read(),
+                                            forgotten=self.register.read())
             except (RulesError, PyMongoError) as exc:
                 self.errors += 1
                 if seen is not None:

@@ -1,6 +1,6 @@
 """Serving snapshots: publish a trained version to serving/<version>/ and load it back.
 
-    serving/<version>/user_recs, rules, similar, popular, catalog
+    serving/<version>/user_recs, rules, similar, popular, catalog, history
                                                             Parquet, copied from models/
     serving/<version>/manifest.json                         version, row counts, metrics
     serving/CURRENT                                         the version served
@@ -29,12 +29,13 @@ from engine.shoprules import ShopRules, catalog_rules
 
 log = logging.getLogger(__name__)
 
-RESULT_SETS = ("user_recs", "rules", "similar", "popular", "catalog")
-OPTIONAL = ("similar",)  # versions published before it existed lack it
+RESULT_SETS = ("user_recs", "rules", "similar", "popular", "catalog", "history")
+OPTIONAL = ("similar", "history")  # versions published before they existed lack them
 COLUMNS = {"user_recs": ("user_key", "goods_id", "score", "rank"),
            "similar": ("goods_id", "similar_id", "score", "rank"),
            "rules": ("antecedent", "consequent", "confidence", "lift", "support"),
-           "popular": ("goods_id", "score", "rank"), "catalog": ("goods_id", "name")}
+           "popular": ("goods_id", "score", "rank"), "catalog": ("goods_id", "name"),
+           "history": ("user_key", "goods")}
 
 
 class SnapshotError(RuntimeError):
@@ -68,6 +69,8 @@ class Snapshot:
     rules: list[dict] = field(default_factory=list)  # every rule, for basket lookups
     popular: list[tuple[str, float]] = field(default_factory=list)
     names: dict[str, str] = field(default_factory=dict)
+    # shopper -> every goods they bought (None: a version published without it)
+    history: dict[str, frozenset[str]] | None = None
     # availability and categories as the night's catalog had them (a catalog refresh,
     # engine/shoprules.py, overrides them during the day)
     shop_rules: ShopRules = field(default_factory=ShopRules)
@@ -118,15 +121,20 @@ class Snapshot:
             if len(rule["antecedent"]) == 1:  # multi-item antecedents serve baskets
                 by_item[rule["antecedent"][0]].append(rule)
         snap.rules_by_item = dict(by_item)
+        if (path / "history").exists():
+            bought = _read(path, "history")
+            snap.history = {user: frozenset(goods) for user, goods in zip(
+                bought["user_key"].to_pylist(), bought["goods"].to_pylist()) if user}
         pop = _read(path, "popular").sort_by("rank")
         snap.popular = list(zip(pop["goods_id"].to_pylist(), pop["score"].to_pylist()))
         cat = _read(path, "catalog")
         goods_ids = cat["goods_id"].to_pylist()
         snap.names = dict(zip(goods_ids, cat["name"].to_pylist()))
         none = [None] * cat.num_rows  # a catalog from a bus that sends only id and name
-        snap.shop_rules = catalog_rules(
-            goods_ids, cat["available"].to_pylist() if "available" in cat.column_names else none,
-            cat["category"].to_pylist() if "category" in cat.column_names else none)
+        columns = {c: cat[c].to_pylist() if c in cat.column_names else none
+                   for c in ("available", "category", "price")}
+        snap.shop_rules = catalog_rules(goods_ids, columns["available"], columns["category"],
+                                        columns["price"])
         expected = manifest.get("counts", {})
         if expected.get("user_recs") not in (None, recs.num_rows):
             raise SnapshotError(f"snapshot {path}: user_recs has {recs.num_rows} rows, "

@@ -53,14 +53,20 @@ class GroundTruth:
     quarantined_orders: set[str] = field(default_factory=set)
     guests: set[str] = field(default_factory=set)  # valid orders kept without a shopper
     late: set[str] = field(default_factory=set)  # listed days after their date
+    bad_lines: set[str] = field(default_factory=set)  # kept, but with a line quarantined
+
+
+def _line_ok(line: dict) -> bool:
+    q, g = line.get("quantity"), line.get("goodsId")
+    return isinstance(q, int) and q > 0 and g not in (None, "")
 
 
 def _lines(order: dict) -> dict[str, int]:
     out: dict[str, int] = {}
     for line in order.get("basket") or []:
-        q, g = line.get("quantity"), line.get("goodsId")
-        if isinstance(q, int) and q > 0 and g not in (None, ""):
-            out[str(g)] = out.get(str(g), 0) + q
+        if _line_ok(line):
+            g = str(line["goodsId"])
+            out[g] = out.get(g, 0) + line["quantity"]
     return out
 
 
@@ -127,6 +133,10 @@ def inject(orders: list[dict], faults: DataFaults) -> tuple[list[dict], GroundTr
                 truth.guests.discard(oid)
             if order.get("_listed"):
                 truth.late.add(oid)
+            if all(map(_line_ok, order.get("basket") or [])):
+                truth.bad_lines.discard(oid)
+            else:
+                truth.bad_lines.add(oid)
         elif oid not in truth.orders:
             truth.quarantined_orders.add(oid)
     return served, truth

@@ -60,6 +60,7 @@ log = logging.getLogger(__name__)
 PENDING = Path("privacy") / "pending"  # erasures the service recorded but could not run
 ROTATION = Path("privacy") / "rotation.json"
 KEYED_ZONES = ("clean", "models", "serving")
+KEYED_COLLECTIONS = ("user_recs_", "history_")  # MongoDB: one document per shopper key
 NOT_A_KEY = (None, INVALID, PLACEHOLDER)
 
 
@@ -287,7 +288,7 @@ def erase(settings, digits: str | None, key: str, requested_at: str) -> dict:
     db = _mongo(settings)
     if db is not None:
         for name in db.list_collection_names():
-            if name.startswith("user_recs_"):
+            if name.startswith(KEYED_COLLECTIONS):
                 counts["mongodb"] += db[name].delete_one({"_id": key}).deleted_count
             elif name in ("impressions", "feedback"):
                 counts["mongodb"] += db[name].delete_many({"shopper": key}).deleted_count
@@ -644,7 +645,8 @@ def rotate(settings, new_key: str) -> dict:
 
 
 def _rotate_mongo(db, new, journal: dict, save, mark: str) -> int:
-    """user_recs_<v>: re-keyed into a staging collection renamed over the old one (atomic;
+    """user_recs_<v>, history_<v>: re-keyed into a staging collection renamed over the old
+    one (atomic;
     a killed run rebuilds the staging copy); impressions and feedback: each document
     re-keyed once, marked with the target chain. Each collection journaled when done."""
     moved = 0
@@ -652,7 +654,7 @@ def _rotate_mongo(db, new, journal: dict, save, mark: str) -> int:
         if f"mongodb:{name}" in journal["done"]:
             continue
         coll = db[name]
-        if name.startswith("user_recs_"):
+        if name.startswith(KEYED_COLLECTIONS):
             staging = db[f"{name}.rekey"]
             staging.drop()
             docs = [{**doc, "_id": new(doc["_id"])} for doc in coll.find()]

@@ -1,7 +1,8 @@
 """Publish a trained version into MongoDB, written in bulk by the Spark executors.
 
 models/<version>/results/* are read with Spark, shaped into one document per shopper
-(user_recs), per product (similar), per rule, per popular rank and per catalog entry,
+(user_recs, history), per product (similar), per rule, per popular rank and per catalog
+entry,
 and each partition is inserted by its executor with a client of its own
 (`engine.mongo.write_partition`): nothing but counts reaches the driver. Then the driver
 checks every collection's count, builds the indexes, self-checks the version as the
@@ -39,6 +40,9 @@ def documents(spark: SparkSession, results: Path) -> dict[str, DataFrame]:
         sim = spark.read.parquet(str(results / "similar"))
         out["similar"] = sim.groupBy("goods_id").agg(F.sort_array(F.collect_list(F.struct(
             "rank", "similar_id", "score"))).alias("items"))
+    if (results / "history").exists():  # versions trained before it existed lack it
+        out["history"] = spark.read.parquet(str(results / "history")).where(
+            F.col("user_key").isNotNull())
     out["rules"] = spark.read.parquet(str(results / "rules"))
     out["popular"] = spark.read.parquet(str(results / "popular"))
     out["catalog"] = (spark.read.parquet(str(results / "catalog"))

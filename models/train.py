@@ -4,7 +4,8 @@
     models/<version>/ids/users, ids/items the id mapping (extended from models/LATEST)
     models/<version>/results/             what publishing serves: user_recs (the hybrid of
                                           models/hybrid.py), rules, similar, popular,
-                                          catalog (Parquet)
+                                          catalog, history (what each shopper bought)
+                                          (Parquet)
     models/<version>/parts/als.json,      what each training step produced, written last by
                    parts/fpgrowth.json    that step: a step that finds its part skips it
     models/<version>/metrics.json         window, counts, parameters, holdout evaluation
@@ -85,6 +86,14 @@ def popular(lines: DataFrame, k: int = POPULAR_K) -> DataFrame:
     top = baselines.most_ordered(lines, k).collect()
     rows = [(r["goods_id"], r["orders"] / n, rank) for rank, r in enumerate(top, 1)]
     return lines.sparkSession.createDataFrame(rows, "goods_id string, score double, rank int")
+
+
+def purchases(history: DataFrame) -> DataFrame:
+    """(user_key, goods: sorted distinct goods ids): everything each known shopper bought in
+    the clean history, so that the service leaves out exactly what was bought
+    (`exclude_bought`) on every path, not only among the stored lists' goods."""
+    return (hybrid.bought_pairs(history).groupBy("user_key")
+            .agg(F.sort_array(F.collect_list("goods_id")).alias("goods")))
 
 
 def repeat_rate(lines: DataFrame) -> float:
@@ -303,6 +312,7 @@ def train_als(spark: SparkSession, p: Plan, lines: DataFrame | None = None) -> d
         model = als.train(ratings, p.als)
         results = out / "results"
         popular(lines).write.mode("overwrite").parquet(str(results / "popular"))
+        purchases(history).write.mode("overwrite").parquet(str(results / "history"))
         catalog = spark.read.parquet(str(root / "clean" / "goods"))
         catalog.write.mode("overwrite").parquet(str(results / "catalog"))
         write_similar(model, items, catalog, results / "similar")

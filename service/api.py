@@ -25,6 +25,7 @@ from pydantic import (
     StrictInt,
     StrictStr,
     ValidationError,
+    ValidationInfo,
 )
 
 from service.auth import declare
@@ -121,9 +122,21 @@ class AssociationsQuery(Filtered):
                                     "colour or size, none to the product's own variants")
 
 
+def _needs_shopper(value: bool, info: ValidationInfo) -> bool:
+    if value and info.data.get("shopper") is None:
+        raise ValueError("leaving out what a shopper bought needs the shopper: give shopper")
+    return value
+
+
+# declared after `shopper`, whose value it reads
+ExcludeBought = Annotated[bool, AfterValidator(_needs_shopper), Field(
+    description="leave out goods the shopper (`shopper`) ever bought")]
+
+
 class SimilarQuery(Shown):
     limit: Limit = 10
     shopper: Shopper | None = None
+    exclude_bought: ExcludeBought = False
 
 
 class Basket(BaseModel):
@@ -138,21 +151,28 @@ class Basket(BaseModel):
     exclude: list[GoodsId] = Field([], max_length=MAX_LISTED,
                                    description="leave out these goods ids")
     shopper: Shopper | None = None
+    exclude_bought: ExcludeBought = False
     envelope: bool = Field(False, description='answer {"recommendationId": "...", "items": '
                            '[...]} instead of the bare list')
 
 
 # What the routes answer (for the document; the views send engine data encoded once).
+Price = Annotated[float | None, Field(description="the price in the catalog in force "
+                                      "(the hourly refresh, else the night's); null: unknown")]
+
+
 class Item(BaseModel):
     goodsId: GoodsId
     rating: float
     name: str | None
+    price: Price
 
 
 class Neighbour(BaseModel):
     goodsId: GoodsId
     score: float
     name: str | None
+    price: Price
 
 
 class RuleItem(BaseModel):
@@ -168,6 +188,7 @@ class Suggestion(BaseModel):
     goodsId: GoodsId
     score: float
     name: str | None
+    price: Price
     because: list[GoodsId]
 
 

@@ -9,6 +9,7 @@ Request path: CherryPy -> TransLogger -> MetricsMiddleware -> Flask.
 from __future__ import annotations
 
 import logging
+import os
 
 from cachetools import LRUCache
 from flask import Flask, redirect
@@ -24,6 +25,7 @@ from service.accesslog import trusted_networks
 from service.auth import access_check, declare, parse_keys
 from service.erasure import Erasures
 from service.metrics import Metrics, MetricsMiddleware
+from service.workers import WORKER_ENV
 
 log = logging.getLogger(__name__)
 
@@ -89,5 +91,5 @@ def create_app(config: dict | None = None) -> Flask:
     app.add_url_rule("/", "index", lambda: redirect("/merch"))
     declare("index", "public")
     app.before_request(access_check(app.extensions["shoprecs.admin_keys"], storefront_keys))
-    app.wsgi_app = MetricsMiddleware(app.wsgi_app, metrics)
+    app.wsgi_app = MetricsMiddleware(app.wsgi_app, metrics, os.environ.get(WORKER_ENV, "0"))
     return app

@@ -12,8 +12,12 @@ import json
 import math
 import threading
 import weakref
+from collections.abc import Mapping
+from types import MappingProxyType
 
 from engine.recommender import Rule, Scored, Suggestion
+
+EMPTY: Mapping[str, float] = MappingProxyType({})
 
 
 def dumps(obj) -> bytes:
@@ -42,6 +46,7 @@ class Encoder:
         self._engine = weakref.proxy(engine)  # the cache below must not keep it alive
         self._id: dict[str, str] = {}
         self._name: dict[str, str] = {}
+        self._prices: tuple[Mapping | None, dict[str, str]] = (None, {})
 
     def goods(self, goods_id: str) -> str:
         enc = self._id.get(goods_id)
@@ -56,11 +61,25 @@ class Encoder:
                                                     ensure_ascii=False)
         return enc
 
-    def items(self, items: tuple[Scored, ...] | list[Scored], field: str = "rating") -> bytes:
-        """[{"goodsId", <field>: score, "name"}]: recommendations (rating) or similar goods
-        (score)."""
+    def price(self, goods_id: str, prices: Mapping[str, float]) -> str:
+        """The goods' price in the catalog in force (`prices`, which a refresh replaces
+        whole: the encoded prices are kept per mapping), or null."""
+        cached = self._prices
+        if cached[0] is not prices:
+            cached = self._prices = (prices, {})
+        enc = cached[1].get(goods_id)
+        if enc is None:
+            value = prices.get(goods_id)
+            enc = cached[1][goods_id] = "null" if value is None else number(value)
+        return enc
+
+    def items(self, items: tuple[Scored, ...] | list[Scored], field: str = "rating",
+              prices: Mapping[str, float] = EMPTY) -> bytes:
+        """[{"goodsId", <field>: score, "name", "price"}]: recommendations (rating) or
+        similar goods (score), priced by the catalog in force."""
         return _array(f'{{"goodsId":{self.goods(g)},"{field}":{number(s)},'
-                      f'"name":{self.name(g)}}}' for g, s in items)
+                      f'"name":{self.name(g)},"price":{self.price(g, prices)}}}'
+                      for g, s in items)
 
     def rules(self, rules: list[Rule]) -> bytes:
         return _array(
@@ -70,10 +89,11 @@ class Encoder:
             f'"confidence":{number(r.confidence)},"lift":{number(r.lift)},'
             f'"support":{number(r.support)}}}' for r in rules)
 
-    def suggestions(self, suggestions: list[Suggestion]) -> bytes:
+    def suggestions(self, suggestions: list[Suggestion],
+                    prices: Mapping[str, float] = EMPTY) -> bytes:
         return _array(
             f'{{"goodsId":{self.goods(s.goods_id)},"score":{number(s.score)},'
-            f'"name":{self.name(s.goods_id)},'
+            f'"name":{self.name(s.goods_id)},"price":{self.price(s.goods_id, prices)},'
             f'"because":[{",".join(self.goods(g) for g in s.because)}]}}' for s in suggestions)
 
 

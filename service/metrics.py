@@ -124,10 +124,12 @@ BROWSER_HEADERS = [("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "D
 
 class MetricsMiddleware:
     """WSGI: every request counted and timed under its route template, and BROWSER_HEADERS
-    added to every answer."""
+    and `X-Worker` (which worker process answered: service/workers.py) added to every
+    answer."""
 
-    def __init__(self, app, metrics: Metrics):
+    def __init__(self, app, metrics: Metrics, worker: str = "0"):
         self.app, self.metrics = app, metrics
+        self.headers = [*BROWSER_HEADERS, ("X-Worker", worker)]
 
     def __call__(self, environ, start_response):
         started = perf_counter()
@@ -135,7 +137,7 @@ class MetricsMiddleware:
 
         def capture(line, headers, exc_info=None):
             status.append(line[:3])
-            headers.extend(BROWSER_HEADERS)
+            headers.extend(self.headers)
             return start_response(line, headers, exc_info)
 
         try:

@@ -40,11 +40,18 @@ def engine() -> RecommendationEngine:
     return found
 
 
-def shop_filter(served: RecommendationEngine, exclude=(), categories=None) -> Filter:
+def shop_filter(served: RecommendationEngine, exclude=(), categories=None,
+                owned: frozenset[str] = frozenset()) -> Filter:
     """The shop's rules in force in this worker (availability, blacklist) and the request's
-    own filters."""
+    own filters; `owned`: the shopper's bought goods, when the request excludes them."""
     rules = current_app.extensions["shoprecs.rules"].current()
-    return served.filter(rules, tuple(str(g) for g in exclude), categories)
+    return served.filter(rules, (*(str(g) for g in exclude), *owned), categories)
+
+
+def owned_by(served: RecommendationEngine, key: str | None, exclude_bought: bool
+             ) -> frozenset[str]:
+    """What the shopper bought, when the request leaves it out (else nothing)."""
+    return served.owned(key) if exclude_bought else frozenset()
 
 
 def _json(body: bytes, version: str, **headers) -> Response:
@@ -69,11 +76,13 @@ def user_recommendations(phone: str, query: RecommendationsQuery):
     arm = arm_of(key)
     only = shop_filter(served, query.excluded, query.categories)
     if arm is not None and arm.variant == "popular":
+        only = shop_filter(served, query.excluded, query.categories,
+                           owned_by(served, key, query.exclude_bought))
         recs, sources = served.popular(query.limit, only=only, skip=query.recent_ids)
     else:
         recs, sources = served.recommend(phone, query.limit, query.exclude_bought,
                                          recent=query.recent_ids, only=only)
-    return shown("recommendations", served, encoder(served).items(recs),
+    return shown("recommendations", served, encoder(served).items(recs, prices=only.price_of),
                  [g for g, _ in recs], sources, key, arm, query.envelope)
 
 
@@ -98,14 +107,15 @@ def similar_products(goods_id: str, query: SimilarQuery):
     served = engine()
     key = shopper_key(served, query.shopper, "shopper")
     arm = arm_of(key)
-    only = shop_filter(served, query.excluded, query.categories)
+    only = shop_filter(served, query.excluded, query.categories,
+                       owned_by(served, key, query.exclude_bought))
     try:
         near, sources = served.similar(goods_id, query.limit, only=only)
     except UnknownProduct:
         raise _unknown(goods_id) from None
     if arm is not None and arm.variant == "popular":
         near, sources = served.popular(query.limit, only=only, skip=(goods_id,))
-    return shown("similar", served, encoder(served).items(near, "score"),
+    return shown("similar", served, encoder(served).items(near, "score", only.price_of),
                  [g for g, _ in near], sources, key, arm, query.envelope)
 
 
@@ -116,12 +126,13 @@ def basket(body: Basket):
     served = engine()
     key = shopper_key(served, body.shopper, "shopper")
     arm = arm_of(key)
-    only = shop_filter(served, body.exclude, body.category)
+    only = shop_filter(served, body.exclude, body.category,
+                       owned_by(served, key, body.exclude_bought))
     cart = [str(i) for i in body.items]
     if arm is not None and arm.variant == "popular":
         top, sources = served.popular(body.limit, only=only, skip=cart)
         found = [Suggested(g, s, ()) for g, s in top]
     else:
         found, sources = served.basket(cart, body.limit, only=only)
-    return shown("basket", served, encoder(served).suggestions(found),
+    return shown("basket", served, encoder(served).suggestions(found, only.price_of),
                  [s.goods_id for s in found], sources, key, arm, body.envelope)

@@ -40,15 +40,17 @@ log = logging.getLogger(__name__)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 SUPERVISOR_ENV = "SHOPRECS_SUPERVISOR_PID"
+WORKER_ENV = "SHOPRECS_WORKER"  # which worker (slot 0..N-1) a process is
 _FAST_DEATH = 10.0  # seconds: a worker dying sooner than this after its start counts ...
 _MAX_FAST_DEATHS = 5  # ... and this many ...
 _FAST_DEATH_WINDOW = 120.0  # ... within this many seconds stop the supervisor
 
 
-def _worker(settings, host: str, port: int, threads: int, level: int) -> None:
+def _worker(settings, host: str, port: int, threads: int, level: int, slot: int = 0) -> None:
     """One worker: the app and CherryPy, as `shoprecs serve` with one process runs them."""
     from core.logs import configure_logging
 
+    os.environ[WORKER_ENV] = str(slot)  # its answers' X-Worker header
     configure_logging(level, tag=f"[worker {os.getpid()}]")
     # SIGHUP (a reload) came blocked from the supervisor, since its default action kills.
     # Until CherryPy takes it over, one is only noted; the load is repeated once serving.
@@ -164,7 +166,7 @@ class Supervisor:
         proc = self._context.Process(
             target=self.target, name=f"shoprecs-worker-{slot}", daemon=False,
             args=(self.settings, self.host, self.port, self.threads,
-                  logging.getLogger().getEffectiveLevel()))
+                  logging.getLogger().getEffectiveLevel(), slot))
         # The new interpreter inherits the signal mask: a SIGHUP forwarded while it boots
         # stays pending until _worker can take it, rather than killing it.
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})

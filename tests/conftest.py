@@ -74,9 +74,17 @@ def order(oid, date, phone, *lines):
 SHOPPER = "79165396205"
 
 
+CATALOG = [("100", "Mug", True, 4.5, "Kitchen"), ("101", "Saucer", True, 2.25, "Kitchen"),
+           ("102", "Spoon", True, 1.0, "Cutlery"), ("ABC1", "Tea", True, 3.95, "Food")]
+
+
 def write_model(root, version, recs=None, rules=None, popular=None, catalog=None,
-                similar=None):
-    """A trained model version as models/train.py leaves it, built by hand with pyarrow."""
+                similar=None, history=None):
+    """A trained model version as models/train.py leaves it, built by hand with pyarrow.
+
+    By default: the shopper's list 101 (bought), 102; they bought 101 and, long ago, ABC1;
+    100's neighbours 101, 102 and rules 100 -> 101, 100 -> 102, {100, 101} -> 102;
+    popular 100, ABC1; the catalog CATALOG (every goods in stock, with a price)."""
     import json
 
     import pyarrow as pa
@@ -93,8 +101,9 @@ def write_model(root, version, recs=None, rules=None, popular=None, catalog=None
         (["100"], ["101"], 0.8, 4.0, 0.2), (["100"], ["102"], 0.5, 6.0, 0.1),
         (["100", "101"], ["102"], 0.9, 7.0, 0.05), (["101"], ["100"], 0.3, 2.0, 0.2)]
     popular = popular if popular is not None else [("100", 0.5, 1), ("ABC1", 0.25, 2)]
-    catalog = catalog if catalog is not None else [
-        ("100", "Mug"), ("101", "Saucer"), ("102", "Spoon"), ("ABC1", "Tea")]
+    catalog = catalog if catalog is not None else CATALOG
+    catalog = [c if len(c) == 5 else (*c, None, None, None) for c in catalog]
+    history = history if history is not None else [(key, ["101", "ABC1"])]
     out = root / "models" / version
     tables = {
         "user_recs": pa.table({k: list(v) for k, v in zip(
@@ -106,7 +115,15 @@ def write_model(root, version, recs=None, rules=None, popular=None, catalog=None
             ["antecedent", "consequent", "confidence", "lift", "support"], zip(*rules))}),
         "popular": pa.table({k: list(v) for k, v in zip(["goods_id", "score", "rank"],
                                                         zip(*popular) if popular else [[]] * 3)}),
-        "catalog": pa.table({k: list(v) for k, v in zip(["goods_id", "name"], zip(*catalog))}),
+        "catalog": pa.table({k: list(v) for k, v in zip(
+            ["goods_id", "name", "available", "price", "category"], zip(*catalog))},
+            schema=pa.schema([("goods_id", pa.string()), ("name", pa.string()),
+                              ("available", pa.bool_()), ("price", pa.float64()),
+                              ("category", pa.string())])),
+        "history": pa.table({"user_key": [k for k, _ in history],
+                             "goods": [sorted(g) for _, g in history]},
+                            schema=pa.schema([("user_key", pa.string()),
+                                              ("goods", pa.list_(pa.string()))])),
     }
     for name, table in tables.items():
         (out / "results" / name).mkdir(parents=True)

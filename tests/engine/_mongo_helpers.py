@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from engine.mongo import collection_name, connect, write_partition
+from engine.mongo import RESULT_SETS, collection_name, connect, write_partition
 
 
 def rows_of(results: Path, kind: str) -> list[dict]:
@@ -34,7 +34,7 @@ def python_write(spark, results: Path, version: str, *, uri: str, db: str, batch
                  factory=connect) -> dict[str, int]:
     """write_results without Spark: two 'partitions' per result set."""
     expected = {}
-    for kind in ("user_recs", "rules", "similar", "popular", "catalog"):
+    for kind in RESULT_SETS:
         rows = rows_of(results, kind)
         expected[kind] = len(rows)
         half = len(rows) // 2

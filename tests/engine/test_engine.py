@@ -20,18 +20,22 @@ def engine(published):
 @pytest.mark.parametrize("phone", ["+7(916)539-6205", "+7 (916) 539-6205", "79165396205",
                                    "89165396205"])
 def test_known_shopper_in_any_format_gets_personal_recs(engine, phone):
-    items, sources = engine.recommend(phone, limit=10)
+    items, sources = engine.recommend(phone, limit=2)
     assert sources == ("personalized",)
     assert items == (Scored("101", 0.9), Scored("102", 0.5))
     assert engine.name("101") == "Saucer" and engine.name("nope") is None
+    # a list shorter than asked is filled with the best sellers it lacks
+    items, sources = engine.recommend(phone, limit=10)
+    assert sources == ("personalized", "popular")
+    assert [i.goods_id for i in items] == ["101", "102", "100", "ABC1"]
 
 
-def test_exclude_bought_leaves_out_what_the_shopper_bought(engine):
+def test_exclude_bought_leaves_out_everything_the_shopper_bought(engine):
     items, sources = engine.recommend("79165396205", limit=10, exclude_bought=True)
-    assert sources == ("personalized",)
-    # 101 is flagged bought in the snapshot; no popular goods fill the list, as the
-    # shopper may have bought them (the snapshot knows only their list's goods as bought)
-    assert [i.goods_id for i in items] == ["102"]
+    assert sources == ("personalized", "popular")
+    # 101 (on their list) and ABC1 (bought long ago, in the history only) never come back
+    assert [i.goods_id for i in items] == ["102", "100"]
+    assert engine.owned(engine.user_key("79165396205")) == {"101", "ABC1"}
 
 
 def test_similar_items_best_first(engine):

@@ -295,7 +295,7 @@ def test_the_service_serves_from_mongo_when_configured(mongo_settings):
     assert client.get("/ready").status_code == 200
     assert client.get("/models").get_json()["version"] == "v1"
     got = client.get("/users/79165396205/recommendations?limit=1").get_json()
-    assert got == [{"goodsId": 101, "rating": 0.9, "name": "Saucer"}]
+    assert got == [{"goodsId": 101, "rating": 0.9, "name": "Saucer", "price": 2.25}]
     # the shop's blacklist lives in MongoDB too: API hosts may share no warehouse
     admin = dataclasses.replace(s, admin_api_keys="k", service_rules_interval=0)
     client = create_app({"TESTING": True, "SETTINGS": admin}).test_client()

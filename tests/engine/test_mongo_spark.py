@@ -41,7 +41,8 @@ def test_executors_write_every_document_and_the_engine_answers_as_the_snapshot(
     publish_version(spark, s, "v1", write=spark_write)
     assert store.current_version() == "v1"
     counts = store.db["versions"].find_one({"_id": "v1"})["counts"]
-    assert counts == {"user_recs": 10, "similar": 2, "rules": 4, "popular": 2, "catalog": 4}
+    assert counts == {"user_recs": 10, "similar": 2, "rules": 4, "popular": 2, "catalog": 4,
+                      "history": 1}
     recs = store.collection("user_recs", "v1").find_one({"_id": "k00"})["recs"]
     # one document per shopper, its three rows in rank order
     assert recs == [["100", 1.0, True], ["101", 0.99, False], ["102", 0.98, True]]

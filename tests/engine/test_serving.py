@@ -62,16 +62,19 @@ def test_encoded_answers_are_what_json_dumps_gives(engine):
     enc = encoder(engine)
     assert encoder(engine) is enc  # one per served engine
     recs, _ = engine.recommend("79165396205", 2)
-    assert enc.items(recs) == json.dumps(
-        [{"goodsId": 101, "rating": 0.9, "name": "Saucer"},
-         {"goodsId": 102, "rating": 0.5, "name": "Spoon"}], separators=(",", ":")).encode()
+    prices = {"101": 2.25}
+    assert enc.items(recs, prices=prices) == json.dumps(
+        [{"goodsId": 101, "rating": 0.9, "name": "Saucer", "price": 2.25},
+         {"goodsId": 102, "rating": 0.5, "name": "Spoon", "price": None}],
+        separators=(",", ":")).encode()
+    assert json.loads(enc.items(recs, prices={"101": 3.0}))[0]["price"] == 3.0  # a refresh
     assert json.loads(enc.rules(engine.associations("100", sort="lift", limit=1))) == [
         {"antecedent": [100], "consequent": [102], "consequentNames": ["Spoon"],
          "confidence": 0.5, "lift": 6.0, "support": 0.1}]
     assert json.loads(enc.suggestions(engine.basket(["100", "101"])[0])) == [
-        {"goodsId": 102, "score": 0.9, "name": "Spoon", "because": [100, 101]}]
+        {"goodsId": 102, "score": 0.9, "name": "Spoon", "price": None, "because": [100, 101]}]
     assert json.loads(enc.items([Scored("ABC1", 1 / 3)], "score")) == [
-        {"goodsId": "ABC1", "score": 0.333333, "name": "Tea"}]
+        {"goodsId": "ABC1", "score": 0.333333, "name": "Tea", "price": None}]
 
 
 def test_find_products_by_id_or_name(engine):

@@ -67,10 +67,12 @@ def test_wrong_credentials_name_the_setting_to_fix(bus, settings):
 class FakeBus:
     """Stands in for BusClient in _fetch_pages: pages of one order each, calls recorded."""
 
-    def __init__(self, pages: int, fail_on: int | None = None, workers: int = 4):
+    def __init__(self, pages: int, fail_on: int | None = None, workers: int = 4,
+                 slow_on: int | None = None):
         import threading
 
         self.pages, self.fail_on, self.workers = pages, fail_on, workers
+        self.slow_on = slow_on  # a page that takes long: the caller waits on it
         self.calls: list[tuple[str, int]] = []
         self._lock = threading.Lock()
 
@@ -92,7 +94,7 @@ class FakeBus:
             self.calls.append((params["from"], page))
         if page == self.fail_on:
             raise BusError(f"page {page} failed")
-        time.sleep(0.002)
+        time.sleep(0.5 if page == self.slow_on else 0.002)
         return {key: [{"id": f"{params['from']}/{page}", "date": params["from"], "basket": []}],
                 "pageCount": self.pages}
 
@@ -124,7 +126,9 @@ def test_every_page_is_fetched_once_and_a_resumed_run_fetches_only_what_it_lacks
 
 
 def test_a_failed_page_stops_the_workers_taking_new_pages(tmp_path):
-    client = FakeBus(pages=500, fail_on=20, workers=4)
+    # page 2 is slow: the caller is still waiting on it when page 20 fails, so only the
+    # failing worker itself can stop the others
+    client = FakeBus(pages=500, fail_on=20, workers=4, slow_on=2)
     with pytest.raises(BusError, match="page 20 failed"):
         fetch(client, tmp_path, [DAY])
     assert len(client.calls) < 100  # not all 500: the others stopped after the failure

@@ -23,7 +23,9 @@ def test_the_statistics_match_scipy():
     z = 0.05 / (pooled * (1 - pooled) * (2 / 400)) ** 0.5
     assert diff["value"] == pytest.approx(0.05)
     assert diff["p_value"] == pytest.approx(2 * stats.norm.sf(z))
-    assert diff["low"] < 0.05 < diff["high"]
+    z95 = stats.norm.ppf(0.975)  # the interval: unpooled standard error
+    se = (0.15 * 0.85 / 400 + 0.10 * 0.90 / 400) ** 0.5
+    assert (diff["low"], diff["high"]) == pytest.approx((0.05 - z95 * se, 0.05 + z95 * se))
     rng = __import__("numpy").random.default_rng(0)
     a, b = rng.exponential(2.0, 500), rng.exponential(2.5, 400)
     mean = attribution.mean_difference(b.sum(), (b * b).sum(), len(b), a.sum(),
@@ -31,6 +33,9 @@ def test_the_statistics_match_scipy():
     welch = stats.ttest_ind(b, a, equal_var=False)
     assert mean["value"] == pytest.approx(b.mean() - a.mean())
     assert mean["p_value"] == pytest.approx(welch.pvalue, rel=0.02)  # normal vs t: n is large
+    d = b.mean() - a.mean()
+    se_w = (b.var(ddof=1) / len(b) + a.var(ddof=1) / len(a)) ** 0.5
+    assert (mean["low"], mean["high"]) == pytest.approx((d - z95 * se_w, d + z95 * se_w))
     assert attribution.proportion_difference(1, 0, 1, 10)["value"] is None
 
 
@@ -54,7 +59,8 @@ def test_clicks_and_orders_are_attributed_once_to_what_was_shown(spark, settings
     root = settings.warehouse
     _lines(root, "impressions", [
         _impression("r1", "s1", 0, ["g1", "g2"]),
-        _impression("r2", "s1", 30, ["g1"]),  # g1 shown again: the later impression counts
+        # g1 shown again, on another route: the later impression counts (last touch)
+        _impression("r2", "s1", 30, ["g1"], route="similar"),
         _impression("r3", "s2", 0, ["g1"], arm="b"),
         _impression("r4", "s3", 0, ["g9"], arm="b"),  # bought nothing shown
         _impression("r5", "s4", 0, ["g1"], arm="b"),  # bought g1 25 hours later: too late
@@ -94,14 +100,21 @@ def test_clicks_and_orders_are_attributed_once_to_what_was_shown(spark, settings
     arms = {a["arm"]: a for a in exp["arms"]}
     assert (arms["a"]["shoppers"], arms["a"]["converted"], arms["a"]["revenue"]) == (1, 1, 10.0)
     assert (arms["b"]["shoppers"], arms["b"]["converted"], arms["b"]["revenue"]) == (3, 1, 4.0)
-    (route_a,) = arms["a"]["routes"]
-    assert (route_a["impressions"], route_a["clicked"], route_a["bought"]) == (2, 1, 1)
+    rec_a, similar_a = arms["a"]["routes"]  # r1's click, r2's sale
+    assert (rec_a["route"], rec_a["impressions"], rec_a["clicked"], rec_a["bought"]) == (
+        "recommendations", 1, 1, 0)
+    assert (similar_a["route"], similar_a["impressions"], similar_a["bought"],
+            similar_a["revenue"]) == ("similar", 1, 1, 10.0)
     (route_b,) = arms["b"]["routes"]
     assert (route_b["impressions"], route_b["clicked"], route_b["carted"],
             route_b["bought"]) == (3, 0, 1, 1)
     assert report["impressions"] == 5
+    # every arm's routes summed, route by route
+    assert [(r["route"], r["impressions"], r["clicked"], r["bought"], r["revenue"])
+            for r in report["routes"]] == [("recommendations", 4, 1, 1, 4.0),
+                                           ("similar", 1, 0, 1, 10.0)]
     assert {(d["day"], d["arm"], d["bought"]) for d in report["daily"]} == {
-        ("2026-12-01", "a", 1), ("2026-12-01", "b", 1)}
+        ("2026-12-01", "a", 0), ("2026-12-01", "a", 1), ("2026-12-01", "b", 1)}
     assert exp["comparisons"][0]["arm"] == "b" and exp["control"] == "a"
 
 

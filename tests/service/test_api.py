@@ -30,7 +30,7 @@ def error(resp):
 def test_basket_recommends_what_the_rules_say(client):
     resp = client.post("/recommendations/basket", json={"items": [100, "101"], "limit": 5})
     assert resp.status_code == 200
-    assert resp.get_json() == [{"goodsId": 102, "score": 0.9, "name": "Spoon",
+    assert resp.get_json() == [{"goodsId": 102, "score": 0.9, "name": "Spoon", "price": 1.0,
                                 "because": [100, 101]}]
     assert resp.headers["X-Recommendation-Source"] == "rules"
     assert resp.headers["X-Model-Version"] == "v1"

@@ -17,7 +17,7 @@ def error_code(resp):
 def test_user_recommendations_personalized(client):
     resp = client.get(f"/users/{quote('+7 (916) 539-6205')}/recommendations?limit=1")
     assert resp.status_code == 200
-    assert resp.get_json() == [{"goodsId": 101, "rating": 0.9, "name": "Saucer"}]
+    assert resp.get_json() == [{"goodsId": 101, "rating": 0.9, "name": "Saucer", "price": 2.25}]
     assert resp.headers["X-Model-Version"] == "v1"
     assert resp.headers["X-Recommendation-Source"] == "personalized"
 
@@ -58,12 +58,18 @@ def test_wrong_method_is_a_json_405(client):
 
 def test_exclude_bought_and_similar(client):
     resp = client.get("/users/79165396205/recommendations?exclude_bought=true&limit=2")
-    assert [i["goodsId"] for i in resp.get_json()] == [102]  # 101 was bought
-    assert resp.headers["X-Recommendation-Source"] == "personalized"
+    # 101 was bought; the popular fill skips ABC1, bought long ago (the history knows it)
+    assert [i["goodsId"] for i in resp.get_json()] == [102, 100]
+    assert resp.headers["X-Recommendation-Source"] == "personalized,popular"
     resp = client.get("/products/100/similar?limit=1")
     assert resp.status_code == 200
-    assert resp.get_json() == [{"goodsId": 101, "score": 0.9, "name": "Saucer"}]
+    assert resp.get_json() == [{"goodsId": 101, "score": 0.9, "name": "Saucer", "price": 2.25}]
     assert resp.headers["X-Model-Version"] == "v1"
+    resp = client.get("/products/100/similar?limit=2&shopper=79165396205&exclude_bought=true")
+    # not 101 (bought), nor 100 itself, nor the fill's ABC1 (bought long ago): what is left
+    assert [i["goodsId"] for i in resp.get_json()] == [102]
+    resp = client.get("/products/100/similar?exclude_bought=true")
+    assert resp.status_code == 400 and error_code(resp) == "invalid_exclude_bought"
 
 
 def test_associations(client):

@@ -7,6 +7,7 @@ The model (tests/conftest.write_model): the shopper's list 101 (bought), 102; 10
 neighbours 101, 102 and rules 100 -> 101, 100 -> 102; popular 100, ABC1.
 """
 import dataclasses
+import shutil
 import threading
 import time
 from urllib.parse import quote, urlencode
@@ -14,7 +15,7 @@ from urllib.parse import quote, urlencode
 import pytest
 import requests
 
-from engine.shoprules import publish_catalog
+from engine.shoprules import change_blacklist, publish_catalog
 from service import create_app
 from shoprecs.demo import free_port, start_service
 from tests.conftest import SHOPPER
@@ -54,41 +55,149 @@ def call(client, method, path, body=None, **params):
     return client.post(path, json={**body, **params})
 
 
-def test_category_and_exclude_on_every_route(client):
-    for method, path, body in STOREFRONT:
-        plain = call(client, method, path, body)
-        assert "101" in shown(method, plain), path
-        if method == "GET":
-            kitchen = call(client, method, path, category="Kitchen")
-            cutlery = call(client, method, path, category="Cutlery,Food")
-            without = call(client, method, path, exclude="101")
-        else:
-            kitchen = call(client, method, path, body, category=["Kitchen"])
-            cutlery = call(client, method, path, body, category=["Cutlery", "Food"])
-            without = call(client, method, path, body, exclude=[101])
-        assert shown(method, kitchen) <= {"100", "101"}, path
-        assert shown(method, cutlery) and shown(method, cutlery) <= {"102", "ABC1"}, path
-        assert "101" not in shown(method, without), path
+# ------------------------------------------------- every route, every arm, exact answers
+# A model whose right answers follow from how it is built (write_model):
+#   goods 1 Mug, 2 Saucer, 7 Plate (Kitchen); 3 Spoon, 4 Fork, 8 Knife (Cutlery);
+#   5 Tea, 6 Jam (Food); each with a price.
+#   The shopper's list: 2 (bought), 3, 5 (bought), 7; they bought 2, 5 and, long ago, 6.
+#   Popular: 1, 6, 4, 3, 2. Similar: 1 -> 2, 7, 3; 3 -> 4, 8, 1.
+#   Rules: 1 -> 2 (0.8), 1 -> 3 (0.6), 3 -> 4 (0.7), {1, 2} -> 7 (0.9).
+# "rules in force": 3 blacklisted, 4 out of stock in a catalog refresh that also reprices 2.
+GOODS = [("1", "Mug", "Kitchen", 4.5), ("2", "Saucer", "Kitchen", 2.0),
+         ("3", "Spoon", "Cutlery", 1.0), ("4", "Fork", "Cutlery", 1.25),
+         ("5", "Tea", "Food", 3.0), ("6", "Jam", "Food", 2.5),
+         ("7", "Plate", "Kitchen", 3.5), ("8", "Knife", "Cutlery", 1.5)]
+OWNED = {"2", "5", "6"}
+HIDDEN = {"3", "4"}
+REFRESH = [{"id": g, "name": n, "category": c, "price": 2.1 if g == "2" else p,
+            "available": g != "4"} for g, n, c, p in GOODS]
 
 
-def test_a_thinned_list_is_filled_with_popular_goods_and_says_so(client):
-    resp = client.get(f"/users/{SHOPPER}/recommendations?limit=3&exclude=101")
-    assert [i["goodsId"] for i in resp.get_json()] == [102, 100, "ABC1"]
-    assert resp.headers["X-Recommendation-Source"] == "personalized,popular"
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory):
+    from core.config import Settings
+    from core.phones import user_key
+    from engine import publish
+    from engine.experiments import Experiment
+    from tests.conftest import TEST_KEY, write_model
+
+    root = tmp_path_factory.mktemp("shop") / "warehouse"
+    key = user_key(SHOPPER, TEST_KEY)
+    write_model(
+        root, "r1",
+        recs=[(key, "2", 0.9, 1, True), (key, "3", 0.8, 2, False),
+              (key, "5", 0.7, 3, True), (key, "7", 0.6, 4, False)],
+        history=[(key, sorted(OWNED))],
+        popular=[("1", 0.5, 1), ("6", 0.4, 2), ("4", 0.3, 3), ("3", 0.2, 4), ("2", 0.1, 5)],
+        similar=[("1", "2", 0.9, 1), ("1", "7", 0.8, 2), ("1", "3", 0.5, 3),
+                 ("3", "4", 0.9, 1), ("3", "8", 0.6, 2), ("3", "1", 0.3, 3)],
+        rules=[(["1"], ["2"], 0.8, 4.0, 0.2), (["1"], ["3"], 0.6, 3.0, 0.1),
+               (["3"], ["4"], 0.7, 5.0, 0.1), (["1", "2"], ["7"], 0.9, 6.0, 0.05)],
+        catalog=[(g, n, True, p, c) for g, n, c, p in GOODS])
+    publish(root, "r1")
+    arms = "control:model:50, other:popular:50"
+
+    def named(variant: str) -> str:  # an experiment in which the shopper sees `variant`
+        return next(name for name in (f"exp{n}" for n in range(100))
+                    if Experiment.parse(name, arms).assign(key).variant == variant)
+
+    settings = dataclasses.replace(Settings(), warehouse_root=str(root),
+                                   privacy_hmac_key=TEST_KEY, service_rules_interval=0,
+                                   experiment_arms=arms, events_enabled=False)
+    apps = {variant: create_app({"TESTING": True, "SETTINGS": dataclasses.replace(
+        settings, experiment_name=named(variant))}) for variant in ("model", "popular")}
+    return root, apps
 
 
-def test_recent_goods_make_a_strangers_list_and_join_a_shoppers(client):
-    stranger = quote("+7 (999) 000-0000")
-    plain = client.get(f"/users/{stranger}/recommendations?limit=2")
-    assert plain.headers["X-Recommendation-Source"] == "popular"
-    assert [i["goodsId"] for i in plain.get_json()] == [100, "ABC1"]
-    looked = client.get(f"/users/{stranger}/recommendations?limit=2&recent=100")
-    assert looked.headers["X-Recommendation-Source"] == "context"
-    assert [i["goodsId"] for i in looked.get_json()] == [101, 102]  # 100's, never 100
-    mine = client.get(f"/users/{SHOPPER}/recommendations?limit=2&recent=102,100")
-    # 101 is in the shopper's list and 100's context; 102 and 100 were just seen
-    assert mine.headers["X-Recommendation-Source"] == "personalized,context,popular"
-    assert [i["goodsId"] for i in mine.get_json()] == [101, "ABC1"]
+def ask(app, route: str, **params):
+    """(goods ids shown, sources, the answer's items) for one request on `route`."""
+    client = app.test_client()
+    if route == "user":
+        resp = client.get(f"/users/{SHOPPER}/recommendations?" + urlencode(params))
+    elif route == "stranger":
+        resp = client.get(f"/users/{quote('+7 (999) 000-0000')}/recommendations?"
+                          + urlencode(params))
+    elif route == "similar":
+        resp = client.get("/products/1/similar?" + urlencode({"shopper": SHOPPER, **params}))
+    elif route == "basket":
+        lists = {k: v.split(",") for k, v in params.items() if k in ("category", "exclude")}
+        resp = client.post("/recommendations/basket", json={
+            "items": params.pop("items", ["1"]), "shopper": SHOPPER, **params, **lists})
+    else:
+        resp = client.get("/products/1/associations?" + urlencode(params))
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    items = resp.get_json()
+    goods = [str(i.get("goodsId", i.get("consequent", [None])[0])) for i in items]
+    return goods, resp.headers.get("X-Recommendation-Source"), items
+
+
+CASES = [  # (route, variant, rules in force?, params, the goods, X-Recommendation-Source)
+    ("user", "model", False, {"limit": 4}, "2 3 5 7", "personalized"),
+    ("user", "model", False, {"limit": 6}, "2 3 5 7 1 6", "personalized,popular"),
+    ("user", "model", False, {"limit": 3, "category": "Kitchen"}, "2 7 1",
+     "personalized,popular"),
+    ("user", "model", False, {"limit": 3, "exclude": "2"}, "3 5 7", "personalized"),
+    ("user", "model", False, {"limit": 3, "exclude_bought": "true"}, "3 7 1",
+     "personalized,popular"),
+    ("user", "model", False, {"limit": 3, "recent": "1"}, "2 3 7", "personalized,context"),
+    ("user", "model", False, {"limit": 3, "recent": "1", "exclude_bought": "true"}, "3 7 4",
+     "personalized,context,popular"),
+    ("user", "model", True, {"limit": 4}, "2 5 7 1", "personalized,popular"),
+    ("user", "model", True, {"limit": 3, "exclude_bought": "true"}, "7 1",
+     "personalized,popular"),
+    ("stranger", "model", False, {"limit": 3}, "1 6 4", "popular"),
+    ("stranger", "model", False, {"limit": 2, "recent": "3"}, "4 8", "context"),
+    ("stranger", "model", True, {"limit": 3}, "1 6 2", "popular"),
+    ("user", "popular", False, {"limit": 3}, "1 6 4", "popular"),
+    ("user", "popular", False, {"limit": 3, "exclude_bought": "true"}, "1 4 3", "popular"),
+    ("user", "popular", False, {"limit": 2, "recent": "1"}, "6 4", "popular"),
+    ("user", "popular", False, {"limit": 2, "category": "Cutlery"}, "4 3", "popular"),
+    ("user", "popular", True, {"limit": 3}, "1 6 2", "popular"),
+    ("user", "popular", True, {"limit": 3, "exclude_bought": "true"}, "1", "popular"),
+    ("similar", "model", False, {"limit": 3}, "2 7 3", "similar"),
+    ("similar", "model", False, {"limit": 3, "category": "Kitchen"}, "2 7", "similar"),
+    ("similar", "model", False, {"limit": 3, "exclude_bought": "true"}, "7 3 4",
+     "similar,popular"),
+    ("similar", "model", True, {"limit": 3}, "2 7 6", "similar,popular"),
+    ("similar", "popular", False, {"limit": 3}, "6 4 3", "popular"),
+    ("similar", "popular", False, {"limit": 3, "exclude_bought": "true"}, "4 3", "popular"),
+    ("similar", "popular", True, {"limit": 3}, "6 2", "popular"),
+    ("basket", "model", False, {"items": ["1", "2"], "limit": 3}, "7 3", "rules"),
+    ("basket", "model", False, {"items": ["1", "2"], "limit": 2, "category": "Cutlery"},
+     "3 4", "rules,popular"),
+    ("basket", "model", False, {"limit": 3, "exclude_bought": True}, "3 4", "rules,popular"),
+    ("basket", "model", True, {"limit": 2}, "2 6", "rules,popular"),
+    ("basket", "model", False, {"items": ["5"], "limit": 2}, "1 6", "popular"),
+    ("basket", "popular", False, {"limit": 2}, "6 4", "popular"),
+    ("basket", "popular", False, {"limit": 2, "exclude_bought": True}, "4 3", "popular"),
+    ("associations", "model", False, {}, "2 3", None),
+    ("associations", "model", False, {"category": "Cutlery"}, "3", None),
+    ("associations", "model", False, {"exclude": "2"}, "3", None),
+    ("associations", "model", True, {}, "2", None),
+]
+
+
+@pytest.mark.parametrize("route, variant, in_force, params, goods, sources", CASES,
+                         ids=[f"{c[0]}-{c[1]}-{'rules' if c[2] else 'plain'}-{c[3]}"
+                              for c in CASES])
+def test_every_route_in_every_arm_answers_exactly_what_the_rules_leave(
+        shop, route, variant, in_force, params, goods, sources):
+    root, apps = shop
+    catalog = root / "serving" / "catalog"
+    shutil.rmtree(catalog, ignore_errors=True)
+    change_blacklist(root, "remove", "3", "test")
+    if in_force:
+        publish_catalog(root, REFRESH)
+        change_blacklist(root, "add", "3", "test", "recalled")
+    got, said, items = ask(apps[variant], route, **dict(params))
+    assert got == goods.split(), (got, said)
+    assert said == sources
+    assert not (in_force and HIDDEN & set(got))  # never blacklisted, never out of stock
+    if params.get("exclude_bought") in ("true", True):
+        assert not OWNED & set(got)  # never a goods the shopper bought, in any arm
+    prices = {g: (2.1 if g == "2" and in_force else p) for g, _, _, p in GOODS}
+    for item in items if route != "associations" else ():
+        assert item["price"] == prices[str(item["goodsId"])]  # the catalog in force's
 
 
 @pytest.mark.parametrize("query,code", [
@@ -134,7 +243,7 @@ def test_the_blacklist_admin_api(client):
 def service(published, tmp_path, monkeypatch):
     monkeypatch.setenv("SHOPRECS_ADMIN_API_KEYS", ADMIN)
     monkeypatch.setenv("SHOPRECS_SERVICE_WORKERS", "2")
-    monkeypatch.setenv("SHOPRECS_SERVICE_RULES_INTERVAL", "0.5")
+    monkeypatch.setenv("SHOPRECS_SERVICE_RULES_INTERVAL", str(INTERVAL))
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     settings = dataclasses.replace(published, service_port=free_port())
     proc = start_service(settings, tmp_path / "service.log")
@@ -143,22 +252,41 @@ def service(published, tmp_path, monkeypatch):
     proc.wait()
 
 
-def everywhere(base, n=40) -> list[set[str]]:
+INTERVAL = 0.5  # service.rules_interval of the two-worker service
+
+
+def by_worker(base: str, n: int = 12) -> dict[str, list[set[str]]]:
     """Every storefront route, `n` times each, a new connection per request (the kernel
-    spreads them over both workers): what each answer showed."""
-    out = []
+    spreads them over the workers): what each answer showed, by the worker (X-Worker)."""
+    seen: dict[str, list[set[str]]] = {}
     for _ in range(n):
         for method, path, body in STOREFRONT:
             resp = requests.request(method, base + path, json=body, timeout=5)
             assert resp.status_code == 200, (path, resp.text)
-            out.append(shown(method, resp))
-    return out
+            seen.setdefault(resp.headers["X-Worker"], []).append(shown(method, resp))
+    return seen
+
+
+def until_every_worker(base: str, holds, started: float) -> float:
+    """Poll both workers until `holds(answers)` is true of every answer of each, within
+    service.rules_interval (plus a second for scheduling on a busy machine) of `started`;
+    the seconds it took."""
+    deadline = started + INTERVAL + 1.0
+    while True:
+        seen = by_worker(base, 4)
+        if set(seen) == {"0", "1"} and all(holds(a) for answers in seen.values()
+                                           for a in answers):
+            return time.monotonic() - started
+        assert time.monotonic() < deadline, f"not every worker within the interval: {seen}"
+        time.sleep(0.05)
 
 
 @pytest.mark.slow
-def test_rules_reach_every_worker_without_a_retrain_or_a_failed_request(service):
+def test_rules_reach_every_worker_within_the_interval_without_a_failed_request(service):
     settings, base = service
-    assert all("101" in s for s in everywhere(base, 5))
+    seen = by_worker(base)
+    assert set(seen) == {"0", "1"}  # both workers answered
+    assert all("101" in s for answers in seen.values() for s in answers[::4])
     stop, failures, sent = threading.Event(), [], [0]
 
     def hammer():
@@ -174,21 +302,21 @@ def test_rules_reach_every_worker_without_a_retrain_or_a_failed_request(service)
     for t in threads:
         t.start()
     try:
-        time.sleep(0.5)
         # 101 goes out of stock: a catalog refresh, no retrain
+        started = time.monotonic()
         publish_catalog(settings.warehouse, [{**g, "available": g["id"] != 101}
                                              for g in CATALOG])
-        time.sleep(1.5)
-        assert all("101" not in s for s in everywhere(base))
+        until_every_worker(base, lambda s: "101" not in s, started)
         # back in stock, then blacklisted through one worker
+        started = time.monotonic()
         publish_catalog(settings.warehouse, CATALOG)
-        time.sleep(1.5)
-        assert any("101" in s for s in everywhere(base, 5))
+        until_every_worker(base, lambda s: True, started)
+        assert any("101" in s for answers in by_worker(base, 2).values() for s in answers)
+        started = time.monotonic()
         resp = requests.put(f"{base}/admin/blacklist/101", json={"reason": "recalled"},
                             headers={"X-API-Key": ADMIN}, timeout=5)
         assert resp.status_code == 200
-        time.sleep(1.5)
-        assert all("101" not in s for s in everywhere(base))
+        until_every_worker(base, lambda s: "101" not in s, started)
     finally:
         stop.set()
         for t in threads:
