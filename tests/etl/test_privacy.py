@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -23,8 +24,10 @@ import pytest
 from core.config import Settings
 from core.errors import ConfigError
 from core.phones import InvalidPhone, normalize, rekey, user_key
+from engine.mongo import connect
 from etl import privacy
 from etl.generator import GeneratorParams, format_phone, generate
+from models.publish_mongo import publish_version
 from service import create_app
 from shoprecs import pipeline
 from shoprecs.demo import free_port, start_simulator
@@ -90,9 +93,26 @@ def phones_in(text: str) -> set[str]:
     return found
 
 
-def traces(root: Path, digits: str, key: str) -> list[str]:
-    """Every file of the warehouse that holds the phone (any spelling) or the key, but the
-    register of requests."""
+def user_ids(root: Path, key: str) -> set[int]:
+    """The shopper's integer ids in every model version's id mapping (ALS knows them by it)."""
+    found = set()
+    for path in root.glob("models/*/ids/users/*.parquet"):
+        table = pq.read_table(path, partitioning=None).to_pylist()
+        found |= {row["id"] for row in table if row["key"] == key}
+    return found
+
+
+def _values(column) -> set:
+    """Every value of a Parquet column, lists flattened."""
+    values = column.to_pylist()
+    return {v for value in values for v in (value if isinstance(value, list) else [value])}
+
+
+def traces(root: Path, digits: str, key: str, ids: set[int] = frozenset()) -> list[str]:
+    """Every file of the warehouse that holds the phone (any spelling) or the key, in any
+    column of any Parquet file or anywhere in any other file (the MLflow store included),
+    and every user-keyed file (ALS userFactors, id mappings) holding one of the shopper's
+    integer `ids`; but the register of requests."""
     hits = []
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         rel = str(path.relative_to(root))
@@ -100,15 +120,21 @@ def traces(root: Path, digits: str, key: str) -> list[str]:
             continue
         if path.suffix == ".parquet":
             table = pq.read_table(path, partitioning=None)
-            values = {v for c in table.column_names if str(table[c].type) == "string"
-                      for v in table[c].to_pylist()}
-            if key in values:
+            values = set().union(*(_values(table[c]) for c in table.column_names))
+            numeric = "/als/userFactors/" in rel or "/ids/users/" in rel
+            if key in values or digits in values or (numeric and ids & _values(table["id"])):
                 hits.append(rel)
             continue
         text = path.read_bytes().decode("utf-8", "replace")
         if key in text or digits in phones_in(text):
             hits.append(rel)
     return hits
+
+
+def mongo_traces(db, key: str) -> list[str]:
+    """Every MongoDB collection holding a document that mentions the key, but the register."""
+    return [name for name in db.list_collection_names() if name != "forgotten"
+            and any(key in json.dumps(doc, default=str) for doc in db[name].find())]
 
 
 def recommendations(client, phone: str):
@@ -143,13 +169,34 @@ def test_raw_orders_past_retention_keep_no_phone_and_clean_the_same(spark, copy)
 
 
 def test_forget_erases_every_trace_and_the_service_forgets_at_once(spark, copy):
+    from tests.engine._mongo_helpers import python_write
+
     s, orders = copy
     digits = busiest(orders)
     key = user_key(digits, s.hmac_keys)
     phone = format_phone(digits, 1)
+    # MongoDB is a store too (mongomock), and serves: its impressions as well
+    s = dataclasses.replace(s, publish_store="both", mongo_uri=f"mongomock://{key[:8]}")
+    publish_version(spark, s, (s.warehouse / "models" / "LATEST").read_text().strip(),
+                    write=python_write)
+    db = connect(s.mongo_uri)[s.mongo_db]
     client = create_app({"TESTING": True, "SETTINGS": s}).test_client()
+    mongo_client = create_app({"TESTING": True, "SETTINGS": dataclasses.replace(
+        s, service_store="mongo", events_interval=0.05)})
     assert recommendations(client, phone)[0] == "personalized"
-    assert traces(s.warehouse, digits, key)  # it is everywhere before
+    shown = mongo_client.test_client().get(f"/users/{quote(phone)}/recommendations")
+    assert mongo_client.test_client().post("/events", json={"events": [{
+        "eventId": "e-1", "type": "click", "goodsId": 1, "phone": phone,
+        "recommendationId": shown.headers["X-Recommendation-Id"]}]}).status_code == 202
+    mongo_client.extensions["shoprecs.events"].flush()
+    ids = user_ids(s.warehouse, key)
+    assert ids and set(mongo_traces(db, key)) >= {"impressions", "feedback"}
+    found = set(traces(s.warehouse, digits, key, ids))  # it is everywhere before (the
+    # MLflow store and its artifacts, searched as well, never held it)
+    assert {f.split("/")[0] for f in found} == {"landing", "clean", "models", "serving",
+                                                "events"}
+    assert any("/als/userFactors/" in f for f in found)
+    assert any(f.startswith("serving/") and "/history/" in f for f in found)
 
     resp = client.post("/admin/forget", json={"phone": phone}, headers={"X-API-Key": ADMIN})
     assert resp.status_code == 202, resp.get_data(as_text=True)
@@ -160,7 +207,8 @@ def test_forget_erases_every_trace_and_the_service_forgets_at_once(spark, copy):
     assert recommendations(client, phone)[0] == "popular"
     fresh = create_app({"TESTING": True, "SETTINGS": s}).test_client()
     assert recommendations(fresh, format_phone(digits, 3))[0] == "popular"
-    assert traces(s.warehouse, digits, key) == []
+    assert traces(s.warehouse, digits, key, ids) == []
+    assert mongo_traces(db, key) == []
 
     # neither a re-clean nor a backfill that fetches the old days again brings them back
     pipeline.extract(s, FIRST, LAST, refetch=True)
@@ -174,6 +222,23 @@ def test_forget_erases_every_trace_and_the_service_forgets_at_once(spark, copy):
                       headers={"X-API-Key": ADMIN})
     assert bad.status_code == 400 and bad.get_json()["error"]["code"] == "invalid_phone"
     assert client.post("/admin/forget", json={"phone": phone}).status_code == 401
+
+
+def test_shoprecs_forget_on_the_command_line_erases_every_trace(copy):
+    s, orders = copy
+    digits = Counter(normalize(o["clientTel"]) for o in orders
+                     if o["clientTel"]).most_common(2)[1][0]
+    key = user_key(digits, s.hmac_keys)
+    ids = user_ids(s.warehouse, key)
+    assert ids and traces(s.warehouse, digits, key, ids)
+    done = subprocess.run(
+        [sys.executable, "-m", "shoprecs.cli", "forget", format_phone(digits, 3)],
+        env={**os.environ, "SHOPRECS_WAREHOUSE_ROOT": str(s.warehouse),
+             "SHOPRECS_PRIVACY_HMAC_KEY": TEST_KEY}, capture_output=True, text=True,
+        timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"forgot shopper {key[:12]}" in done.stdout and digits not in done.stdout
+    assert traces(s.warehouse, digits, key, ids) == []
 
 
 def follow(client, job: dict, until=("done",), seconds: float = 60) -> dict:
@@ -275,23 +340,15 @@ def test_a_rotated_key_keeps_every_shoppers_history(spark, copy, tmp_path):
         s.warehouse / "models" / (s.warehouse / "models" / "LATEST").read_text().strip()
         / "ids" / "users").to_table().to_pylist()}
 
-    # a rotation killed half-way (a failing rename) is finished by running it again
+    # `shoprecs rotate-key` SIGKILLed at points through its pass (after a few files, in
+    # the middle, near the end), run again after each kill: it finishes, re-keying each
+    # file once (the crashed warehouse ends equal to one rotated without a kill)
     crashed = dataclasses.replace(s, warehouse_root=str(tmp_path / "crashed"))
     shutil.copytree(s.warehouse, crashed.warehouse)
-    real_replace, calls = os.replace, []
-
-    def failing(src, dst):
-        calls.append(dst)
-        if len(calls) == 7:
-            raise OSError("disk gone")
-        real_replace(src, dst)
-    privacy.os.replace = failing
-    try:
-        with pytest.raises(OSError, match="disk gone"):
-            privacy.rotate(crashed, "the-new-key")
-    finally:
-        privacy.os.replace = real_replace
-    privacy.rotate(crashed, "the-new-key")
+    kills = kill_rotation(crashed, "the-new-key", at=(1, 0.5, 0.9))
+    assert len(kills) == 3 and kills == sorted(kills), kills  # three kills, mid-pass
+    assert rotate_key(crashed, "the-new-key").wait(timeout=300) == 0
+    assert not (crashed.warehouse / privacy.ROTATION).exists()
     privacy.rotate(s, "the-new-key")
 
     with pytest.raises(ConfigError, match="privacy.key_rotations"):
@@ -312,3 +369,45 @@ def test_a_rotated_key_keeps_every_shoppers_history(spark, copy, tmp_path):
     pipeline.clean(rotated, FIRST, LAST, spark)
     assert clean_rows(rotated.warehouse) == new_rows
     assert re.fullmatch(r"[0-9a-f]{64}", new_rows[0][3] or "0" * 64)
+    # and the next rotation, killed too, completes from the crashed warehouse
+    again = dataclasses.replace(crashed, privacy_key_rotations="the-new-key")
+    assert kill_rotation(again, "a-third-key", at=(0.5,))
+    assert rotate_key(again, "a-third-key").wait(timeout=300) == 0
+    third = dataclasses.replace(again, privacy_key_rotations="the-new-key,a-third-key")
+    client = create_app({"TESTING": True, "SETTINGS": third}).test_client()
+    assert {d: recommendations(client, format_phone(d, 0)) for d in shoppers} == before
+
+
+def rotate_key(s, new_key: str) -> subprocess.Popen:
+    """`shoprecs rotate-key` for the warehouse of `s`, started (Popen; .wait() for it)."""
+    env = {**os.environ, "SHOPRECS_WAREHOUSE_ROOT": str(s.warehouse),
+           "SHOPRECS_PRIVACY_HMAC_KEY": s.privacy_hmac_key,
+           "SHOPRECS_PRIVACY_KEY_ROTATIONS": s.privacy_key_rotations,
+           "SHOPRECS_PRIVACY_NEW_KEY": new_key}
+    return subprocess.Popen([sys.executable, "-m", "shoprecs.cli", "rotate-key"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def kill_rotation(s, new_key: str, at: tuple[float, ...]) -> list[int]:
+    """Run the rotation again and again, each run SIGKILLed once the journal records a
+    share `at[n]` of the files re-keyed (an int: that many files); returns how many files
+    were done at each kill."""
+    journal = s.warehouse / privacy.ROTATION
+    total = sum(1 for p in s.warehouse.rglob("*") if p.is_file() and (
+        p.suffix in (".parquet", ".jsonl") or p.name == "orders.jsonl"))
+    kills = []
+    for share in at:
+        target = share if isinstance(share, int) else int(total * share)
+        proc = rotate_key(s, new_key)
+        while proc.poll() is None:
+            try:
+                done = len(json.loads(journal.read_text())["done"])
+            except (OSError, ValueError):
+                done = 0
+            if done >= target:
+                proc.kill()
+                proc.wait()
+                kills.append(done)
+                break
+        assert proc.returncode == -signal.SIGKILL, (share, proc.stderr.read()[-2000:])
+    return kills
