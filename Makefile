@@ -8,7 +8,8 @@ export PYSPARK_PYTHON := $(abspath $(BIN)/python)
 .DEFAULT_GOAL := help
 .PHONY: help install demo test test-fast lint serve simulator lock clean mkl airflow dag-test \
 	cluster-test crash-test browser wrk native-blas bench bench-etl bench-quality bench-als \
-	bench-fpgrowth bench-serve bench-scale bench-profiles bench-sweep bench-variants mlflow
+	bench-fpgrowth bench-serve bench-scale bench-profiles bench-sweep bench-variants mlflow \
+	bench-attribution
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -131,7 +132,8 @@ $(BENCH_STAMP): $(STAMP)
 	$(BIN)/pip install --progress-bar on -c constraints.txt -e '.[dev,bench]'
 	touch $(BENCH_STAMP)
 
-bench: bench-etl bench-quality bench-profiles bench-als bench-fpgrowth bench-serve  ## every benchmark (bench/RESULTS.md)
+bench: bench-etl bench-quality bench-profiles bench-als bench-fpgrowth bench-serve \
+	bench-attribution  ## every benchmark (bench/RESULTS.md)
 
 bench-etl: $(STAMP)  ## extractor vs a sequential client, 100k orders from the simulator
 	$(BIN)/python bench/etl.py
@@ -144,6 +146,9 @@ bench-quality: $(BENCH_STAMP) native-blas  ## every model on Online Retail, with
 
 bench-profiles: $(STAMP)  ## the default night on every kind of generated shop, against the baselines
 	$(BIN)/python -m bench.profiles
+
+bench-attribution: $(STAMP)  ## 200 A/A and 200 A/B tests through the attribution job: false positives, power
+	$(BIN)/python -m bench.attribution
 
 bench-sweep: $(STAMP)  ## training window, repeat half-life and kNN neighbours, swept on Online Retail and the demo shop
 	$(BIN)/python -m bench.sweep

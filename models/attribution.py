@@ -31,11 +31,12 @@ import logging
 import math
 import os
 import tempfile
+from decimal import Decimal
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
-from pyspark.sql.types import ArrayType, StringType, StructField, StructType
+from pyspark.sql.types import ArrayType, DecimalType, StringType, StructField, StructType
 
 from engine.events import ATTRIBUTION_DIR, EVENTS_DIR
 from etl.clean import read_clean
@@ -43,6 +44,9 @@ from etl.clean import read_clean
 log = logging.getLogger(__name__)
 
 ALPHA = 0.05
+# Revenue is summed as decimals: exact, so the report of a night run twice is the same
+# whatever order the executors added it in (doubles differ in the last digits).
+MONEY = DecimalType(18, 4)
 IMPRESSION_SCHEMA = StructType([
     StructField("id", StringType()), StructField("time", StringType()),
     StructField("shopper", StringType()), StructField("route", StringType()),
@@ -134,7 +138,8 @@ def _attributed(shown: DataFrame, orders: DataFrame, window_hours: float) -> Dat
     seconds = int(window_hours * 3600)
     lines = orders.where(F.col("user_key").isNotNull()).select(
         "order_id", "goods_id", "order_ts", "user_key",
-        (F.col("quantity") * F.coalesce(F.col("price"), F.lit(0.0))).alias("revenue"))
+        (F.col("quantity") * F.coalesce(F.col("price"), F.lit(0.0))).cast(MONEY)
+        .alias("revenue"))
     joined = shown.join(
         lines, (shown.shopper == lines.user_key) & (shown.goods == lines.goods_id)
         # order dates carry whole seconds: an order in the impression's second counts
@@ -153,13 +158,13 @@ def _per_arm(impressions: DataFrame, attributed: DataFrame) -> list[dict]:
                    .join(attributed.groupBy("id").agg(F.sum("revenue").alias("revenue")),
                          "id", "left")
                    .groupBy("experiment", "arm", "variant", "shopper")
-                   .agg(F.sum(F.coalesce("revenue", F.lit(0.0))).alias("revenue"),
+                   .agg(F.sum(F.coalesce("revenue", F.lit(0).cast(MONEY))).alias("revenue"),
                         F.max(F.col("revenue").isNotNull().cast("int")).alias("converted")))
     rows = per_shopper.groupBy("experiment", "arm", "variant").agg(
         F.count("*").alias("shoppers"), F.sum("converted").alias("converted"),
         F.sum("revenue").alias("revenue"),
         F.sum(F.col("revenue") * F.col("revenue")).alias("revenue_squares")).collect()
-    return [r.asDict() for r in rows]
+    return [_floats(r.asDict()) for r in rows]
 
 
 def _per_route(impressions: DataFrame, clicks: DataFrame, attributed: DataFrame,
@@ -174,9 +179,14 @@ def _per_route(impressions: DataFrame, clicks: DataFrame, attributed: DataFrame,
                 F.sum(F.coalesce("clicked", F.lit(0))).alias("clicked"),
                 F.sum(F.coalesce("carted", F.lit(0))).alias("carted"),
                 F.sum(F.col("revenue").isNotNull().cast("int")).alias("bought"),
-                F.sum(F.coalesce("revenue", F.lit(0.0))).alias("revenue"))
+                F.sum(F.coalesce("revenue", F.lit(0).cast(MONEY))).alias("revenue"))
             .collect())
-    return [r.asDict() for r in rows]
+    return [_floats(r.asDict()) for r in rows]
+
+
+def _floats(row: dict) -> dict:
+    """Decimal sums (exact, whatever order Spark added them in) as floats, for the report."""
+    return {k: float(v) if isinstance(v, Decimal) else v for k, v in row.items()}
 
 
 def _experiments(arms: list[dict], routes: list[dict], control_of: dict[str, str]) -> list:

@@ -380,6 +380,9 @@ def _recommend_block(params: HybridParams, k: int, blends: dict[str, dict[str, f
                         total += weight * np.where(mask, values, 0.0)
                         candidate |= mask
                 total[~candidate] = -np.inf
+                # below 1e-9 a score is the summation order of a parallel job, not the
+                # model: rounded, a night run twice ranks and stores the same
+                total = np.round(total, 9)
                 fresh = np.where(bought, -np.inf, total)
                 rebuy = weights.get("rebuy", 1.0)
                 if rebuy != 1.0:

@@ -57,7 +57,7 @@ def _block_top_k(k: int):
         n = min(k, len(group) - 1)
         if n < 1 or len(queries) == 0:
             return None
-        scores = vectors[queries] @ vectors.T
+        scores = np.round(vectors[queries] @ vectors.T, 9)  # as models/hybrid.py rounds
         scores[np.arange(len(queries)), queries] = -np.inf  # never one's own neighbour
         best = best_columns(scores, n)
         return pd.DataFrame({"goods_id": np.repeat(keys[queries], n),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import os
 import shutil
 import signal
@@ -28,7 +29,7 @@ import pytest
 import requests
 
 from core.config import Settings
-from core.phones import normalize
+from core.phones import normalize, user_key
 from etl.generator import GeneratorParams, format_phone, generate
 from shoprecs import pipeline
 from shoprecs.demo import free_port, start_service, start_simulator
@@ -51,19 +52,43 @@ def _staging(root: Path) -> bool:
                    for e in entries)
 
 
-# (name, log line that arms the trigger, trigger on the warehouse or None: kill at once).
-# A boundary kill lands as the log shows the next step starting.
+def _after(seconds: float):
+    """A trigger: `seconds` after the kill was armed (a step that writes nothing until it
+    is done, such as the attribution's Spark jobs)."""
+    armed: list[float] = []
+
+    def trigger(root: Path) -> bool:
+        armed.append(armed[0] if armed else time.monotonic())
+        return time.monotonic() - armed[0] >= seconds
+    return trigger
+
+
+def _retained(root: Path) -> bool:
+    """The privacy step has rewritten one of the two days past retention, not both."""
+    marked = [m for m in root.glob("landing/orders/dt=*/_manifest.json")
+              if '"retention"' in m.read_text()]
+    return len(marked) == 1
+
+
+# (name, log line that arms the trigger, trigger on the warehouse or None: kill at once,
+# the step the kill must land in: the log's last line must not say it is done).
+# A boundary kill lands as the log shows the next step starting. The night's version is
+# only known once the reference ran: "{final}" in a pattern is replaced by it.
 KILLS = [
-    ("mid extract", "step extract: started", _files("landing/orders/dt=*/_parts/page-*")),
-    ("before clean", "step clean: started", None),
-    ("mid clean", "step clean: started", _files("clean/orders/.spark-staging-*")),
-    ("before attribute", "step attribute: started", None),
-    ("before train", "step train: started", None),
-    ("mid train", "step train: started", _files("models/*/als/metadata")),
-    ("mid publish", "step publish: started", _staging),
-    ("before publish", "step publish: started", None),
-    ("before privacy", "step publish: done", None),
+    ("mid extract", "step extract: started", _files("landing/orders/dt=*/_parts/page-*"),
+     "extract"),
+    ("before clean", "step clean: started", None, None),
+    ("mid clean", "step clean: started", _files("clean/orders/.spark-staging-*"), "clean"),
+    ("before attribute", "step attribute: started", None, None),
+    ("mid attribute", "step attribute: started", _after(1.0), "attribute"),
+    ("before train", "step train: started", None, None),
+    ("mid train", "step train: started", "models/{final}/results/popular", "train"),
+    ("mid publish", "step publish: started", _staging, "publish"),
+    ("before publish", "step publish: started", None, None),
+    ("before privacy", "step publish: done", None, None),
+    ("mid privacy", "step privacy: started", _retained, "privacy"),
 ]
+RETENTION_DAYS = "1"  # the night rewrites the two landed days before its last (privacy)
 
 
 @pytest.fixture(scope="module")
@@ -77,24 +102,47 @@ def shop(spark, tmp_path_factory):
         Settings(), warehouse_root=str(base / "reference"), privacy_hmac_key=TEST_KEY,
         bus_url=f"http://127.0.0.1:{free_port()}", bus_per_page=20, bus_retries=1,
         train_window_days=30, train_holdout_days=0, tracking_enabled=False,
-        service_port=free_port())
+        privacy_raw_retention_days=0, service_port=free_port())
     bus = start_simulator(orders, goods, s)
     spark.catalog.clearCache()
+    shown(s.warehouse, orders)
     try:
+        # the nights before keep raw orders (retention 0); the night keeps one day
         previous = pipeline.run_all(s, FIRST, NIGHT - dt.timedelta(days=1), spark=spark)
         crashed = dataclasses.replace(s, warehouse_root=str(base / "crashed"))
         shutil.copytree(s.warehouse, crashed.warehouse)
+        s = dataclasses.replace(s, privacy_raw_retention_days=int(RETENTION_DAYS))
         final = pipeline.run_all(s, NIGHT, NIGHT, spark=spark)
         yield s, crashed, orders, previous, final
     finally:
         bus.stop()
 
 
+def shown(root: Path, orders: list[dict]) -> None:
+    """Impressions of an A/B test before the shoppers' orders (each order's first goods,
+    shown an hour before), so that the nights' attribution has work to do."""
+    for order in orders:
+        if not order["clientTel"]:
+            continue
+        when = dt.datetime.fromisoformat(order["date"]) - dt.timedelta(hours=1)
+        key = user_key(normalize(order["clientTel"]), TEST_KEY)
+        folder = root / "events" / "impressions" / f"dt={when:%Y-%m-%d}" / f"hour={when:%H}"
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / "part-test.jsonl", "a") as out:
+            out.write(json.dumps({
+                "id": f"r{order['id']}", "time": f"{when:%Y-%m-%dT%H:%M:%S}.000Z",
+                "shopper": key, "route": "recommendations", "version": "v0",
+                "experiment": "crash", "arm": "ab"[int(key[:8], 16) % 2], "variant": "model",
+                "sources": ["personalized"], "goods": [str(order["basket"][0]["goodsId"])]})
+                      + "\n")
+
+
 def run_night(settings: Settings, log: Path) -> subprocess.Popen:
     env = {**os.environ, "SHOPRECS_WAREHOUSE_ROOT": str(settings.warehouse),
            "SHOPRECS_BUS_URL": settings.bus_url, "SHOPRECS_BUS_PER_PAGE": "20",
            "SHOPRECS_PRIVACY_HMAC_KEY": TEST_KEY, "SHOPRECS_TRAIN_WINDOW_DAYS": "30",
-           "SHOPRECS_TRAIN_HOLDOUT_DAYS": "0", "SHOPRECS_TRACKING_ENABLED": "0"}
+           "SHOPRECS_TRAIN_HOLDOUT_DAYS": "0", "SHOPRECS_TRACKING_ENABLED": "0",
+           "SHOPRECS_PRIVACY_RAW_RETENTION_DAYS": RETENTION_DAYS}
     return subprocess.Popen([sys.executable, "-m", "shoprecs.cli", "run", "--date",
                              NIGHT.isoformat()], env=env, stdout=subprocess.DEVNULL,
                             stderr=open(log, "w"), start_new_session=True)
@@ -126,6 +174,7 @@ class Watcher(threading.Thread):
         super().__init__(daemon=True)
         self.url, self.stop, self.answers = url, threading.Event(), Counter()
         self.failures: list[str] = []
+        self.last: str | None = None  # the version of the last answer
 
     def run(self):
         while not self.stop.is_set():
@@ -134,29 +183,50 @@ class Watcher(threading.Thread):
                 if resp.status_code != 200:
                     self.failures.append(f"HTTP {resp.status_code}: {resp.text[:200]}")
                 else:
-                    self.answers[resp.headers["X-Model-Version"]] += 1
+                    self.last = resp.headers["X-Model-Version"]
+                    self.answers[self.last] += 1
             except requests.RequestException as exc:
                 self.failures.append(repr(exc))
             time.sleep(0.02)
 
 
+def _comparable(text: str) -> object:
+    """A JSON file without the moments it was written at (they differ run to run)."""
+    data = json.loads(text)
+
+    def strip(value):
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items()
+                    if k not in ("at", "generated_at", "published_at", "started_at")}
+        return [strip(v) for v in value] if isinstance(value, list) else value
+    return strip(data)
+
+
 def state(root: Path) -> dict:
-    """What the night must leave: landed bytes, clean rows, versions, the served results."""
+    """Everything the night leaves: landed bytes (past retention, without phones), clean
+    rows, versions, each served result set, the model's metrics and report, the
+    attribution report."""
     def rows(path, *columns):
         table = ds.dataset(path, format="parquet", partitioning="hive").to_table()
+        columns = columns or tuple(table.column_names)
         return sorted(zip(*(table[c].to_pylist() for c in columns), strict=True),
                       key=lambda r: tuple("" if v is None else str(v) for v in r))
     current = (root / "serving" / "CURRENT").read_text().strip()
+    served = root / "serving" / current
     return {
-        "landed": {p.parent.name: p.read_text() for p in
+        "landed": {p.parent.name: _comparable(p.read_text()) for p in
                    sorted((root / "landing" / "orders").glob("dt=*/_manifest.json"))},
+        "landed orders": {p.parent.name: p.read_text() for p in
+                          sorted((root / "landing" / "orders").glob("dt=*/orders.jsonl"))},
         "clean": rows(root / "clean" / "orders", "dt", "order_id", "goods_id", "user_key",
                       "quantity"),
         "models": sorted(p.name for p in (root / "models").iterdir() if p.is_dir()),
         "latest": (root / "models" / "LATEST").read_text(), "current": current,
-        "user_recs": rows(root / "serving" / current / "user_recs", "user_key", "goods_id",
-                          "rank"),
-        "rules": rows(root / "serving" / current / "rules", "antecedent", "consequent"),
+        **{name: rows(served / name) for name in ("user_recs", "rules", "similar", "popular",
+                                                  "catalog", "history")},
+        "metrics": _comparable((root / "models" / current / "metrics.json").read_text()),
+        "attribution": {p.name: _comparable(p.read_text()) for p in
+                        sorted((root / "reports" / "attribution").glob("*.json"))},
     }
 
 
@@ -170,9 +240,13 @@ def test_killed_nights_rerun_to_the_uninterrupted_result_while_the_service_answe
                       f"{quote(format_phone(shopper, 1))}/recommendations")
     try:
         watcher.start()
-        for name, line, trigger in KILLS:
+        for name, line, trigger, within in KILLS:
+            if isinstance(trigger, str):  # a path of this night's version
+                trigger = _files(trigger.format(final=final))
             log = tmp_path / f"{name.replace(' ', '-')}.log"
             last = kill_when(run_night(crashed, log), log, crashed.warehouse, line, trigger)
+            if within is not None:  # it landed in the middle of that step
+                assert f"step {within}: done" not in log.read_text(), (name, last)
             served = (crashed.warehouse / "serving" / "CURRENT").read_text().strip()
             assert served in (previous, final), (name, served)
             print(f"killed {name}: serving {served}; the run's last line: {last[:160]}")
@@ -182,7 +256,10 @@ def test_killed_nights_rerun_to_the_uninterrupted_result_while_the_service_answe
         assert [r.wait(timeout=600) for r in runs] == [0, 0], [
             log.read_text()[-2000:] for log in logs]
         assert any("waiting for the warehouse" in log.read_text() for log in logs)
-        time.sleep(1.0)  # the service's poll of serving/CURRENT
+        deadline = time.monotonic() + 30  # the service's poll of serving/CURRENT
+        while watcher.last != final and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert watcher.last == final  # the service ends serving the night's version
     finally:
         watcher.stop.set()
         watcher.join()

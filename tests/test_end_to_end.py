@@ -23,6 +23,7 @@ from tests.conftest import TEST_KEY
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 ARMS = "a:model:34, aa:model:33, b:model:33"
+PLANTED = 0.06  # arm b's extra chance to buy
 
 
 @dataclasses.dataclass
@@ -119,7 +120,7 @@ def test_attribution_finds_a_planted_uplift_and_no_aa_difference(spark, night, t
         base = f"http://127.0.0.1:{settings.service_port}"
         truth = visit_all(base, settings.bus_url, (settings.bus_user, settings.bus_password),
                           phones, prices, Behaviour(click_rate=0.3, buy_rate=0.1,
-                                                    uplift={"b": 0.15}, seed=7))
+                                                    uplift={"b": PLANTED}, seed=7))
         assert truth.failed == 0 and set(truth.visits) == {"a", "aa", "b"}
         service.terminate()  # SIGTERM: the workers write what they hold and stop
         assert service.wait(timeout=30) == 0
@@ -143,7 +144,10 @@ def test_attribution_finds_a_planted_uplift_and_no_aa_difference(spark, night, t
         assert route["clicked"] == truth.clicks[name]
     versus = {c["arm"]: c for c in experiment["comparisons"]}
     uplift, same = versus["b"]["conversion_difference"], versus["aa"]["conversion_difference"]
-    assert versus["b"]["significant"] and 0 < uplift["low"] < 0.15 < uplift["high"]
+    # a modest planted uplift (10 % -> 16 % of 800 shoppers an arm) is found, its interval
+    # holding the truth; the statistics' power and false positives over many experiments:
+    # make bench-attribution (bench/RESULTS.md)
+    assert versus["b"]["significant"] and 0 < uplift["low"] < PLANTED < uplift["high"]
     assert not versus["aa"]["significant"] and same["low"] < 0 < same["high"]
     assert experiment["confidence"] == pytest.approx(0.975)  # two comparisons: Bonferroni
 
