@@ -45,7 +45,7 @@ serve: $(STAMP)  ## serve serving/CURRENT of the configured warehouse
 simulator: $(STAMP)  ## run the order-bus simulator on generated data
 	$(BIN)/shoprecs simulator
 
-mkl: $(STAMP)  ## add Intel's MKL for Spark's ALS (x86-64 Linux; shoprecs/blas.py)
+mkl: $(STAMP)  ## add Intel's MKL for Spark's ALS (x86-64 Linux; pipeline/blas.py)
 	$(BIN)/pip install --progress-bar on -c constraints.txt -e '.[dev,mkl]'
 
 # A Spark standalone master + worker on 127.0.0.1:7077 (logs, scratch and both warehouses in

@@ -6,7 +6,7 @@ everything for development in .venv, pinned by constraints.txt:
     serve      the API alone: no JVM, no Spark, no Airflow
     pipeline   the nightly steps on Spark (and the bus simulator)
     airflow    the pipeline under Airflow
-    mkl        Intel's MKL for Spark's ALS (x86-64 Linux; shoprecs/blas.py)
+    mkl        Intel's MKL for Spark's ALS (x86-64 Linux; pipeline/blas.py)
     mlflow     the MLflow UI on the tracked runs (`make mlflow` puts it in a venv of its own:
                full MLflow's pins clash with the project's)
     dev        all of the above but MKL and the MLflow UI, and the test and lint tools
@@ -53,10 +53,11 @@ setup(
     version="0.1.0",
     description="Nightly Spark ALS + FP-Growth product recommender with a Flask/CherryPy API",
     python_requires=">=3.11",
-    packages=find_packages(include=["core*", "shoprecs*", "etl*", "models*", "engine*",
-                                    "service*"]),
+    packages=find_packages(include=["core*", "engine*", "etl*", "models*", "experiments*",
+                                    "privacy*", "pipeline*", "service*", "shoprecs*",
+                                    "simulation*"]),
     package_data={"service": ["templates/*.html"]},
-    # Found by shoprecs/spark.py in an installed environment: <prefix>/share/shoprecs/
+    # Found by pipeline/spark.py in an installed environment: <prefix>/share/shoprecs/
     data_files=[("share/shoprecs", ["spark-defaults.conf"])],
     install_requires=["click>=8.1"],
     extras_require={

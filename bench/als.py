@@ -10,7 +10,7 @@ whose JIT is still compiling at the fifth fit; `--warmups 10` times a JVM that h
 trained for a while instead (`shoprecs tune`'s later fits).
 
 Also prints which BLAS and LAPACK Spark's ALS found: MKL when `make mkl` installed it
-(shoprecs/blas.py), else the system's (Debian: libopenblas0-pthread), else pure Java.
+(pipeline/blas.py), else the system's (Debian: libopenblas0-pthread), else pure Java.
 
 A figure to watch, no longer a target (retired): Spark ALS fit against implicit's.
 
@@ -30,7 +30,7 @@ from bench import retail_data
 from etl.clean import read_clean
 from models import als, ids
 from models.train import split
-from shoprecs.spark import get_spark
+from pipeline.spark import get_spark
 
 TRAIN_CUT, TEST_END = dt.date(2011, 8, 1), dt.date(2011, 9, 30)
 QUALITY = retail_data.ROOT / "var" / "bench" / "quality.json"

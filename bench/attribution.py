@@ -2,7 +2,7 @@
 
 Simulates many experiments at the demo's traffic (`shoprecs demo`: every shopper of its
 3,000 visits the storefront once, and buys one of the goods shown with 5 %) and runs the
-real attribution job (models/attribution.py, Spark) over all of them in one night:
+real attribution job (experiments/attribution.py, Spark) over all of them in one night:
 
 * `--experiments` A/A tests: both arms buy at `--rate`. The share found significant at
   alpha = 0.05 is the false-positive rate (it should be near 5 %: 3-7 % with 200 tests);
@@ -102,8 +102,8 @@ def main() -> None:
     args = ap.parse_args()
 
     from core.config import Settings
-    from models import attribution
-    from shoprecs.spark import spark_session
+    from experiments import attribution
+    from pipeline.spark import spark_session
 
     shutil.rmtree(OUT, ignore_errors=True)
     root = OUT / "warehouse"

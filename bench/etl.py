@@ -45,9 +45,9 @@ from cheroot.wsgi import Server  # noqa: E402
 from core.bus_profile import BusProfile  # noqa: E402
 from core.config import Settings  # noqa: E402
 from etl.bus import BusClient, extract_orders  # noqa: E402
-from etl.generator import GeneratorParams, generate  # noqa: E402
-from etl.simulator import HttpFaults, create_app  # noqa: E402
 from shoprecs.demo import free_port  # noqa: E402
+from simulation.generator import GeneratorParams, generate  # noqa: E402
+from simulation.simulator import HttpFaults, create_app  # noqa: E402
 
 PARAMS = GeneratorParams(start=dt.date(2024, 1, 1), days=10, orders=100_000,
                          shoppers=20_000, goods=2_000, seed=42)

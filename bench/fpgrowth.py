@@ -27,7 +27,7 @@ import uuid
 from bench import retail_data
 from etl.clean import read_clean
 from models import fpgrowth
-from shoprecs.spark import get_spark
+from pipeline.spark import get_spark
 
 SUPPORT, REPEAT, TARGET_SECONDS = 0.01, 3, 5.0
 

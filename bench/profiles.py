@@ -1,6 +1,6 @@
 """The default night on every kind of generated shop: what it publishes, and how well.
 
-For each profile of etl.generator.PROFILES (full size unless --scale), a fresh warehouse
+For each profile of simulation.generator.PROFILES (full size unless --scale), a fresh warehouse
 under var/bench/profiles/<name>, the bus simulator, and `shoprecs run` over all its days
 with the default settings. Printed per shop:
 
@@ -57,8 +57,8 @@ def bought_share(night, settings) -> dict[str, float]:
 
 def run(name: str, scale: float) -> dict:
     from core.config import Settings
-    from etl.generator import profile
     from shoprecs.demo import free_port, run_night
+    from simulation.generator import profile
 
     work = OUT / name
     shutil.rmtree(work, ignore_errors=True)
@@ -104,7 +104,7 @@ def report(rows: list[dict]) -> None:
 
 
 def main() -> None:
-    from etl.generator import PROFILES
+    from simulation.generator import PROFILES
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("profiles", nargs="*", default=list(PROFILES),

@@ -138,7 +138,7 @@ def main() -> None:
 
     from models import als, baselines, ids, tune
     from models.train import split
-    from shoprecs.spark import get_spark
+    from pipeline.spark import get_spark
 
     started_all = time.perf_counter()
 
@@ -209,7 +209,7 @@ def default_night(spark, before, log) -> dict:
 
     from pyspark.sql import functions as F
 
-    from shoprecs import pipeline
+    import pipeline
 
     if NIGHT.exists():
         shutil.rmtree(NIGHT)
@@ -244,8 +244,8 @@ def ask_service(settings, before, log) -> dict:
     import requests
 
     from core.phones import normalize, user_key
-    from etl.retail import load_retail
     from shoprecs.demo import start_service
+    from simulation.retail import load_retail
 
     bought: dict[str, set] = {}
     for row in before.where("user_key is not null").select("user_key", "goods_id") \

@@ -39,8 +39,8 @@ def land(root: Path) -> dict:
     """Land the whole file into the warehouse at `root` through the bus simulator and the
     extractor, as the nightly job would have day by day; return {"orders", "lines"}."""
     from etl.bus import BusClient, extract
-    from etl.retail import load_retail
     from shoprecs.demo import free_port, start_simulator
+    from simulation.retail import load_retail
 
     orders, goods = load_retail(require_data())
     s = dataclasses.replace(settings(), warehouse_root=str(root),

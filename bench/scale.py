@@ -1,6 +1,6 @@
 """Benchmark: the nightly pipeline's cost at 1x, 4x and 16x the volume of Online Retail.
 
-For each scale, etl/scaler.py lands a shop shaped like UCI Online Retail (304 days) into
+For each scale, simulation/scaler.py lands a shop shaped like UCI Online Retail (304 days) into
 var/bench/scale/x<s> once. Then a fresh process per scale (so the JVM start counts) runs
 what the nightly job runs after extraction, training on the whole period: clean →
 train (`shoprecs train`: the ALS part — holdout evaluation beside the final ALS, hybrid
@@ -62,7 +62,7 @@ def label(scale) -> str:
 
 def settings_for(root: Path, holdout_days: int | None = None):
     from core.config import Settings
-    from etl import scaler
+    from simulation import scaler
 
     s = dataclasses.replace(Settings(), warehouse_root=str(root), train_window_days=scaler.DAYS)
     if holdout_days is not None:
@@ -73,7 +73,7 @@ def settings_for(root: Path, holdout_days: int | None = None):
 def child(scale: str, what: str, holdout_days: int | None = None) -> None:
     """In the measured process: run the pipeline (what="pipeline") or load the snapshot
     (what="service")."""
-    from etl import scaler
+    from simulation import scaler
 
     s = settings_for(warehouse(scale), holdout_days)
     start, end = scaler.START, scaler.START + dt.timedelta(scaler.DAYS - 1)
@@ -90,8 +90,8 @@ def child(scale: str, what: str, holdout_days: int | None = None) -> None:
                           "rss_gib": round(rss / GiB, 3),
                           "snapshot_gib": round((rss - before) / GiB, 3)}))
         return
-    from shoprecs import pipeline
-    from shoprecs.spark import spark_session
+    import pipeline
+    from pipeline.spark import spark_session
 
     timings: dict = {}
     with spark_session("shoprecs-bench-scale") as spark:
@@ -274,7 +274,7 @@ def land(scale: str) -> dict | None:
         if scale == REAL:
             landed = retail_data.land(root)
         else:
-            from etl import scaler
+            from simulation import scaler
 
             landed = scaler.land(root, scaler.Shape(scale=float(scale)))
         marker.write_text(json.dumps(landed))

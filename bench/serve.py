@@ -59,12 +59,12 @@ GEN_START = dt.date(2024, 1, 1)
 
 def build_warehouse(warehouse: Path):
     """The demo shop through the real pipeline, once; returns (orders, goods)."""
-    from etl.generator import GeneratorParams, generate
+    from simulation.generator import GeneratorParams, generate
 
     data, goods, _ = generate(GeneratorParams(start=GEN_START))
     if not (warehouse / "serving" / "CURRENT").exists():
+        import pipeline
         from core import config
-        from shoprecs import pipeline
         from shoprecs.demo import free_port, start_simulator
 
         settings = dataclasses.replace(
@@ -73,7 +73,7 @@ def build_warehouse(warehouse: Path):
         print(f"building the bench model in {warehouse} (Spark, about a minute) ...", flush=True)
         simulator = start_simulator(data, goods, settings)
         try:
-            pipeline.run_all(settings, GEN_START, GEN_START + dt.timedelta(days=29))
+            pipeline.run(settings, GEN_START, GEN_START + dt.timedelta(days=29))
         finally:
             simulator.stop()
     return data, goods
@@ -262,7 +262,7 @@ def seed_approach(warehouse: Path, orders: list[dict], lookups: int) -> dict:
     """The seed's per-request Spark job: filter + collect on a cached DataFrame."""
     from core.phones import normalize, user_key
     from engine import current_version
-    from shoprecs.spark import spark_session
+    from pipeline.spark import spark_session
 
     phones = sorted({o["clientTel"] for o in orders if o["clientTel"]})[:lookups]
     keys = [user_key(normalize(p), BENCH_KEY) for p in phones]

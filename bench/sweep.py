@@ -35,10 +35,10 @@ DEFAULT_WINDOW = 90  # core.config.Settings.train_window_days, asserted in main(
 
 def demo_shop(spark):
     """The default generated shop over 180 days, landed and cleaned into its warehouse."""
+    import pipeline
     from core.config import Settings
-    from etl.generator import profile
-    from shoprecs import pipeline
     from shoprecs.demo import free_port, start_simulator
+    from simulation.generator import profile
 
     shop = profile("default", days=180, orders=40_000)
     root = OUT / "demo"
@@ -47,7 +47,7 @@ def demo_shop(spark):
                                    bus_url=f"http://127.0.0.1:{free_port()}",
                                    privacy_hmac_key="bench-sweep", bus_per_page=1000)
     if not (root / "_PREPARED").exists():
-        from etl.generator import generate
+        from simulation.generator import generate
 
         orders, goods, _ = generate(shop)
         simulator = start_simulator(orders, goods, settings)
@@ -132,7 +132,7 @@ def report(rows: list[dict]) -> None:
 
 def main() -> None:
     from core.config import Settings
-    from shoprecs.spark import get_spark
+    from pipeline.spark import get_spark
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shops", nargs="*", default=["retail", "demo"])

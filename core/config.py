@@ -155,11 +155,11 @@ class Settings:
     # written per UTC day across the service (0 for no cap); past either: 429 + Retry-After
     events_rate_limit: str = "300/second"
     events_max_feedback_mb_per_day: float = 200.0
-    # An A/B test (engine/experiments.py): arms "arm:variant:share, ..." (variants: model,
+    # An A/B test (experiments/arms.py): arms "arm:variant:share, ..." (variants: model,
     # popular), shares summing to 100; no name, no experiment.
     experiment_name: str = ""
     experiment_arms: str = ""
-    # The nightly attribution (models/attribution.py): an order counts for an impression
+    # The nightly attribution (experiments/attribution.py): an order counts for an impression
     # that showed one of its goods to the same shopper at most window_hours before it;
     # each night reports the impressions of its last attribution.days days.
     attribution_window_hours: float = 24.0
@@ -178,7 +178,7 @@ class Settings:
     # version: "snapshot" (serving/ folder), "mongo" or "both"; service.store: where the
     # service reads it from: "snapshot" or "mongo".
     publish_store: str = "snapshot"
-    # One writing run at a time per warehouse (engine/lock.py): a second waits this many
+    # One writing run at a time per warehouse (core/locks.py): a second waits this many
     # seconds for the first to finish, then fails with exit code 7; 0 fails at once.
     lock_wait_seconds: float = 3600.0
     # How long a MongoDB lock document outlives a holder that stopped renewing it (killed).

@@ -9,7 +9,7 @@ with `-v`. Airflow tasks log the same line (dags/). Exit codes (docs/configurati
     4   the order bus is unreachable, refuses the credentials, or keeps failing
     5   the bus answers, but not as its profile (bus.*) says
     6   no landed data for a date a step needs
-    7   another run holds the warehouse (lock.wait_seconds ran out; engine/lock.py)
+    7   another run holds the warehouse (lock.wait_seconds ran out; core/locks.py)
 """
 from __future__ import annotations
 

@@ -33,6 +33,12 @@ class PhoneRules:
     trunk_prefix: str = "8"
     national_length: int = 10
 
+    @classmethod
+    def from_settings(cls, settings) -> PhoneRules:
+        """The rules of the configuration's `phone.*` settings."""
+        return cls(settings.phone_country_code, settings.phone_trunk_prefix,
+                   settings.phone_national_length)
+
     @property
     def full_length(self) -> int:
         return len(self.country_code) + self.national_length

@@ -14,7 +14,7 @@ import datetime as dt
 import pendulum
 from airflow.sdk import CronTriggerTimetable, dag, task
 
-from shoprecs.alerts import on_failure, one_line
+from pipeline.alerts import on_failure, one_line
 
 
 @dag(
@@ -30,8 +30,8 @@ from shoprecs.alerts import on_failure, one_line
 def shoprecs_catalog():
     @task(execution_timeout=dt.timedelta(minutes=20))
     def catalog() -> dict:
+        import pipeline
         from core import config
-        from shoprecs import pipeline
 
         with one_line():
             return pipeline.catalog(config.load())

@@ -1,57 +1,36 @@
 """
 ### shoprecs daily
 
-The nightly run of the recommender. The run at midnight UTC of day **D** processes the
-whole day before, its data interval **[D-1, D)**; the logical date shown is D-1. Dates
-given on the command line (`airflow dags test`, `airflow backfill create`) are run times D.
+The nightly run of the recommender: one task per step of the night as pipeline/night.py
+declares it, the same steps `shoprecs run` walks, with the same needs:
 
-1. **extract**: that day's orders and the goods catalog from the order bus into `landing/`
-   (retried with exponential backoff: the bus is flaky), and the `bus.lookback_days` days
-   before it again (orders listed late); a failed catalog pull keeps the last one;
-2. **clean**: Spark cleaning of that day into `clean/orders` and `quarantine/`;
-3. **train_als** and **train_fpgrowth**, in parallel: the two halves of the model for the
-   training window ending that day, both writing `models/<version>/` (the version is a
-   fingerprint of the window's landed data and the parameters, so both agree on it);
-   Beside them, **attribute**: the impressions of the last days joined with their clicks
-   and the orders that followed, per A/B arm (`reports/attribution/<day>.json`, shown by
-   the service's `/experiments`); a failure there is logged and alerted, never fatal:
-   the recommendations do not wait for the report on them;
-4. **evaluate_gate**: `metrics.json` and `report.html` (with the attribution), then the
-   quality gate. A model
-   worse than the gate allows fails this task (no retry) and the run, and the served
-   version stays;
-5. **publish**: `serving/<version>` and the atomic switch of `serving/CURRENT` (skipped
-   when re-running an old day: the served version, trained on later days, stays);
-6. **reload**: `POST <service.url>/admin/reload`, skipped when no service URL is set;
-   a service that cannot be reached is a warning, since it also polls `serving/CURRENT`;
-7. **privacy**, once the day is clean: the erasures the service deferred, and raw orders
-   past `privacy.raw_retention_days` rewritten without phones (docs/privacy.md).
+    extract ──▶ clean ──┬──▶ attribute ──┐
+                        ├──▶ train ──────┴──▶ gate ──▶ publish ──▶ reload
+                        └──▶ privacy
 
-Every task holds the warehouse lock while it works (one run at a time; engine/lock.py).
+attribute, train and privacy need only clean, so Airflow may start them together; each
+holds the warehouse lock while it works (core/locks.py), so they run one after another.
+The run at midnight UTC of day **D** processes the day before, its data interval
+**[D-1, D)**; dates given on the command line (`airflow dags test`, `airflow backfill
+create`) are run times D.
 
-Every task is idempotent for its interval: re-running a day changes nothing. Settings
-(bus URL and credentials, warehouse, service URL, alert webhook) come from the shoprecs
-config file / `SHOPRECS_*` environment of the worker, never from this file; Spark's master
-from `spark-defaults.conf` (the repository's, or `$SPARK_CONF_DIR`'s). A task that fails
-for good is logged as an alert and POSTed to `alert.webhook_url` when set. Retry delays
+A step that fails for good is logged, alerted (`alert.webhook_url`) and stops what needs it;
+a failed gate is a verdict, not retried, and the served version stays; a failed attribution
+is alerted and the night goes on. Settings (bus URL and credentials, warehouse, service URL)
+come from the worker's shoprecs configuration / `SHOPRECS_*` environment, never from this
+file; Spark's master from `spark-defaults.conf` (or `$SPARK_CONF_DIR`'s). Retry delays
 start at Airflow's `[core] default_task_retry_delay` (300 s unless configured).
-
-Backfill (runs D = 2024-01-02..2024-01-08 process the days 2024-01-01..2024-01-07, one at a
-time; needs a running scheduler, e.g. `make airflow`):
-
-    airflow backfill create --dag-id shoprecs_daily --from-date 2024-01-02 \\
-        --to-date 2024-01-08 --max-active-runs 1
-
-Without a scheduler: `airflow dags test shoprecs_daily D` for each D in turn.
+docs/airflow.md: the first night on a fresh warehouse, backfills.
 """
 from __future__ import annotations
 
 import datetime as dt
 
 import pendulum
-from airflow.sdk import CronTriggerTimetable, dag, task
+from airflow.sdk import CronTriggerTimetable, dag, get_current_context, task
 
-from shoprecs.alerts import on_failure, one_line
+from pipeline.alerts import on_failure, one_line
+from pipeline.night import NIGHT
 
 
 def _days(start, end) -> tuple[str, str]:
@@ -69,11 +48,41 @@ def _days(start, end) -> tuple[str, str]:
     return first.isoformat(), last.isoformat()
 
 
-DEFAULT_ARGS = {
-    "owner": "data-team",
-    "retries": 1,
-    "on_failure_callback": on_failure,
-}
+def run_step(name: str, upstream: dict, tonight=None):
+    """One step of the night, run as `shoprecs run` runs it (pipeline/night.py), its
+    decisions told to Airflow: a declined step is skipped, a failed gate fails for good.
+    `tonight`: the Night (default: the one the running task's data interval names)."""
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+    from core import config
+    from models.gate import QualityGateError
+    from pipeline import night
+
+    if tonight is None:
+        context = get_current_context()
+        first, last = _days(context["data_interval_start"], context["data_interval_end"])
+        tonight = night.Night(config.load(), dt.date.fromisoformat(first),
+                              dt.date.fromisoformat(last))
+    try:
+        with one_line():
+            return night.run_step(night.STEPS[name], tonight, upstream)
+    except night.Skipped as exc:
+        raise AirflowSkipException(str(exc)) from exc
+    except QualityGateError as exc:  # a verdict, not a glitch: retrying cannot help
+        raise AirflowFailException(str(exc)) from exc
+    finally:
+        tonight.close()
+
+
+def _task(step):
+    """The task of one step; its needs' results arrive as keyword arguments (XCom)."""
+    backoff = {"retry_exponential_backoff": 2.0,
+               "max_retry_delay": dt.timedelta(hours=1)} if step.retries > 1 else {}
+
+    @task(task_id=step.name, retries=step.retries, doc=step.doc, **backoff)
+    def run(**kwargs):
+        return run_step(step.name, {need: kwargs[need] for need in step.needs})
+    return run
 
 
 @dag(
@@ -81,115 +90,14 @@ DEFAULT_ARGS = {
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    default_args=DEFAULT_ARGS,
+    default_args={"owner": "data-team", "on_failure_callback": on_failure},
     tags=["shoprecs"],
     doc_md=__doc__,
 )
 def shoprecs_daily():
-    @task(retries=4, retry_exponential_backoff=2.0, max_retry_delay=dt.timedelta(hours=1))
-    def extract(data_interval_start=None, data_interval_end=None) -> list[str]:
-        from core import config
-        from shoprecs import pipeline
-
-        first, last = _days(data_interval_start, data_interval_end)
-        with one_line():
-            landed = pipeline.extract(config.load(), dt.date.fromisoformat(first),
-                                      dt.date.fromisoformat(last))
-        # what to clean: the day, and the lookback's days fetched again (bus.lookback_days)
-        return [pipeline.landed_range(landed)[0].isoformat(), last]
-
-    @task
-    def clean(days: list[str]) -> dict:
-        from core import config
-        from shoprecs import pipeline
-
-        first, last = map(dt.date.fromisoformat, days)
-        with one_line():
-            return pipeline.clean(config.load(), first, last)
-
-    @task
-    def train_als(days: list[str], _cleaned: dict) -> str:
-        from core import config
-        from shoprecs import pipeline
-
-        return pipeline.train_als(config.load(), dt.date.fromisoformat(days[1]))
-
-    @task
-    def train_fpgrowth(days: list[str], _cleaned: dict) -> str:
-        from core import config
-        from shoprecs import pipeline
-
-        return pipeline.train_fpgrowth(config.load(), dt.date.fromisoformat(days[1]))
-
-    @task
-    def attribute(days: list[str], _cleaned: dict) -> str:
-        from core import config
-        from shoprecs import alerts, pipeline
-
-        settings = config.load()
-        report = pipeline.attribute_quietly(settings, dt.date.fromisoformat(days[1]))
-        if report is None:
-            alerts.send(settings, f"shoprecs: the attribution of {days[1]} failed; the night "
-                        "goes on (see the task log)", day=days[1])
-            return "failed"
-        return f"{report['impressions']} impressions"
-
-    @task(retries=0)
-    def evaluate_gate(days: list[str], als_version: str, fp_version: str,
-                      _attributed: str) -> str:
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from core import config
-        from models.gate import QualityGateError
-        from shoprecs import pipeline
-
-        settings = config.load()
-        version = pipeline.finalize(settings, dt.date.fromisoformat(days[1]),
-                                    {als_version, fp_version})
-        try:
-            return pipeline.gate(settings, version)
-        except QualityGateError as exc:  # a verdict, not a glitch: retrying cannot help
-            raise AirflowFailException(str(exc)) from exc
-
-    @task
-    def publish(version: str) -> str:
-        from airflow.sdk.exceptions import AirflowSkipException
-
-        from core import config
-        from shoprecs import pipeline
-
-        if pipeline.publish_nightly(config.load(), version) is None:
-            raise AirflowSkipException(f"{version} not published: a version trained on later "
-                                       "days is being served")
-        return version
-
-    @task
-    def reload(version: str) -> dict:
-        from airflow.sdk.exceptions import AirflowSkipException
-
-        from core import config
-        from shoprecs import pipeline
-
-        settings = config.load()
-        if not settings.service_url:
-            raise AirflowSkipException("service.url is not set (SHOPRECS_SERVICE_URL): no "
-                                       "service to tell; it will poll serving/CURRENT")
-        return pipeline.reload_service(settings, version)
-
-    @task
-    def privacy(days: list[str], _cleaned: dict) -> dict:
-        from core import config
-        from shoprecs import pipeline
-
-        with one_line():
-            return pipeline.privacy(config.load(), dt.date.fromisoformat(days[1]))
-
-    days = extract()
-    cleaned = clean(days)
-    privacy(days, cleaned)
-    version = evaluate_gate(days, train_als(days, cleaned), train_fpgrowth(days, cleaned),
-                            attribute(days, cleaned))
-    reload(publish(version))
+    made: dict = {}
+    for step in NIGHT:  # declared in order: every need is made before it is needed
+        made[step.name] = _task(step)(**{need: made[need] for need in step.needs})
 
 
 shoprecs_daily()

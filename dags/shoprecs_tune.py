@@ -18,7 +18,7 @@ import datetime as dt
 import pendulum
 from airflow.sdk import CronTriggerTimetable, dag, task
 
-from shoprecs.alerts import on_failure, one_line
+from pipeline.alerts import on_failure, one_line
 
 
 @dag(
@@ -33,8 +33,8 @@ from shoprecs.alerts import on_failure, one_line
 def shoprecs_tune():
     @task(execution_timeout=dt.timedelta(hours=6))
     def tune(data_interval_end=None) -> dict:
+        import pipeline
         from core import config
-        from shoprecs import pipeline
 
         end = data_interval_end.astimezone(dt.UTC).date() - dt.timedelta(days=1)
         with one_line():

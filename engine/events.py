@@ -9,7 +9,7 @@ shopper), the route, the model version, the experiment and arm, the variant, the
 and the goods shown, in order. Feedback is a click or an add-to-cart on a recommended goods,
 sent by the storefront to POST /events with an event id of its own (the attribution job
 counts each event id once, so a retried POST counts once). Purchases need no call: the
-next nights' orders are the conversions (models/attribution.py).
+next nights' orders are the conversions (experiments/attribution.py).
 
 `EventLog.record` never blocks and never fails a request: it appends to a bounded queue
 and returns. A writer thread takes what has gathered every `interval` seconds (or as soon
@@ -27,7 +27,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import datetime as dt
-import fcntl
 import hashlib
 import hmac
 import json
@@ -40,11 +39,13 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from core.files import flock
+
 log = logging.getLogger(__name__)
 
 KINDS = ("impressions", "feedback")
 EVENTS_DIR = Path("events")
-ATTRIBUTION_DIR = Path("reports") / "attribution"  # <date>.json: models/attribution.py
+ATTRIBUTION_DIR = Path("reports") / "attribution"  # <date>.json: experiments/attribution.py
 _reports: dict[Path, tuple[float, dict]] = {}  # path -> (mtime, report)
 
 
@@ -95,6 +96,13 @@ def bytes_written(root: str | os.PathLike, kind: str, day: str) -> int:
     return total
 
 
+def _same_file(out) -> bool:
+    try:
+        return os.fstat(out.fileno()).st_ino == os.stat(out.name).st_ino
+    except FileNotFoundError:
+        return False
+
+
 class FileSink:
     """Appends events to hourly partitions of the warehouse, one file per process and hour."""
 
@@ -110,27 +118,17 @@ class FileSink:
             by_hour.setdefault(f"dt={stamp[:10]}/hour={stamp[11:13]}", []).append(
                 json.dumps(event, ensure_ascii=False, separators=(",", ":")))
         for hour, lines in by_hour.items():
-            out = self._locked_file(kind, hour)
-            try:
-                out.write("\n".join(lines) + "\n")
-                out.flush()
-            finally:
-                fcntl.flock(out, fcntl.LOCK_UN)
-
-    def _locked_file(self, kind: str, hour: str):
-        """The hour's file, locked: an erasure or a key rotation (etl/privacy.py) rewrites a
-        file under the same lock and renames the new one over it; a writer that finds its
-        file replaced opens the new one, so no line is lost or written to the old one."""
-        while True:
-            out = self._file(kind, hour)
-            fcntl.flock(out, fcntl.LOCK_EX)
-            try:
-                if os.fstat(out.fileno()).st_ino == os.stat(out.name).st_ino:
-                    return out
-            except FileNotFoundError:
-                pass
-            fcntl.flock(out, fcntl.LOCK_UN)
-            self._open.pop((kind, hour)).close()
+            while True:
+                out = self._file(kind, hour)
+                # An erasure or a key rotation (privacy/) rewrites a file under this lock
+                # and renames the new one over it: a writer that finds its file replaced
+                # opens the new one, so no line is lost or written to the old one.
+                with flock(out):
+                    if _same_file(out):
+                        out.write("\n".join(lines) + "\n")
+                        out.flush()
+                        break
+                self._open.pop((kind, hour)).close()
 
     def _file(self, kind: str, hour: str):
         out = self._open.get((kind, hour))
@@ -182,7 +180,7 @@ class EventLog:
             max_pending
         self._on_written = on_written or (lambda kind, n: None)
         self._on_dropped = on_dropped or (lambda kind, n: None)
-        # shoppers who asked to be forgotten (engine/privacy.py): their events are written
+        # shoppers who asked to be forgotten (engine/forgotten.py): their events are written
         # without their key, even those queued before the request
         self._forgotten = forgotten or dict
         self._pending: collections.deque[tuple[str, dict]] = collections.deque()

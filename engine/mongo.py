@@ -12,12 +12,11 @@
     versions            {_id: version, state: "writing" | "complete", counts, manifest}
     serving             {_id: "current", version, previous, switched_at}: what is served
 
-Writers (`write_partition`, run by Spark executors in models/publish_mongo.py) insert
+Writers (`write_partition`, run by Spark executors in pipeline/mongo.py) insert
 unordered in batches. The pointer moves with one compare-and-swap update, only after a
 version is marked complete, so readers always see one whole version. Nothing here
 imports Spark; `connect` is the module-level client factory executors call, chosen by
-URI (`mongodb://`, `mongodb+srv://`, or `mongomock://name` for tests, one in-memory
-server per process).
+URI (core/stores.py).
 
 Run with: shoprecs publish --store mongo   (serving: service.store = "mongo")
 """
@@ -27,11 +26,11 @@ import datetime as dt
 import json
 import logging
 import re
-import threading
 
 from pymongo import ASCENDING, InsertOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from core.stores import connect
 from engine.snapshot import SnapshotError
 
 log = logging.getLogger(__name__)
@@ -42,8 +41,6 @@ INDEXES = {"rules": [("antecedent", ASCENDING), ("size", ASCENDING)]}
 CATALOG_EXTRA = ("available", "price", "category")
 _VERSION = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 _DUPLICATE_KEY = 11000
-_mock_clients: dict[str, object] = {}
-_mock_lock = threading.Lock()
 
 
 class MongoStoreError(SnapshotError):
@@ -57,27 +54,6 @@ def collection_name(kind: str, version: str) -> str:
         raise ValueError(f"version {version!r} cannot name a collection: use letters, "
                          "digits, '_', '.', '-' (at most 100)")
     return f"{kind}_{version}"
-
-
-def connect(uri: str):
-    """A client for `uri`: pymongo for mongodb:// and mongodb+srv://, mongomock (a dev
-    dependency) for mongomock://NAME, shared per process so a test's writers and readers
-    meet. Module-level so Spark ships it to executors by reference."""
-    if not uri:
-        raise ValueError("no MongoDB URI: set mongo.uri (SHOPRECS_MONGO_URI), e.g. "
-                         "mongodb://127.0.0.1:27017")
-    if uri.startswith("mongomock://"):
-        import mongomock
-
-        with _mock_lock:
-            return _mock_clients.setdefault(uri, mongomock.MongoClient())
-    if not uri.startswith(("mongodb://", "mongodb+srv://")):
-        raise ValueError("mongo.uri must start with mongodb://, mongodb+srv:// or "
-                         "mongomock://, got a URI with another scheme")
-    from pymongo import MongoClient
-
-    return MongoClient(uri, appname="shoprecs", serverSelectionTimeoutMS=10_000,
-                       tz_aware=True)
 
 
 def _user_doc(row) -> dict:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 
 from cachetools import LRUCache
 
-from engine.mongo import CATALOG_EXTRA, VERSIONS, MongoStore, MongoStoreError, connect
+from engine.mongo import CATALOG_EXTRA, VERSIONS, MongoStore, MongoStoreError
 from engine.recommender import RecommendationEngine, Scored, as_rule, ranked_rules, user_lists
 from engine.shoprules import catalog_rules
 
@@ -209,58 +209,3 @@ def engine_for(snapshot, **kwargs) -> RecommendationEngine:
     """The engine for what a store loaded: MongoEngine for a MongoSnapshot."""
     cls = MongoEngine if isinstance(snapshot, MongoSnapshot) else RecommendationEngine
     return cls(snapshot, **kwargs)
-
-
-def blacklist_for(settings):
-    """Where the service keeps the shop's blacklist: MongoDB when it serves from there (API
-    hosts may share no warehouse), else the warehouse's rules/ folder."""
-    from engine.shoprules import FileBlacklist, MongoBlacklist
-
-    if settings.service_store == "mongo":
-        return MongoBlacklist(connect(settings.mongo_uri)[settings.mongo_db])
-    return FileBlacklist(settings.warehouse)
-
-
-def event_sinks(settings) -> list:
-    """Where the service writes impressions and feedback: the warehouse's events/ folder
-    (the attribution job reads it), and MongoDB too when the service serves from it."""
-    from engine.events import FileSink, MongoSink
-
-    sinks = [FileSink(settings.warehouse)]
-    if settings.service_store == "mongo":
-        sinks.append(MongoSink(connect(settings.mongo_uri)[settings.mongo_db]))
-    return sinks
-
-
-def source_for(settings) -> MongoSource | None:
-    """Where the service reads versions: None for the snapshot folder (service.store =
-    "snapshot"), a MongoSource for "mongo"."""
-    if settings.service_store == "snapshot":
-        return None
-    if settings.service_store != "mongo":
-        raise ValueError(f"service.store must be 'snapshot' or 'mongo', got "
-                         f"{settings.service_store!r}")
-    db = connect(settings.mongo_uri)[settings.mongo_db]
-    return MongoSource(db, settings.mongo_cache_size)
-
-
-def register_for(settings):
-    """The register of forgotten shoppers (engine/privacy.py) the service reads: MongoDB's
-    when it serves from there, else the warehouse's (the same choice as the blacklist's)."""
-    from engine.privacy import FileRegister, MongoRegister
-
-    if settings.service_store == "mongo":
-        return MongoRegister(connect(settings.mongo_uri)[settings.mongo_db])
-    return FileRegister(settings.warehouse)
-
-
-def registers(settings) -> list:
-    """Every register a request is written to: the warehouse's, and MongoDB's when MongoDB
-    is a store."""
-    from engine.privacy import FileRegister, MongoRegister
-
-    found = [FileRegister(settings.warehouse)]
-    if settings.mongo_uri and (settings.service_store == "mongo"
-                               or settings.publish_store in ("mongo", "both")):
-        found.append(MongoRegister(connect(settings.mongo_uri)[settings.mongo_db]))
-    return found

@@ -236,7 +236,7 @@ class RecommendationEngine:
     def popular(self, limit: int = 10, *, only: Filter = NO_FILTER, skip: Sequence[str] = ()
                 ) -> tuple[tuple[Scored, ...], tuple[str, ...]]:
         """(the best-selling goods `only` allows, not `skip`, sources): the same for every
-        shopper (an experiment's `popular` variant, engine/experiments.py)."""
+        shopper (an experiment's `popular` variant, experiments/arms.py)."""
         if not (only.active or skip):
             return self._popular[:limit], ("popular",)
         skipped = frozenset(skip)

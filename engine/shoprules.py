@@ -18,14 +18,11 @@ a retrain. A file that cannot be read is logged and the rules in force stay.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
-import fcntl
 import hashlib
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -35,6 +32,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pymongo.errors import PyMongoError
+
+from core.files import atomic_write, flock
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +60,7 @@ class ShopRules:
     category: Mapping[str, str] = field(default_factory=dict)
     price: Mapping[str, float] = field(default_factory=dict)
     catalog: str | None = None  # the catalog refresh in force (None: the snapshot's)
-    # shoppers forgotten on request (engine/privacy.py): user_key -> when
+    # shoppers forgotten on request (engine/forgotten.py): user_key -> when
     forgotten: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -150,12 +149,11 @@ def publish_catalog(root: str | Path, goods: list[dict]) -> str:
         raise RulesError(f"the catalog pulled has no goods with an id ({len(goods)} records); "
                          "the catalog in force stays")
     folder = Path(root) / CATALOG_DIR
-    folder.mkdir(parents=True, exist_ok=True)
     name = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    tmp = folder / f".{name}.parquet.tmp"
-    pq.write_table(pa.table(rows, schema=CATALOG_SCHEMA), tmp)
-    os.replace(tmp, folder / f"{name}.parquet")
-    _write_atomic(folder / "CURRENT", name + "\n")
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.table(rows, schema=CATALOG_SCHEMA), sink)
+    atomic_write(folder / f"{name}.parquet", sink.getvalue().to_pybytes())
+    atomic_write(folder / "CURRENT", name + "\n")
     for old in sorted(folder.glob("*.parquet"))[:-(KEEP_CATALOGS + 1)]:
         old.unlink(missing_ok=True)
     log.info("catalog %s published: %d goods, %d unavailable", name, len(rows["goods_id"]),
@@ -186,19 +184,6 @@ def key_id(api_key: str) -> str:
     return "key:" + hashlib.sha256(api_key.encode()).hexdigest()[:12]
 
 
-@contextlib.contextmanager
-def _locked(root: Path):
-    """One blacklist writer at a time, across worker processes and hosts sharing the
-    warehouse (an advisory lock on rules/.lock)."""
-    (root / "rules").mkdir(parents=True, exist_ok=True)
-    with open(root / "rules" / ".lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def read_blacklist(root: str | Path) -> dict[str, dict]:
     """goods id -> {"reason", "added_at", "by"}; {} when none was written."""
     path = Path(root) / BLACKLIST
@@ -220,7 +205,7 @@ def change_blacklist(root: str | Path, action: str, goods_id: str, by: str,
     if action not in ("add", "remove"):
         raise ValueError(f"action must be 'add' or 'remove', not {action!r}")
     root = Path(root)
-    with _locked(root):
+    with flock(root / "rules" / ".lock"):  # writers of every worker and host, in turn
         goods = read_blacklist(root)
         now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         if action == "add":
@@ -228,7 +213,7 @@ def change_blacklist(root: str | Path, action: str, goods_id: str, by: str,
                                        "by": by}
         else:
             entry = goods.pop(goods_id, None)
-        _write_atomic(root / BLACKLIST, json.dumps({"goods": goods}, indent=1,
+        atomic_write(root / BLACKLIST, json.dumps({"goods": goods}, indent=1,
                                                    ensure_ascii=False))
         with open(root / AUDIT, "a") as audit:
             audit.write(json.dumps({"at": now, "by": by, "action": action,
@@ -313,12 +298,6 @@ class MongoBlacklist:
             [("at", -1), ("$natural", -1)]).limit(limit))
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 # ---------------------------------------------------------------- in each worker
 
 
@@ -328,7 +307,7 @@ class RulesHolder:
 
     def __init__(self, root: str | Path, interval: float = 2.0, blacklist=None,
                  register=None):
-        from engine.privacy import FileRegister
+        from engine.forgotten import FileRegister
 
         self.root, self.interval = Path(root), interval
         self.blacklist = blacklist if blacklist is not None else FileBlacklist(root)

@@ -25,6 +25,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from core.files import atomic_write
 from engine.shoprules import ShopRules, catalog_rules
 
 log = logging.getLogger(__name__)
@@ -150,9 +151,7 @@ def current_version(root: str | Path) -> str | None:
 
 
 def _switch_current(serving: Path, version: str) -> None:
-    tmp = serving / f".CURRENT.{os.getpid()}.tmp"
-    tmp.write_text(version + "\n")
-    os.replace(tmp, serving / "CURRENT")
+    atomic_write(serving / "CURRENT", version + "\n")
 
 
 def _stage(src: Path, tmp: Path, version: str) -> None:

@@ -26,7 +26,8 @@ def served_model(settings) -> tuple[str | None, dict | None]:
     pointer document when the service reads MongoDB (service.store = "mongo"), else
     serving/CURRENT. The quality gate and the model report compare with it."""
     if settings.service_store == "mongo":
-        from engine.mongo import MongoStore, connect
+        from core.stores import connect
+        from engine.mongo import MongoStore
 
         return MongoStore(connect(settings.mongo_uri)[settings.mongo_db]).served_metrics()
     root = Path(settings.warehouse)

@@ -45,6 +45,7 @@ from urllib3.util.retry import Retry
 
 from core.bus_profile import BusProfile
 from core.errors import BusProfileError, BusUnavailable
+from core.files import atomic_write
 from etl._progress import Progress
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ class BusClient:
                  profile: BusProfile = BusProfile()):
         self.url = url.rstrip("/")
         self.profile = profile
-        self.scrub = None  # orders -> None, in place: etl/privacy.py's scrub, when set
+        self.scrub = None  # orders -> None, in place: privacy/'s scrub, when set
         self.per_page = per_page
         self.workers = workers
         self.timeout = timeout
@@ -161,16 +162,6 @@ class BusClient:
         return orders
 
 
-def _write_atomic(path: Path, data: str | bytes, mkdir: bool = True) -> None:
-    """Write `data` (str as UTF-8) to a temp file beside `path`, then rename it to `path`."""
-    if mkdir:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data.encode("utf-8") if isinstance(data, str) else data)
-    os.replace(tmp, path)
-
-
 # The text of json.dumps(r, ensure_ascii=False, separators=(",", ":")), from one C encoder
 # made once (json.dumps makes one per call: a third of the cost for a small record).
 # Records come from json.loads, so they hold no cycles and only JSON types.
@@ -216,34 +207,38 @@ class _Day:
             log.warning("%s: the bus changed since the checkpoint; fetching the day again",
                         self.day)
             shutil.rmtree(self.parts)
-        _write_atomic(meta_path, json.dumps(meta))
+        atomic_write(meta_path, json.dumps(meta))
         self.page_count = page_count
         self.save(1, orders)
 
     def save(self, page: int, orders: list[dict]) -> None:
         """Checkpoint one page (`start` made the folder)."""
-        _write_atomic(self.part(page), _jsonl(orders), mkdir=False)
+        atomic_write(self.part(page), _jsonl(orders))
 
     def missing(self) -> list[int]:
         have = set(os.listdir(self.parts))
         return [p for p in range(2, self.page_count + 1) if self.part(p).name not in have]
 
-    def finish(self) -> dict:
-        """Assemble the parts in page order into orders.jsonl; write the manifest last."""
-        digest, orders = hashlib.sha256(), 0
-        tmp = self.dir / f".orders.jsonl.{os.getpid()}.tmp"
-        with open(tmp, "wb") as out:
-            for page in range(1, self.page_count + 1):
+    def finish(self, pages: list[int] | None = None, extra: dict | None = None) -> dict:
+        """Assemble the saved `pages` (default: every page of the day's listing) in order
+        into orders.jsonl; write the manifest, with `extra`, last."""
+        pages = pages if pages is not None else list(range(1, self.page_count + 1))
+        digest, count = hashlib.sha256(), [0]
+
+        def chunks():
+            for page in pages:
                 data = self.part(page).read_bytes()
                 digest.update(data)
-                orders += data.count(b"\n")
-                out.write(data)
-        os.replace(tmp, self.dir / "orders.jsonl")
-        manifest = {"dt": self.day.isoformat(), "orders": orders, "pages": self.page_count,
+                count[0] += data.count(b"\n")
+                yield data
+
+        atomic_write(self.dir / "orders.jsonl", chunks())
+        manifest = {"dt": self.day.isoformat(), "orders": count[0], "pages": len(pages),
                     "perPage": self.per_page, "sha256": digest.hexdigest(),
-                    "bus": {"pageCount": self.page_count,
-                            "maxOrders": self.page_count * self.per_page}}
-        _write_atomic(self.dir / "_manifest.json", json.dumps(manifest, indent=1))
+                    **(extra if extra is not None else {"bus": {
+                        "pageCount": self.page_count,
+                        "maxOrders": self.page_count * self.per_page}})}
+        atomic_write(self.dir / "_manifest.json", json.dumps(manifest, indent=1))
         shutil.rmtree(self.parts)
         return manifest
 
@@ -252,18 +247,18 @@ def land_day(root: Path, day: dt.date, jsonl: bytes) -> dict:
     """Land one day of orders that did not come over the bus (the data scaler's), in the
     layout `extract` leaves: orders.jsonl, then the manifest last."""
     folder = root / "landing" / "orders" / f"dt={day.isoformat()}"
-    _write_atomic(folder / "orders.jsonl", jsonl)
+    atomic_write(folder / "orders.jsonl", jsonl)
     orders = jsonl.count(b"\n")
     manifest = {"dt": day.isoformat(), "orders": orders, "pages": 1, "perPage": orders,
                 "sha256": hashlib.sha256(jsonl).hexdigest(),
                 "bus": {"pageCount": 1, "maxOrders": orders}}
-    _write_atomic(folder / "_manifest.json", json.dumps(manifest, indent=1))
+    atomic_write(folder / "_manifest.json", json.dumps(manifest, indent=1))
     return manifest
 
 
 def land_goods(root: Path, day: dt.date, goods: list[dict]) -> None:
     """Land a goods catalog as of `day` (what `extract_goods` writes)."""
-    _write_atomic(root / "landing" / "goods" / f"dt={day.isoformat()}" / "goods.jsonl",
+    atomic_write(root / "landing" / "goods" / f"dt={day.isoformat()}" / "goods.jsonl",
                   _jsonl(goods))
 
 
@@ -461,31 +456,13 @@ def _extract_unfiltered(client: BusClient, start: dt.date, end: dt.date, root: P
                 break
         last_day = newest
     day.page_count = count
-    manifest = _assemble(day, sorted(fetched), {
+    manifest = day.finish(sorted(fetched), {
         "strategy": profile.strategy, "from": None if threshold is None else str(threshold),
         "pagesRead": len(fetched), "bus": {"pageCount": count}})
     if last_day is not None:
         through = max(last_day, dt.date.fromisoformat(seen)) if seen else last_day
-        _write_atomic(state_path, json.dumps({"seen_through": min(through, end).isoformat()}))
+        atomic_write(state_path, json.dumps({"seen_through": min(through, end).isoformat()}))
     log.info("landed %s: %d orders from %d of %d pages", end, kept, len(fetched), count)
-    return manifest
-
-
-def _assemble(day: _Day, pages: list[int], extra: dict) -> dict:
-    """orders.jsonl from the saved pages in order, then the manifest last."""
-    digest, orders = hashlib.sha256(), 0
-    tmp = day.dir / f".orders.jsonl.{os.getpid()}.tmp"
-    with open(tmp, "wb") as out:
-        for page in pages:
-            data = day.part(page).read_bytes()
-            digest.update(data)
-            orders += data.count(b"\n")
-            out.write(data)
-    os.replace(tmp, day.dir / "orders.jsonl")
-    manifest = {"dt": day.day.isoformat(), "orders": orders, "pages": len(pages),
-                "perPage": day.per_page, "sha256": digest.hexdigest(), **extra}
-    _write_atomic(day.dir / "_manifest.json", json.dumps(manifest, indent=1))
-    shutil.rmtree(day.parts)
     return manifest
 
 
@@ -528,5 +505,5 @@ def extract(client: BusClient, start: dt.date, end: dt.date, root: Path,
                       last_failure=end.isoformat())
         log.warning("the goods catalog was not refreshed (%s); the last one landed (%s) "
                     "stays", exc, status.get("last_success") or "none: names stay unknown")
-    _write_atomic(status_path, json.dumps(status, indent=1))
+    atomic_write(status_path, json.dumps(status, indent=1))
     return manifests

@@ -40,8 +40,8 @@ from pyspark.sql.types import (
 
 from core.bus_profile import BusProfile
 from core.errors import NoLandedData
+from core.files import atomic_write
 from core.phones import INVALID, PLACEHOLDER, PhoneRules, shopper_key
-from etl.privacy import mark_cleaned
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ def transform(raw: DataFrame, *, rules: PhoneRules, hmac_key,
     else:  # the bus filters by a date the orders do not carry: the day asked for
         ts = F.to_timestamp(F.col("dt"))
         undated = "order date missing"
-    # an order past raw retention (etl/privacy.py) carries its key instead of the phone
+    # an order past raw retention (privacy/) carries its key instead of the phone
     key = F.coalesce(F.col("_user_key"),
                      phone_keys(rules, hmac_key, placeholders)(F.col("clientTel")))
     orders = raw.withColumn("order_ts", ts).withColumn("key", key).withColumn(
@@ -289,8 +289,7 @@ def run(spark: SparkSession, settings, start: dt.date, end: dt.date) -> dict:
     from etl.bus import days as day_range
 
     root = settings.warehouse
-    rules = PhoneRules(settings.phone_country_code, settings.phone_trunk_prefix,
-                       settings.phone_national_length)
+    rules = PhoneRules.from_settings(settings)
     profile = BusProfile.from_settings(settings)
     for leftover in [*root.glob("clean/orders/.spark-staging-*"),
                      *root.glob("quarantine/.spark-staging-*")]:
@@ -331,3 +330,22 @@ def run(spark: SparkSession, settings, start: dt.date, end: dt.date) -> dict:
             df.unpersist()
     log.info("cleaned %s..%s: %s", start, end, stats)
     return stats
+
+
+CLEANED = Path("clean") / "_cleaned.json"
+
+
+def cleaned_days(root: Path) -> dict[str, str]:
+    """day -> the sha256 of the landed file the cleaning job last cleaned for it."""
+    try:
+        return json.loads((root / CLEANED).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def mark_cleaned(root: Path, *days_and_hashes) -> None:
+    """Record that the landed days (day, sha256 pairs) were cleaned as they are."""
+    done = cleaned_days(root)
+    pairs = iter(days_and_hashes)
+    done.update(zip(pairs, pairs, strict=True))
+    atomic_write(root / CLEANED, json.dumps(done, indent=0, sort_keys=True))

@@ -1,1 +1,4 @@
-"""ALS and FP-Growth training, the persisted id mapping, evaluation."""
+"""The models (ALS, FP-Growth, item kNN, the hybrid, name neighbours, popularity), the
+persisted id mapping, the nightly training job, their evaluation on the holdout, the
+choice of what is published and the quality gate, the tune, the model's report and its
+tracked runs (MLflow)."""

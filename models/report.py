@@ -4,7 +4,7 @@ Pure Python, no Spark: it reads metrics.json (written by models/train.py) and, w
 version is being served, that version's metrics.json, and renders the training counts,
 the holdout metrics of every model and baseline, the comparison with the served model, a
 bar chart of MAP@k (inline SVG), the FP-Growth summary, the quality gate's verdict, the
-night's attribution of sales to the recommendations per A/B arm (models/attribution.py) and
+night's attribution of sales to the recommendations per A/B arm (experiments/attribution.py) and
 the parameters. No external assets and no JavaScript: the file can be mailed or opened offline.
 
 Run with: python -c "from pathlib import Path; from models import report; \
@@ -15,10 +15,9 @@ from __future__ import annotations
 import html
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
+from core.files import atomic_write
 from engine.events import ATTRIBUTION_DIR
 
 # models.evaluation owns MODES, but importing it starts pyspark; the report stays JVM-free.
@@ -267,7 +266,7 @@ def _interval(found: dict | None, spec: str = ".2%") -> str:
 
 
 def _attribution(report: dict | None) -> str:
-    """The night's attribution (models/attribution.py): per A/B arm, what sold."""
+    """The night's attribution (experiments/attribution.py): per A/B arm, what sold."""
     if not report:
         return ""
     head = (f"<h2>Did the recommendations sell?</h2><p>{_count(report.get('impressions'))} "
@@ -313,23 +312,17 @@ def render(metrics: dict, previous: dict | None = None, attribution: dict | None
             f"<style>{_CSS}</style></head><body>{body}</body></html>\n")
 
 
-def write(model_dir: Path, previous: dict | None = None) -> Path:
-    """Render model_dir/metrics.json into model_dir/report.html (atomically); its path."""
+def write(model_dir: Path, previous: dict | None = None, gate: dict | None = None) -> Path:
+    """Render model_dir/metrics.json into model_dir/report.html (whole or not at all), with
+    the night's attribution report when there is one and the quality gate's verdict
+    (`gate`: passed, failures, skipped_by_operator) once it was given; its path."""
     model_dir = Path(model_dir)
     metrics = json.loads((model_dir / "metrics.json").read_text())
+    if gate is not None:
+        metrics["gate"] = gate
     attribution = None
     window = metrics.get("window") or [None, None]
     found = model_dir.parent.parent / ATTRIBUTION_DIR / f"{window[-1]}.json"
     if window[-1] and found.exists():
         attribution = json.loads(found.read_text())
-    text = render(metrics, previous, attribution)
-    target = model_dir / "report.html"
-    fd, tmp = tempfile.mkstemp(dir=model_dir, prefix=".report.html.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    return atomic_write(model_dir / "report.html", render(metrics, previous, attribution))

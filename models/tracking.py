@@ -41,6 +41,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.files import atomic_write
+
 log = logging.getLogger(__name__)
 
 VERSION_TAG = "shoprecs.version"
@@ -225,9 +227,7 @@ def log_train(target: Target, metrics: dict, out: Path) -> str | None:
 
 
 def _write_run_file(out: Path, run_id: str, experiment: str) -> None:
-    tmp = out / f".{RUN_FILE}.tmp"
-    tmp.write_text(json.dumps({"run_id": run_id, "experiment": experiment}))
-    os.replace(tmp, out / RUN_FILE)
+    atomic_write(out / RUN_FILE, json.dumps({"run_id": run_id, "experiment": experiment}))
 
 
 def _trial(trial: dict) -> tuple[dict[str, float], dict[str, str]]:

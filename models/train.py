@@ -36,7 +36,6 @@ import datetime as dt
 import hashlib
 import json
 import logging
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +44,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from core.errors import NoLandedData
+from core.files import atomic_write
 from engine.versions import served_model
 from etl.clean import read_clean
 from models import (
@@ -188,12 +188,6 @@ def _previous_mapping(spark: SparkSession, root: Path, kind: str) -> DataFrame |
     return spark.read.parquet(str(root / "models" / latest.read_text().strip() / "ids" / kind))
 
 
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def tuned_params(root: Path) -> tuple[als.ALSParams, hybrid.HybridParams, dict | None]:
     """The parameters `shoprecs tune` chose (models/TUNED.json), else the defaults."""
     path = root / "models" / TUNED
@@ -274,7 +268,7 @@ def part_done(p: Plan, part: str) -> dict | None:
 
 def _part_finish(p: Plan, part: str, summary: dict) -> dict:
     (p.out / PARTS).mkdir(parents=True, exist_ok=True)
-    _write_text(p.out / PARTS / f"{part}.json", json.dumps(summary, indent=2))
+    atomic_write(p.out / PARTS / f"{part}.json", json.dumps(summary, indent=2))
     return summary
 
 
@@ -390,12 +384,12 @@ def finalize(p: Plan, served: dict | None = None) -> str:
                "evaluation": parts["als"]["evaluation"],
                "fpgrowth": {"min_support": fp["min_support"], "rules": fp["rules"],
                             "baskets_mined": fp.get("baskets_mined")}}
-    _write_text(p.out / "metrics.json", json.dumps(metrics, indent=2))
+    atomic_write(p.out / "metrics.json", json.dumps(metrics, indent=2))
     report.write(p.out, served)
     if p.tracking is not None:  # before _SUCCESS: a re-run replaces the run, never adds one
         tracking.log_train(p.tracking, metrics, p.out)
-    _write_text(p.out / "_SUCCESS", "")
-    _write_text(p.root / "models" / "LATEST", p.version)
+    atomic_write(p.out / "_SUCCESS", "")
+    atomic_write(p.root / "models" / "LATEST", p.version)
     log.info("trained model %s: %s", p.version, metrics["trained_on"])
     return p.version
 

@@ -139,9 +139,10 @@ def run(spark, settings, end: dt.date, **grids) -> dict:
     finished are kept in models/tune-progress.json, keyed by the window and the grids.
     TUNED.json is replaced only when a search completes, so a failed one leaves the last
     good parameters in force."""
+    from core.files import atomic_write
     from etl.clean import read_clean
     from models import ids
-    from models.train import TUNED, _write_text
+    from models.train import TUNED
 
     root = settings.warehouse
     start = end - dt.timedelta(days=settings.train_window_days - 1)
@@ -162,7 +163,7 @@ def run(spark, settings, end: dt.date, **grids) -> dict:
         log.info("resuming the search stopped with %d trials measured (%s)", len(done), saved)
 
     def progress(trials: list) -> None:
-        _write_text(saved, json.dumps({"key": key, "trials": trials}))
+        atomic_write(saved, json.dumps({"key": key, "trials": trials}))
 
     lines = read_clean(spark, root, start, end).cache()
     users = ids.extend(None, lines.select("user_key")).cache()
@@ -173,7 +174,7 @@ def run(spark, settings, end: dt.date, **grids) -> dict:
     finally:
         for df in (lines, users, items):
             df.unpersist()
-    _write_text(root / "models" / TUNED, json.dumps(report, indent=2))
+    atomic_write(root / "models" / TUNED, json.dumps(report, indent=2))
     saved.unlink(missing_ok=True)
     tracking.log_tune(tracking.Target.from_settings(settings), report,
                       (start.isoformat(), end.isoformat()), root / "models" / TUNED)

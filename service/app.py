@@ -18,8 +18,9 @@ from core import config as shoprecs_config
 from core.phones import PhoneRules
 from engine import EngineHolder, RulesHolder
 from engine.events import EventLog, RecommendationIds
-from engine.experiments import Experiment
-from engine.mongo_engine import blacklist_for, engine_for, event_sinks, register_for, source_for
+from engine.mongo_engine import engine_for
+from engine.stores import blacklist_for, event_sinks, register_for, source_for
+from experiments.arms import Experiment
 from service import errors, events, merch, ops, routes, shop
 from service.accesslog import trusted_networks
 from service.auth import access_check, declare, parse_keys
@@ -33,8 +34,7 @@ log = logging.getLogger(__name__)
 def make_holder(settings: shoprecs_config.Settings, engine=None) -> EngineHolder:
     """A holder for the served version, loaded now if one is published: the warehouse's
     serving/CURRENT, or MongoDB's pointer document when service.store is "mongo"."""
-    rules = PhoneRules(settings.phone_country_code, settings.phone_trunk_prefix,
-                       settings.phone_national_length)
+    rules = PhoneRules.from_settings(settings)
 
     def make_engine(snapshot):
         return engine_for(snapshot, hmac_key=settings.hmac_keys, rules=rules)

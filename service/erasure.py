@@ -6,9 +6,9 @@
 
 On the request thread only the cheap part runs: the phone is keyed, the request recorded in
 every register (the service answers the shopper as unknown from then on) and noted as
-pending (etl/privacy.py `defer`), so that the nightly run finishes it if this process
+pending (privacy/ `defer`), so that the nightly run finishes it if this process
 cannot. The erasure itself runs in one thread per worker process, one job after another,
-under the warehouse lock (engine/lock.py): jobs of several workers, and of several threads,
+under the warehouse lock (core/locks.py): jobs of several workers, and of several threads,
 queue behind one another; a job that finds a nightly run holding the warehouse waits for it
 (saying so in its state) up to lock.wait_seconds, then is left to that night's privacy step
 ("deferred"). Each job's state is a small file, privacy/jobs/<job>.json, so any worker
@@ -50,9 +50,9 @@ class Erasures:
     def submit(self, phone: str) -> dict:
         """Record the request and queue its erasure; the job's first state. InvalidPhone
         for a phone that is none."""
-        from etl import privacy
+        from privacy import erasure
 
-        recorded = privacy.defer(self.settings, phone)
+        recorded = erasure.defer(self.settings, phone)
         job = {"job": secrets.token_hex(8), "shopper": recorded["key"][:12],
                "requested_at": recorded["requested_at"], "state": "queued",
                "detail": "the erasure starts when the jobs before it are done"}
@@ -94,7 +94,7 @@ class Erasures:
             self._prune()
 
     def _erase(self, job: dict, phone: str) -> None:
-        from etl import privacy
+        from privacy import erasure
 
         def waiting(holder: str) -> None:
             self._save(job, state="waiting", detail=f"{holder} holds the warehouse; the "
@@ -102,7 +102,7 @@ class Erasures:
 
         self._save(job, state="running", detail="")
         try:
-            done = privacy.forget(self.settings, phone, on_wait=waiting)
+            done = erasure.forget(self.settings, phone, on_wait=waiting)
         except WarehouseBusy as exc:
             self._save(job, state="deferred", detail=f"{exc}; the nightly run's privacy "
                        "step finishes the erasure")

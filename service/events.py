@@ -4,7 +4,7 @@ Every storefront answer (recommendations, similar goods, basket) gets a recommen
 (the X-Recommendation-Id header; in the body too with `envelope=true`) and is recorded as
 an impression (engine/events.py) with the shopper's key, the arm and what was shown. A
 request that names a shopper is in the running experiment's arm for them
-(engine/experiments.py: the X-Experiment-Arm header), which decides what it is shown.
+(experiments/arms.py: the X-Experiment-Arm header), which decides what it is shown.
 
     POST /events       clicks and add-to-carts on recommended goods, by recommendation id
     GET  /experiments  the running experiment and the nightly attribution's reports
@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, StringC
 from core.errors import ConfigError
 from engine import InvalidPhone, RecommendationEngine
 from engine.events import RecommendationIds, attribution_reports, bytes_written
-from engine.experiments import Arm, Experiment
+from experiments.arms import Arm, Experiment
 from service.accesslog import client_address
 from service.api import Shopper, endpoint
 from service.auth import HEADER

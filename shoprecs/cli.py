@@ -22,12 +22,13 @@ import traceback
 
 import click
 
+import pipeline
 from core import config as shoprecs_config
 from core.errors import OperatorError
 from core.logs import configure_logging
-from etl.profiles import PROFILES
+from core.stores import PUBLISH_STORES
 from models.gate import QualityGateError
-from shoprecs import pipeline
+from simulation.profiles import PROFILES
 
 
 def _dates(date: dt.datetime | None, start: dt.datetime | None, end: dt.datetime | None):
@@ -130,7 +131,7 @@ def clean(settings, date, start, end):
 def attribute(settings, date):
     """Did the recommendations sell? Impressions joined with clicks and orders, per A/B arm
     and route, with confidence intervals: reports/attribution/<date>.json (Spark)."""
-    from models.attribution import describe
+    from experiments.attribution import describe
 
     for line in describe(pipeline.attribute(settings, date.date())):
         click.echo(line)
@@ -162,7 +163,7 @@ def tune(settings, date, quick):
 @main.command()
 @click.option("--version", help="Model version to publish (default: models/LATEST).")
 @click.option("--skip-gate", is_flag=True, help="Publish even if the quality gate fails.")
-@click.option("--store", type=click.Choice(pipeline.STORES),
+@click.option("--store", type=click.Choice(PUBLISH_STORES),
               help="Where to publish: serving/ (snapshot), MongoDB (mongo, a Spark job) or "
                    "both (default: publish.store).")
 @click.pass_obj
@@ -187,11 +188,14 @@ def publish(settings, version, skip_gate, store):
 @with_dates
 @click.pass_obj
 def run(settings, date, start, end):
-    """extract -> clean -> train -> publish for the given days."""
+    """The whole night for the given days: extract, clean, attribute, train, gate,
+    publish, reload, privacy (pipeline/night.py; the Airflow DAG runs the same steps)."""
     start, end = _dates(date, start, end)
     timings: dict = {}
-    version = pipeline.run_all(settings, start, end, timings)
-    click.echo(f"published {version}; step seconds: {timings}")
+    results = pipeline.run(settings, start, end, timings=timings)
+    served = results.get("publish") or f"nothing new ({results['train']} is older than the " \
+        "version served)"
+    click.echo(f"published {served}; step seconds: {timings}")
 
 
 @main.command()
@@ -202,7 +206,7 @@ def run(settings, date, start, end):
 def retention(settings, date, apply):
     """Raw landed orders older than privacy.raw_retention_days, once cleaned, keep only
     each order's key: no phone stays in landing/ or quarantine/ past the limit."""
-    from etl.privacy import retention as run_retention
+    from privacy.retention import retention as run_retention
 
     today = date.date() if date else dt.date.today()
     report = run_retention(settings, today, apply=apply)
@@ -224,7 +228,7 @@ def forget(settings, phone):
     data, the id mapping, the models, the served results and the events now; the request
     (key and time only) stays so that no later backfill brings them back. Idempotent."""
     from core.phones import InvalidPhone
-    from etl.privacy import forget as erase
+    from privacy.erasure import forget as erase
 
     try:
         done = erase(settings, phone)
@@ -242,7 +246,7 @@ def forget(settings, phone):
 def rotate_key(settings, new_key_env):
     """Re-key every stored shopper key under a new key, in one resumable pass; then append
     the new key to privacy.key_rotations everywhere and restart the service."""
-    from etl.privacy import rotate
+    from privacy.rotation import rotate
 
     counts = rotate(settings, os.environ.get(new_key_env, ""))
     click.echo(f"re-keyed: {counts}; now append ${new_key_env} to privacy.key_rotations "
@@ -286,32 +290,28 @@ def serve(settings, host, port, threads, workers, reload_interval):
 @main.command()
 @click.option("--to", "version", help="Version to serve (default: the one published "
               "before the version served now).")
-@click.option("--store", type=click.Choice(pipeline.STORES), default=None,
+@click.option("--store", type=click.Choice(PUBLISH_STORES), default=None,
               help="Which store to switch back: snapshot (serving/CURRENT), mongo "
               "(serving.current in MongoDB) or both (default: publish.store).")
 @click.pass_obj
 def rollback(settings, version, store):
     """Switch serving back to an earlier published version (checked first)."""
+    from core.locks import warehouse_lock
+    from core.stores import mongo, publish_stores
     from engine import SnapshotError
     from engine.versions import rollback as switch_back
 
-    store = store or settings.publish_store
-    if store not in pipeline.STORES:
-        raise click.ClickException(f"publish.store must be one of {', '.join(pipeline.STORES)}"
-                                   f", got {store!r}")
-    from engine.lock import warehouse_lock
-
     try:
         with warehouse_lock(settings):
-            if store in ("mongo", "both"):
-                from engine.mongo import MongoStore, connect
+            for kind in publish_stores(settings, store):  # MongoDB first
+                if kind == "mongo":
+                    from engine.mongo import MongoStore
 
-                mongo = MongoStore(connect(settings.mongo_uri)[settings.mongo_db])
-                previous, now = mongo.rollback(version)
-                _switched("MongoDB serving.current", previous, now)
-                version = now  # with both stores, the folder follows MongoDB's choice
-            if store in ("snapshot", "both"):
-                _switched("serving/CURRENT", *switch_back(settings.warehouse, version))
+                    previous, now = MongoStore(mongo(settings)).rollback(version)
+                    _switched("MongoDB serving.current", previous, now)
+                    version = now  # with both stores, the folder follows MongoDB's choice
+                else:
+                    _switched("serving/CURRENT", *switch_back(settings.warehouse, version))
     except (SnapshotError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
 
@@ -357,7 +357,7 @@ def fault_options(fn):
 @click.option("--port", type=int, default=8765, show_default=True)
 @click.option("--shoppers", "service", metavar="URL",
               help="Close the loop: simulated shoppers of these orders visit the service at "
-              "URL, click and buy what it shows them (etl/shoppers.py); orders land here.")
+              "URL, click and buy what it shows them (simulation/shoppers.py); orders land here.")
 @click.option("--visits", type=int, default=500, show_default=True,
               help="With --shoppers: visits per round.")
 @click.option("--every", type=float, default=60.0, show_default=True,
@@ -370,16 +370,16 @@ def fault_options(fn):
 def simulator(settings, retail, start, days, orders, seed, retry_after, host, port, service,
               visits, every, buy_rate, uplift, **faults):
     """Run the order-bus simulator (credentials: bus.user / bus.password)."""
-    from etl import simulator as sim
-    from etl.faults import DataFaults, inject
+    from simulation import simulator as sim
+    from simulation.faults import DataFaults, inject
 
     if retail:
-        from etl.retail import load_retail
+        from simulation.retail import load_retail
 
         data, goods = load_retail(retail)
     else:
-        from etl.generator import GeneratorParams
-        from etl.generator import generate as gen
+        from simulation.generator import GeneratorParams
+        from simulation.generator import generate as gen
 
         data, goods, _ = gen(GeneratorParams(start=start.date(), days=days, orders=orders,
                                              seed=seed))
@@ -391,7 +391,7 @@ def simulator(settings, retail, start, days, orders, seed, retry_after, host, po
     click.echo(f"bus simulator: {len(data)} records ({len(truth.orders)} valid orders), "
                f"{len(goods)} goods on http://{host}:{port}")
     if service:
-        from etl.shoppers import Behaviour, parse_uplift, shop_rounds
+        from simulation.shoppers import Behaviour, parse_uplift, shop_rounds
 
         try:
             planted = parse_uplift(uplift)
@@ -406,13 +406,13 @@ def simulator(settings, retail, start, days, orders, seed, retry_after, host, po
 @main.command()
 @click.option("--workdir", default="var/demo", show_default=True, type=click.Path())
 @click.option("--profile", "shop", type=click.Choice(list(PROFILES)), default="default",
-              show_default=True, help="Which kind of shop to generate (etl/generator.py).")
+              show_default=True, help="Which kind of shop to generate (simulation/generator.py).")
 @click.option("--orders", type=int, help="Orders to generate (default: the profile's).")
 @click.option("--days", type=int, help="Days of orders (default: the profile's).")
 def demo(workdir, shop, orders, days):
     """Generate a shop, run the nightly pipeline on it, serve it and show real answers."""
-    from etl.generator import profile
     from shoprecs.demo import run_demo
+    from simulation.generator import profile
 
     overrides = {k: v for k, v in (("orders", orders), ("days", days)) if v is not None}
     try:

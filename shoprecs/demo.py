@@ -1,12 +1,12 @@
 """`shoprecs demo`: the whole system on a generated shop, start to finish.
 
-1. generates a shop (seeded; `--profile` picks its kind, etl/generator.py) and serves its
+1. generates a shop (seeded; `--profile` picks its kind, simulation/generator.py) and serves its
    orders from the bus simulator;
 2. runs the nightly pipeline for those days: extract, clean, train, publish;
 3. starts the API on CherryPy in a subprocess and asks it, over HTTP, for a known
    shopper's recommendations, an unknown shopper's, and a product's associations;
 4. runs an A/B test (model vs popular goods): every shopper visits the storefront once
-   (etl/shoppers.py) and buys one of the goods shown with 5%, 8 points more in the model
+   (simulation/shoppers.py) and buys one of the goods shown with 5%, 8 points more in the model
    arm (planted); the next night lands those orders and the attribution reports the
    uplift with its confidence interval;
 5. stops everything it started. Step timings go to <workdir>/timings.json.
@@ -31,10 +31,10 @@ from urllib.parse import quote
 
 import requests
 
+import pipeline
 from core import config as shoprecs_config
 from core.phones import normalize
-from etl.generator import GeneratorParams, Truth, format_phone, generate
-from shoprecs import pipeline
+from simulation.generator import GeneratorParams, Truth, format_phone, generate
 
 
 def free_port() -> int:
@@ -49,7 +49,7 @@ def start_simulator(orders, goods, settings, faults=None, clock=None):
     from cheroot.wsgi import Server
 
     from core.bus_profile import BusProfile
-    from etl.simulator import HttpFaults, create_app
+    from simulation.simulator import HttpFaults, create_app
 
     app = create_app(orders, goods, user=settings.bus_user, password=settings.bus_password,
                      faults=faults or HttpFaults(), profile=BusProfile.from_settings(settings),
@@ -148,7 +148,7 @@ def shoppers_visit(base: str, settings, night) -> None:
     """The A/B test: every shopper of the shop visits the storefront once and sees their
     arm's recommendations; they buy one of the goods shown with 5% (8 points more in arm
     `model`: the planted uplift), through the bus simulator at settings.bus_url."""
-    from etl.shoppers import Behaviour, visit_all
+    from simulation.shoppers import Behaviour, visit_all
 
     phones = sorted({normalize(o["clientTel"]) for o in night.orders if o["clientTel"]})
     print(f"\n== A/B test {settings.experiment_name!r} ({settings.experiment_arms}): "
@@ -163,7 +163,7 @@ def shoppers_visit(base: str, settings, night) -> None:
 
 def next_night(settings, day: dt.date, spark) -> None:
     """Land the orders since `day` (the shoppers' purchases), clean them, attribute."""
-    from models.attribution import describe
+    from experiments.attribution import describe
 
     end = dt.datetime.now(dt.UTC).date()
     print(f"\n== the next night: extract, clean and attribute {day}..{end} ...", flush=True)
@@ -195,7 +195,8 @@ def run_night(shop: GeneratorParams, settings, timings: dict | None = None,
     end = shop.start + dt.timedelta(days=shop.days - 1)
     simulator = start_simulator(data, goods, settings)
     try:
-        version, verdict = pipeline.run_all(settings, shop.start, end, timings, spark), None
+        version = pipeline.run(settings, shop.start, end, spark, timings)["publish"]
+        verdict = None
     except QualityGateError as exc:
         version = (settings.warehouse / "models" / "LATEST").read_text().strip()
         verdict = str(exc)
@@ -212,7 +213,7 @@ def run_demo(workdir: str, shop: GeneratorParams = GeneratorParams()) -> dict:
 
     Raises QualityGateError when the gate refuses the shop's model (nothing to show)."""
     from models.gate import QualityGateError
-    from shoprecs.spark import spark_session
+    from pipeline.spark import spark_session
 
     work = Path(workdir).resolve()
     shutil.rmtree(work / "warehouse", ignore_errors=True)

@@ -24,7 +24,7 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(scope="session")
 def spark():
-    from shoprecs.spark import configure_environment
+    from pipeline.spark import configure_environment
 
     configure_environment()  # spark-defaults.conf through the launcher, as every session
     from pyspark.sql import SparkSession

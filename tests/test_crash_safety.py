@@ -28,11 +28,11 @@ import pyarrow.dataset as ds
 import pytest
 import requests
 
+import pipeline
 from core.config import Settings
 from core.phones import normalize, user_key
-from etl.generator import GeneratorParams, format_phone, generate
-from shoprecs import pipeline
 from shoprecs.demo import free_port, start_service, start_simulator
+from simulation.generator import GeneratorParams, format_phone, generate
 from tests.conftest import TEST_KEY
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow, pytest.mark.crash]
@@ -108,11 +108,11 @@ def shop(spark, tmp_path_factory):
     shown(s.warehouse, orders)
     try:
         # the nights before keep raw orders (retention 0); the night keeps one day
-        previous = pipeline.run_all(s, FIRST, NIGHT - dt.timedelta(days=1), spark=spark)
+        previous = pipeline.run(s, FIRST, NIGHT - dt.timedelta(days=1), spark)["publish"]
         crashed = dataclasses.replace(s, warehouse_root=str(base / "crashed"))
         shutil.copytree(s.warehouse, crashed.warehouse)
         s = dataclasses.replace(s, privacy_raw_retention_days=int(RETENTION_DAYS))
-        final = pipeline.run_all(s, NIGHT, NIGHT, spark=spark)
+        final = pipeline.run(s, NIGHT, NIGHT, spark)["publish"]
         yield s, crashed, orders, previous, final
     finally:
         bus.stop()

@@ -12,13 +12,13 @@ from urllib.parse import quote
 import pytest
 import requests
 
+import pipeline
 from core.config import Settings
 from core.phones import normalize
-from etl.generator import GeneratorParams, format_phone, generate
-from etl.shoppers import Behaviour, visit_all
 from service import create_app
-from shoprecs import pipeline
 from shoprecs.demo import free_port, start_service, start_simulator
+from simulation.generator import GeneratorParams, format_phone, generate
+from simulation.shoppers import Behaviour, visit_all
 from tests.conftest import TEST_KEY
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
@@ -49,7 +49,7 @@ def night(spark, tmp_path_factory):
     bus = start_simulator(orders, goods, s)
     spark.catalog.clearCache()  # what earlier tests left in the shared session
     try:
-        version = pipeline.run_all(s, dt.date(2024, 1, 1), dt.date(2024, 1, 5), spark=spark)
+        version = pipeline.run(s, dt.date(2024, 1, 1), dt.date(2024, 1, 5), spark)["publish"]
         # The night releases every cache it filled: Airflow's workers and the demo keep the
         # session.
         assert spark._jsparkSession.sharedState().cacheManager().isEmpty()
@@ -62,7 +62,7 @@ def test_simulator_to_http_answer(spark, night, tmp_path):
     s, orders, goods, truth, version = (night.settings, night.orders, night.goods, night.truth,
                                         night.version)
     # Same data, same parameters: the second night finds the version already trained.
-    assert pipeline.run_all(s, dt.date(2024, 1, 1), dt.date(2024, 1, 5), spark=spark) == version
+    assert pipeline.run(s, dt.date(2024, 1, 1), dt.date(2024, 1, 5), spark)["train"] == version
     assert_tracked(s, version)
 
     service = start_service(s, tmp_path / "service.log")

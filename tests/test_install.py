@@ -53,7 +53,7 @@ def test_the_serve_extra_alone_runs_the_api(tmp_path):
         else:
             pytest.fail((tmp_path / "serve.log").read_text()[-3000:])
         resp = requests.get(f"{base}/users/79165396205/recommendations?limit=1")
-        assert resp.json() == [{"goodsId": 101, "rating": 0.9, "name": "Saucer"}]
+        assert resp.json() == [{"goodsId": 101, "rating": 0.9, "name": "Saucer", "price": 2.25}]
         assert requests.get(f"{base}/openapi.json").json()["openapi"] == "3.1.0"
     finally:
         proc.terminate()

@@ -1,6 +1,6 @@
 """The default night on shops unlike the demo's: it publishes, or the gate says why not.
 
-Each profile of etl.generator.PROFILES, shrunk to test size, goes through the bus
+Each profile of simulation.generator.PROFILES, shrunk to test size, goes through the bus
 simulator, extract, clean, train and publish with the default settings. Whatever the
 shop, the night must end in a published model or in the quality gate's verdict naming
 the metric and both figures; never in a stack trace.
@@ -15,8 +15,8 @@ import pytest
 
 from core.phones import normalize
 from engine import RecommendationEngine, current_version
-from etl.generator import profile
 from shoprecs.demo import free_port, run_night
+from simulation.generator import profile
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 

@@ -29,8 +29,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from core.config import Settings
-from etl.generator import GeneratorParams, generate
-from shoprecs.spark import REPO_ROOT
+from pipeline.spark import REPO_ROOT
+from simulation.generator import GeneratorParams, generate
 from tests.cluster.standalone import Standalone, free_port, tail
 from tests.conftest import TEST_KEY
 

@@ -13,12 +13,12 @@ import zipfile
 
 import pytest
 
-from shoprecs import spark as shoprecs_spark
-from shoprecs.spark import MASTER_ENV, REPO_ROOT, JavaMissing
+from pipeline import spark as shoprecs_spark
+from pipeline.spark import MASTER_ENV, REPO_ROOT, JavaMissing
 
 SCRIPT = """
 import json, os
-from shoprecs.spark import get_spark
+from pipeline.spark import get_spark
 spark = get_spark("shoprecs-config-check")
 conf = spark.sparkContext.getConf()
 print("RESULT " + json.dumps({

@@ -69,7 +69,7 @@ def test_the_cleaning_job_keys_phones_with_this_module(spark, samples):
 
 @given(st.text(alphabet="0123456789", min_size=10, max_size=10))
 def test_property_every_format_of_one_number_gives_one_key(national):
-    from etl.generator import format_phone
+    from simulation.generator import format_phone
 
     digits = "7" + national
     formats = [format_phone(digits, style) for style in range(4)] + [national]

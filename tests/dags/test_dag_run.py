@@ -1,10 +1,9 @@
-"""`airflow dags test shoprecs_daily D` for real: a private Airflow (tests/dags/conftest.py),
-the bus simulator on generated orders, local Spark, then the Flask app over the warehouse.
-
-The module runs in order, on one warehouse: a 3-day backfill (one `dags test` per day, as
-Airflow 3's `backfill create` only creates runs for a scheduler to execute), a re-run of
-the last night, and a night whose bus is down: five nights in all. Slow: every run is an
-Airflow process with its own Spark. A failing gate is tested in-process (tests/dags/test_tasks.py).
+"""The DAGs run for real against the bus simulator on generated orders, local Spark, then
+the Flask app over the warehouse: a 3-night backfill (the first night a real `airflow dags
+test` subprocess, the others in this process with `dag.test()`, on the suite's Spark), a
+re-run of the last night, a night whose bus is down, the weekly tune and the hourly
+catalog. Each is a module fixture that needs the one before it, so the tests read the same
+warehouse in any order. A failing gate: tests/dags/test_tasks.py.
 """
 from __future__ import annotations
 
@@ -12,7 +11,6 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
-import sqlite3
 import subprocess
 import threading
 import time
@@ -25,10 +23,10 @@ import pytest
 
 from core.config import Settings
 from core.phones import normalize
-from etl.generator import GeneratorParams, format_phone, generate
 from shoprecs.demo import free_port, start_simulator
+from simulation.generator import GeneratorParams, format_phone, generate
 from tests.conftest import TEST_KEY
-from tests.dags.conftest import AIRFLOW
+from tests.dags.conftest import AIRFLOW, environment
 
 pytestmark = [pytest.mark.slow]
 
@@ -65,8 +63,8 @@ def hooks():
 
 
 @pytest.fixture(scope="module")
-def shop(tmp_path_factory, airflow_env, hooks):
-    """Generated orders for 4 days served by the simulator, and the env of a DAG run."""
+def shop(tmp_path_factory, hooks):
+    """Generated orders for 4 days served by the simulator; the settings of a DAG run."""
     params = GeneratorParams(start=FIRST, days=DAYS + 1, orders=400, shoppers=120, goods=80,
                              clusters=3, items_per_cluster=20, bundles=4, bundle_rate=0.4,
                              seed=11)
@@ -77,8 +75,7 @@ def shop(tmp_path_factory, airflow_env, hooks):
         admin_api_keys=ADMIN_KEYS, service_reload_interval=0.0)
     simulator = start_simulator(orders, goods, settings)
     url, _ = hooks
-    env = {**airflow_env,
-           "SHOPRECS_WAREHOUSE_ROOT": settings.warehouse_root,
+    env = {"SHOPRECS_WAREHOUSE_ROOT": settings.warehouse_root,
            "SHOPRECS_BUS_URL": settings.bus_url, "SHOPRECS_BUS_PER_PAGE": "200",
            "SHOPRECS_BUS_RETRIES": "1", "SHOPRECS_BUS_TIMEOUT": "10",
            "SHOPRECS_PRIVACY_HMAC_KEY": TEST_KEY,
@@ -92,30 +89,23 @@ def shop(tmp_path_factory, airflow_env, hooks):
     simulator.stop()
 
 
-def dags_test_dag(env: dict, dag_id: str, run_date: dt.date,
-                  **extra_env) -> tuple[int, str, float]:
-    """`airflow dags test <dag_id> <run_date>`: (exit code, output tail, seconds)."""
-    started = time.perf_counter()
-    done = subprocess.run([AIRFLOW, "dags", "test", dag_id, run_date.isoformat()],
-                          env={**env, **extra_env}, capture_output=True, text=True,
+def dags_test(airflow_env: dict, env: dict, run_date: dt.date) -> tuple[int, str]:
+    """`airflow dags test shoprecs_daily <run_date>`, a real subprocess: (exit, output)."""
+    done = subprocess.run([AIRFLOW, "dags", "test", "shoprecs_daily", run_date.isoformat()],
+                          env={**airflow_env, **env}, capture_output=True, text=True,
                           timeout=900)
-    seconds = time.perf_counter() - started
-    print(f"airflow dags test {dag_id} {run_date}: exit {done.returncode}, {seconds:.0f} s")
-    return done.returncode, (done.stdout + done.stderr)[-20000:], seconds
+    return done.returncode, (done.stdout + done.stderr)[-20000:]
 
 
-def dags_test(env: dict, run_date: dt.date, **extra_env) -> tuple[int, str, float]:
-    return dags_test_dag(env, "shoprecs_daily", run_date, **extra_env)
-
-
-def task_states(env: dict) -> dict[str, tuple[str, int]]:
-    """task_id -> (state, try_number) of the latest DAG run, from the metadata DB."""
-    with sqlite3.connect(Path(env["AIRFLOW_HOME"]) / "airflow.db") as db:
-        rows = db.execute(
-            "SELECT task_id, state, try_number FROM task_instance WHERE run_id = "
-            "(SELECT run_id FROM dag_run WHERE dag_id = 'shoprecs_daily' ORDER BY id DESC "
-            "LIMIT 1)").fetchall()
-    return {task: (state, tries) for task, state, tries in rows}
+def dag_test(dagbag, dag_id: str, env: dict, run_date: dt.date, **extra):
+    """`dag.test()` of `dag_id` for the run at `run_date`, in this process (its tasks use
+    the suite's Spark): (the DagRun's state, task id -> (state, try number), seconds)."""
+    dag = dagbag.dags[dag_id]
+    started = time.perf_counter()
+    with environment({**env, **extra}):
+        run = dag.test(logical_date=dt.datetime.combine(run_date, dt.time(), dt.UTC))
+    states = {ti.task_id: (ti.state, ti.try_number) for ti in run.get_task_instances()}
+    return str(run.state), states, time.perf_counter() - started
 
 
 def served(root: Path) -> tuple[str, dict]:
@@ -130,34 +120,80 @@ def fingerprint_of(root: Path) -> dict:
     landed = {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
               for p in sorted((root / "landing").rglob("*")) if p.is_file()}
     clean = ds.dataset(root / "clean" / "orders", format="parquet", partitioning="hive")
+    models = root / "models"
     return {"landed": landed, "clean_rows": clean.count_rows(),
-            "models": sorted(p.name for p in (root / "models").iterdir()),
+            "models": sorted(p.name for p in models.iterdir()),
+            "trained": {p.parent.name: p.stat().st_mtime_ns
+                        for p in models.glob("*/metrics.json")},
             "serving": sorted(p.name for p in (root / "serving").iterdir()),
             "current": served(root)[0]}
 
 
 @pytest.fixture(scope="module")
-def backfill(shop):
-    """Runs D = 01-02..01-04, each processing the day before: days 01-01..01-03."""
+def backfill(spark, dagbag, airflow_env, shop, hooks):
+    """Runs D = 01-02..01-04, each processing the day before (days 01-01..01-03): the first
+    a real `airflow dags test`, the others in this process. What the hooks were called with
+    by then."""
     _, _, env = shop
-    return [dags_test(env, FIRST + dt.timedelta(days=n)) for n in range(1, DAYS + 1)]
+    code, output = dags_test(airflow_env, env, FIRST + dt.timedelta(days=1))
+    assert code == 0, output
+    nights = [dag_test(dagbag, "shoprecs_daily", env, FIRST + dt.timedelta(days=n))
+              for n in range(2, DAYS + 1)]
+    return output, nights, list(hooks[1])
 
 
-def test_backfill_runs_every_night(backfill):
-    for code, output, _ in backfill:
-        assert code == 0, output
+@pytest.fixture(scope="module")
+def rerun(dagbag, shop, backfill):
+    """The last night run again: (the warehouse before, after, the run)."""
+    settings, _, env = shop
+    before = fingerprint_of(settings.warehouse)
+    night = dag_test(dagbag, "shoprecs_daily", env, FIRST + dt.timedelta(days=DAYS))
+    return before, fingerprint_of(settings.warehouse), night
+
+
+@pytest.fixture(scope="module")
+def bus_down(dagbag, shop, hooks, rerun):
+    """The next night with no bus: (the run, the version served before it)."""
+    settings, _, env = shop
+    version = served(settings.warehouse)[0]
+    dead_bus = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    night = dag_test(dagbag, "shoprecs_daily", env, FIRST + dt.timedelta(days=DAYS + 1),
+                     SHOPRECS_BUS_URL=dead_bus)
+    return night, version, dead_bus
+
+
+@pytest.fixture(scope="module")
+def tuned(dagbag, shop, bus_down):
+    """The weekly tune, run at 2024-01-04 (by hand): the window ending 2024-01-03."""
+    settings, _, env = shop
+    assert not (settings.warehouse / "models" / "TUNED.json").exists()
+    return dag_test(dagbag, "shoprecs_tune", env, FIRST + dt.timedelta(days=DAYS),
+                    SHOPRECS_TUNE_QUICK="1")
+
+
+@pytest.fixture(scope="module")
+def refreshed(dagbag, shop, tuned):
+    _, _, env = shop
+    return dag_test(dagbag, "shoprecs_catalog", env, FIRST + dt.timedelta(days=DAYS))
+
+
+def test_backfill_runs_every_night_the_first_for_real(backfill):
+    _, nights, _ = backfill  # the first night's `airflow dags test` exited 0
+    for state, tasks, _ in nights:
+        assert state == "success", tasks
+        assert all(s == "success" for s, _ in tasks.values()), tasks
 
 
 def test_backfill_lands_every_day(shop, backfill):
     settings, orders, _ = shop
     landing = settings.warehouse / "landing" / "orders"
     days = sorted(p.name for p in landing.iterdir() if (p / "_manifest.json").exists())
-    assert days == [f"dt={FIRST + dt.timedelta(days=n)}" for n in range(DAYS)]
-    # each night's attribute task reported (no storefront ran: no impressions)
+    assert days[:DAYS] == [f"dt={FIRST + dt.timedelta(days=n)}" for n in range(DAYS)]
+    # each night's attribute step reported (no storefront ran: no impressions)
     reports = sorted(p.name for p in (settings.warehouse / "reports" / "attribution").iterdir())
-    assert reports == [f"{day[3:]}.json" for day in days]
+    assert reports[:DAYS] == [f"{day[3:]}.json" for day in days[:DAYS]]
     per_day = Counter(o["date"][:10] for o in orders)
-    for day in days:
+    for day in days[:DAYS]:
         manifest = json.loads((landing / day / "_manifest.json").read_text())
         assert manifest["orders"] == per_day[day[3:]], day
 
@@ -188,33 +224,26 @@ def test_service_answers_from_the_published_version(shop, backfill):
     assert resp.headers["X-Recommendation-Source"] == "personalized"
 
 
-def test_each_night_asks_the_service_to_reload(hooks, backfill):
-    _, calls = hooks
+def test_each_night_asks_the_service_to_reload(backfill):
+    _, _, calls = backfill
     reloads = [c for c in calls if c["path"] == "/admin/reload"]
     assert len(reloads) == DAYS
     assert {c["key"] for c in reloads} == {ADMIN_KEYS.split(",")[0]}
     assert not [c for c in calls if c["path"] == "/alert"]  # no task failed
 
 
-def test_second_run_of_a_night_changes_nothing(shop, backfill):
-    settings, _, env = shop
-    before = fingerprint_of(settings.warehouse)
-    code, output, _ = dags_test(env, FIRST + dt.timedelta(days=DAYS))
-    assert code == 0, output
-    assert fingerprint_of(settings.warehouse) == before
-    assert "already trained" in output  # neither training task trained again
+def test_second_run_of_a_night_changes_nothing(rerun):
+    before, after, (state, tasks, _) = rerun
+    assert state == "success", tasks
+    assert after == before  # nothing landed, cleaned or trained again; the same served
 
 
-def test_bus_down_fails_the_run_and_keeps_the_served_version(shop, hooks, backfill):
-    settings, _, env = shop
-    version, _ = served(settings.warehouse)
-    dead_bus = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    code, output, seconds = dags_test(env, FIRST + dt.timedelta(days=DAYS + 1),
-                                      SHOPRECS_BUS_URL=dead_bus)
-    assert code != 0 and "DagRun failed" in output
-    states = task_states(env)
-    assert states["extract"] == ("failed", 5)  # the first try and 4 retries
-    assert {states[t][0] for t in states if t != "extract"} == {"upstream_failed"}
+def test_bus_down_fails_the_run_and_keeps_the_served_version(shop, hooks, bus_down):
+    settings, _, _ = shop
+    (state, tasks, seconds), version, dead_bus = bus_down
+    assert state == "failed"
+    assert tasks["extract"] == ("failed", 5)  # the first try and 4 retries
+    assert {tasks[t][0] for t in tasks if t != "extract"} == {"upstream_failed"}
     # Exponential backoff from a 1 s base: at least 1 + 2 + 4 + 8 s between the tries.
     assert seconds >= 15
     assert served(settings.warehouse)[0] == version
@@ -222,24 +251,19 @@ def test_bus_down_fails_the_run_and_keeps_the_served_version(shop, hooks, backfi
     assert not (day4 / "_manifest.json").exists()
     alerts = [c["body"] for c in hooks[1] if c["path"] == "/alert"]
     assert [a["task_id"] for a in alerts] == ["extract"]
-    # the one line `shoprecs` prints, in the task's log and the alert, without a traceback
+    # the one line `shoprecs` prints, in the alert, without a traceback
     line = f"error: the bus at {dead_bus} is unreachable"
     assert alerts[0]["error"].startswith(line) and "check bus.url" in alerts[0]["error"]
-    assert line in output
 
 
-def test_weekly_tune_writes_the_parameters_the_nights_then_use(shop):
+def test_weekly_tune_writes_the_parameters_the_nights_then_use(shop, tuned):
     from models import train
 
-    settings, _, env = shop
-    tuned = settings.warehouse / "models" / "TUNED.json"
-    assert not tuned.exists()
-    # A run at 2024-01-04 (any date, by hand) tunes on the window ending the day before,
-    # 2024-01-03, the last landed day; its validation window is the day before that.
-    code, output, _ = dags_test_dag(env, "shoprecs_tune", FIRST + dt.timedelta(days=DAYS),
-                                    SHOPRECS_TUNE_QUICK="1")
-    assert code == 0, output
-    report = json.loads(tuned.read_text())
+    settings, _, _ = shop
+    state, tasks, _ = tuned
+    assert state == "success", tasks
+    report = json.loads((settings.warehouse / "models" / "TUNED.json").read_text())
+    # the window ending 2024-01-03, the last landed day; validation: the day before it
     assert report["validation"] == ["2024-01-02", "2024-01-02"] and report["score"] > 0
     assert not (settings.warehouse / "models" / "tune-progress.json").exists()
     plan = train.plan(settings, FIRST + dt.timedelta(days=DAYS - 1))
@@ -247,11 +271,11 @@ def test_weekly_tune_writes_the_parameters_the_nights_then_use(shop):
     assert plan.hybrid.as_dict() == report["hybrid"]
 
 
-def test_hourly_catalog_publishes_what_the_bus_lists(shop):
+def test_hourly_catalog_publishes_what_the_bus_lists(shop, refreshed):
     from engine.shoprules import RulesHolder
 
-    settings, _, env = shop
-    code, output, _ = dags_test_dag(env, "shoprecs_catalog", FIRST + dt.timedelta(days=DAYS))
-    assert code == 0, output
+    settings, _, _ = shop
+    state, tasks, _ = refreshed
+    assert state == "success", tasks
     rules = RulesHolder(settings.warehouse).current()
     assert rules.catalog is not None and rules.category  # the generator's categories

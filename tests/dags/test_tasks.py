@@ -1,4 +1,4 @@
-"""The DAG's tasks called in-process on a hand-made warehouse: the decisions they take
+"""The DAG's steps called in-process on a hand-made warehouse: the decisions they take
 without Spark (gate, publish, reload), fast. tests/dags/test_dag_run.py runs them for real."""
 from __future__ import annotations
 
@@ -12,19 +12,14 @@ from models import train
 from tests.conftest import write_model
 
 END = dt.date(2024, 1, 7)
-NIGHT = [END.isoformat(), END.isoformat()]
 
 
-@pytest.fixture
-def env(published, monkeypatch):
-    """The worker's environment pointing at `published` (v1 served); returns the settings."""
-    for name in ("warehouse_root", "privacy_hmac_key", "service_url"):
-        monkeypatch.setenv(f"SHOPRECS_{name.upper()}", str(getattr(published, name)))
-    return published
+def step(name: str, settings, upstream: dict, end: dt.date = END):
+    """The DAG's task for step `name` (dags/shoprecs_daily.py), for the night of `end`."""
+    from dags.shoprecs_daily import run_step
+    from pipeline.night import Night
 
-
-def task(dagbag, task_id):
-    return dagbag.dags["shoprecs_daily"].get_task(task_id).python_callable
+    return run_step(name, upstream, Night(settings, end, end))
 
 
 def trained(settings, als_map: float, popularity_map: float, end=END) -> str:
@@ -38,46 +33,50 @@ def trained(settings, als_map: float, popularity_map: float, end=END) -> str:
     return plan.version
 
 
-def test_failed_gate_fails_the_task_for_good_and_keeps_the_served_version(dagbag, env):
+def test_failed_gate_fails_the_task_for_good_and_keeps_the_served_version(published):
     from airflow.sdk.exceptions import AirflowFailException
 
-    version = trained(env, als_map=0.01, popularity_map=0.05)
+    version = trained(published, als_map=0.01, popularity_map=0.05)
     with pytest.raises(AirflowFailException, match="does not beat the popularity baseline"):
-        task(dagbag, "evaluate_gate")(NIGHT, version, version, "0 impressions")
-    assert current_version(env.warehouse) == "v1"
+        step("gate", published, {"train": version, "attribute": None})
+    assert current_version(published.warehouse) == "v1"
+    report = (published.warehouse / "models" / version / "report.html").read_text()
+    assert "does not beat the popularity baseline" in report  # the verdict, on its report
 
 
-def test_gate_passes_a_good_model(dagbag, env):
-    version = trained(env, als_map=0.08, popularity_map=0.05)
-    assert task(dagbag, "evaluate_gate")(NIGHT, version, version, "0 impressions") == version
-    assert current_version(env.warehouse) == "v1"  # publishing is the next task's job
+def test_gate_passes_a_good_model_and_its_report_keeps_the_attribution(published):
+    version = trained(published, als_map=0.08, popularity_map=0.05)
+    reports = published.warehouse / "reports" / "attribution"
+    reports.mkdir(parents=True)
+    (reports / f"{END}.json").write_text(json.dumps({
+        "date": END.isoformat(), "first_day": END.isoformat(), "window_hours": 24,
+        "impressions": 7, "experiments": [], "routes": [], "daily": []}))
+    assert step("gate", published, {"train": version, "attribute": None}) == version
+    assert current_version(published.warehouse) == "v1"  # publishing is the next step's job
+    report = (published.warehouse / "models" / version / "report.html").read_text()
+    assert "Did the recommendations sell?" in report and "Passed." in report
 
 
-def test_gate_refuses_parts_of_different_versions(dagbag, env):
-    version = trained(env, als_map=0.08, popularity_map=0.05)
-    with pytest.raises(RuntimeError, match="landing/ or models/TUNED.json changed"):
-        task(dagbag, "evaluate_gate")(NIGHT, version, "20240107-0000000000", "0 impressions")
+def test_publish_switches_current_to_a_newer_night(published):
+    version = trained(published, als_map=0.08, popularity_map=0.05)
+    assert step("publish", published, {"gate": version}) == version
+    assert current_version(published.warehouse) == version
 
 
-def test_publish_switches_current_to_a_newer_night(dagbag, env):
-    version = trained(env, als_map=0.08, popularity_map=0.05)
-    assert task(dagbag, "publish")(version) == version
-    assert current_version(env.warehouse) == version
-
-
-def test_rerunning_an_old_night_does_not_roll_serving_back(dagbag, env):
+def test_rerunning_an_old_night_does_not_roll_serving_back(published):
     from airflow.sdk.exceptions import AirflowSkipException
 
-    newer = trained(env, als_map=0.08, popularity_map=0.05)
-    task(dagbag, "publish")(newer)
-    older = trained(env, als_map=0.08, popularity_map=0.05, end=END - dt.timedelta(days=1))
+    newer = trained(published, als_map=0.08, popularity_map=0.05)
+    step("publish", published, {"gate": newer})
+    older = trained(published, als_map=0.08, popularity_map=0.05,
+                    end=END - dt.timedelta(days=1))
     with pytest.raises(AirflowSkipException, match="trained on later days is being served"):
-        task(dagbag, "publish")(older)
-    assert current_version(env.warehouse) == newer
+        step("publish", published, {"gate": older}, END - dt.timedelta(days=1))
+    assert current_version(published.warehouse) == newer
 
 
-def test_reload_is_skipped_without_a_service_url(dagbag, env):
+def test_reload_is_skipped_without_a_service_url(published):
     from airflow.sdk.exceptions import AirflowSkipException
 
     with pytest.raises(AirflowSkipException, match="SHOPRECS_SERVICE_URL"):
-        task(dagbag, "reload")("v1")
+        step("reload", published, {"publish": "v1"})

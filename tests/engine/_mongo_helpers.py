@@ -1,6 +1,6 @@
 """Test support for the MongoDB store: a Spark-free writer and a file sink for executors.
 
-`python_write` has the signature of models.publish_mongo.write_results and shapes the
+`python_write` has the signature of pipeline.mongo.write_results and shapes the
 results as its Spark job does, in plain Python, writing through the real partition
 function. `sink_connect` is a client factory Spark executors can import: each
 partition's documents land in JSON-lines files (mongomock lives in one process only),
@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from engine.mongo import RESULT_SETS, collection_name, connect, write_partition
+from core.stores import connect
+from engine.mongo import RESULT_SETS, collection_name, write_partition
 
 
 def rows_of(results: Path, kind: str) -> list[dict]:

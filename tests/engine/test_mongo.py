@@ -5,15 +5,16 @@ import uuid
 
 import pytest
 
+from core.stores import connect
 from engine import EngineHolder, RecommendationEngine, publish
-from engine.mongo import VERSIONS, MongoStore, MongoStoreError, connect, write_partition
+from engine.mongo import VERSIONS, MongoStore, MongoStoreError, write_partition
 from engine.recommender import Scored
 from service.encode import encoder
 from tests.conftest import TEST_KEY, write_model
 
 mongomock = pytest.importorskip("mongomock", reason="mongomock (dev extra) is not installed")
 from engine.mongo_engine import MongoEngine, MongoSnapshot, MongoSource, engine_for  # noqa: E402
-from models.publish_mongo import publish_version  # noqa: E402
+from pipeline.mongo import publish_version  # noqa: E402
 from tests.engine._mongo_helpers import python_write  # noqa: E402
 
 PHONES = ["+7(916)539-6205", "89165396205", "+7 (999) 000-0000"]
@@ -261,7 +262,7 @@ def test_the_reloader_follows_the_pointer_document(mongo_settings, store):
 
 def test_settings_from_the_environment(tmp_path):
     from core.config import load
-    from engine.mongo_engine import source_for
+    from engine.stores import source_for
 
     s = load(env={"SHOPRECS_MONGO_URI": "mongomock://env", "SHOPRECS_PUBLISH_STORE": "both",
                   "SHOPRECS_SERVICE_STORE": "mongo", "SHOPRECS_MONGO_KEEP_VERSIONS": "5"})
@@ -270,7 +271,7 @@ def test_settings_from_the_environment(tmp_path):
     assert "mongomock" not in repr(s)  # the URI may hold a password
     assert isinstance(source_for(s), MongoSource)
     assert source_for(dataclasses.replace(s, service_store="snapshot")) is None
-    with pytest.raises(ValueError, match="service.store must be"):
+    with pytest.raises(ValueError, match="service.store is .redis.: one of snapshot, mongo"):
         source_for(dataclasses.replace(s, service_store="redis"))
     with pytest.raises(ValueError, match="SHOPRECS_MONGO_URI"):
         connect("")
@@ -279,9 +280,9 @@ def test_settings_from_the_environment(tmp_path):
 
 
 def test_publish_refuses_an_unknown_store(mongo_settings):
-    from shoprecs import pipeline
+    import pipeline
 
-    with pytest.raises(ValueError, match="publish.store must be one of snapshot, mongo, both"):
+    with pytest.raises(ValueError, match="publish.store is .redis.: one of snapshot, mongo, both"):
         pipeline.publish(mongo_settings, "v1", store="redis")
 
 
@@ -365,9 +366,9 @@ def test_the_cli_rolls_back_mongodb_and_the_folder_to_the_same_version(mongo_set
 
 def test_the_gate_compares_with_what_mongodb_serves_when_the_service_reads_it(
         mongo_settings, store):
+    import pipeline
     from engine.versions import served_model
     from models.gate import QualityGateError
-    from shoprecs import pipeline
 
     root = mongo_settings.warehouse
     write_model(root, "v1")
@@ -389,7 +390,7 @@ def test_events_go_to_mongodb_too_when_the_service_serves_from_it(mongo_settings
     import time
 
     from engine.events import EventLog, FileSink, MongoSink
-    from engine.mongo_engine import event_sinks
+    from engine.stores import event_sinks
 
     s = dataclasses.replace(mongo_settings, service_store="mongo")
     sinks = event_sinks(s)

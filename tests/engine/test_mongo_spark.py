@@ -6,13 +6,14 @@ import uuid
 
 import pytest
 
+from core.stores import connect
 from engine import RecommendationEngine, publish
-from engine.mongo import MongoStore, connect
+from engine.mongo import MongoStore
 from tests.conftest import TEST_KEY, write_model
 
 pytest.importorskip("mongomock", reason="mongomock (dev extra) is not installed")
 from engine.mongo_engine import MongoEngine, MongoSnapshot  # noqa: E402
-from models.publish_mongo import publish_version, write_results  # noqa: E402
+from pipeline.mongo import publish_version, write_results  # noqa: E402
 from tests.engine._mongo_helpers import replay, sink_connect  # noqa: E402
 from tests.engine.test_mongo import answers  # noqa: E402
 
@@ -59,7 +60,7 @@ MONGO_URI = os.environ.get("MONGO_URI", "")
                     "against (the logic is covered on mongomock in test_mongo.py); set "
                     "MONGO_URI=mongodb://host:27017 to run it")
 def test_publish_both_stores_against_a_real_server(spark, settings):
-    from shoprecs import pipeline
+    import pipeline
 
     db = f"shoprecs_test_{uuid.uuid4().hex[:8]}"
     s = dataclasses.replace(settings, mongo_uri=MONGO_URI, mongo_db=db, mongo_batch_size=3)

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from etl.bus import BusClient, BusError, extract
-from etl.simulator import create_app
+from simulation.simulator import create_app
 from tests.conftest import order
 
 DAY = dt.date(2024, 3, 1)

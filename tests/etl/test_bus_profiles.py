@@ -9,13 +9,13 @@ from collections import Counter
 
 import pytest
 
+import pipeline
 from core.bus_profile import BusProfile
 from etl import clean
-from etl.faults import DataFaults, inject
-from etl.generator import GeneratorParams, generate
-from etl.simulator import HttpFaults
-from shoprecs import pipeline
 from shoprecs.demo import free_port, start_simulator
+from simulation.faults import DataFaults, inject
+from simulation.generator import GeneratorParams, generate
+from simulation.simulator import HttpFaults
 
 pytestmark = pytest.mark.spark
 

@@ -12,11 +12,12 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from etl import clean, simulator
+from etl import clean
 from etl.bus import BusClient, extract
-from etl.faults import DataFaults, inject
-from etl.generator import GeneratorParams, generate
-from etl.simulator import HttpFaults
+from simulation import simulator
+from simulation.faults import DataFaults, inject
+from simulation.generator import GeneratorParams, generate
+from simulation.simulator import HttpFaults
 
 START, END = dt.date(2024, 2, 1), dt.date(2024, 2, 3)
 PARAMS = GeneratorParams(start=START, days=3, orders=400, shoppers=80, goods=60, clusters=3,

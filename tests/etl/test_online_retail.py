@@ -15,7 +15,7 @@ import pytest
 
 from etl import clean
 from etl.bus import BusClient, extract
-from etl.retail import load_retail
+from simulation.retail import load_retail
 
 DATA = Path(os.environ.get("SHOPRECS_ONLINE_RETAIL", Path(__file__).resolve().parents[3]
                            / "shared" / "data" / "online-retail"

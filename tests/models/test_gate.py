@@ -2,9 +2,9 @@ import json
 
 import pytest
 
+import pipeline
 from engine import current_version
 from models.gate import GatePolicy, QualityGateError, check
-from shoprecs import pipeline
 from tests.conftest import write_model
 
 

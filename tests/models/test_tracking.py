@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
+import pipeline
 from core.config import Settings, load
 from models import tracking
-from shoprecs import pipeline
 from tests.conftest import write_model
 
 mlflow = pytest.importorskip("mlflow")

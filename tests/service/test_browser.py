@@ -116,11 +116,11 @@ def test_merchandisers_edit_the_blacklist(base_url, browser):
 
 
 def attribution_report(root):
-    """A night's attribution report as models/attribution.py assembles it, from aggregates:
+    """A night's attribution report as experiments/attribution.py assembles it, from aggregates:
     arm b sold more, over three days."""
     import datetime as dt
 
-    from models.attribution import _experiments, _write
+    from experiments.attribution import _experiments, _write
 
     arms = [{"experiment": "exp1", "arm": "a", "variant": "model", "shoppers": 1000,
              "converted": 100, "revenue": 500.0, "revenue_squares": 5000.0},

@@ -1,5 +1,5 @@
 """Impressions, feedback and A/B arms through the API (service/events.py, engine/events.py,
-engine/experiments.py): ids and arms in the headers, what is written to events/, the JSON
+experiments/arms.py): ids and arms in the headers, what is written to events/, the JSON
 4xx of POST /events, stable arms across processes and restarts, bounded memory with a slow
 disk, and a worker killed with SIGKILL losing at most its last batch."""
 import dataclasses
@@ -19,7 +19,7 @@ import requests
 
 from core.phones import user_key
 from engine.events import EventLog, FileSink
-from engine.experiments import Experiment, ExperimentError
+from experiments.arms import Experiment, ExperimentError
 from service import create_app
 from shoprecs.demo import free_port, start_service
 from tests.conftest import SHOPPER, TEST_KEY
@@ -100,7 +100,7 @@ def test_a_bad_experiment_configuration_says_what_to_write(arms, fragment):
 def test_arms_are_the_same_in_another_process():
     experiment = Experiment.parse("exp1", ARMS)
     keys = [user_key(f"7903{n:07d}", TEST_KEY) for n in range(300)]
-    code = ("import json, sys; from engine.experiments import Experiment; "
+    code = ("import json, sys; from experiments.arms import Experiment; "
             f"e = Experiment.parse('exp1', {ARMS!r}); "
             "print(json.dumps([e.assign(k).name for k in json.load(sys.stdin)]))")
     other = subprocess.run([sys.executable, "-c", code], input=json.dumps(keys), text=True,

@@ -29,8 +29,6 @@ import datetime as dt
 import json
 import logging
 import math
-import os
-import tempfile
 from decimal import Decimal
 from pathlib import Path
 
@@ -38,6 +36,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, DecimalType, StringType, StructField, StructType
 
+from core.files import atomic_write
 from engine.events import ATTRIBUTION_DIR, EVENTS_DIR
 from etl.clean import read_clean
 
@@ -267,7 +266,7 @@ def run(spark: SparkSession, settings, day: dt.date) -> dict:
         impressions.unpersist()
     control_of = {}
     if settings.experiment_name:
-        from engine.experiments import Experiment
+        from experiments.arms import Experiment
 
         running = Experiment.parse(settings.experiment_name, settings.experiment_arms)
         control_of[running.name] = running.control.name
@@ -318,10 +317,6 @@ def _merge_routes(routes: list[dict]) -> list[dict]:
 
 
 def _write(root: Path, day: dt.date, report: dict) -> dict:
-    folder = root / ATTRIBUTION_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
-    with os.fdopen(fd, "w") as out:
-        json.dump(report, out, indent=1, allow_nan=False)
-    os.replace(tmp, folder / f"{day.isoformat()}.json")
+    atomic_write(root / ATTRIBUTION_DIR / f"{day.isoformat()}.json",
+                 json.dumps(report, indent=1, allow_nan=False))
     return report

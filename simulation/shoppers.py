@@ -5,7 +5,7 @@ the running service for their recommendations (an impression, in the shopper's A
 which the service decides); with `click_rate` the shopper clicks one of the goods shown
 (POST /events), and with `buy_rate`, plus the planted `uplift` of their arm, buys one of
 them: the order goes to the bus simulator (POST /orders) dated now, so the next night lands
-it and the attribution (models/attribution.py) finds it. Planting an uplift in one arm is
+it and the attribution (experiments/attribution.py) finds it. Planting an uplift in one arm is
 how a test knows the answer the attribution must find; planting none is the A/A test.
 
 Every draw comes from a generator seeded by (seed, visit), so a run is the same whatever

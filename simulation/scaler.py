@@ -22,7 +22,7 @@ Days are written straight into landing/ in the extractor's layout (etl.bus.land_
 benchmark measures the pipeline after extraction. Generation is vectorized (numpy) a day
 at a time, so 16x (238k orders, 5.7M lines) takes about a minute and little memory.
 
-Run with: python -m etl.scaler --scale 4 --warehouse var/scale/x4
+Run with: python -m simulation.scaler --scale 4 --warehouse var/scale/x4
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ import numpy as np
 from tqdm import tqdm
 
 from etl.bus import land_day, land_goods
-from etl.generator import format_phone
+from simulation.generator import format_phone
 
 START, DAYS = dt.date(2010, 12, 1), 304
 INVOICES, CUSTOMERS, GOODS = 14_876, 3_616, 3_764

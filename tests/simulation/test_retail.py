@@ -1,7 +1,7 @@
 import gzip
 
 from core.phones import normalize
-from etl.retail import load_retail
+from simulation.retail import load_retail
 
 CSV = """InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country
 536365,85123A,WHITE HANGING HEART T-LIGHT HOLDER,6,2010-12-01 08:26:00,2.55,17850.0,United Kingdom

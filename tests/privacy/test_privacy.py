@@ -1,4 +1,4 @@
-"""Personal data under control (etl/privacy.py): raw retention, erasure on request, key
+"""Personal data under control (privacy/): raw retention, erasure on request, key
 rotation, on one generated shop's nights (its bus kept running for backfills)."""
 from __future__ import annotations
 
@@ -21,16 +21,16 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
+import pipeline
 from core.config import Settings
 from core.errors import ConfigError
-from core.phones import InvalidPhone, normalize, rekey, user_key
-from engine.mongo import connect
-from etl import privacy
-from etl.generator import GeneratorParams, format_phone, generate
-from models.publish_mongo import publish_version
+from core.phones import PHONE_LIKE, InvalidPhone, normalize, rekey, user_key
+from core.stores import connect
+from pipeline.mongo import publish_version
+from privacy import erasure, retention, rotation
 from service import create_app
-from shoprecs import pipeline
 from shoprecs.demo import free_port, start_simulator
+from simulation.generator import GeneratorParams, format_phone, generate
 from tests.conftest import TEST_KEY
 
 pytestmark = [pytest.mark.spark]
@@ -54,7 +54,7 @@ def shop(spark, tmp_path_factory):
     bus = start_simulator(orders, goods, s)
     spark.catalog.clearCache()
     try:
-        pipeline.run_all(s, FIRST, LAST, spark=spark)
+        pipeline.run(s, FIRST, LAST, spark)
         yield s, orders
     finally:
         bus.stop()
@@ -79,7 +79,7 @@ def clean_rows(root: Path) -> list[tuple]:
                   key=lambda r: tuple("" if v is None else str(v) for v in r))
 
 
-PHONE = re.compile(r"(?<![0-9a-f])" + privacy.PHONE_LIKE.pattern + "(?![0-9a-f])")
+PHONE = re.compile(r"(?<![0-9a-f])" + PHONE_LIKE.pattern + "(?![0-9a-f])")
 
 
 def phones_in(text: str) -> set[str]:
@@ -162,7 +162,7 @@ def test_raw_orders_past_retention_keep_no_phone_and_clean_the_same(spark, copy)
     assert clean_rows(s.warehouse) == before
     # a dry run says what a later day would rewrite, and changes nothing
     snapshot = {p: p.stat().st_mtime_ns for p in landing.rglob("*")}
-    report = privacy.retention(s, LAST + dt.timedelta(days=2))
+    report = retention.retention(s, LAST + dt.timedelta(days=2))
     assert report["days"] == ["2024-01-03", "2024-01-04"] and not report["applied"]
     assert report["orders"] == sum(o["date"][:10] in report["days"] for o in orders)
     assert {p: p.stat().st_mtime_ns for p in landing.rglob("*")} == snapshot
@@ -216,7 +216,7 @@ def test_forget_erases_every_trace_and_the_service_forgets_at_once(spark, copy):
     assert traces(s.warehouse, digits, key) == []
     assert {r[3] for r in clean_rows(s.warehouse)} - {None}  # the others stay
 
-    again = privacy.forget(s, format_phone(digits, 0))
+    again = erasure.forget(s, format_phone(digits, 0))
     assert not again["new_request"] and not any(again["removed"].values())
     bad = client.post("/admin/forget", json={"phone": "not a phone"},
                       headers={"X-API-Key": ADMIN})
@@ -257,7 +257,7 @@ def hold_warehouse(s) -> subprocess.Popen:
     """Another process (a nightly run, say) holding the warehouse until killed."""
     hold = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from core.config import Settings; "
-         "from engine.lock import warehouse_lock\nwith warehouse_lock(Settings("
+         "from core.locks import warehouse_lock\nwith warehouse_lock(Settings("
          "warehouse_root=sys.argv[1])):\n print('held', flush=True); time.sleep(60)",
          str(s.warehouse)], stdout=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": os.getcwd()})
@@ -348,8 +348,8 @@ def test_a_rotated_key_keeps_every_shoppers_history(spark, copy, tmp_path):
     kills = kill_rotation(crashed, "the-new-key", at=(1, 0.5, 0.9))
     assert len(kills) == 3 and kills == sorted(kills), kills  # three kills, mid-pass
     assert rotate_key(crashed, "the-new-key").wait(timeout=300) == 0
-    assert not (crashed.warehouse / privacy.ROTATION).exists()
-    privacy.rotate(s, "the-new-key")
+    assert not (crashed.warehouse / rotation.ROTATION).exists()
+    rotation.rotate(s, "the-new-key")
 
     with pytest.raises(ConfigError, match="privacy.key_rotations"):
         pipeline.clean(s, LAST, LAST, spark)  # the old configuration is refused
@@ -392,7 +392,7 @@ def kill_rotation(s, new_key: str, at: tuple[float, ...]) -> list[int]:
     """Run the rotation again and again, each run SIGKILLed once the journal records a
     share `at[n]` of the files re-keyed (an int: that many files); returns how many files
     were done at each kill."""
-    journal = s.warehouse / privacy.ROTATION
+    journal = s.warehouse / rotation.ROTATION
     total = sum(1 for p in s.warehouse.rglob("*") if p.is_file() and (
         p.suffix in (".parquet", ".jsonl") or p.name == "orders.jsonl"))
     kills = []

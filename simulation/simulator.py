@@ -6,14 +6,14 @@
 
 Any bus profile (core/bus_profile.py): other parameter, key and field names, another date
 format or time zone, a lower-bound date filter or none (then sorted by date, newest first,
-or not at all). Orders listed late (`etl.faults`, `late`) appear only once the `clock`
+or not at all). Orders listed late (`simulation.faults`, `late`) appear only once the `clock`
 reaches their listing time; `/goods` can be down (`goods_error_rate`).
 
 Basic auth; pages numbered from 1 to pageCount. It serves generated orders
-(`etl.generator`) or a file in the UCI Online Retail format (`etl.retail`), and can
+(`simulation.generator`) or a file in the UCI Online Retail format (`simulation.retail`), and can
 misbehave like a real bus (`HttpFaults`): slow pages, 5xx, 429 with Retry-After, dropped
 connections, truncated JSON. Data faults (duplicates, re-sends, bad lines) are injected
-into the order list by `etl.faults`. Orders are serialized once at start, so the
+into the order list by `simulation.faults`. Orders are serialized once at start, so the
 simulator is not what a benchmark of the extractor measures.
 
 Run with: shoprecs simulator --generate --port 8765   (or --retail FILE.csv.gz)

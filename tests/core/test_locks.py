@@ -1,4 +1,4 @@
-"""One writing run at a time per warehouse (engine/lock.py): a second run waits or fails
+"""One writing run at a time per warehouse (core/locks.py): a second run waits or fails
 with the holder named; a killed holder never blocks the next run; the MongoDB lease."""
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ import time
 import pytest
 
 from core.errors import WarehouseBusy
-from engine.lock import MongoLease, holder, warehouse_lock
+from core.locks import MongoLease, holder, warehouse_lock
 
 HOLD = textwrap.dedent("""
     import sys, time
     from core.config import Settings
-    from engine.lock import warehouse_lock
+    from core.locks import warehouse_lock
     with warehouse_lock(Settings(warehouse_root=sys.argv[1])):
         print("held", flush=True)
         time.sleep(float(sys.argv[2]))
@@ -68,7 +68,7 @@ def test_a_killed_holder_leaves_no_lock_behind(settings):
 
 def test_the_lock_is_reentrant_in_a_process_and_one_per_warehouse(settings):
     with warehouse_lock(settings, wait=0):
-        with warehouse_lock(settings, wait=0):  # run_all's steps take it again
+        with warehouse_lock(settings, wait=0):  # the night's steps take it again
             pass
         assert holder(settings.warehouse)["pid"] == os.getpid()  # still held
     other = warehouse_lock(dataclasses.replace(settings, warehouse_root=str(

@@ -13,7 +13,7 @@ import gzip
 import io
 from pathlib import Path
 
-from etl.generator import format_phone
+from simulation.generator import format_phone
 
 
 def _open(path: Path) -> io.TextIOBase:

@@ -1,4 +1,4 @@
-"""Kinds of shop the generator makes (etl/generator.py), by name: the settings each changes.
+"""Kinds of shop the generator makes (simulation/generator.py), by name: the settings each changes.
 
 Kept apart from the generator so that the command line can list them without numpy.
 """

@@ -24,7 +24,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from core.phones import PhoneRules
-from engine.mongo import MongoStore, MongoStoreError, collection_name, connect, write_partition
+from core.stores import connect
+from engine.mongo import MongoStore, MongoStoreError, collection_name, write_partition
 from engine.mongo_engine import MongoEngine, MongoSnapshot
 
 log = logging.getLogger(__name__)
@@ -87,8 +88,7 @@ def publish_version(spark: SparkSession, settings, version: str, *, factory=conn
         manifest = {"version": version, "published_at": dt.datetime.now(dt.UTC).isoformat(),
                     "metrics": json.loads((src / "metrics.json").read_text())}
         store.finish(version, expected, manifest)
-        rules = PhoneRules(settings.phone_country_code, settings.phone_trunk_prefix,
-                           settings.phone_national_length)
+        rules = PhoneRules.from_settings(settings)
         try:  # refuse to switch to what the service could not serve
             MongoEngine(MongoSnapshot(store, version, cache_size=1000),
                         hmac_key=settings.hmac_keys, rules=rules).self_check()

@@ -1,25 +1,25 @@
-"""The nightly steps, callable from the command line and from Airflow alike.
-
-Each step takes the settings and its dates, does one job, and returns something small
-(stats or a version) that the next step or the operator can read. Spark steps run in a
-session built from spark-defaults.conf; `session` lets `run_all` share one JVM.
+"""The units of work of the night and of the commands: each takes the settings and its
+dates, does one job under the warehouse lock, and returns something small (stats or a
+version). pipeline/night.py declares the night from them; the command line calls them one
+by one (`shoprecs clean`, `shoprecs publish`, ...). A Spark step uses the session it is
+given, else the one this process runs, else one of its own (pipeline/spark.py).
 """
 from __future__ import annotations
 
 import datetime as dt
 import functools
 import logging
-import time
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 
 from core.config import Settings
-from engine.lock import warehouse_lock
+from core.locks import warehouse_lock
+from core.stores import publish_stores
 
 log = logging.getLogger(__name__)
 
 
 def locked(step):
-    """The step holds the warehouse (engine/lock.py): one writing run at a time."""
+    """The step holds the warehouse (core/locks.py): one writing run at a time."""
     @functools.wraps(step)
     def run(settings: Settings, *args, **kwargs):
         with warehouse_lock(settings):
@@ -27,19 +27,8 @@ def locked(step):
     return run
 
 
-@contextmanager
-def timed(step: str, timings: dict | None = None):
-    started = time.perf_counter()
-    log.info("step %s: started", step)
-    yield
-    seconds = time.perf_counter() - started
-    if timings is not None:
-        timings[step] = round(seconds, 1)
-    log.info("step %s: done in %.1f s", step, seconds)
-
-
 def _session(spark):
-    from shoprecs.spark import spark_session
+    from pipeline.spark import spark_session
 
     return nullcontext(spark) if spark is not None else spark_session("shoprecs")
 
@@ -47,10 +36,10 @@ def _session(spark):
 @locked
 def extract(settings: Settings, start: dt.date, end: dt.date,
             refetch: bool = False) -> list[dict]:
-    from engine.privacy import FileRegister
+    from engine.forgotten import FileRegister
     from etl.bus import BusClient
     from etl.bus import extract as extract_range
-    from etl.privacy import scrub
+    from privacy.erasure import scrub
 
     client = BusClient.from_settings(settings)
     forgotten = FileRegister(settings.warehouse).read()
@@ -81,9 +70,9 @@ def catalog(settings: Settings) -> dict:
 
 @locked
 def clean(settings: Settings, start: dt.date, end: dt.date, spark=None) -> dict:
-    from engine.privacy import check_keys
     from etl import clean as clean_job
     from etl.bus import days
+    from privacy.keys import check_keys
 
     clean_job.landed_paths(settings.warehouse, days(start, end))  # NoLandedData, before Spark
     check_keys(settings, adopt=True)  # ConfigError when the key is not the warehouse's
@@ -94,22 +83,11 @@ def clean(settings: Settings, start: dt.date, end: dt.date, spark=None) -> dict:
 @locked
 def attribute(settings: Settings, day: dt.date, spark=None) -> dict:
     """The impressions of the last attribution.days days up to `day` joined with their clicks
-    and the orders that followed: reports/attribution/<day>.json (models/attribution.py)."""
-    from models import attribution
+    and the orders that followed: reports/attribution/<day>.json (experiments/attribution.py)."""
+    from experiments import attribution
 
     with _session(spark) as session:
         return attribution.run(session, settings, day)
-
-
-def attribute_quietly(settings: Settings, day: dt.date, spark=None) -> dict | None:
-    """`attribute`, for the night: a failure is logged, never fatal (the recommendations do
-    not wait for the report on them)."""
-    try:
-        return attribute(settings, day, spark)
-    except Exception:  # noqa: BLE001 - analytics must not cost the shop its models
-        log.exception("attribution for %s failed; the night goes on without its report "
-                      "(run `shoprecs attribute --date %s` to retry)", day, day)
-        return None
 
 
 @locked
@@ -118,48 +96,6 @@ def train(settings: Settings, end: dt.date, spark=None) -> str:
 
     with _session(spark) as session:
         return train_job.run(session, settings, end)
-
-
-@locked
-def train_als(settings: Settings, end: dt.date, spark=None) -> str:
-    """The ALS part of the model for the window ending at `end`; returns its version."""
-    from models import train as train_job
-
-    plan = train_job.plan(settings, end)
-    if train_job.part_done(plan, "als") is None:  # else no JVM to start at all
-        with _session(spark) as session:
-            train_job.train_als(session, plan)
-    return plan.version
-
-
-@locked
-def train_fpgrowth(settings: Settings, end: dt.date, spark=None) -> str:
-    """The FP-Growth part of the model for the window ending at `end`; returns its version."""
-    from models import train as train_job
-
-    plan = train_job.plan(settings, end)
-    if train_job.part_done(plan, "fpgrowth") is None:
-        with _session(spark) as session:
-            train_job.train_fpgrowth(session, plan)
-    return plan.version
-
-
-@locked
-def finalize(settings: Settings, end: dt.date, expected: set[str] | None = None) -> str:
-    """metrics.json, report, _SUCCESS and models/LATEST once both parts are trained (no Spark).
-
-    `expected`: the versions the part steps reported; they must all be this plan's."""
-    from models import train as train_job
-
-    plan = train_job.plan(settings, end)
-    if expected and expected != {plan.version}:
-        raise RuntimeError(
-            f"the training steps for {end} wrote {sorted(expected)} but the data and "
-            f"parameters now give {plan.version}: landing/ or models/TUNED.json changed "
-            "during the run; clear the training tasks so both parts train it again")
-    from engine.versions import served_model
-
-    return train_job.finalize(plan, served_model(settings)[1])
 
 
 @locked
@@ -175,19 +111,6 @@ def tune(settings: Settings, end: dt.date, quick: bool | None = None, spark=None
         return tune_job.run(session, settings, end, **grids)
 
 
-def _report_gate(model_dir, candidate: dict, served: dict | None, failures: list[str],
-                 skipped: bool) -> None:
-    """Re-render the model's report.html with the gate's verdict on it."""
-    import os
-
-    from models import report
-
-    gate = {"passed": not failures, "failures": failures, "skipped_by_operator": skipped}
-    tmp = model_dir / ".report.html.tmp"
-    tmp.write_text(report.render({**candidate, "gate": gate}, served), encoding="utf-8")
-    os.replace(tmp, model_dir / "report.html")
-
-
 @locked
 def gate(settings: Settings, version: str | None = None, skip_gate: bool = False) -> str:
     """Check the trained `version` (default models/LATEST) against the quality gate and
@@ -198,6 +121,7 @@ def gate(settings: Settings, version: str | None = None, skip_gate: bool = False
     import json
 
     from engine.versions import served_model
+    from models import report
     from models.gate import GatePolicy, QualityGateError, check
 
     root = settings.warehouse
@@ -214,9 +138,9 @@ def gate(settings: Settings, version: str | None = None, skip_gate: bool = False
         served = None
     policy = GatePolicy(settings.gate_metric, settings.gate_mode,
                         settings.gate_min_ratio_over_popularity, settings.gate_max_drop)
-    candidate = json.loads(metrics_path.read_text())
-    failures = check(candidate, served, policy)
-    _report_gate(root / "models" / version, candidate, served, failures, skip_gate)
+    failures = check(json.loads(metrics_path.read_text()), served, policy)
+    report.write(root / "models" / version, served, gate={
+        "passed": not failures, "failures": failures, "skipped_by_operator": skip_gate})
     if failures and not skip_gate:
         raise QualityGateError(f"model {version} not published, {served_version or 'nothing'} "
                                f"stays served: " + "; ".join(failures))
@@ -225,56 +149,73 @@ def gate(settings: Settings, version: str | None = None, skip_gate: bool = False
     return version
 
 
-STORES = ("snapshot", "mongo", "both")
-
-
 @locked
 def publish(settings: Settings, version: str | None = None, skip_gate: bool = False,
             store: str | None = None, spark=None) -> str:
-    """Gate the trained `version` (default models/LATEST), then serve it from `store`
-    (default publish.store): the serving/ folder, MongoDB (a Spark job), or both, MongoDB
-    first so a failed MongoDB write leaves both stores as they were; then tags the version's
-    MLflow run as published and served (models/tracking.py; never fails).
+    """`shoprecs publish`: gate the trained `version` (default models/LATEST), then serve it
+    (`publish_version`). Raises QualityGateError, leaving what is served as it was, when
+    the model is worse than the gate allows."""
+    publish_stores(settings, store)  # a store that does not exist: before anything is done
+    return publish_version(settings, gate(settings, version, skip_gate), store, spark)
 
-    Raises QualityGateError, leaving serving/CURRENT as it was, when the model is worse
-    than the gate allows."""
+
+@locked
+def publish_version(settings: Settings, version: str, store: str | None = None,
+                    spark=None) -> str:
+    """Serve the trained `version` from `store` (default publish.store): MongoDB (a Spark
+    job) first, then the serving/ folder; a store that fails after another switched to
+    the version switches that one back, so the stores never serve different versions.
+    Then tags the version's MLflow run as published and served (never fails)."""
+    from engine.snapshot import current_version
     from engine.snapshot import publish as publish_snapshot
-
-    store = store or settings.publish_store
-    if store not in STORES:
-        raise ValueError(f"publish.store must be one of {', '.join(STORES)}, got {store!r}")
-    version = gate(settings, version, skip_gate)
-    if store in ("mongo", "both"):
-        from models.publish_mongo import publish_version
-
-        with _session(spark) as session:
-            publish_version(session, settings, version)
-    if store in ("snapshot", "both"):
-        publish_snapshot(settings.warehouse, version)
+    from engine.versions import rollback
     from models import tracking
 
+    switched: list[tuple[str, str | None]] = []  # (store, what it served before)
+    try:
+        for kind in publish_stores(settings, store):
+            if kind == "mongo":
+                from core.stores import mongo
+                from engine.mongo import MongoStore
+                from pipeline.mongo import publish_version as publish_mongo
+
+                with _session(spark) as session:
+                    switched.append(("mongo", publish_mongo(session, settings, version)))
+            else:
+                before = current_version(settings.warehouse)
+                publish_snapshot(settings.warehouse, version)
+                switched.append(("snapshot", before))
+    except Exception:
+        for kind, before in reversed(switched):
+            if before is None or before == version:
+                continue
+            log.error("publishing %s failed: %s switches back to %s", version, kind, before)
+            if kind == "mongo":
+                MongoStore(mongo(settings)).rollback(before)
+            else:
+                rollback(settings.warehouse, before)
+        raise
     tracking.mark_published(tracking.Target.from_settings(settings), version,
                             settings.warehouse / "models" / version)
     return version
 
 
 @locked
-def publish_nightly(settings: Settings, version: str) -> str | None:
-    """`publish`, unless the served version was trained on a window ending later than
-    `version`'s: re-running an old night never rolls serving back (an operator does that,
-    explicitly, with `shoprecs publish --version V`). Returns None when it kept the newer."""
+def publish_newest(settings: Settings, version: str, spark=None) -> str | None:
+    """`publish_version`, unless the served version was trained on a window ending later
+    than `version`'s: re-running an old night never rolls serving back (an operator does
+    that, explicitly, with `shoprecs publish --version V`). None when it kept the newer."""
     import json
 
     from engine.versions import served_model
 
-    root = settings.warehouse
     served, served_metrics = served_model(settings)
 
     def window_end(metrics):
         return ((metrics or {}).get("window") or [None, ""])[1]
 
     if served and served != version:
-        path = root / "models" / version / "metrics.json"
+        path = settings.warehouse / "models" / version / "metrics.json"
         mine = window_end(json.loads(path.read_text()) if path.exists() else None)
         theirs = window_end(served_metrics)
         if mine and theirs and theirs > mine:
@@ -282,7 +223,7 @@ def publish_nightly(settings: Settings, version: str) -> str | None:
                         "through %s; roll back explicitly with `shoprecs publish --version "
                         "%s` if that is what you want", version, mine, served, theirs, version)
             return None
-    return publish(settings, version)
+    return publish_version(settings, version, spark=spark)
 
 
 class _ServiceBusy(Exception):
@@ -341,30 +282,10 @@ def reload_service(settings: Settings, version: str, attempts: int = 3) -> dict:
 def privacy(settings: Settings, day: dt.date) -> dict:
     """The night's personal-data step: erasures the service deferred, then raw retention
     (docs/privacy.md)."""
-    from etl import privacy as privacy_job
+    from privacy.erasure import erase_pending
+    from privacy.retention import retention
 
-    erased = privacy_job.erase_pending(settings)
-    kept = privacy_job.retention(settings, day, apply=True)
+    erased = erase_pending(settings)
+    kept = retention(settings, day, apply=True)
     return {"erased": len(erased), "retention": {k: kept[k] for k in ("limit", "orders")},
             "days_rewritten": len(kept["days"])}
-
-
-@locked
-def run_all(settings: Settings, start: dt.date, end: dt.date, timings: dict | None = None,
-            spark=None) -> str:
-    """extract -> clean -> attribute -> train -> publish -> privacy for start..end, in one
-    Spark session."""
-    with timed("extract", timings):
-        first, last = landed_range(extract(settings, start, end))
-    with _session(spark) as session:
-        with timed("clean", timings):
-            clean(settings, first, last, session)
-        with timed("attribute", timings):
-            attribute_quietly(settings, end, session)
-        with timed("train", timings):
-            version = train(settings, end, session)
-    with timed("publish", timings):
-        publish(settings, version)
-    with timed("privacy", timings):
-        privacy(settings, end)
-    return version

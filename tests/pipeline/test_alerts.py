@@ -10,7 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from shoprecs import alerts, pipeline
+import pipeline
+from pipeline import alerts
 from shoprecs.demo import free_port
 
 

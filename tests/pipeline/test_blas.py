@@ -1,7 +1,7 @@
 """MKL for Spark's ALS, when the optional extra installed it: found, and handed to the JVMs."""
 from __future__ import annotations
 
-from shoprecs import blas
+from pipeline import blas
 
 
 def test_the_library_is_the_newest_libmkl_rt_in_the_environment(tmp_path):

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from etl.profiles import PROFILES
+from simulation.profiles import PROFILES
 
 _ADJECTIVES = ["Blue", "Red", "Vintage", "Rustic", "Glass", "Ceramic", "Wooden", "Silver",
                "Paper", "Linen", "Enamel", "Pastel", "Gold", "Woven", "Floral", "Retro"]

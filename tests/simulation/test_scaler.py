@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from etl import clean, scaler
+from etl import clean
+from simulation import scaler
 
 
 def test_volume_scales_linearly_and_the_catalog_by_its_square_root():

@@ -1,13 +1,14 @@
 """One writing run at a time per warehouse.
 
 Every command and Airflow task that writes to the warehouse runs inside `warehouse_lock`
-(shoprecs/pipeline.py takes it for each step); the service only reads and never takes it.
+(pipeline/ takes it for each step, privacy/ for each job); the service takes it only to run
+an erasure job (service/erasure.py), never to answer a request.
 
 * On the warehouse folder: an advisory `flock` on `<warehouse>/_lock/lock` (local disks,
   and NFS, where Linux maps it to a POSIX byte-range lock). The kernel (or the NFS lock
   manager) drops it when its process dies, kill -9 included, so a killed run never leaves
   it behind; `_lock/holder.json` names the holder for the waiting run's message.
-* When MongoDB is a store (publish.store mongo or both): a lease document
+* When MongoDB is a store (core/stores.py): a lease document
   `{_id: "warehouse", owner, expires_at}` in the `locks` collection as well, renewed by a
   thread every third of `lock.lease_seconds`. A holder that was killed stops renewing; the
   next run takes the lease over once it has expired.
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
 import json
 import logging
 import os
@@ -33,6 +33,8 @@ import uuid
 from pathlib import Path
 
 from core.errors import WarehouseBusy
+from core.files import atomic_write, flock
+from core.stores import mongo, mongo_is_a_store
 
 log = logging.getLogger(__name__)
 
@@ -66,43 +68,35 @@ def _busy(what: str, root: Path, waited: float) -> WarehouseBusy:
         "(lock.wait_seconds) ran out; let it finish, or raise SHOPRECS_LOCK_WAIT_SECONDS")
 
 
-class _FileLock:
-    def __init__(self, root: Path):
-        self.root = root
-        (root / LOCK_DIR).mkdir(parents=True, exist_ok=True)
-        self.fh = open(root / LOCK_DIR / "lock", "a+")  # noqa: SIM115 - held until release
-
-    def acquire(self, wait: float, on_wait=None) -> None:
-        started = notice_at = time.monotonic()
-        while True:
-            try:
-                fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                now = time.monotonic()
-                waited = now - started
-                if waited >= wait:
-                    self.fh.close()
-                    raise _busy(_describe(holder(self.root)), self.root, waited) from None
-                if now >= notice_at:
-                    who = _describe(holder(self.root))
-                    log.warning("waiting for the warehouse %s: %s holds it (up to %.0f s "
-                                "more, lock.wait_seconds)", self.root, who, wait - waited)
-                    if on_wait is not None:
-                        on_wait(who)
-                    notice_at = now + NOTICE_EVERY
-                time.sleep(min(0.5, wait - waited))
-        me = {"pid": os.getpid(), "host": socket.gethostname(), "command": _command(),
-              "since": dt.datetime.now(dt.UTC).isoformat()}
-        tmp = self.root / LOCK_DIR / f".holder.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(me))
-        os.replace(tmp, self.root / LOCK_DIR / "holder.json")
-
-    def release(self) -> None:
-        with contextlib.suppress(OSError):
-            (self.root / LOCK_DIR / "holder.json").unlink()
-        fcntl.flock(self.fh, fcntl.LOCK_UN)
-        self.fh.close()
+@contextlib.contextmanager
+def _file_lock(root: Path, wait: float, on_wait=None):
+    """Hold `<root>/_lock/lock` (core.files.flock), waiting up to `wait` seconds and saying
+    every NOTICE_EVERY seconds (to the log, and to `on_wait`) who holds it."""
+    started = notice_at = time.monotonic()
+    while True:
+        with flock(root / LOCK_DIR / "lock", blocking=False) as held:
+            if held is not None:
+                me = {"pid": os.getpid(), "host": socket.gethostname(), "command": _command(),
+                      "since": dt.datetime.now(dt.UTC).isoformat()}
+                atomic_write(root / LOCK_DIR / "holder.json", json.dumps(me))
+                try:
+                    yield
+                finally:
+                    with contextlib.suppress(OSError):
+                        (root / LOCK_DIR / "holder.json").unlink()
+                return
+        now = time.monotonic()
+        waited = now - started
+        if waited >= wait:
+            raise _busy(_describe(holder(root)), root, waited)
+        if now >= notice_at:
+            who = _describe(holder(root))
+            log.warning("waiting for the warehouse %s: %s holds it (up to %.0f s more, "
+                        "lock.wait_seconds)", root, who, wait - waited)
+            if on_wait is not None:
+                on_wait(who)
+            notice_at = now + NOTICE_EVERY
+        time.sleep(min(0.5, wait - waited))
 
 
 class MongoLease:
@@ -181,22 +175,15 @@ def warehouse_lock(settings, wait: float | None = None, on_wait=None):
             depths[name] -= 1
         return
     wait = settings.lock_wait_seconds if wait is None else wait
-    file_lock = _FileLock(root)
-    file_lock.acquire(wait, on_wait)
-    lease = None
-    try:
-        if settings.publish_store in ("mongo", "both") and settings.mongo_uri:
-            from engine.mongo import connect
-
-            lease = MongoLease(connect(settings.mongo_uri)[settings.mongo_db], "warehouse",
-                               settings.lock_lease_seconds)
+    with _file_lock(root, wait, on_wait):
+        lease = None
+        if mongo_is_a_store(settings):
+            lease = MongoLease(mongo(settings), "warehouse", settings.lock_lease_seconds)
             lease.acquire(wait)
         depths[name] = 1
         try:
             yield
         finally:
             depths.pop(name, None)
-    finally:
-        if lease is not None and lease._renewer is not None:
-            lease.release()
-        file_lock.release()
+            if lease is not None:
+                lease.release()

@@ -73,7 +73,7 @@ def java_version(java_home: str | None = None) -> int:
 def configure_environment() -> None:
     """This interpreter for Spark's Python workers, the project's spark-defaults.conf for
     the launcher unless the operator configured Spark, and MKL when installed."""
-    from shoprecs import blas
+    from pipeline import blas
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
@@ -108,11 +108,17 @@ def _configured_by() -> str:
 
 
 @contextlib.contextmanager
-def spark_session(app_name: str, stop: bool = True):
-    """A session that is stopped on exit, even when the job fails."""
+def spark_session(app_name: str):
+    """The session this process already runs (a night's, a test's: its owner stops it),
+    else a new one, stopped on exit even when the job fails."""
+    from pyspark.sql import SparkSession
+
+    running = SparkSession.getActiveSession()
+    if running is not None:
+        yield running
+        return
     spark = get_spark(app_name)
     try:
         yield spark
     finally:
-        if stop:
-            spark.stop()
+        spark.stop()

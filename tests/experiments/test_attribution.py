@@ -1,4 +1,4 @@
-"""The nightly attribution (models/attribution.py): its statistics against scipy, and its
+"""The nightly attribution (experiments/attribution.py): its statistics against scipy, and its
 joins on a handful of hand-made impressions, clicks and orders whose answer is known."""
 import dataclasses
 import datetime as dt
@@ -7,7 +7,7 @@ import json
 import pytest
 from scipy import stats
 
-from models import attribution
+from experiments import attribution
 
 DAY = dt.date(2026, 12, 1)
 
