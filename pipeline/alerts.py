@@ -62,7 +62,7 @@ def one_line():
     try:
         yield
     except OperatorError as exc:
-        from airflow.exceptions import AirflowException, AirflowFailException
+        from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
         log.error("error: %s", exc)
         kind = AirflowException if exc.code == 4 else AirflowFailException
