@@ -9,7 +9,7 @@ export PYSPARK_PYTHON := $(abspath $(BIN)/python)
 .PHONY: help install demo test test-fast lint serve simulator lock clean mkl airflow dag-test \
 	cluster-test crash-test browser wrk native-blas bench bench-etl bench-quality bench-als \
 	bench-fpgrowth bench-serve bench-scale bench-profiles bench-sweep bench-variants mlflow \
-	bench-attribution
+	bench-attribution docs
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -164,6 +164,9 @@ bench-fpgrowth: $(STAMP)  ## FP-Growth itemsets + rules on Online Retail at minS
 
 bench-scale: $(BENCH_STAMP)  ## the nightly pipeline on Online Retail and at 1x, 4x, 16x its volume (long)
 	$(BIN)/python -m bench.scale --real
+
+docs: $(STAMP)  ## the settings blocks of docs/ made again from core/config.py
+	$(BIN)/python -m core.config
 
 lock:  ## re-pin constraints.txt from a fresh resolve of setup.py
 	rm -rf /tmp/shoprecs-lock && $(PYTHON) -m venv /tmp/shoprecs-lock

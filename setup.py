@@ -18,6 +18,7 @@ SERVE = [
     "cherrypy>=18",
     "paste>=3.7",
     "pydantic>=2.5",  # each route's parameters and answers, and /openapi.json
+    "pydantic-settings>=2.8",  # the settings, in typed sections (core/config.py)
     "pyarrow>=15",  # the engine reads snapshots without Spark
     "pymongo>=4.6",
     "cachetools>=5",  # the MongoDB-backed engine's LRU

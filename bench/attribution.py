@@ -21,7 +21,6 @@ Run with: make bench-attribution   (or: .venv/bin/python -m bench.attribution --
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime as dt
 import json
 import shutil
@@ -112,7 +111,7 @@ def main() -> None:
                         args.seed)
     print(f"{2 * args.experiments} experiments of {args.shoppers} shoppers written in "
           f"{time.perf_counter() - started:.0f} s; attributing (Spark) ...", flush=True)
-    settings = dataclasses.replace(Settings(), warehouse_root=str(root), attribution_days=1)
+    settings = Settings().replace(warehouse_root=str(root), attribution_days=1)
     started = time.perf_counter()
     with spark_session("bench-attribution") as spark:
         report = attribution.run(spark, settings, DAY)

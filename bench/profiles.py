@@ -19,7 +19,6 @@ Run with: make bench-profiles   (or: .venv/bin/python -m bench.profiles --scale 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import shutil
 import time
@@ -36,8 +35,8 @@ def bought_share(night, settings) -> dict[str, float]:
     from core.phones import normalize
     from engine import RecommendationEngine
 
-    engine = RecommendationEngine.from_warehouse(settings.warehouse,
-                                                 hmac_key=settings.privacy_hmac_key)
+    engine = RecommendationEngine.from_warehouse(settings.root,
+                                                 hmac_key=settings.privacy.hmac_key)
     owned: dict[str, set] = defaultdict(set)
     for order in night.orders:
         if order["clientTel"]:
@@ -63,13 +62,13 @@ def run(name: str, scale: float) -> dict:
     work = OUT / name
     shutil.rmtree(work, ignore_errors=True)
     shop = profile(name, scale)
-    settings = dataclasses.replace(Settings(), warehouse_root=str(work),
+    settings = Settings().replace(warehouse_root=str(work),
                                    bus_url=f"http://127.0.0.1:{free_port()}",
                                    privacy_hmac_key="bench-profiles", bus_per_page=1000)
     started = time.perf_counter()
     night = run_night(shop, settings)
     seconds = time.perf_counter() - started
-    metrics = json.loads((settings.warehouse / "models" / night.version / "metrics.json")
+    metrics = json.loads((settings.root / "models" / night.version / "metrics.json")
                          .read_text())
     evaluation = metrics["evaluation"]
     chosen = evaluation.get("selection") or {}

@@ -29,7 +29,6 @@ Run with: make bench-quality   (or: .venv/bin/python -m bench.quality)
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime as dt
 import itertools
 import json
@@ -217,7 +216,7 @@ def default_night(spark, before, log) -> dict:
     (NIGHT / "clean").symlink_to(retail_data.WAREHOUSE / "clean", target_is_directory=True)
     from shoprecs.demo import free_port
 
-    settings = dataclasses.replace(retail_data.settings(), warehouse_root=str(NIGHT),
+    settings = retail_data.settings().replace(warehouse_root=str(NIGHT),
                                    service_port=free_port())
     night = TRAIN_CUT - dt.timedelta(days=1)
     log(f"the default night of {night}: shoprecs train, then publish")
@@ -254,13 +253,13 @@ def ask_service(settings, before, log) -> dict:
     phones = {}
     for order in load_retail(retail_data.require_data())[0]:
         if order["clientTel"] and order["date"] < TRAIN_CUT.isoformat():
-            key = user_key(normalize(order["clientTel"]), settings.privacy_hmac_key)
+            key = user_key(normalize(order["clientTel"]), settings.privacy.hmac_key)
             if key in bought:
                 phones.setdefault(key, order["clientTel"])
     log(f"asking the service for {len(phones):,} of {len(bought):,} shoppers who bought "
         "before the cut")
     service = start_service(settings, NIGHT / "service.log")
-    base = f"http://127.0.0.1:{settings.service_port}"
+    base = f"http://127.0.0.1:{settings.service.port}"
     http = requests.Session()
 
     def check(item):

@@ -7,7 +7,6 @@ once: later runs find its `_PREPARED` marker and reuse it. Benchmarks then read
 """
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import os
 import sys
@@ -24,7 +23,7 @@ HMAC_KEY = "bench-online-retail"
 def settings():
     from core.config import Settings
 
-    return dataclasses.replace(Settings(), warehouse_root=str(WAREHOUSE),
+    return Settings().replace(warehouse_root=str(WAREHOUSE),
                                privacy_hmac_key=HMAC_KEY, bus_per_page=1000, bus_workers=8)
 
 
@@ -43,12 +42,12 @@ def land(root: Path) -> dict:
     from simulation.retail import load_retail
 
     orders, goods = load_retail(require_data())
-    s = dataclasses.replace(settings(), warehouse_root=str(root),
+    s = settings().replace(warehouse_root=str(root),
                             bus_url=f"http://127.0.0.1:{free_port()}")
     print(f"landing {len(orders):,} Online Retail orders through the simulator ...", flush=True)
     server = start_simulator(orders, goods, s)
     try:
-        extract(BusClient.from_settings(s), START, END, root)
+        extract(BusClient.from_settings(s.bus), START, END, root)
     finally:
         server.stop()
     return {"orders": len(orders), "lines": sum(len(o["basket"]) for o in orders)}

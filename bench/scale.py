@@ -30,7 +30,6 @@ Run with: make bench-scale   (or: .venv/bin/python -m bench.scale [--real] [--sc
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime as dt
 import json
 import math
@@ -64,9 +63,9 @@ def settings_for(root: Path, holdout_days: int | None = None):
     from core.config import Settings
     from simulation import scaler
 
-    s = dataclasses.replace(Settings(), warehouse_root=str(root), train_window_days=scaler.DAYS)
+    s = Settings().replace(warehouse_root=str(root), train_window_days=scaler.DAYS)
     if holdout_days is not None:
-        s = dataclasses.replace(s, train_holdout_days=holdout_days)
+        s = s.replace(train_holdout_days=holdout_days)
     return s
 
 
@@ -82,8 +81,8 @@ def child(scale: str, what: str, holdout_days: int | None = None) -> None:
 
         before = psutil.Process().memory_info().rss
         t0 = time.perf_counter()
-        engine = RecommendationEngine.from_warehouse(s.warehouse,
-                                                     hmac_key=s.privacy_hmac_key)
+        engine = RecommendationEngine.from_warehouse(s.root,
+                                                     hmac_key=s.privacy.hmac_key)
         seconds = time.perf_counter() - t0
         rss = psutil.Process().memory_info().rss
         print(json.dumps({"version": engine.version, "load_seconds": round(seconds, 2),

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import datetime as dt
 import gc
 import json
@@ -67,8 +66,7 @@ def build_warehouse(warehouse: Path):
         from core import config
         from shoprecs.demo import free_port, start_simulator
 
-        settings = dataclasses.replace(
-            config.load(), warehouse_root=str(warehouse), privacy_hmac_key=BENCH_KEY,
+        settings = config.load().replace(warehouse_root=str(warehouse), privacy_hmac_key=BENCH_KEY,
             bus_url=f"http://127.0.0.1:{free_port()}", train_window_days=30)
         print(f"building the bench model in {warehouse} (Spark, about a minute) ...", flush=True)
         simulator = start_simulator(data, goods, settings)

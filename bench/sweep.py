@@ -30,7 +30,7 @@ WINDOWS = (30, 90, 180, 365, None)  # None: all history
 HALF_LIVES = (30.0, 90.0, 180.0, 365.0, 1e9)  # 1e9: a purchase never counts less
 NEIGHBOURS = (20, 50, 100)
 OUT = ROOT / "var" / "bench" / "sweep"
-DEFAULT_WINDOW = 90  # core.config.Settings.train_window_days, asserted in main()
+DEFAULT_WINDOW = 90  # core.config.Settings.train.window_days, asserted in main()
 
 
 def demo_shop(spark):
@@ -43,7 +43,7 @@ def demo_shop(spark):
     shop = profile("default", days=180, orders=40_000)
     root = OUT / "demo"
     end = shop.start + dt.timedelta(days=shop.days - 1)
-    settings = dataclasses.replace(Settings(), warehouse_root=str(root),
+    settings = Settings().replace(warehouse_root=str(root),
                                    bus_url=f"http://127.0.0.1:{free_port()}",
                                    privacy_hmac_key="bench-sweep", bus_per_page=1000)
     if not (root / "_PREPARED").exists():

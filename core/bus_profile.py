@@ -58,8 +58,9 @@ class BusProfile:
     source_field: str = ""
 
     @classmethod
-    def from_settings(cls, s) -> BusProfile:
-        profile = cls(**{name: getattr(s, f"bus_{name}") for name in cls.__dataclass_fields__})
+    def from_settings(cls, bus) -> BusProfile:
+        """The profile of the [bus] section."""
+        profile = cls(**{name: getattr(bus, name) for name in cls.__dataclass_fields__})
         profile.check()
         return profile
 

@@ -164,7 +164,7 @@ def warehouse_lock(settings, wait: float | None = None, on_wait=None):
     """Hold the warehouse of `settings` (and its MongoDB lease when MongoDB is a store)
     for the block; re-entrant within the thread. `wait` defaults to lock.wait_seconds;
     `on_wait(holder)` is told who holds it, when this thread has to wait."""
-    root = settings.warehouse.resolve()
+    root = settings.root.resolve()
     name = str(root)
     depths = _held.__dict__.setdefault("depth", {})
     if depths.get(name):
@@ -174,11 +174,11 @@ def warehouse_lock(settings, wait: float | None = None, on_wait=None):
         finally:
             depths[name] -= 1
         return
-    wait = settings.lock_wait_seconds if wait is None else wait
+    wait = settings.lock.wait_seconds if wait is None else wait
     with _file_lock(root, wait, on_wait):
         lease = None
         if mongo_is_a_store(settings):
-            lease = MongoLease(mongo(settings), "warehouse", settings.lock_lease_seconds)
+            lease = MongoLease(mongo(settings), "warehouse", settings.lock.lease_seconds)
             lease.acquire(wait)
         depths[name] = 1
         try:

@@ -34,10 +34,9 @@ class PhoneRules:
     national_length: int = 10
 
     @classmethod
-    def from_settings(cls, settings) -> PhoneRules:
-        """The rules of the configuration's `phone.*` settings."""
-        return cls(settings.phone_country_code, settings.phone_trunk_prefix,
-                   settings.phone_national_length)
+    def from_settings(cls, phone) -> PhoneRules:
+        """The rules of the [phone] section."""
+        return cls(phone.country_code, phone.trunk_prefix, phone.national_length)
 
     @property
     def full_length(self) -> int:

@@ -26,7 +26,7 @@ def publish_stores(settings, store: str | None = None) -> tuple[str, ...]:
     """The stores `shoprecs publish` writes: `store` (a --store choice) or publish.store,
     as ("snapshot",), ("mongo",) or both, MongoDB first (its failure leaves both as they
     were)."""
-    store = store or settings.publish_store
+    store = store or settings.publish.store
     if store not in PUBLISH_STORES:
         raise ConfigError(f"publish.store is {store!r}: one of {', '.join(PUBLISH_STORES)}")
     return {"snapshot": ("snapshot",), "mongo": ("mongo",), "both": ("mongo", "snapshot")}[store]
@@ -34,15 +34,15 @@ def publish_stores(settings, store: str | None = None) -> tuple[str, ...]:
 
 def serves_from_mongo(settings) -> bool:
     """Whether the service reads its versions (and keeps its shop rules) in MongoDB."""
-    if settings.service_store not in SERVICE_STORES:
-        raise ConfigError(f"service.store is {settings.service_store!r}: one of "
+    if settings.service.store not in SERVICE_STORES:
+        raise ConfigError(f"service.store is {settings.service.store!r}: one of "
                           f"{', '.join(SERVICE_STORES)}")
-    return settings.service_store == "mongo"
+    return settings.service.store == "mongo"
 
 
 def mongo_is_a_store(settings) -> bool:
     """Whether MongoDB holds anything of this shop's: served from, or published to."""
-    return bool(settings.mongo_uri) and (serves_from_mongo(settings)
+    return bool(settings.mongo.uri) and (serves_from_mongo(settings)
                                          or "mongo" in publish_stores(settings))
 
 
@@ -69,4 +69,4 @@ def connect(uri: str):
 
 def mongo(settings):
     """The configured MongoDB database (mongo.uri, mongo.db)."""
-    return connect(settings.mongo_uri)[settings.mongo_db]
+    return connect(settings.mongo.uri)[settings.mongo.db]

@@ -87,7 +87,7 @@ class MongoRegister:
 def registers(settings) -> list:
     """Every register a request is written to: the warehouse's, and MongoDB's when MongoDB
     is a store."""
-    found = [FileRegister(settings.warehouse)]
+    found = [FileRegister(settings.root)]
     if mongo_is_a_store(settings):
         found.append(MongoRegister(mongo(settings)))
     return found

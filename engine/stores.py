@@ -14,7 +14,7 @@ def source_for(settings):
     """Where the service reads versions: None for the snapshot folder, a MongoSource."""
     from engine.mongo_engine import MongoSource
 
-    return MongoSource(mongo(settings), settings.mongo_cache_size) \
+    return MongoSource(mongo(settings), settings.mongo.cache_size) \
         if serves_from_mongo(settings) else None
 
 
@@ -22,7 +22,7 @@ def blacklist_for(settings):
     from engine.shoprules import FileBlacklist, MongoBlacklist
 
     return MongoBlacklist(mongo(settings)) if serves_from_mongo(settings) \
-        else FileBlacklist(settings.warehouse)
+        else FileBlacklist(settings.root)
 
 
 def register_for(settings):
@@ -30,13 +30,13 @@ def register_for(settings):
     from engine.forgotten import FileRegister, MongoRegister
 
     return MongoRegister(mongo(settings)) if serves_from_mongo(settings) \
-        else FileRegister(settings.warehouse)
+        else FileRegister(settings.root)
 
 
 def event_sinks(settings) -> list:
     from engine.events import FileSink, MongoSink
 
-    sinks = [FileSink(settings.warehouse)]
+    sinks = [FileSink(settings.root)]
     if serves_from_mongo(settings):
         sinks.append(MongoSink(mongo(settings)))
     return sinks

@@ -25,12 +25,12 @@ def served_model(settings) -> tuple[str | None, dict | None]:
     """(the version the service serves, the metrics it was published with): MongoDB's
     pointer document when the service reads MongoDB (service.store = "mongo"), else
     serving/CURRENT. The quality gate and the model report compare with it."""
-    if settings.service_store == "mongo":
+    if settings.service.store == "mongo":
         from core.stores import connect
         from engine.mongo import MongoStore
 
-        return MongoStore(connect(settings.mongo_uri)[settings.mongo_db]).served_metrics()
-    root = Path(settings.warehouse)
+        return MongoStore(connect(settings.mongo.uri)[settings.mongo.db]).served_metrics()
+    root = Path(settings.root)
     served = current_version(root)
     if served is None:
         return None, None

@@ -101,10 +101,11 @@ class BusClient:
                                   before_sleep=before_sleep_log(log, logging.WARNING))
 
     @classmethod
-    def from_settings(cls, s) -> BusClient:
-        return cls(s.bus_url, s.bus_user, s.bus_password, per_page=s.bus_per_page,
-                   workers=s.bus_workers, timeout=s.bus_timeout, retries=s.bus_retries,
-                   profile=BusProfile.from_settings(s))
+    def from_settings(cls, bus) -> BusClient:
+        """The client of the [bus] section."""
+        return cls(bus.url, bus.user, bus.password, per_page=bus.per_page,
+                   workers=bus.workers, timeout=bus.timeout, retries=bus.retries,
+                   profile=BusProfile.from_settings(bus))
 
     def _get_once(self, path: str, params: dict, key: str) -> dict:
         resp = self.session.get(self.url + path, params=params, timeout=self.timeout)

@@ -288,16 +288,16 @@ def run(spark: SparkSession, settings, start: dt.date, end: dt.date) -> dict:
     statistics are counted from the cached rows just written, not by reading them back."""
     from etl.bus import days as day_range
 
-    root = settings.warehouse
-    rules = PhoneRules.from_settings(settings)
-    profile = BusProfile.from_settings(settings)
+    root = settings.root
+    rules = PhoneRules.from_settings(settings.phone)
+    profile = BusProfile.from_settings(settings.bus)
     for leftover in [*root.glob("clean/orders/.spark-staging-*"),
                      *root.glob("quarantine/.spark-staging-*")]:
         shutil.rmtree(leftover, ignore_errors=True)  # of a run killed while writing
     raw = read_raw(spark, root, day_range(start, end), profile).persist()
-    clean, bad = transform(raw, rules=rules, hmac_key=settings.hmac_keys,
-                           profile=profile, placeholders=settings.phone_placeholders or None,
-                           max_orders_per_day=settings.phone_max_orders_per_day)
+    clean, bad = transform(raw, rules=rules, hmac_key=settings.privacy.keys,
+                           profile=profile, placeholders=settings.phone.placeholders or None,
+                           max_orders_per_day=settings.phone.max_orders_per_day)
     catalog = clean_goods(spark, root, end).persist()
     clean = with_names(clean, catalog).persist()
     bad = bad.persist()

@@ -230,10 +230,10 @@ def _experiments(arms: list[dict], routes: list[dict], control_of: dict[str, str
 def run(spark: SparkSession, settings, day: dt.date) -> dict:
     """Attribute the impressions of the `attribution.days` days up to `day` and write
     reports/attribution/<day>.json; returns the report."""
-    root = settings.warehouse
-    first = day - dt.timedelta(days=settings.attribution_days - 1)
+    root = settings.root
+    first = day - dt.timedelta(days=settings.attribution.days - 1)
     report = {"date": day.isoformat(), "first_day": first.isoformat(),
-              "window_hours": settings.attribution_window_hours,
+              "window_hours": settings.attribution.window_hours,
               "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
               "impressions": 0, "experiments": [], "routes": [], "daily": []}
     impressions = _read(spark, root, "impressions", IMPRESSION_SCHEMA, first, day)
@@ -256,7 +256,7 @@ def run(spark: SparkSession, settings, day: dt.date) -> dict:
             F.max((F.col("type") == "click").cast("int")).alias("clicked"),
             F.max((F.col("type") == "add_to_cart").cast("int")).alias("carted"))
     orders = read_clean(spark, root, first, day)
-    attributed = _attributed(shown, orders, settings.attribution_window_hours).cache()
+    attributed = _attributed(shown, orders, settings.attribution.window_hours).cache()
     try:
         arms = _per_arm(impressions, attributed)
         routes = _per_route(impressions, clicks, attributed)
@@ -265,10 +265,10 @@ def run(spark: SparkSession, settings, day: dt.date) -> dict:
         attributed.unpersist()
         impressions.unpersist()
     control_of = {}
-    if settings.experiment_name:
+    if settings.experiment.name:
         from experiments.arms import Experiment
 
-        running = Experiment.parse(settings.experiment_name, settings.experiment_arms)
+        running = Experiment.parse(settings.experiment.name, settings.experiment.arms)
         control_of[running.name] = running.control.name
     report["impressions"] = sum(r["impressions"] for r in routes)
     report["experiments"] = _experiments(arms, routes, control_of)

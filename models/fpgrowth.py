@@ -35,14 +35,11 @@ class FPGrowthParams:
     partitions: int = 0  # groups mined in parallel; 0: the session's default parallelism
 
     @classmethod
-    def from_settings(cls, settings) -> FPGrowthParams:
-        """The [fpgrowth] section of the shoprecs config (min_support 0: derived)."""
-        return cls(min_support=settings.fpgrowth_min_support or None,
-                   min_confidence=settings.fpgrowth_min_confidence,
-                   min_baskets=settings.fpgrowth_min_baskets,
-                   max_basket_items=settings.fpgrowth_max_basket_items,
-                   max_itemsets=settings.fpgrowth_max_itemsets,
-                   partitions=settings.fpgrowth_partitions)
+    def from_settings(cls, fp) -> FPGrowthParams:
+        """The [fpgrowth] section (min_support 0: derived)."""
+        return cls(min_support=fp.min_support or None, min_confidence=fp.min_confidence,
+                   min_baskets=fp.min_baskets, max_basket_items=fp.max_basket_items,
+                   max_itemsets=fp.max_itemsets, partitions=fp.partitions)
 
     def support_for(self, n_baskets: int) -> float:
         if self.min_support is not None:

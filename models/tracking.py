@@ -66,10 +66,10 @@ class Target:
 
     @classmethod
     def from_settings(cls, settings) -> Target:
-        warehouse = settings.warehouse.resolve()
-        uri = settings.tracking_uri or f"sqlite:///{warehouse / 'mlflow.db'}"
+        warehouse = settings.root.resolve()
+        uri = settings.tracking.uri or f"sqlite:///{warehouse / 'mlflow.db'}"
         artifacts = None if uri.startswith(_SERVERS) else (warehouse / "mlartifacts").as_uri()
-        return cls(uri, settings.tracking_experiment, bool(settings.tracking_enabled), artifacts)
+        return cls(uri, settings.tracking.experiment, bool(settings.tracking.enabled), artifacts)
 
     @property
     def empty(self) -> bool:

@@ -231,21 +231,21 @@ def plan(settings, end: dt.date, als_params: als.ALSParams | None = None,
          hybrid_params: hybrid.HybridParams | None = None,
          fp_params: fpgrowth.FPGrowthParams | None = None) -> Plan:
     """The training run for the window of `train.window_days` ending at `end`."""
-    root = settings.warehouse
-    fp_params = fp_params or fpgrowth.FPGrowthParams.from_settings(settings)
+    root = settings.root
+    fp_params = fp_params or fpgrowth.FPGrowthParams.from_settings(settings.fpgrowth)
     default_als, default_hybrid, tuning = tuned_params(root)
     als_params = als_params or default_als
-    if settings.train_top_k != als_params.top_k:
-        als_params = dataclasses.replace(als_params, top_k=settings.train_top_k)
+    if settings.train.top_k != als_params.top_k:
+        als_params = dataclasses.replace(als_params, top_k=settings.train.top_k)
     hybrid_params = hybrid_params or default_hybrid
-    start = end - dt.timedelta(days=settings.train_window_days - 1)
+    start = end - dt.timedelta(days=settings.train.window_days - 1)
     params = {"als": als_params.as_dict(), "hybrid": hybrid_params.as_dict(),
               "fpgrowth": fp_params.as_dict(), "window": [start.isoformat(), end.isoformat()],
-              "holdout_days": settings.train_holdout_days,
-              "selection": {"metric": settings.gate_metric, "mode": settings.gate_mode}}
+              "holdout_days": settings.train.holdout_days,
+              "selection": {"metric": settings.gate.metric, "mode": settings.gate.mode}}
     version = f"{end:%Y%m%d}-{fingerprint(root, end, params)}"
-    return Plan(root, start, end, settings.train_holdout_days, als_params, hybrid_params,
-                fp_params, tuning, settings.gate_metric, settings.gate_mode, params, version,
+    return Plan(root, start, end, settings.train.holdout_days, als_params, hybrid_params,
+                fp_params, tuning, settings.gate.metric, settings.gate.mode, params, version,
                 tracking.Target.from_settings(settings))
 
 

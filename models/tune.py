@@ -144,9 +144,9 @@ def run(spark, settings, end: dt.date, **grids) -> dict:
     from models import ids
     from models.train import TUNED
 
-    root = settings.warehouse
-    start = end - dt.timedelta(days=settings.train_window_days - 1)
-    holdout = max(settings.train_holdout_days, 1)
+    root = settings.root
+    start = end - dt.timedelta(days=settings.train.window_days - 1)
+    holdout = max(settings.train.holdout_days, 1)
     val_end = end - dt.timedelta(days=holdout)
     val_cut = val_end - dt.timedelta(days=holdout - 1)
     if val_cut <= start:

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 def send(settings: Settings, text: str, **fields) -> bool:
     """Log `text` as an error and POST it with `fields` to the webhook; True if delivered."""
     log.error("ALERT: %s %s", text, fields)
-    url = settings.alert_webhook_url
+    url = settings.alert.webhook_url
     if not url:
         return False
     import requests

@@ -75,29 +75,29 @@ def publish_version(spark: SparkSession, settings, version: str, *, factory=conn
                     write=write_results) -> str:
     """Write `version` into MongoDB (unless already complete there), verify it, switch
     serving.current to it and prune; returns the version served before."""
-    src = settings.warehouse / "models" / version
+    src = settings.root / "models" / version
     if not (src / "_SUCCESS").exists():
         raise MongoStoreError(f"model {version} is not completely trained "
                               f"({src}/_SUCCESS missing)")
-    store = MongoStore(factory(settings.mongo_uri)[settings.mongo_db])
+    store = MongoStore(factory(settings.mongo.uri)[settings.mongo.db])
     if not store.is_complete(version):
         store.begin(version)
-        expected = write(spark, src / "results", version, uri=settings.mongo_uri,
-                         db=settings.mongo_db, batch_size=settings.mongo_batch_size,
+        expected = write(spark, src / "results", version, uri=settings.mongo.uri,
+                         db=settings.mongo.db, batch_size=settings.mongo.batch_size,
                          factory=factory)
         manifest = {"version": version, "published_at": dt.datetime.now(dt.UTC).isoformat(),
                     "metrics": json.loads((src / "metrics.json").read_text())}
         store.finish(version, expected, manifest)
-        rules = PhoneRules.from_settings(settings)
+        rules = PhoneRules.from_settings(settings.phone)
         try:  # refuse to switch to what the service could not serve
             MongoEngine(MongoSnapshot(store, version, cache_size=1000),
-                        hmac_key=settings.hmac_keys, rules=rules).self_check()
+                        hmac_key=settings.privacy.keys, rules=rules).self_check()
         except Exception:
             store.refuse(version)  # so that publishing it again rewrites it
             raise
     previous = store.switch(version)
     log.info("MongoDB serving.current -> %s (was %s)", version, previous)
-    dropped = store.prune(settings.mongo_keep_versions)
+    dropped = store.prune(settings.mongo.keep_versions)
     if dropped:
         log.info("pruned %d old version(s) from MongoDB: %s", len(dropped), ", ".join(dropped))
     return previous

@@ -112,7 +112,7 @@ def _publish(night: Night, up: dict) -> str:
 
 
 def _reload(night: Night, up: dict) -> dict:
-    if not night.settings.service_url:
+    if not night.settings.service.url:
         raise Skipped("service.url is not set (SHOPRECS_SERVICE_URL): no service to tell; "
                       "it notices serving/CURRENT on its own")
     return steps.reload_service(night.settings, up["publish"])

@@ -41,12 +41,12 @@ def extract(settings: Settings, start: dt.date, end: dt.date,
     from etl.bus import extract as extract_range
     from privacy.erasure import scrub
 
-    client = BusClient.from_settings(settings)
-    forgotten = FileRegister(settings.warehouse).read()
+    client = BusClient.from_settings(settings.bus)
+    forgotten = FileRegister(settings.root).read()
     if forgotten:
         client.scrub = lambda orders: scrub(settings, orders, forgotten)
-    return extract_range(client, start, end, settings.warehouse, refetch,
-                         settings.bus_lookback_days)
+    return extract_range(client, start, end, settings.root, refetch,
+                         settings.bus.lookback_days)
 
 
 def landed_range(manifests: list[dict]) -> tuple[dt.date, dt.date]:
@@ -62,8 +62,8 @@ def catalog(settings: Settings) -> dict:
     from engine.shoprules import publish_catalog
     from etl.bus import BusClient, fetch_goods
 
-    goods = fetch_goods(BusClient.from_settings(settings))
-    name = publish_catalog(settings.warehouse, goods)
+    goods = fetch_goods(BusClient.from_settings(settings.bus))
+    name = publish_catalog(settings.root, goods)
     return {"catalog": name, "goods": len(goods),
             "unavailable": sum(g.get("available") is False for g in goods)}
 
@@ -74,7 +74,7 @@ def clean(settings: Settings, start: dt.date, end: dt.date, spark=None) -> dict:
     from etl.bus import days
     from privacy.keys import check_keys
 
-    clean_job.landed_paths(settings.warehouse, days(start, end))  # NoLandedData, before Spark
+    clean_job.landed_paths(settings.root, days(start, end))  # NoLandedData, before Spark
     check_keys(settings, adopt=True)  # ConfigError when the key is not the warehouse's
     with _session(spark) as session:
         return clean_job.run(session, settings, start, end)
@@ -105,7 +105,7 @@ def tune(settings: Settings, end: dt.date, quick: bool | None = None, spark=None
     from models import tune as tune_job
 
     grids = {}
-    if settings.tune_quick if quick is None else quick:
+    if settings.tune.quick if quick is None else quick:
         grids = {"als_grid": tune_job.ALS_GRID[:2], "weight_grid": tune_job.WEIGHT_GRID[::4]}
     with _session(spark) as session:
         return tune_job.run(session, settings, end, **grids)
@@ -124,7 +124,7 @@ def gate(settings: Settings, version: str | None = None, skip_gate: bool = False
     from models import report
     from models.gate import GatePolicy, QualityGateError, check
 
-    root = settings.warehouse
+    root = settings.root
     if version is None:
         latest = root / "models" / "LATEST"
         if not latest.exists():
@@ -136,8 +136,8 @@ def gate(settings: Settings, version: str | None = None, skip_gate: bool = False
     served_version, served = served_model(settings)
     if served_version == version:
         served = None
-    policy = GatePolicy(settings.gate_metric, settings.gate_mode,
-                        settings.gate_min_ratio_over_popularity, settings.gate_max_drop)
+    policy = GatePolicy(settings.gate.metric, settings.gate.mode,
+                        settings.gate.min_ratio_over_popularity, settings.gate.max_drop)
     failures = check(json.loads(metrics_path.read_text()), served, policy)
     report.write(root / "models" / version, served, gate={
         "passed": not failures, "failures": failures, "skipped_by_operator": skip_gate})
@@ -182,8 +182,8 @@ def publish_version(settings: Settings, version: str, store: str | None = None,
                 with _session(spark) as session:
                     switched.append(("mongo", publish_mongo(session, settings, version)))
             else:
-                before = current_version(settings.warehouse)
-                publish_snapshot(settings.warehouse, version)
+                before = current_version(settings.root)
+                publish_snapshot(settings.root, version)
                 switched.append(("snapshot", before))
     except Exception:
         for kind, before in reversed(switched):
@@ -193,10 +193,10 @@ def publish_version(settings: Settings, version: str, store: str | None = None,
             if kind == "mongo":
                 MongoStore(mongo(settings)).rollback(before)
             else:
-                rollback(settings.warehouse, before)
+                rollback(settings.root, before)
         raise
     tracking.mark_published(tracking.Target.from_settings(settings), version,
-                            settings.warehouse / "models" / version)
+                            settings.root / "models" / version)
     return version
 
 
@@ -215,7 +215,7 @@ def publish_newest(settings: Settings, version: str, spark=None) -> str | None:
         return ((metrics or {}).get("window") or [None, ""])[1]
 
     if served and served != version:
-        path = settings.warehouse / "models" / version / "metrics.json"
+        path = settings.root / "models" / version / "metrics.json"
         mine = window_end(json.loads(path.read_text()) if path.exists() else None)
         theirs = window_end(served_metrics)
         if mine and theirs and theirs > mine:
@@ -231,7 +231,7 @@ class _ServiceBusy(Exception):
 
 
 def _admin_key(settings: Settings) -> str | None:
-    keys = settings.admin_api_keys or ""  # comma-separated, or a list from a TOML file
+    keys = settings.admin.api_keys or ""  # comma-separated, or a list from a TOML file
     if isinstance(keys, str):
         keys = keys.split(",")
     keys = [k.strip() for k in keys if k and k.strip()]
@@ -247,7 +247,7 @@ def reload_service(settings: Settings, version: str, attempts: int = 3) -> dict:
     import requests
     from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-    url = settings.service_url.rstrip("/") + "/admin/reload"
+    url = settings.service.url.rstrip("/") + "/admin/reload"
     key = _admin_key(settings)
     if key is None:
         detail = (f"service.url is set but admin.api_keys is empty: cannot POST {url}; set "
@@ -273,7 +273,7 @@ def reload_service(settings: Settings, version: str, attempts: int = 3) -> dict:
         detail = f"POST {url}: HTTP {resp.status_code}{hint}: {resp.text[:200]}"
         log.warning(detail)
         return {"reloaded": False, "detail": detail}
-    log.info("asked the service at %s to reload: HTTP %d", settings.service_url,
+    log.info("asked the service at %s to reload: HTTP %d", settings.service.url,
              resp.status_code)
     return {"reloaded": True, "detail": f"HTTP {resp.status_code}: {resp.text[:200]}"}
 

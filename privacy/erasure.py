@@ -52,9 +52,9 @@ PENDING = Path("privacy") / "pending"  # erasures recorded, not yet carried out
 def erase(settings, digits: str | None, key: str, requested_at: str) -> dict:
     """Remove the shopper (`digits`, their normalized phone when known, and `key`) from
     every zone; their orders stay as guest baskets. Idempotent. Counts what it changed."""
-    root = settings.warehouse
-    rules = PhoneRules.from_settings(settings)
-    profile = BusProfile.from_settings(settings)
+    root = settings.root
+    rules = PhoneRules.from_settings(settings.phone)
+    profile = BusProfile.from_settings(settings.bus)
     phone_field = profile.phone_field
     counts = dict.fromkeys(("landing", "quarantine", "clean", "models", "serving", "events",
                             "mongodb"), 0)
@@ -145,8 +145,8 @@ def _recount(manifest_path: Path) -> None:
 
 def key_of(settings, phone: str) -> tuple[str, str]:
     """(normalized digits, user_key) of a phone in any format; ValueError says why not."""
-    digits = normalize(phone, PhoneRules.from_settings(settings))
-    return digits, user_key(digits, settings.hmac_keys)
+    digits = normalize(phone, PhoneRules.from_settings(settings.phone))
+    return digits, user_key(digits, settings.privacy.keys)
 
 
 def record(settings, key: str) -> tuple[str, bool]:
@@ -154,7 +154,7 @@ def record(settings, key: str) -> tuple[str, bool]:
     now, new = utc_now(), False
     for register in registers(settings):
         new = register.add(key, now) or new
-    return FileRegister(settings.warehouse).read().get(key, now), new
+    return FileRegister(settings.root).read().get(key, now), new
 
 
 def forget(settings, phone: str, wait: float | None = None, on_wait=None) -> dict:
@@ -177,7 +177,7 @@ def defer(settings, phone: str) -> dict:
     the warehouse for longer than lock.wait_seconds)."""
     digits, key = key_of(settings, phone)
     requested_at, new = record(settings, key)
-    path = settings.warehouse / PENDING / f"{key}.json"
+    path = settings.root / PENDING / f"{key}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     replace(path, json.dumps({"requested_at": requested_at}).encode())
     return {"key": key, "requested_at": requested_at, "new_request": new, "pending": True}
@@ -191,12 +191,12 @@ def erase_pending(settings) -> list[str]:
     with warehouse_lock(settings):
         # a service process that had not yet re-read the register may have written a fresh
         # request's key in the seconds after its erasure: the next night looks again
-        recent = {k for k, when in FileRegister(settings.warehouse).read().items()
+        recent = {k for k, when in FileRegister(settings.root).read().items()
                   if when >= (dt.datetime.now(dt.UTC) - dt.timedelta(days=2)).isoformat()}
         if recent:
-            for path in event_files(settings.warehouse):
+            for path in event_files(settings.root):
                 rewrite_events(path, lambda e: None if e.get("shopper") in recent else True)
-        for path in sorted((settings.warehouse / PENDING).glob("*.json")):
+        for path in sorted((settings.root / PENDING).glob("*.json")):
             key = path.stem
             requested_at = json.loads(path.read_text())["requested_at"]
             digits = _digits_of(settings, key)
@@ -207,13 +207,13 @@ def erase_pending(settings) -> list[str]:
 
 def _digits_of(settings, key: str) -> str | None:
     """The normalized phone whose key is `key`, if a raw landed order still holds it."""
-    rules = PhoneRules.from_settings(settings)
-    field = BusProfile.from_settings(settings).phone_field
-    for day in landed_days(settings.warehouse):
+    rules = PhoneRules.from_settings(settings.phone)
+    field = BusProfile.from_settings(settings.bus).phone_field
+    for day in landed_days(settings.root):
         for line in (day / "orders.jsonl").read_text(encoding="utf-8").splitlines():
             with contextlib.suppress(ValueError, InvalidPhone, AttributeError, TypeError):
                 digits = normalize(json.loads(line).get(field), rules)
-                if user_key(digits, settings.hmac_keys) == key:
+                if user_key(digits, settings.privacy.keys) == key:
                     return digits
     return None
 
@@ -223,15 +223,15 @@ def scrub(settings, orders: list[dict], forgotten: dict[str, str]) -> int:
     is dropped before it lands (a backfill must not bring them back). Returns how many."""
     if not forgotten:
         return 0
-    rules = PhoneRules.from_settings(settings)
-    profile = BusProfile.from_settings(settings)
+    rules = PhoneRules.from_settings(settings.phone)
+    profile = BusProfile.from_settings(settings.bus)
     field = profile.phone_field
     dropped = 0
     for order in orders:
         raw = order.get(field)
         if not isinstance(raw, str):
             continue
-        key = shopper_key(raw, rules, settings.hmac_keys)
+        key = shopper_key(raw, rules, settings.privacy.keys)
         when = forgotten.get(key) if key not in NOT_A_KEY else None
         if when is None:
             continue

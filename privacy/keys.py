@@ -19,7 +19,7 @@ KEYS = Path("privacy") / "keys.json"
 
 
 def chain_of(settings) -> list[str]:
-    return [key_fingerprint(k) for k in settings.hmac_keys]
+    return [key_fingerprint(k) for k in settings.privacy.keys]
 
 
 def recorded_chain(root: str | Path) -> list[str] | None:
@@ -37,20 +37,20 @@ def check_keys(settings, adopt: bool = False) -> None:
     """ConfigError when the configured key chain is not the one the warehouse's keys were
     made with (a changed privacy.hmac_key would make every shopper a stranger). `adopt`:
     a warehouse that records no chain yet records this one (the first clean)."""
-    mine, theirs = chain_of(settings), recorded_chain(settings.warehouse)
+    mine, theirs = chain_of(settings), recorded_chain(settings.root)
     if theirs is None:
         if adopt:
-            record_chain(settings.warehouse, mine)
+            record_chain(settings.root, mine)
         return
     if mine == theirs:
         return
     if mine == theirs[:len(mine)]:
         raise ConfigError(
-            f"the warehouse {settings.warehouse} was re-keyed by `shoprecs rotate-key` "
+            f"the warehouse {settings.root} was re-keyed by `shoprecs rotate-key` "
             f"({len(theirs) - len(mine)} rotation(s) this configuration lacks): append the "
             "new key to privacy.key_rotations (SHOPRECS_PRIVACY_KEY_ROTATIONS)")
     raise ConfigError(
         f"privacy.hmac_key (and privacy.key_rotations) are not the keys the warehouse "
-        f"{settings.warehouse} is keyed with (fingerprints {theirs}, configured {mine}): "
+        f"{settings.root} is keyed with (fingerprints {theirs}, configured {mine}): "
         "every shopper would be a stranger; set SHOPRECS_PRIVACY_HMAC_KEY to the key in use, "
         "or rotate it with `shoprecs rotate-key` (docs/privacy.md)")

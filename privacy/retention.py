@@ -27,24 +27,24 @@ log = logging.getLogger(__name__)
 def retention(settings, today: dt.date, apply: bool = False) -> dict:
     """Raw orders (and quarantined records) of days older than privacy.raw_retention_days,
     once cleaned, keep each order's key instead of its phone; a dry run only counts."""
-    days_kept = settings.privacy_raw_retention_days
+    days_kept = settings.privacy.raw_retention_days
     report = {"limit": None, "days": [], "orders": 0, "quarantine_files": 0, "applied": apply}
     if days_kept <= 0:
         return report
     limit = today - dt.timedelta(days=days_kept)
     report["limit"] = limit.isoformat()
-    root = settings.warehouse
-    rules = PhoneRules.from_settings(settings)
-    field = BusProfile.from_settings(settings).phone_field
-    placeholder = re.compile(settings.phone_placeholders).search \
-        if settings.phone_placeholders else None
+    root = settings.root
+    rules = PhoneRules.from_settings(settings.phone)
+    field = BusProfile.from_settings(settings.bus).phone_field
+    placeholder = re.compile(settings.phone.placeholders).search \
+        if settings.phone.placeholders else None
     cleaned = cleaned_days(root)
     masker = phone_field_masker(field)
 
     def edit(order: dict) -> bool:
         if field not in order or order.get(field) is None:
             return False
-        key = shopper_key(order.pop(field), rules, settings.hmac_keys, placeholder)
+        key = shopper_key(order.pop(field), rules, settings.privacy.keys, placeholder)
         if key is not None:
             order["_user_key"] = key
         return True

@@ -48,10 +48,10 @@ def rotate(settings, new_key: str) -> dict:
     one pass, resumable: privacy/rotation.json journals each file, so a killed rotation
     run again with the same key finishes without re-keying anything twice. Afterwards
     the configuration must append `new_key` to privacy.key_rotations."""
-    if not new_key or new_key in settings.hmac_keys:
+    if not new_key or new_key in settings.privacy.keys:
         raise ConfigError("the new key must be set and differ from every key in use "
                           "(SHOPRECS_PRIVACY_NEW_KEY)")
-    root = settings.warehouse
+    root = settings.root
     target = [*chain_of(settings), key_fingerprint(new_key)]
     counts = dict.fromkeys(("landing", "parquet", "events", "register", "mongodb"), 0)
     with warehouse_lock(settings):

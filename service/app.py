@@ -34,12 +34,12 @@ log = logging.getLogger(__name__)
 def make_holder(settings: shoprecs_config.Settings, engine=None) -> EngineHolder:
     """A holder for the served version, loaded now if one is published: the warehouse's
     serving/CURRENT, or MongoDB's pointer document when service.store is "mongo"."""
-    rules = PhoneRules.from_settings(settings)
+    rules = PhoneRules.from_settings(settings.phone)
 
     def make_engine(snapshot):
-        return engine_for(snapshot, hmac_key=settings.hmac_keys, rules=rules)
+        return engine_for(snapshot, hmac_key=settings.privacy.keys, rules=rules)
 
-    holder = EngineHolder(settings.warehouse, make_engine, engine,
+    holder = EngineHolder(settings.root, make_engine, engine,
                           source=source_for(settings) if engine is None else None)
     if engine is None:
         result = holder.reload()
@@ -57,33 +57,33 @@ def create_app(config: dict | None = None) -> Flask:
     if config:
         app.config.update(config)
     settings = app.config["SETTINGS"] or shoprecs_config.load()
-    app.config["MAX_CONTENT_LENGTH"] = settings.service_max_body_bytes
+    app.config["MAX_CONTENT_LENGTH"] = settings.service.max_body_bytes
     app.json.sort_keys = False
     app.json.compact = True
     holder = make_holder(settings, app.config["ENGINE"])
-    trusted = trusted_networks(settings.service_trusted_proxies)
+    trusted = trusted_networks(settings.service.trusted_proxies)
     metrics = Metrics(holder)
-    storefront_keys = parse_keys(settings.storefront_api_keys)
-    rules = RulesHolder(settings.warehouse, settings.service_rules_interval,
+    storefront_keys = parse_keys(settings.storefront.api_keys)
+    rules = RulesHolder(settings.root, settings.service.rules_interval,
                         blacklist_for(settings), register_for(settings))
     event_log = None
-    if settings.events_enabled:
-        event_log = EventLog(event_sinks(settings), interval=settings.events_interval,
-                             max_pending=settings.events_max_pending,
+    if settings.events.enabled:
+        event_log = EventLog(event_sinks(settings), interval=settings.events.interval,
+                             max_pending=settings.events.max_pending,
                              on_written=metrics.events_written,
                              on_dropped=metrics.events_dropped,
                              forgotten=lambda: rules.current().forgotten)
     app.extensions.update({
         "shoprecs.events": event_log,
-        "shoprecs.recommendation_ids": RecommendationIds.for_key(settings.privacy_hmac_key),
+        "shoprecs.recommendation_ids": RecommendationIds.for_key(settings.privacy.hmac_key),
         "shoprecs.event_guard": events.EventGuard(settings, trusted, metrics.events_refused),
-        "shoprecs.experiment": Experiment.parse(settings.experiment_name,
-                                                settings.experiment_arms),
+        "shoprecs.experiment": Experiment.parse(settings.experiment.name,
+                                                settings.experiment.arms),
         "shoprecs.seen_events": LRUCache(events.SEEN_EVENT_IDS),
         "shoprecs.settings": settings, "shoprecs.holder": holder, "shoprecs.metrics": metrics,
         "shoprecs.rules": rules, "shoprecs.erasures": Erasures(settings),
         "shoprecs.trusted": trusted,
-        "shoprecs.admin_keys": parse_keys(settings.admin_api_keys),
+        "shoprecs.admin_keys": parse_keys(settings.admin.api_keys),
         "shoprecs.storefront_keys": storefront_keys})
     errors.init_app(app)
     for blueprint in (routes.bp, events.bp, ops.bp, shop.bp, merch.bp):

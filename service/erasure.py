@@ -42,7 +42,7 @@ class Erasures:
 
     def __init__(self, settings):
         self.settings = settings
-        self.folder = settings.warehouse / JOBS
+        self.folder = settings.root / JOBS
         self._queue: queue.Queue = queue.Queue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()

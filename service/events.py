@@ -161,14 +161,14 @@ class EventGuard:
         from limits.strategies import MovingWindowRateLimiter
 
         try:
-            self.limit = parse(settings.events_rate_limit) if settings.events_rate_limit \
+            self.limit = parse(settings.events.rate_limit) if settings.events.rate_limit \
                 else None
         except ValueError:
-            raise ConfigError(f"events.rate_limit {settings.events_rate_limit!r}: write it "
+            raise ConfigError(f"events.rate_limit {settings.events.rate_limit!r}: write it "
                               'as "300/second" or "10000/minute"') from None
         self.limiter = MovingWindowRateLimiter(MemoryStorage())
-        self.cap = int(settings.events_max_feedback_mb_per_day * 2**20)
-        self.root, self.trusted, self.refused = settings.warehouse, trusted, refused
+        self.cap = int(settings.events.max_feedback_mb_per_day * 2**20)
+        self.root, self.trusted, self.refused = settings.root, trusted, refused
         self._measured: tuple[str, float, int] = ("", 0.0, 0)  # day, when, bytes
         self._lock = threading.Lock()
 
@@ -210,7 +210,7 @@ def experiments():
         "name": experiment.name,
         "arms": [{"name": a.name, "variant": a.variant, "share": a.share}
                  for a in experiment.arms]}
-    reports = attribution_reports(_ext("settings").warehouse, 60)
+    reports = attribution_reports(_ext("settings").root, 60)
     return Response(json.dumps({"experiment": running, "reports": reports},
                                separators=(",", ":"), allow_nan=False),
                     mimetype="application/json")

@@ -83,7 +83,7 @@ def _chart(daily: list[dict], experiment: str, width: int = 640, height: int = 2
 
 def _experiments() -> dict | None:
     """The latest attribution report and its chart (experiments/attribution.py)."""
-    reports = attribution_reports(current_app.extensions["shoprecs.settings"].warehouse, 1)
+    reports = attribution_reports(current_app.extensions["shoprecs.settings"].root, 1)
     if not reports:
         return None
     latest = reports[-1]

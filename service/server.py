@@ -38,19 +38,19 @@ def http_server(app, settings, host: str, port: int, threads: int,
                 reuse_port: bool = False) -> Server:
     """cheroot's WSGI server for `app` with the limits of `settings`."""
     server = Server((host, port), app, numthreads=threads,
-                    request_queue_size=settings.service_socket_queue_size,
-                    timeout=settings.service_socket_timeout,
-                    shutdown_timeout=settings.service_shutdown_timeout,
-                    accepted_queue_size=settings.service_accepted_queue_size,
+                    request_queue_size=settings.service.socket_queue_size,
+                    timeout=settings.service.socket_timeout,
+                    shutdown_timeout=settings.service.shutdown_timeout,
+                    accepted_queue_size=settings.service.accepted_queue_size,
                     reuse_port=reuse_port)
     # cheroot's default keeps 10 idle keep-alive connections and closes the rest, which
     # breaks a storefront that holds more open.
-    server.keep_alive_conn_limit = settings.service_keepalive_limit
-    server.max_request_header_size = settings.service_max_header_bytes
+    server.keep_alive_conn_limit = settings.service.keepalive_limit
+    server.max_request_header_size = settings.service.max_header_bytes
     # a worker thread takes a request only once it has arrived whole (service/connections.py)
     server.ConnectionClass = BufferedConnection.for_server(
-        settings.service_request_timeout, settings.service_max_body_bytes,
-        settings.service_max_header_bytes)
+        settings.service.request_timeout, settings.service.max_body_bytes,
+        settings.service.max_header_bytes)
     return server
 
 
@@ -92,7 +92,7 @@ def configure(app, settings, host: str, port: int, threads: int,
                   priority=90)
     bus.subscribe("stop", lambda: app.extensions.__setitem__("shoprecs.started", False),
                   priority=10)
-    bus.subscribe("start", lambda: holder.start_polling(settings.service_reload_interval))
+    bus.subscribe("start", lambda: holder.start_polling(settings.service.reload_interval))
     bus.subscribe("stop", holder.stop_polling)
     events = app.extensions.get("shoprecs.events")
     if events is not None:  # impressions: written until the last request has finished

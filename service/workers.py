@@ -221,7 +221,7 @@ class Supervisor:
         """Stop every worker (SIGTERM, then SIGKILL after the shutdown timeout); whether
         they all stopped cleanly."""
         self._send(signal.SIGTERM)
-        deadline = time.monotonic() + self.settings.service_shutdown_timeout + 5
+        deadline = time.monotonic() + self.settings.service.shutdown_timeout + 5
         clean = True
         for slot, (proc, _) in self._workers.items():
             proc.join(max(0.0, deadline - time.monotonic()))

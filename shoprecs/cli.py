@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import traceback
 
 import click
@@ -156,7 +155,7 @@ def tune(settings, date, quick):
     click.echo(f"best: {report['score']:.3f} x popularity's MAP@10 (mean of both modes) on "
                f"{report['validation'][0]}..{report['validation'][1]}")
     click.echo(f"ALS: {report['als']}\nhybrid: {report['hybrid']}")
-    click.echo(f"written to {settings.warehouse / 'models' / 'TUNED.json'}; "
+    click.echo(f"written to {settings.root / 'models' / 'TUNED.json'}; "
                "later `shoprecs train` runs use it")
 
 
@@ -240,16 +239,15 @@ def forget(settings, phone):
 
 
 @main.command("rotate-key")
-@click.option("--new-key-env", default="SHOPRECS_PRIVACY_NEW_KEY", show_default=True,
-              help="The environment variable holding the new key (never on the command line).")
 @click.pass_obj
-def rotate_key(settings, new_key_env):
-    """Re-key every stored shopper key under a new key, in one resumable pass; then append
-    the new key to privacy.key_rotations everywhere and restart the service."""
+def rotate_key(settings):
+    """Re-key every stored shopper key under the key in SHOPRECS_PRIVACY_NEW_KEY (never on
+    the command line), in one resumable pass; then append the new key to
+    privacy.key_rotations everywhere and restart the service."""
     from privacy.rotation import rotate
 
-    counts = rotate(settings, os.environ.get(new_key_env, ""))
-    click.echo(f"re-keyed: {counts}; now append ${new_key_env} to privacy.key_rotations "
+    counts = rotate(settings, settings.privacy.new_key)
+    click.echo(f"re-keyed: {counts}; now append the new key to privacy.key_rotations "
                "(SHOPRECS_PRIVACY_KEY_ROTATIONS) for the pipeline and the service, and "
                "restart the service")
 
@@ -266,13 +264,12 @@ def rotate_key(settings, new_key_env):
 @click.pass_obj
 def serve(settings, host, port, threads, workers, reload_interval):
     """Serve the API from serving/CURRENT with CherryPy (SIGHUP: reload, SIGTERM: stop)."""
-    import dataclasses
 
     if reload_interval is not None:
-        settings = dataclasses.replace(settings, service_reload_interval=reload_interval)
-    address = (host or settings.service_host, port or settings.service_port,
-               threads or settings.service_threads)
-    workers = workers or settings.service_workers
+        settings = settings.replace(service_reload_interval=reload_interval)
+    address = (host or settings.service.host, port or settings.service.port,
+               threads or settings.service.threads)
+    workers = workers or settings.service.workers
     if workers > 1:
         from service.workers import serve_workers
 
@@ -311,7 +308,7 @@ def rollback(settings, version, store):
                     _switched("MongoDB serving.current", previous, now)
                     version = now  # with both stores, the folder follows MongoDB's choice
                 else:
-                    _switched("serving/CURRENT", *switch_back(settings.warehouse, version))
+                    _switched("serving/CURRENT", *switch_back(settings.root, version))
     except (SnapshotError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
 
@@ -386,7 +383,7 @@ def simulator(settings, retail, start, days, orders, seed, retry_after, host, po
     data, truth = inject(data, DataFaults(**{k: faults[k] for k in _DATA_FAULTS}, seed=seed))
     http = sim.HttpFaults(**{k: faults[k] for k in _HTTP_FAULTS}, retry_after_s=retry_after,
                           seed=seed)
-    app = sim.create_app(data, goods, user=settings.bus_user, password=settings.bus_password,
+    app = sim.create_app(data, goods, user=settings.bus.user, password=settings.bus.password,
                          faults=http)
     click.echo(f"bus simulator: {len(data)} records ({len(truth.orders)} valid orders), "
                f"{len(goods)} goods on http://{host}:{port}")
@@ -398,7 +395,7 @@ def simulator(settings, retail, start, days, orders, seed, retry_after, host, po
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--uplift") from exc
         shop_rounds(service.rstrip("/"), f"http://{host}:{port}",
-                    (settings.bus_user, settings.bus_password), data, goods, visits, every,
+                    (settings.bus.user, settings.bus.password), data, goods, visits, every,
                     Behaviour(buy_rate=buy_rate, uplift=planted, seed=seed))
     sim.serve(app, host, port)
 

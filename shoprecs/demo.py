@@ -51,10 +51,10 @@ def start_simulator(orders, goods, settings, faults=None, clock=None):
     from core.bus_profile import BusProfile
     from simulation.simulator import HttpFaults, create_app
 
-    app = create_app(orders, goods, user=settings.bus_user, password=settings.bus_password,
-                     faults=faults or HttpFaults(), profile=BusProfile.from_settings(settings),
+    app = create_app(orders, goods, user=settings.bus.user, password=settings.bus.password,
+                     faults=faults or HttpFaults(), profile=BusProfile.from_settings(settings.bus),
                      clock=clock)
-    host, port = settings.bus_url.rsplit(":", 1)
+    host, port = settings.bus.url.rsplit(":", 1)
     server = Server((host.split("//")[1], int(port)), app, numthreads=8)
     server.prepare()
     threading.Thread(target=server.serve, daemon=True).start()
@@ -62,14 +62,14 @@ def start_simulator(orders, goods, settings, faults=None, clock=None):
 
 
 def start_service(settings, log_path: Path) -> subprocess.Popen:
-    env = {**os.environ, "SHOPRECS_WAREHOUSE_ROOT": str(settings.warehouse),
-           "SHOPRECS_PRIVACY_HMAC_KEY": settings.privacy_hmac_key,
-           "SHOPRECS_EXPERIMENT_NAME": settings.experiment_name,
-           "SHOPRECS_EXPERIMENT_ARMS": settings.experiment_arms}
+    env = {**os.environ, "SHOPRECS_WAREHOUSE_ROOT": str(settings.root),
+           "SHOPRECS_PRIVACY_HMAC_KEY": settings.privacy.hmac_key,
+           "SHOPRECS_EXPERIMENT_NAME": settings.experiment.name,
+           "SHOPRECS_EXPERIMENT_ARMS": settings.experiment.arms}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "shoprecs.cli", "serve", "--port", str(settings.service_port)],
+        [sys.executable, "-m", "shoprecs.cli", "serve", "--port", str(settings.service.port)],
         env=env, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{settings.service_port}/ready"
+    url = f"http://127.0.0.1:{settings.service.port}/ready"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -147,14 +147,14 @@ DEMO_UPLIFT = {"model": 0.08}
 def shoppers_visit(base: str, settings, night) -> None:
     """The A/B test: every shopper of the shop visits the storefront once and sees their
     arm's recommendations; they buy one of the goods shown with 5% (8 points more in arm
-    `model`: the planted uplift), through the bus simulator at settings.bus_url."""
+    `model`: the planted uplift), through the bus simulator at settings.bus.url."""
     from simulation.shoppers import Behaviour, visit_all
 
     phones = sorted({normalize(o["clientTel"]) for o in night.orders if o["clientTel"]})
-    print(f"\n== A/B test {settings.experiment_name!r} ({settings.experiment_arms}): "
+    print(f"\n== A/B test {settings.experiment.name!r} ({settings.experiment.arms}): "
           f"{len(phones)} simulated shoppers visit the storefront; each buys one of the "
           f"goods shown with 5%, plus a planted {DEMO_UPLIFT} ...", flush=True)
-    done = visit_all(base, settings.bus_url, (settings.bus_user, settings.bus_password),
+    done = visit_all(base, settings.bus.url, (settings.bus.user, settings.bus.password),
                      phones, {g["id"]: g["price"] for g in night.goods},
                      Behaviour(buy_rate=0.05, uplift=DEMO_UPLIFT, seed=1))
     print("   visits " + ", ".join(f"{arm}: {n}" for arm, n in sorted(done.visits.items()))
@@ -186,7 +186,7 @@ class Night:
 
 def run_night(shop: GeneratorParams, settings, timings: dict | None = None,
               spark=None) -> Night:
-    """Generate `shop`, serve it from the bus simulator at settings.bus_url and run the
+    """Generate `shop`, serve it from the bus simulator at settings.bus.url and run the
     nightly pipeline over all its days; a model the quality gate refuses is reported, not
     raised."""
     from models.gate import QualityGateError
@@ -198,7 +198,7 @@ def run_night(shop: GeneratorParams, settings, timings: dict | None = None,
         version = pipeline.run(settings, shop.start, end, spark, timings)["publish"]
         verdict = None
     except QualityGateError as exc:
-        version = (settings.warehouse / "models" / "LATEST").read_text().strip()
+        version = (settings.root / "models" / "LATEST").read_text().strip()
         verdict = str(exc)
     finally:
         simulator.stop()
@@ -221,17 +221,16 @@ def run_demo(workdir: str, shop: GeneratorParams = GeneratorParams()) -> dict:
     end = dt.date.today() - dt.timedelta(days=1)
     shop = dataclasses.replace(shop, start=end - dt.timedelta(days=shop.days - 1))
     base = shoprecs_config.load()
-    settings = dataclasses.replace(
-        base, warehouse_root=str(work / "warehouse"), bus_url=f"http://127.0.0.1:{free_port()}",
-        service_port=free_port(), train_window_days=min(shop.days, base.train_window_days),
-        experiment_name=base.experiment_name or "demo-uplift",
-        experiment_arms=base.experiment_arms if base.experiment_name else DEMO_ARMS)
+    settings = base.replace(warehouse_root=str(work / "warehouse"), bus_url=f"http://127.0.0.1:{free_port()}",
+        service_port=free_port(), train_window_days=min(shop.days, base.train.window_days),
+        experiment_name=base.experiment.name or "demo-uplift",
+        experiment_arms=base.experiment.arms if base.experiment.name else DEMO_ARMS)
     print(f"generating {shop.orders} orders over {shop.start}..{end} ...", flush=True)
     timings: dict = {}
     with spark_session("shoprecs-demo") as spark:
         night = run_night(shop, settings, timings, spark)
         if night.verdict is not None:
-            raise QualityGateError(f"{night.verdict} (report: {settings.warehouse / 'models'}"
+            raise QualityGateError(f"{night.verdict} (report: {settings.root / 'models'}"
                                    f"/{night.version}/report.html)")
         with pipeline.timed("service start", timings):
             service = start_service(settings, work / "service.log")
@@ -239,10 +238,10 @@ def run_demo(workdir: str, shop: GeneratorParams = GeneratorParams()) -> dict:
         today = dt.datetime.now(dt.UTC).date()
         try:
             try:
-                ask(f"http://127.0.0.1:{settings.service_port}", night.truth, night.goods,
+                ask(f"http://127.0.0.1:{settings.service.port}", night.truth, night.goods,
                     night.orders)
                 with pipeline.timed("shoppers", timings):
-                    shoppers_visit(f"http://127.0.0.1:{settings.service_port}", settings,
+                    shoppers_visit(f"http://127.0.0.1:{settings.service.port}", settings,
                                    night)
             finally:
                 service.terminate()  # its workers write the impressions they hold
@@ -253,7 +252,7 @@ def run_demo(workdir: str, shop: GeneratorParams = GeneratorParams()) -> dict:
             simulator.stop()
     (work / "timings.json").write_text(json.dumps(timings, indent=2))
     print(f"\npublished version {night.version}; seconds per step: {timings}")
-    print(f"warehouse: {settings.warehouse}   service log: {work / 'service.log'}")
-    print(f"the A/B test's report: {settings.warehouse / 'reports' / 'attribution'}/{today}.json"
+    print(f"warehouse: {settings.root}   service log: {work / 'service.log'}")
+    print(f"the A/B test's report: {settings.root / 'reports' / 'attribution'}/{today}.json"
           " (also GET /experiments and /merch while `shoprecs serve` runs)")
     return timings

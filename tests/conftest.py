@@ -1,7 +1,6 @@
 """Shared fixtures: one SparkSession per test run, a temporary warehouse, settings."""
 from __future__ import annotations
 
-import dataclasses
 import logging
 
 import pytest
@@ -44,7 +43,7 @@ def spark():
 
 @pytest.fixture
 def settings(tmp_path) -> Settings:
-    return dataclasses.replace(Settings(), warehouse_root=str(tmp_path / "warehouse"),
+    return Settings().replace(warehouse_root=str(tmp_path / "warehouse"),
                                privacy_hmac_key=TEST_KEY, bus_per_page=7, bus_retries=1)
 
 
@@ -56,7 +55,7 @@ def bus(settings):
     servers = []
 
     def start(orders, goods, faults=None):
-        s = dataclasses.replace(settings, bus_url=f"http://127.0.0.1:{free_port()}")
+        s = settings.replace(bus_url=f"http://127.0.0.1:{free_port()}")
         servers.append(start_simulator(orders, goods, s, faults))
         return s
 
@@ -137,6 +136,6 @@ def write_model(root, version, recs=None, rules=None, popular=None, catalog=None
 def published(settings):
     from engine import publish
 
-    write_model(settings.warehouse, "v1")
-    publish(settings.warehouse, "v1")
+    write_model(settings.root, "v1")
+    publish(settings.root, "v1")
     return settings

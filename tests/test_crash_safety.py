@@ -10,7 +10,6 @@ in subprocesses, each killed when the log or the files show it reached its point
 """
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 import os
@@ -98,20 +97,19 @@ def shop(spark, tmp_path_factory):
                              seed=3)
     orders, goods, _ = generate(params)
     base = tmp_path_factory.mktemp("crash")
-    s = dataclasses.replace(
-        Settings(), warehouse_root=str(base / "reference"), privacy_hmac_key=TEST_KEY,
+    s = Settings().replace(warehouse_root=str(base / "reference"), privacy_hmac_key=TEST_KEY,
         bus_url=f"http://127.0.0.1:{free_port()}", bus_per_page=20, bus_retries=1,
         train_window_days=30, train_holdout_days=0, tracking_enabled=False,
         privacy_raw_retention_days=0, service_port=free_port())
     bus = start_simulator(orders, goods, s)
     spark.catalog.clearCache()
-    shown(s.warehouse, orders)
+    shown(s.root, orders)
     try:
         # the nights before keep raw orders (retention 0); the night keeps one day
         previous = pipeline.run(s, FIRST, NIGHT - dt.timedelta(days=1), spark)["publish"]
-        crashed = dataclasses.replace(s, warehouse_root=str(base / "crashed"))
-        shutil.copytree(s.warehouse, crashed.warehouse)
-        s = dataclasses.replace(s, privacy_raw_retention_days=int(RETENTION_DAYS))
+        crashed = s.replace(warehouse_root=str(base / "crashed"))
+        shutil.copytree(s.root, crashed.root)
+        s = s.replace(privacy_raw_retention_days=int(RETENTION_DAYS))
         final = pipeline.run(s, NIGHT, NIGHT, spark)["publish"]
         yield s, crashed, orders, previous, final
     finally:
@@ -138,8 +136,8 @@ def shown(root: Path, orders: list[dict]) -> None:
 
 
 def run_night(settings: Settings, log: Path) -> subprocess.Popen:
-    env = {**os.environ, "SHOPRECS_WAREHOUSE_ROOT": str(settings.warehouse),
-           "SHOPRECS_BUS_URL": settings.bus_url, "SHOPRECS_BUS_PER_PAGE": "20",
+    env = {**os.environ, "SHOPRECS_WAREHOUSE_ROOT": str(settings.root),
+           "SHOPRECS_BUS_URL": settings.bus.url, "SHOPRECS_BUS_PER_PAGE": "20",
            "SHOPRECS_PRIVACY_HMAC_KEY": TEST_KEY, "SHOPRECS_TRAIN_WINDOW_DAYS": "30",
            "SHOPRECS_TRAIN_HOLDOUT_DAYS": "0", "SHOPRECS_TRACKING_ENABLED": "0",
            "SHOPRECS_PRIVACY_RAW_RETENTION_DAYS": RETENTION_DAYS}
@@ -236,7 +234,7 @@ def test_killed_nights_rerun_to_the_uninterrupted_result_while_the_service_answe
     shopper = Counter(normalize(o["clientTel"]) for o in orders if o["clientTel"]
                       ).most_common(1)[0][0]
     service = start_service(crashed, tmp_path / "service.log")
-    watcher = Watcher(f"http://127.0.0.1:{crashed.service_port}/users/"
+    watcher = Watcher(f"http://127.0.0.1:{crashed.service.port}/users/"
                       f"{quote(format_phone(shopper, 1))}/recommendations")
     try:
         watcher.start()
@@ -244,10 +242,10 @@ def test_killed_nights_rerun_to_the_uninterrupted_result_while_the_service_answe
             if isinstance(trigger, str):  # a path of this night's version
                 trigger = _files(trigger.format(final=final))
             log = tmp_path / f"{name.replace(' ', '-')}.log"
-            last = kill_when(run_night(crashed, log), log, crashed.warehouse, line, trigger)
+            last = kill_when(run_night(crashed, log), log, crashed.root, line, trigger)
             if within is not None:  # it landed in the middle of that step
                 assert f"step {within}: done" not in log.read_text(), (name, last)
-            served = (crashed.warehouse / "serving" / "CURRENT").read_text().strip()
+            served = (crashed.root / "serving" / "CURRENT").read_text().strip()
             assert served in (previous, final), (name, served)
             print(f"killed {name}: serving {served}; the run's last line: {last[:160]}")
         # two runs at once: one waits for the other's lock, both end well
@@ -265,10 +263,10 @@ def test_killed_nights_rerun_to_the_uninterrupted_result_while_the_service_answe
         watcher.join()
         service.terminate()
         service.wait()
-    assert state(crashed.warehouse) == state(reference.warehouse)
+    assert state(crashed.root) == state(reference.root)
     leftovers = [p for pattern in ("serving/.*.tmp", "clean/orders/.spark-staging-*",
                                    "landing/orders/dt=*/_parts")
-                 for p in crashed.warehouse.glob(pattern)]
+                 for p in crashed.root.glob(pattern)]
     assert leftovers == []  # what killed runs left half-written was cleared by the next
     assert watcher.failures == []
     assert set(watcher.answers) <= {previous, final} and watcher.answers[previous] > 0

@@ -42,8 +42,7 @@ def night(spark, tmp_path_factory):
                              goods=200, clusters=4, items_per_cluster=25, bundles=5,
                              bundle_rate=0.4, seed=7)
     orders, goods, truth = generate(params)
-    s = dataclasses.replace(
-        Settings(), warehouse_root=str(tmp_path_factory.mktemp("night") / "warehouse"),
+    s = Settings().replace(warehouse_root=str(tmp_path_factory.mktemp("night") / "warehouse"),
         privacy_hmac_key=TEST_KEY, bus_url=f"http://127.0.0.1:{free_port()}", bus_per_page=200,
         bus_retries=1, service_port=free_port(), train_window_days=5)
     bus = start_simulator(orders, goods, s)
@@ -67,7 +66,7 @@ def test_simulator_to_http_answer(spark, night, tmp_path):
 
     service = start_service(s, tmp_path / "service.log")
     try:
-        base = f"http://127.0.0.1:{s.service_port}"
+        base = f"http://127.0.0.1:{s.service.port}"
         counts = Counter(normalize(o["clientTel"]) for o in orders if o["clientTel"])
         in_cluster = []
         for shopper, _ in counts.most_common(20):
@@ -107,7 +106,7 @@ def test_simulator_to_http_answer(spark, night, tmp_path):
 
 def test_attribution_finds_a_planted_uplift_and_no_aa_difference(spark, night, tmp_path,
                                                                  monkeypatch):
-    settings = dataclasses.replace(night.settings, service_port=free_port(),
+    settings = night.settings.replace(service_port=free_port(),
                                    experiment_name="loop", experiment_arms=ARMS)
     # the shop's shoppers, and many more the model has never seen
     phones = sorted({normalize(o["clientTel"]) for o in night.orders if o["clientTel"]})
@@ -117,8 +116,8 @@ def test_attribution_finds_a_planted_uplift_and_no_aa_difference(spark, night, t
     today = dt.datetime.now(dt.UTC).date()
     service = start_service(settings, tmp_path / "service.log")
     try:
-        base = f"http://127.0.0.1:{settings.service_port}"
-        truth = visit_all(base, settings.bus_url, (settings.bus_user, settings.bus_password),
+        base = f"http://127.0.0.1:{settings.service.port}"
+        truth = visit_all(base, settings.bus.url, (settings.bus.user, settings.bus.password),
                           phones, prices, Behaviour(click_rate=0.3, buy_rate=0.1,
                                                     uplift={"b": PLANTED}, seed=7))
         assert truth.failed == 0 and set(truth.visits) == {"a", "aa", "b"}
@@ -168,13 +167,13 @@ def assert_tracked(settings, version):
 
     from tests.models.test_tracking import assert_run_holds
 
-    assert not settings.tracking_uri  # the default store: <warehouse>/mlflow.db
-    client = MlflowClient(f"sqlite:///{settings.warehouse.resolve() / 'mlflow.db'}")
+    assert not settings.tracking.uri  # the default store: <warehouse>/mlflow.db
+    client = MlflowClient(f"sqlite:///{settings.root.resolve() / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("shoprecs").experiment_id
     runs = client.search_runs([experiment], f"tags.`shoprecs.version` = '{version}'")
     assert len(runs) == 1
-    metrics = json.loads((settings.warehouse / "models" / version / "metrics.json").read_text())
+    metrics = json.loads((settings.root / "models" / version / "metrics.json").read_text())
     assert_run_holds(runs[0], metrics)
     assert runs[0].data.tags["shoprecs.served"] == "true"
-    run_file = settings.warehouse / "models" / version / "mlflow.json"
+    run_file = settings.root / "models" / version / "mlflow.json"
     assert json.loads(run_file.read_text())["run_id"] == runs[0].info.run_id

@@ -5,7 +5,6 @@ simulator, extract, clean, train and publish with the default settings. Whatever
 shop, the night must end in a published model or in the quality gate's verdict naming
 the metric and both figures; never in a stack trace.
 """
-import dataclasses
 import json
 import re
 from collections import defaultdict
@@ -36,7 +35,7 @@ VERDICT = re.compile(r"model \S+ not published, \S+ stays served: (MAP|NDCG|PREC
 @pytest.fixture(params=list(SHOPS))
 def night(request, spark, settings):
     shop = SHOPS[request.param]
-    s = dataclasses.replace(settings, bus_url=f"http://127.0.0.1:{free_port()}",
+    s = settings.replace(bus_url=f"http://127.0.0.1:{free_port()}",
                             bus_per_page=500)
     spark.catalog.clearCache()
     return request.param, s, run_night(shop, s, spark=spark)
@@ -44,7 +43,7 @@ def night(request, spark, settings):
 
 def test_the_default_night_publishes_or_the_gate_says_why(night):
     name, settings, result = night
-    root = settings.warehouse
+    root = settings.root
     metrics = json.loads((root / "models" / result.version / "metrics.json").read_text())
     if result.verdict is None:
         assert current_version(root) == result.version
@@ -83,8 +82,8 @@ def assert_tracked(settings, version, metrics):
 
 def assert_never_offered_again(orders, settings):
     """Through the served engine: no shopper is recommended a goods they ever bought."""
-    engine = RecommendationEngine.from_warehouse(settings.warehouse,
-                                                 hmac_key=settings.privacy_hmac_key)
+    engine = RecommendationEngine.from_warehouse(settings.root,
+                                                 hmac_key=settings.privacy.hmac_key)
     owned = defaultdict(set)
     for order in orders:
         if order["clientTel"]:

@@ -14,7 +14,6 @@ off 7077)
 """
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 import os
@@ -54,9 +53,9 @@ def bus_url():
     from shoprecs.demo import start_simulator
 
     orders, goods, _ = generate(SHOP)
-    settings = dataclasses.replace(Settings(), bus_url=f"http://127.0.0.1:{free_port()}")
+    settings = Settings().replace(bus_url=f"http://127.0.0.1:{free_port()}")
     server = start_simulator(orders, goods, settings)
-    yield settings.bus_url
+    yield settings.bus.url
     server.stop()
 
 

@@ -2,7 +2,6 @@
 with the holder named; a killed holder never blocks the next run; the MongoDB lease."""
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
 import subprocess
@@ -19,7 +18,7 @@ HOLD = textwrap.dedent("""
     import sys, time
     from core.config import Settings
     from core.locks import warehouse_lock
-    with warehouse_lock(Settings(warehouse_root=sys.argv[1])):
+    with warehouse_lock(Settings().replace(warehouse_root=sys.argv[1])):
         print("held", flush=True)
         time.sleep(float(sys.argv[2]))
 """)
@@ -35,44 +34,44 @@ def hold(root, seconds: float) -> subprocess.Popen:
 
 
 def test_a_second_run_fails_fast_naming_the_holder(settings):
-    proc = hold(settings.warehouse, 30)
+    proc = hold(settings.root, 30)
     try:
         with pytest.raises(WarehouseBusy, match=rf"pid {proc.pid} on .*lock.wait_seconds"):
             with warehouse_lock(settings, wait=0):
                 pass
-        assert holder(settings.warehouse)["pid"] == proc.pid
+        assert holder(settings.root)["pid"] == proc.pid
     finally:
         proc.kill()
         proc.wait()
 
 
 def test_a_second_run_waits_for_the_first(settings, caplog):
-    proc = hold(settings.warehouse, 2)
+    proc = hold(settings.root, 2)
     started = time.monotonic()
     with warehouse_lock(settings, wait=60):
         waited = time.monotonic() - started
-        assert holder(settings.warehouse)["pid"] == os.getpid()
+        assert holder(settings.root)["pid"] == os.getpid()
     assert proc.wait() == 0 and waited > 1
     assert f"pid {proc.pid}" in caplog.text and "waiting for the warehouse" in caplog.text
-    assert holder(settings.warehouse) is None  # released
+    assert holder(settings.root) is None  # released
 
 
 def test_a_killed_holder_leaves_no_lock_behind(settings):
-    proc = hold(settings.warehouse, 300)
+    proc = hold(settings.root, 300)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert holder(settings.warehouse)["pid"] == proc.pid  # its note is stale ...
+    assert holder(settings.root)["pid"] == proc.pid  # its note is stale ...
     with warehouse_lock(settings, wait=0):  # ... but the lock went with the process
-        assert holder(settings.warehouse)["pid"] == os.getpid()
+        assert holder(settings.root)["pid"] == os.getpid()
 
 
 def test_the_lock_is_reentrant_in_a_process_and_one_per_warehouse(settings):
     with warehouse_lock(settings, wait=0):
         with warehouse_lock(settings, wait=0):  # the night's steps take it again
             pass
-        assert holder(settings.warehouse)["pid"] == os.getpid()  # still held
-    other = warehouse_lock(dataclasses.replace(settings, warehouse_root=str(
-        settings.warehouse / "elsewhere")), wait=0)
+        assert holder(settings.root)["pid"] == os.getpid()  # still held
+    other = warehouse_lock(settings.replace(warehouse_root=str(
+        settings.root / "elsewhere")), wait=0)
     with other:  # another warehouse is another lock
         pass
 
@@ -98,18 +97,18 @@ def test_the_mongodb_lease_is_exclusive_renewed_and_taken_over_when_expired():
 
 def test_commands_that_write_take_the_lock(settings):
     """`shoprecs clean` while another run holds the warehouse: one line, exit code 7."""
-    proc = hold(settings.warehouse, 60)
+    proc = hold(settings.root, 60)
     try:
         done = subprocess.run(
             [sys.executable, "-m", "shoprecs.cli", "clean", "--date", "2024-01-01"],
-            env={**os.environ, "SHOPRECS_WAREHOUSE_ROOT": str(settings.warehouse),
+            env={**os.environ, "SHOPRECS_WAREHOUSE_ROOT": str(settings.root),
                  "SHOPRECS_LOCK_WAIT_SECONDS": "0"}, capture_output=True, text=True,
             timeout=120)
     finally:
         proc.kill()
         proc.wait()
     assert done.returncode == 7, done.stderr
-    assert f"error: the warehouse {settings.warehouse.resolve()} is busy" in done.stderr
+    assert f"error: the warehouse {settings.root.resolve()} is busy" in done.stderr
     assert "Traceback" not in done.stderr
 
 

@@ -7,7 +7,6 @@ warehouse in any order. A failing gate: tests/dags/test_tasks.py.
 """
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -69,14 +68,13 @@ def shop(tmp_path_factory, hooks):
                              clusters=3, items_per_cluster=20, bundles=4, bundle_rate=0.4,
                              seed=11)
     orders, goods, _ = generate(params)
-    settings = dataclasses.replace(
-        Settings(), warehouse_root=str(tmp_path_factory.mktemp("dag") / "warehouse"),
+    settings = Settings().replace(warehouse_root=str(tmp_path_factory.mktemp("dag") / "warehouse"),
         bus_url=f"http://127.0.0.1:{free_port()}", privacy_hmac_key=TEST_KEY,
         admin_api_keys=ADMIN_KEYS, service_reload_interval=0.0)
     simulator = start_simulator(orders, goods, settings)
     url, _ = hooks
-    env = {"SHOPRECS_WAREHOUSE_ROOT": settings.warehouse_root,
-           "SHOPRECS_BUS_URL": settings.bus_url, "SHOPRECS_BUS_PER_PAGE": "200",
+    env = {"SHOPRECS_WAREHOUSE_ROOT": str(settings.root),
+           "SHOPRECS_BUS_URL": settings.bus.url, "SHOPRECS_BUS_PER_PAGE": "200",
            "SHOPRECS_BUS_RETRIES": "1", "SHOPRECS_BUS_TIMEOUT": "10",
            "SHOPRECS_PRIVACY_HMAC_KEY": TEST_KEY,
            # No holdout: a few days of 100 orders are too little to measure a model on
@@ -146,16 +144,16 @@ def backfill(spark, dagbag, airflow_env, shop, hooks):
 def rerun(dagbag, shop, backfill):
     """The last night run again: (the warehouse before, after, the run)."""
     settings, _, env = shop
-    before = fingerprint_of(settings.warehouse)
+    before = fingerprint_of(settings.root)
     night = dag_test(dagbag, "shoprecs_daily", env, FIRST + dt.timedelta(days=DAYS))
-    return before, fingerprint_of(settings.warehouse), night
+    return before, fingerprint_of(settings.root), night
 
 
 @pytest.fixture(scope="module")
 def bus_down(dagbag, shop, hooks, rerun):
     """The next night with no bus: (the run, the version served before it)."""
     settings, _, env = shop
-    version = served(settings.warehouse)[0]
+    version = served(settings.root)[0]
     dead_bus = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     night = dag_test(dagbag, "shoprecs_daily", env, FIRST + dt.timedelta(days=DAYS + 1),
                      SHOPRECS_BUS_URL=dead_bus)
@@ -166,7 +164,7 @@ def bus_down(dagbag, shop, hooks, rerun):
 def tuned(dagbag, shop, bus_down):
     """The weekly tune, run at 2024-01-04 (by hand): the window ending 2024-01-03."""
     settings, _, env = shop
-    assert not (settings.warehouse / "models" / "TUNED.json").exists()
+    assert not (settings.root / "models" / "TUNED.json").exists()
     return dag_test(dagbag, "shoprecs_tune", env, FIRST + dt.timedelta(days=DAYS),
                     SHOPRECS_TUNE_QUICK="1")
 
@@ -186,11 +184,11 @@ def test_backfill_runs_every_night_the_first_for_real(backfill):
 
 def test_backfill_lands_every_day(shop, backfill):
     settings, orders, _ = shop
-    landing = settings.warehouse / "landing" / "orders"
+    landing = settings.root / "landing" / "orders"
     days = sorted(p.name for p in landing.iterdir() if (p / "_manifest.json").exists())
     assert days[:DAYS] == [f"dt={FIRST + dt.timedelta(days=n)}" for n in range(DAYS)]
     # each night's attribute step reported (no storefront ran: no impressions)
-    reports = sorted(p.name for p in (settings.warehouse / "reports" / "attribution").iterdir())
+    reports = sorted(p.name for p in (settings.root / "reports" / "attribution").iterdir())
     assert reports[:DAYS] == [f"{day[3:]}.json" for day in days[:DAYS]]
     per_day = Counter(o["date"][:10] for o in orders)
     for day in days[:DAYS]:
@@ -200,21 +198,21 @@ def test_backfill_lands_every_day(shop, backfill):
 
 def test_backfill_serves_one_version_trained_on_all_days(shop, backfill):
     settings, orders, _ = shop
-    version, manifest = served(settings.warehouse)
+    version, manifest = served(settings.root)
     last = (FIRST + dt.timedelta(days=DAYS - 1)).isoformat()
     window = manifest["metrics"]["window"]
     assert window[0] <= FIRST.isoformat() and window[1] == last
     assert version.startswith(last.replace("-", ""))
     in_backfill = {o["id"] for o in orders if o["date"][:10] <= last}
     assert manifest["metrics"]["trained_on"]["orders"] == len(in_backfill)
-    assert (settings.warehouse / "models" / "LATEST").read_text().strip() == version
+    assert (settings.root / "models" / "LATEST").read_text().strip() == version
 
 
 def test_service_answers_from_the_published_version(shop, backfill):
     from service import create_app
 
     settings, orders, _ = shop
-    version, _ = served(settings.warehouse)
+    version, _ = served(settings.root)
     client = create_app({"TESTING": True, "SETTINGS": settings}).test_client()
     assert client.get("/models").get_json()["version"] == version
     best = Counter(normalize(o["clientTel"]) for o in orders if o["clientTel"]).most_common(1)
@@ -246,8 +244,8 @@ def test_bus_down_fails_the_run_and_keeps_the_served_version(shop, hooks, bus_do
     assert {tasks[t][0] for t in tasks if t != "extract"} == {"upstream_failed"}
     # Exponential backoff from a 1 s base: at least 1 + 2 + 4 + 8 s between the tries.
     assert seconds >= 15
-    assert served(settings.warehouse)[0] == version
-    day4 = settings.warehouse / "landing" / "orders" / f"dt={FIRST + dt.timedelta(days=DAYS)}"
+    assert served(settings.root)[0] == version
+    day4 = settings.root / "landing" / "orders" / f"dt={FIRST + dt.timedelta(days=DAYS)}"
     assert not (day4 / "_manifest.json").exists()
     alerts = [c["body"] for c in hooks[1] if c["path"] == "/alert"]
     assert [a["task_id"] for a in alerts] == ["extract"]
@@ -262,10 +260,10 @@ def test_weekly_tune_writes_the_parameters_the_nights_then_use(shop, tuned):
     settings, _, _ = shop
     state, tasks, _ = tuned
     assert state == "success", tasks
-    report = json.loads((settings.warehouse / "models" / "TUNED.json").read_text())
+    report = json.loads((settings.root / "models" / "TUNED.json").read_text())
     # the window ending 2024-01-03, the last landed day; validation: the day before it
     assert report["validation"] == ["2024-01-02", "2024-01-02"] and report["score"] > 0
-    assert not (settings.warehouse / "models" / "tune-progress.json").exists()
+    assert not (settings.root / "models" / "tune-progress.json").exists()
     plan = train.plan(settings, FIRST + dt.timedelta(days=DAYS - 1))
     assert plan.tuning["tuned_at"] == report["tuned_at"]  # the next night trains with them
     assert plan.hybrid.as_dict() == report["hybrid"]
@@ -277,5 +275,5 @@ def test_hourly_catalog_publishes_what_the_bus_lists(shop, refreshed):
     settings, _, _ = shop
     state, tasks, _ = refreshed
     assert state == "success", tasks
-    rules = RulesHolder(settings.warehouse).current()
+    rules = RulesHolder(settings.root).current()
     assert rules.catalog is not None and rules.category  # the generator's categories

@@ -14,7 +14,7 @@ from tests.conftest import TEST_KEY, write_model
 
 @pytest.fixture
 def engine(published):
-    return RecommendationEngine.from_warehouse(published.warehouse, hmac_key=TEST_KEY)
+    return RecommendationEngine.from_warehouse(published.root, hmac_key=TEST_KEY)
 
 
 @pytest.mark.parametrize("phone", ["+7(916)539-6205", "+7 (916) 539-6205", "79165396205",
@@ -70,7 +70,7 @@ def test_associations_single_item_antecedent_sorted(engine):
 
 
 def test_publish_switches_current_and_is_idempotent(published):
-    root = published.warehouse
+    root = published.root
     assert current_version(root) == "v1"
     publish(root, "v1")
     assert current_version(root) == "v1"
@@ -83,7 +83,7 @@ def test_publish_switches_current_and_is_idempotent(published):
 
 
 def test_broken_model_is_refused_and_the_old_version_keeps_serving(published):
-    root = published.warehouse
+    root = published.root
     write_model(root, "bad", popular=[])  # no fallback for unknown shoppers
     with pytest.raises(SnapshotError, match="no popular items"):
         publish(root, "bad")
@@ -96,11 +96,11 @@ def test_broken_model_is_refused_and_the_old_version_keeps_serving(published):
 
 def test_nothing_published_says_what_to_run(settings):
     with pytest.raises(SnapshotError, match="shoprecs run"):
-        RecommendationEngine.from_warehouse(settings.warehouse, hmac_key=TEST_KEY)
+        RecommendationEngine.from_warehouse(settings.root, hmac_key=TEST_KEY)
 
 
 def test_collapsing_variants_keeps_one_rule_per_product_and_none_to_its_own(published):
-    root = published.warehouse
+    root = published.root
     write_model(root, "v2", rules=[
         (["100"], ["101"], 0.9, 5.0, 0.2),  # Pink Mug: a colour of 100's own mug
         (["100"], ["102"], 0.8, 4.0, 0.2),  # Red Saucer

@@ -1,6 +1,5 @@
 """The MongoDB store and engine on mongomock: answers equal the snapshot engine's, the
 pointer moves only after complete writes, pruning, the LRU, the reloader."""
-import dataclasses
 import uuid
 
 import pytest
@@ -25,13 +24,13 @@ CARTS = [["100"], ["101", "100"], ["102"], ["unknown"], ["100", "101"],
 
 @pytest.fixture
 def mongo_settings(settings):
-    return dataclasses.replace(settings, mongo_uri=f"mongomock://{uuid.uuid4().hex}",
+    return settings.replace(mongo_uri=f"mongomock://{uuid.uuid4().hex}",
                                mongo_batch_size=2, mongo_keep_versions=1)
 
 
 @pytest.fixture
 def store(mongo_settings):
-    return MongoStore(connect(mongo_settings.mongo_uri)[mongo_settings.mongo_db])
+    return MongoStore(connect(mongo_settings.mongo.uri)[mongo_settings.mongo.db])
 
 
 def mongo_publish(s, version, write=python_write):
@@ -61,7 +60,7 @@ def answers(engine):
     {"rules": [(["100"], ["101"], 0.8, 4.0, 0.2)], "similar": [("102", "ABC1", 0.4, 1)]},
 ])
 def test_mongo_engine_answers_as_the_snapshot_engine(mongo_settings, store, model):
-    root = mongo_settings.warehouse
+    root = mongo_settings.root
     write_model(root, "v1", **model)
     publish(root, "v1")
     mongo_publish(mongo_settings, "v1")
@@ -81,7 +80,7 @@ def test_mongo_engine_unknown_product_and_bad_phone_raise_like_the_snapshot(mong
                                                                             store):
     from engine import InvalidPhone, UnknownProduct
 
-    write_model(mongo_settings.warehouse, "v1")
+    write_model(mongo_settings.root, "v1")
     mongo_publish(mongo_settings, "v1")
     engine = MongoEngine(MongoSnapshot(store, "v1"), hmac_key=TEST_KEY)
     with pytest.raises(UnknownProduct):
@@ -94,7 +93,7 @@ def test_mongo_engine_unknown_product_and_bad_phone_raise_like_the_snapshot(mong
 
 
 def test_repeated_lookups_are_answered_from_the_lru(mongo_settings, store):
-    write_model(mongo_settings.warehouse, "v1")
+    write_model(mongo_settings.root, "v1")
     mongo_publish(mongo_settings, "v1")
     engine = MongoEngine(MongoSnapshot(store, "v1"), hmac_key=TEST_KEY)
     first = (engine.recommend("79165396205"), engine.associations("100"),
@@ -113,7 +112,7 @@ def test_repeated_lookups_are_answered_from_the_lru(mongo_settings, store):
 
 
 def test_lru_evicts_beyond_its_size(mongo_settings, store):
-    write_model(mongo_settings.warehouse, "v1")
+    write_model(mongo_settings.root, "v1")
     mongo_publish(mongo_settings, "v1")
     engine = MongoEngine(MongoSnapshot(store, "v1", cache_size=1), hmac_key=TEST_KEY)
     engine.similar("100")
@@ -124,7 +123,7 @@ def test_lru_evicts_beyond_its_size(mongo_settings, store):
 
 def test_pointer_switches_only_after_complete_writes_and_publish_is_idempotent(
         mongo_settings, store):
-    write_model(mongo_settings.warehouse, "v1")
+    write_model(mongo_settings.root, "v1")
     with pytest.raises(MongoStoreError, match="not completely written"):
         store.switch("v1")
     assert mongo_publish(mongo_settings, "v1") is None
@@ -138,8 +137,8 @@ def test_pointer_switches_only_after_complete_writes_and_publish_is_idempotent(
 
 
 def test_a_failed_write_leaves_the_old_pointer_and_a_retry_rewrites(mongo_settings, store):
-    write_model(mongo_settings.warehouse, "v1")
-    write_model(mongo_settings.warehouse, "v2", popular=[("102", 0.9, 1)])
+    write_model(mongo_settings.root, "v1")
+    write_model(mongo_settings.root, "v2", popular=[("102", 0.9, 1)])
     mongo_publish(mongo_settings, "v1")
 
     def half_write(spark, results, version, **kw):
@@ -164,8 +163,8 @@ def test_a_failed_write_leaves_the_old_pointer_and_a_retry_rewrites(mongo_settin
 
 
 def test_a_version_failing_its_self_check_is_refused_and_not_served(mongo_settings, store):
-    write_model(mongo_settings.warehouse, "v1")
-    write_model(mongo_settings.warehouse, "v2", popular=[])
+    write_model(mongo_settings.root, "v1")
+    write_model(mongo_settings.root, "v2", popular=[])
     mongo_publish(mongo_settings, "v1")
     with pytest.raises(MongoStoreError, match="no popular items"):
         mongo_publish(mongo_settings, "v2")
@@ -175,9 +174,9 @@ def test_a_version_failing_its_self_check_is_refused_and_not_served(mongo_settin
 
 
 def test_pruning_keeps_the_newest_and_never_current_or_previous(mongo_settings, store):
-    s = dataclasses.replace(mongo_settings, mongo_keep_versions=1)
+    s = mongo_settings.replace(mongo_keep_versions=1)
     for v in ("v1", "v2", "v3", "v4"):
-        write_model(s.warehouse, v)
+        write_model(s.root, v)
     store.begin("v0")  # a partial leftover of a failed run
     for v in ("v1", "v2", "v3"):
         mongo_publish(s, v)
@@ -194,17 +193,17 @@ def test_pruning_keeps_the_newest_and_never_current_or_previous(mongo_settings, 
 def test_write_partition_batches_and_ignores_a_retried_partition(mongo_settings, store):
     rows = [{"goods_id": str(i), "name": f"n{i}"} for i in range(5)]
     sizes = []
-    client = connect(mongo_settings.mongo_uri)
+    client = connect(mongo_settings.mongo.uri)
 
     class Counting:
         def __getitem__(self, db):
             return self
 
         def __getattr__(self, name):
-            return getattr(client[mongo_settings.mongo_db], name)
+            return getattr(client[mongo_settings.mongo.db], name)
 
     def factory(uri):
-        coll = client[mongo_settings.mongo_db]["catalog_v9"]
+        coll = client[mongo_settings.mongo.db]["catalog_v9"]
         real = coll.bulk_write
 
         def bulk_write(ops, ordered=True):
@@ -215,9 +214,9 @@ def test_write_partition_batches_and_ignores_a_retried_partition(mongo_settings,
 
         class Db(dict):
             pass
-        return {mongo_settings.mongo_db: Db(catalog_v9=coll)}
+        return {mongo_settings.mongo.db: Db(catalog_v9=coll)}
 
-    kw = dict(uri="mongomock://x", db=mongo_settings.mongo_db, collection="catalog_v9",
+    kw = dict(uri="mongomock://x", db=mongo_settings.mongo.db, collection="catalog_v9",
               kind="catalog", batch_size=2, connect=factory)
     assert write_partition(iter(rows), **kw) == 5
     assert sizes == [2, 2, 1]
@@ -243,8 +242,8 @@ def test_write_partition_reports_a_real_write_error(mongo_settings):
 
 def test_the_reloader_follows_the_pointer_document(mongo_settings, store):
     for v, pop in (("v1", "100"), ("v2", "102")):
-        write_model(mongo_settings.warehouse, v, popular=[(pop, 0.9, 1)])
-    holder = EngineHolder(mongo_settings.warehouse,
+        write_model(mongo_settings.root, v, popular=[(pop, 0.9, 1)])
+    holder = EngineHolder(mongo_settings.root,
                           lambda snap: engine_for(snap, hmac_key=TEST_KEY),
                           source=MongoSource(store.db))
     assert holder.reload().status == "empty"
@@ -266,13 +265,14 @@ def test_settings_from_the_environment(tmp_path):
 
     s = load(env={"SHOPRECS_MONGO_URI": "mongomock://env", "SHOPRECS_PUBLISH_STORE": "both",
                   "SHOPRECS_SERVICE_STORE": "mongo", "SHOPRECS_MONGO_KEEP_VERSIONS": "5"})
-    assert (s.mongo_uri, s.publish_store, s.mongo_keep_versions) == ("mongomock://env",
+    assert (s.mongo.uri, s.publish.store, s.mongo.keep_versions) == ("mongomock://env",
                                                                     "both", 5)
     assert "mongomock" not in repr(s)  # the URI may hold a password
     assert isinstance(source_for(s), MongoSource)
-    assert source_for(dataclasses.replace(s, service_store="snapshot")) is None
-    with pytest.raises(ValueError, match="service.store is .redis.: one of snapshot, mongo"):
-        source_for(dataclasses.replace(s, service_store="redis"))
+    assert source_for(s.replace(service_store="snapshot")) is None
+    with pytest.raises(ValueError, match="service.store = 'redis' .SHOPRECS_SERVICE_STORE.: "
+                       "input should be 'snapshot' or 'mongo'"):
+        source_for(s.replace(service_store="redis"))
     with pytest.raises(ValueError, match="SHOPRECS_MONGO_URI"):
         connect("")
     with pytest.raises(ValueError, match="must start with mongodb://"):
@@ -289,22 +289,22 @@ def test_publish_refuses_an_unknown_store(mongo_settings):
 def test_the_service_serves_from_mongo_when_configured(mongo_settings):
     from service.app import create_app
 
-    write_model(mongo_settings.warehouse, "v1")  # in the warehouse, not in serving/
+    write_model(mongo_settings.root, "v1")  # in the warehouse, not in serving/
     mongo_publish(mongo_settings, "v1")
-    s = dataclasses.replace(mongo_settings, service_store="mongo")
+    s = mongo_settings.replace(service_store="mongo")
     client = create_app({"TESTING": True, "SETTINGS": s}).test_client()
     assert client.get("/ready").status_code == 200
     assert client.get("/models").get_json()["version"] == "v1"
     got = client.get("/users/79165396205/recommendations?limit=1").get_json()
     assert got == [{"goodsId": 101, "rating": 0.9, "name": "Saucer", "price": 2.25}]
     # the shop's blacklist lives in MongoDB too: API hosts may share no warehouse
-    admin = dataclasses.replace(s, admin_api_keys="k", service_rules_interval=0)
+    admin = s.replace(admin_api_keys="k", service_rules_interval=0)
     client = create_app({"TESTING": True, "SETTINGS": admin}).test_client()
     assert client.put("/admin/blacklist/101", json={"reason": "recalled"},
                       headers={"X-API-Key": "k"}).status_code == 200
-    db = connect(s.mongo_uri)[s.mongo_db]
+    db = connect(s.mongo.uri)[s.mongo.db]
     assert db["blacklist"].find_one({"_id": "101"})["reason"] == "recalled"
-    assert not (s.warehouse / "rules" / "blacklist.json").exists()
+    assert not (s.root / "rules" / "blacklist.json").exists()
     other_worker = create_app({"TESTING": True, "SETTINGS": admin}).test_client()
     got = other_worker.get("/users/79165396205/recommendations?limit=1").get_json()
     assert got[0]["goodsId"] != 101
@@ -326,7 +326,7 @@ def _evaluated(root, version, als_map):
 def test_rollback_moves_the_pointer_back_and_refuses_what_is_not_complete(mongo_settings,
                                                                           store):
     for version in ("v1", "v2"):
-        write_model(mongo_settings.warehouse, version)
+        write_model(mongo_settings.root, version)
         mongo_publish(mongo_settings, version)
     assert store.rollback() == ("v2", "v1") and store.current_version() == "v1"
     assert store.rollback() == ("v1", "v2")  # previous is now v1's successor: back again
@@ -346,12 +346,12 @@ def test_the_cli_rolls_back_mongodb_and_the_folder_to_the_same_version(mongo_set
     from engine import current_version
     from shoprecs import cli
 
-    root = mongo_settings.warehouse
+    root = mongo_settings.root
     for version in ("v1", "v2"):
         write_model(root, version)
         mongo_publish(mongo_settings, version)
         publish(root, version)
-    for key, value in {"WAREHOUSE_ROOT": str(root), "MONGO_URI": mongo_settings.mongo_uri,
+    for key, value in {"WAREHOUSE_ROOT": str(root), "MONGO_URI": mongo_settings.mongo.uri,
                        "PUBLISH_STORE": "both", "PRIVACY_HMAC_KEY": TEST_KEY}.items():
         monkeypatch.setenv(f"SHOPRECS_{key}", value)
     result = CliRunner().invoke(cli.main, ["rollback"])
@@ -370,18 +370,18 @@ def test_the_gate_compares_with_what_mongodb_serves_when_the_service_reads_it(
     from engine.versions import served_model
     from models.gate import QualityGateError
 
-    root = mongo_settings.warehouse
+    root = mongo_settings.root
     write_model(root, "v1")
     _evaluated(root, "v1", 0.05)
     mongo_publish(mongo_settings, "v1")  # MongoDB serves v1; serving/ has nothing
     write_model(root, "v2")
     _evaluated(root, "v2", 0.03)  # beats popularity, but 40% below v1
-    reads_mongo = dataclasses.replace(mongo_settings, service_store="mongo",
+    reads_mongo = mongo_settings.replace(service_store="mongo",
                                       publish_store="mongo")
     assert served_model(reads_mongo)[0] == "v1"
     with pytest.raises(QualityGateError, match="below the served model v1"):
         pipeline.gate(reads_mongo, "v2")
-    assert pipeline.gate(dataclasses.replace(reads_mongo, gate_max_drop=0.5), "v2") == "v2"
+    assert pipeline.gate(reads_mongo.replace(gate_max_drop=0.5), "v2") == "v2"
     # the folder-reading service has nothing served: only popularity is the bar
     assert pipeline.gate(mongo_settings, "v2") == "v2"
 
@@ -392,7 +392,7 @@ def test_events_go_to_mongodb_too_when_the_service_serves_from_it(mongo_settings
     from engine.events import EventLog, FileSink, MongoSink
     from engine.stores import event_sinks
 
-    s = dataclasses.replace(mongo_settings, service_store="mongo")
+    s = mongo_settings.replace(service_store="mongo")
     sinks = event_sinks(s)
     assert [type(sink) for sink in sinks] == [FileSink, MongoSink]
     log = EventLog(sinks, interval=0.01)
@@ -401,7 +401,7 @@ def test_events_go_to_mongodb_too_when_the_service_serves_from_it(mongo_settings
     log.flush()
     log.record("feedback", {"id": "e2", "time": time.time(), "type": "click"})
     log.stop()
-    docs = list(connect(s.mongo_uri)[s.mongo_db]["feedback"].find({}, {"_id": 1, "type": 1}))
+    docs = list(connect(s.mongo.uri)[s.mongo.db]["feedback"].find({}, {"_id": 1, "type": 1}))
     assert sorted(d["_id"] for d in docs) == ["e1", "e2"]
     assert log.written["feedback"] == 4 and not log.dropped  # duplicates are not failures
     assert [type(sink) for sink in event_sinks(mongo_settings)] == [FileSink]

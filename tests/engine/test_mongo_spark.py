@@ -1,6 +1,5 @@
 """Publishing into MongoDB from Spark executors (foreachPartition), and against a real
 server when MONGO_URI is set (skipped otherwise)."""
-import dataclasses
 import os
 import uuid
 
@@ -24,12 +23,12 @@ MANY = [(f"k{i // 3:02d}", str(100 + i % 3), 1.0 - i / 100, 1 + i % 3, i % 2 == 
 
 def test_executors_write_every_document_and_the_engine_answers_as_the_snapshot(
         spark, settings, tmp_path):
-    s = dataclasses.replace(settings, mongo_uri=f"mongomock://{uuid.uuid4().hex}",
+    s = settings.replace(mongo_uri=f"mongomock://{uuid.uuid4().hex}",
                             mongo_batch_size=4)
-    write_model(s.warehouse, "v1", recs=MANY)
-    publish(s.warehouse, "v1")
+    write_model(s.root, "v1", recs=MANY)
+    publish(s.root, "v1")
     sink = tmp_path / "sink"
-    store = MongoStore(connect(s.mongo_uri)[s.mongo_db])
+    store = MongoStore(connect(s.mongo.uri)[s.mongo.db])
 
     def spark_write(spark_, results, version, **kw):
         # the real Spark job; executors write files (mongomock cannot cross processes),
@@ -47,7 +46,7 @@ def test_executors_write_every_document_and_the_engine_answers_as_the_snapshot(
     recs = store.collection("user_recs", "v1").find_one({"_id": "k00"})["recs"]
     # one document per shopper, its three rows in rank order
     assert recs == [["100", 1.0, True], ["101", 0.99, False], ["102", 0.98, True]]
-    snap = RecommendationEngine.from_warehouse(s.warehouse, hmac_key=TEST_KEY)
+    snap = RecommendationEngine.from_warehouse(s.root, hmac_key=TEST_KEY)
     mongo = MongoEngine(MongoSnapshot(store, "v1"), hmac_key=TEST_KEY)
     assert answers(mongo)[:-1] == answers(snap)[:-1]
     assert mongo._users.get("k03") == snap._users["k03"]
@@ -63,16 +62,16 @@ def test_publish_both_stores_against_a_real_server(spark, settings):
     import pipeline
 
     db = f"shoprecs_test_{uuid.uuid4().hex[:8]}"
-    s = dataclasses.replace(settings, mongo_uri=MONGO_URI, mongo_db=db, mongo_batch_size=3)
+    s = settings.replace(mongo_uri=MONGO_URI, mongo_db=db, mongo_batch_size=3)
     client = connect(MONGO_URI)
     try:
-        write_model(s.warehouse, "v1", recs=MANY)
-        write_model(s.warehouse, "v2", recs=MANY[:9], popular=[("102", 0.9, 1)])
+        write_model(s.root, "v1", recs=MANY)
+        write_model(s.root, "v2", recs=MANY[:9], popular=[("102", 0.9, 1)])
         pipeline.publish(s, "v1", skip_gate=True, store="both", spark=spark)
         pipeline.publish(s, "v2", skip_gate=True, store="both", spark=spark)
         store = MongoStore(client[db])
         assert store.pointer()["version"] == "v2" and store.pointer()["previous"] == "v1"
-        snap = RecommendationEngine.from_warehouse(s.warehouse, hmac_key=TEST_KEY)
+        snap = RecommendationEngine.from_warehouse(s.root, hmac_key=TEST_KEY)
         mongo = MongoEngine(MongoSnapshot(store, "v2"), hmac_key=TEST_KEY)
         assert answers(mongo)[:-1] == answers(snap)[:-1]
     finally:

@@ -24,7 +24,7 @@ def make_engine(snapshot):
 
 @pytest.fixture
 def engine(published):
-    return RecommendationEngine.from_warehouse(published.warehouse, hmac_key=TEST_KEY)
+    return RecommendationEngine.from_warehouse(published.root, hmac_key=TEST_KEY)
 
 
 def test_basket_fires_rules_inside_the_cart_best_first_without_cart_items(engine):
@@ -46,10 +46,10 @@ def test_basket_big_cart_uses_the_member_index_with_the_same_answer(engine):
 
 
 def test_basket_falls_back_to_similar_then_popular(published):
-    write_model(published.warehouse, "v2", rules=[(["100"], ["101"], 0.8, 4.0, 0.2)],
+    write_model(published.root, "v2", rules=[(["100"], ["101"], 0.8, 4.0, 0.2)],
                 similar=[("102", "ABC1", 0.4, 1)])
-    publish(published.warehouse, "v2")
-    engine = RecommendationEngine.from_warehouse(published.warehouse, hmac_key=TEST_KEY)
+    publish(published.root, "v2")
+    engine = RecommendationEngine.from_warehouse(published.root, hmac_key=TEST_KEY)
     items, source = engine.basket(["102"])  # no rule starts from 102
     assert source == ("similar",)
     assert items == [Suggestion("ABC1", 0.4, ("102",))]
@@ -84,7 +84,7 @@ def test_find_products_by_id_or_name(engine):
 
 
 def test_holder_swaps_to_a_new_version_and_refuses_a_broken_one(published):
-    root = published.warehouse
+    root = published.root
     holder = EngineHolder(root, make_engine)
     assert holder.reload().status == "reloaded" and holder.version == "v1"
     assert holder.reload().status == "unchanged"
@@ -105,7 +105,7 @@ def test_holder_swaps_to_a_new_version_and_refuses_a_broken_one(published):
 
 
 def test_holder_polls_current(published):
-    root = published.warehouse
+    root = published.root
     holder = EngineHolder(root, make_engine)
     holder.reload()
     seen = threading.Event()
@@ -121,7 +121,7 @@ def test_holder_polls_current(published):
 
 
 def test_rollback_to_the_previous_published_version_and_to_a_named_one(published):
-    root = published.warehouse
+    root = published.root
     for version in ("v2", "v3"):
         write_model(root, version)
         publish(root, version)
@@ -137,7 +137,7 @@ def test_rollback_to_the_previous_published_version_and_to_a_named_one(published
 
 
 def test_rollback_refuses_a_target_that_does_not_load(published):
-    root = published.warehouse
+    root = published.root
     write_model(root, "v2")
     publish(root, "v2")
     for part in (root / "serving" / "v1" / "popular").iterdir():

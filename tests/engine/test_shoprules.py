@@ -30,7 +30,7 @@ CATALOG = [{"id": 100, "name": "Mug", "category": "Kitchen"},
 
 @pytest.fixture
 def engine(published):
-    return RecommendationEngine.from_warehouse(published.warehouse, hmac_key=TEST_KEY)
+    return RecommendationEngine.from_warehouse(published.root, hmac_key=TEST_KEY)
 
 
 def ids(items):
@@ -77,7 +77,7 @@ def test_recent_goods_bring_their_neighbours_and_rules(engine):
 
 
 def test_a_catalog_refresh_hides_goods_out_of_stock_and_keeps_the_last_on_failure(published):
-    root = published.warehouse
+    root = published.root
     holder = RulesHolder(root, interval=0)
     assert holder.current().catalog is None
     first = publish_catalog(root, [*CATALOG[:1], {**CATALOG[1], "available": False},
@@ -93,7 +93,7 @@ def test_a_catalog_refresh_hides_goods_out_of_stock_and_keeps_the_last_on_failur
 
 
 def test_the_blacklist_is_audited_and_every_holder_sees_it(published):
-    root = published.warehouse
+    root = published.root
     one, other = RulesHolder(root, interval=0), RulesHolder(root, interval=0)
     change_blacklist(root, "add", "102", "key:abc", "prescription only")
     assert set(one.current().blacklist) == set(other.current().blacklist) == {"102"}
@@ -109,7 +109,7 @@ def test_the_blacklist_is_audited_and_every_holder_sees_it(published):
 
 
 def test_an_unreadable_blacklist_keeps_the_rules_in_force(published):
-    root = published.warehouse
+    root = published.root
     holder = RulesHolder(root, interval=0)
     change_blacklist(root, "add", "102", "key:abc", "recalled")
     assert "102" in holder.current().blacklist
@@ -126,7 +126,7 @@ def test_the_snapshot_catalog_applies_until_a_refresh(published, tmp_path):
 
     from engine import Snapshot
 
-    snap = published.warehouse / "serving" / "v1"
+    snap = published.root / "serving" / "v1"
     table = pa.table({"goods_id": ["100", "101", "102", "ABC1"],
                       "name": ["Mug", "Saucer", "Spoon", "Tea"],
                       "available": [True, False, None, True],

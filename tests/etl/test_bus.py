@@ -44,24 +44,23 @@ def test_simulator_rejects_bad_paging(sim):
 
 def test_extract_lands_every_page_including_the_last(bus, settings):
     s = bus(orders_for(DAY, 23) + orders_for(DAY + dt.timedelta(1), 5), [{"id": 1, "name": "M"}])
-    manifests = extract(BusClient.from_settings(s), DAY, DAY + dt.timedelta(1), s.warehouse)
+    manifests = extract(BusClient.from_settings(s.bus), DAY, DAY + dt.timedelta(1), s.root)
     assert [(m["orders"], m["pages"]) for m in manifests] == [(23, 4), (5, 1)]  # per page 7
-    landed = s.warehouse / "landing" / "orders" / "dt=2024-03-01" / "orders.jsonl"
+    landed = s.root / "landing" / "orders" / "dt=2024-03-01" / "orders.jsonl"
     ids = [json.loads(line)["id"] for line in landed.read_text().splitlines()]
     assert ids == list(range(23))
     manifest = json.loads((landed.parent / "_manifest.json").read_text())
     assert manifest["orders"] == 23 and len(manifest["sha256"]) == 64
-    goods = s.warehouse / "landing" / "goods" / "dt=2024-03-02" / "goods.jsonl"
+    goods = s.root / "landing" / "goods" / "dt=2024-03-02" / "goods.jsonl"
     assert json.loads(goods.read_text()) == {"id": 1, "name": "M"}
 
 
 def test_wrong_credentials_name_the_setting_to_fix(bus, settings):
-    import dataclasses
 
-    s = dataclasses.replace(bus(orders_for(DAY, 1), []), bus_password="nope")
+    s = bus(orders_for(DAY, 1), []).replace(bus_password="nope")
     with pytest.raises(BusError, match=r"refused the credentials \(HTTP 401 on GET /orders\): "
                                        "check bus.user"):
-        extract(BusClient.from_settings(s), DAY, DAY, s.warehouse)
+        extract(BusClient.from_settings(s.bus), DAY, DAY, s.root)
 
 
 class FakeBus:

@@ -2,7 +2,6 @@
 end to end against the simulator speaking it: what lands and is cleaned equals the
 simulator's ground truth (none lost, none doubled, each order in its own UTC day), nights
 run one after another on the simulator's clock, so that orders listed late appear late."""
-import dataclasses
 import datetime as dt
 import json
 from collections import Counter
@@ -41,7 +40,7 @@ def shop(settings):
     servers, now = [], [dt.datetime.combine(START, dt.time())]
 
     def start(orders, overrides=None, faults=None):
-        s = dataclasses.replace(settings, bus_url=f"http://127.0.0.1:{free_port()}",
+        s = settings.replace(bus_url=f"http://127.0.0.1:{free_port()}",
                                 bus_per_page=20, **(overrides or {}))
         servers.append(start_simulator(orders, GOODS, s, faults, clock=lambda: now[0]))
         return s, now
@@ -64,9 +63,9 @@ def nights(s, now, last: dt.date, extra: int = 0) -> list[list[dict]]:
 
 def cleaned(spark, s) -> dict[str, dict[str, int]]:
     """Every landed day cleaned; read back: order id -> {goods id: quantity}."""
-    days = sorted(p.name[3:] for p in (s.warehouse / "landing" / "orders").glob("dt=*"))
+    days = sorted(p.name[3:] for p in (s.root / "landing" / "orders").glob("dt=*"))
     pipeline.clean(s, dt.date.fromisoformat(days[0]), dt.date.fromisoformat(days[-1]), spark)
-    rows = clean.read_clean(spark, s.warehouse, None, dt.date(2100, 1, 1)).collect()
+    rows = clean.read_clean(spark, s.root, None, dt.date(2100, 1, 1)).collect()
     got: dict[str, dict[str, int]] = {}
     for r in rows:
         got.setdefault(r.order_id, {})[r.goods_id] = r.quantity
@@ -90,7 +89,7 @@ def test_a_bus_with_other_names_works_from_its_profile_alone(spark, shop):
     assert any(rows[i].dt != utc_day(by_id[i]) for i in got)
     assert {rows[i].source for i in got} == {"site", "store-1", "store-2"}
     assert all(rows[i].source == by_id[i]["source"] for i in got)
-    names = clean.clean_goods(spark, s.warehouse, START + dt.timedelta(days=DAYS))
+    names = clean.clean_goods(spark, s.root, START + dt.timedelta(days=DAYS))
     assert names.count() == len(GOODS)  # /api/goods under "items"
 
 
@@ -107,7 +106,7 @@ def test_late_orders_land_in_their_own_day_after_the_lookback(spark, shop):
 
 def landed_ids(s) -> set[str]:
     found = set()
-    for path in (s.warehouse / "landing" / "orders").glob("dt=*/orders.jsonl"):
+    for path in (s.root / "landing" / "orders").glob("dt=*/orders.jsonl"):
         found |= {str(json.loads(line)["id"]) for line in path.read_text().splitlines()}
     return found
 
@@ -169,14 +168,14 @@ def test_placeholder_and_too_busy_phones_become_guest_orders(spark, shop):
     guests = truth.guests | {str(o["id"]) for o in busy}
     assert all(rows[i].user_key is None for i in guests)
     assert sum(rows[i].user_key is not None for i in got) > 300
-    reasons = Counter(r.reason for r in clean.read_quarantine(spark, s.warehouse).collect())
+    reasons = Counter(r.reason for r in clean.read_quarantine(spark, s.root).collect())
     assert reasons["placeholder phone (phone.placeholders): kept as a guest order"] \
         == len(truth.guests)
     n = sum(o["clientTel"] == "+7 (916) 000-1122" for o in orders)  # some got a placeholder
     assert n > 20 and reasons[f"a phone with {n} orders on one day (over "
                               "phone.max_orders_per_day 20): kept as a guest order"] == n
     assert sum(k for r, k in reasons.items() if "orders on one day" in r) == n
-    quarantined = " ".join(r.record for r in clean.read_quarantine(spark, s.warehouse).collect())
+    quarantined = " ".join(r.record for r in clean.read_quarantine(spark, s.root).collect())
     assert "456-7890" not in quarantined and "000-1122" not in quarantined  # masked
 
 
@@ -184,12 +183,12 @@ def test_a_failing_goods_endpoint_keeps_the_last_catalog(spark, shop, caplog):
     s, now = shop(ORDERS)
     nights(s, now, START)
     s_down, now_down = shop(ORDERS, faults=HttpFaults(goods_error_rate=1.0))
-    s_down = dataclasses.replace(s_down, warehouse_root=s.warehouse_root)
+    s_down = s_down.replace(warehouse_root=s.warehouse.root)
     now_down[0] = now[0] + dt.timedelta(days=1)
     with caplog.at_level("WARNING", logger="etl.bus"):
         pipeline.extract(s_down, START + dt.timedelta(days=1), START + dt.timedelta(days=1))
     assert f"the last one landed ({START}) stays" in caplog.text
-    status = json.loads((s.warehouse / "landing" / "goods" / "_status.json").read_text())
+    status = json.loads((s.root / "landing" / "goods" / "_status.json").read_text())
     assert status["failures"] == 1 and status["last_success"] == str(START)
     assert "HTTP 503" in status["last_error"]
     stats = pipeline.clean(s, START, START + dt.timedelta(days=1), spark)

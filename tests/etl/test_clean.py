@@ -39,10 +39,10 @@ RECORDS = [
 
 
 def test_clean_normalizes_dedups_and_quarantines(spark, settings):
-    land(settings.warehouse, DAY, RECORDS, goods=[{"id": 10, "name": "Mug"},
+    land(settings.root, DAY, RECORDS, goods=[{"id": 10, "name": "Mug"},
                                                   {"id": 11, "name": "Saucer"}])
     stats = clean.run(spark, settings, DAY, DAY)
-    lines = spark.read.parquet(str(settings.warehouse / "clean" / "orders"))
+    lines = spark.read.parquet(str(settings.root / "clean" / "orders"))
     rows = {(r.order_id, r.goods_id): r for r in lines.collect()}
     assert set(rows) == {("1", "10"), ("1", "11"), ("2", "12"), ("3", "10"), ("4", "13"),
                          ("5", "10")}
@@ -53,24 +53,24 @@ def test_clean_normalizes_dedups_and_quarantines(spark, settings):
     assert stats == {"lines": 6, "orders": 5, "quarantined": 5, "orders_of_another_day": 0,
                      "lines_without_catalog_name": 2}
     assert rows[("1", "11")].name == "Saucer" and rows[("2", "12")].name is None
-    quarantined = clean.read_quarantine(spark, settings.warehouse).collect()
+    quarantined = clean.read_quarantine(spark, settings.root).collect()
     reasons = sorted(r.reason for r in quarantined)
     assert reasons == ["empty basket", "invalid phone number", "order date missing or not ISO 8601",
                        "quantity <= 0 (return or cancellation)", "unparseable record"]
     assert all("916" not in r.record for r in quarantined)  # no phone numbers in quarantine
-    goods = spark.read.parquet(str(settings.warehouse / "clean" / "goods")).collect()
+    goods = spark.read.parquet(str(settings.root / "clean" / "goods")).collect()
     assert sorted((g.goods_id, g.name) for g in goods) == [("10", "Mug"), ("11", "Saucer")]
 
 
 def test_rerunning_a_day_replaces_only_that_day(spark, settings):
     other = DAY + dt.timedelta(1)
-    land(settings.warehouse, DAY, RECORDS[:1])
-    land(settings.warehouse, other, [order(50, f"{other}T09:00:00", None, (10, 1))])
+    land(settings.root, DAY, RECORDS[:1])
+    land(settings.root, other, [order(50, f"{other}T09:00:00", None, (10, 1))])
     clean.run(spark, settings, DAY, other)
-    land(settings.warehouse, DAY, RECORDS[1:2])
+    land(settings.root, DAY, RECORDS[1:2])
     clean.run(spark, settings, DAY, DAY)
     ids = sorted(r.order_id for r in spark.read.parquet(
-        str(settings.warehouse / "clean" / "orders")).collect())
+        str(settings.root / "clean" / "orders")).collect())
     assert ids == ["2", "50"]
 
 

@@ -46,10 +46,10 @@ HTTP_FAULTS = {
 
 @pytest.mark.parametrize("name", HTTP_FAULTS)
 def test_http_faults_lose_and_double_nothing(bus, name):
-    s = dataclasses.replace(bus(ORDERS, GOODS, HTTP_FAULTS[name]), bus_per_page=25,
+    s = bus(ORDERS, GOODS, HTTP_FAULTS[name]).replace(bus_per_page=25,
                             bus_retries=6)
-    manifests = extract(BusClient.from_settings(s), START, END, s.warehouse)
-    assert landed(s.warehouse) == served(ORDERS)
+    manifests = extract(BusClient.from_settings(s.bus), START, END, s.root)
+    assert landed(s.root) == served(ORDERS)
     assert sum(m["orders"] for m in manifests) == len(ORDERS)
     assert all(m["pages"] == m["bus"]["pageCount"] for m in manifests)
 
@@ -65,15 +65,15 @@ def test_cleaned_data_is_exactly_the_ground_truth(spark, bus, name):
     orders, truth = inject(ORDERS, DATA_FAULTS[name])
     http = HttpFaults(error_rate=0.05, throttle_rate=0.02, retry_after_s=0, drop_rate=0.05,
                       truncate_rate=0.05, seed=9) if name.startswith("all") else None
-    s = dataclasses.replace(bus(orders, GOODS, http), bus_per_page=30, bus_retries=6)
+    s = bus(orders, GOODS, http).replace(bus_per_page=30, bus_retries=6)
     last = END + dt.timedelta(days=1)  # orders re-sent the day after the last one
-    extract(BusClient.from_settings(s), START, last, s.warehouse)
+    extract(BusClient.from_settings(s.bus), START, last, s.root)
     clean.run(spark, s, START, last)
     got: dict[str, dict[str, int]] = {}
-    for row in clean.read_clean(spark, s.warehouse, START, last).collect():
+    for row in clean.read_clean(spark, s.root, START, last).collect():
         got.setdefault(row.order_id, {})[row.goods_id] = row.quantity
     assert got == truth.orders  # none lost, none doubled, latest version of each
-    quarantined = clean.read_quarantine(spark, s.warehouse).collect()
+    quarantined = clean.read_quarantine(spark, s.root).collect()
     line = ("line ", "quantity")
     whole = {str(json.loads(r.record).get("id")) for r in quarantined
              if r.reason != "unparseable record" and not r.reason.startswith(line)}
@@ -104,12 +104,12 @@ def test_killed_run_resumes_without_refetching_or_doubling(bus, tmp_path, monkey
 
     monkeypatch.setattr(simulator, "create_app", counting)
     s = bus(ORDERS, GOODS, HttpFaults(latency_ms=60))
-    env = {**os.environ, "SHOPRECS_BUS_URL": s.bus_url,
-           "SHOPRECS_WAREHOUSE_ROOT": str(s.warehouse), "SHOPRECS_BUS_PER_PAGE": "5",
+    env = {**os.environ, "SHOPRECS_BUS_URL": s.bus.url,
+           "SHOPRECS_WAREHOUSE_ROOT": str(s.root), "SHOPRECS_BUS_PER_PAGE": "5",
            "SHOPRECS_BUS_WORKERS": "2", "SHOPRECS_PRIVACY_HMAC_KEY": "k"}
     cmd = [sys.executable, "-m", "shoprecs.cli", "extract", "--from", str(START), "--to", str(END)]
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL)
-    parts = s.warehouse / "landing" / "orders"
+    parts = s.root / "landing" / "orders"
     deadline = time.monotonic() + 60
     while len(list(parts.glob("dt=*/_parts/page-*.jsonl"))) < 15:
         assert time.monotonic() < deadline and proc.poll() is None
@@ -122,7 +122,7 @@ def test_killed_run_resumes_without_refetching_or_doubling(bus, tmp_path, monkey
     before = len(asked)
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert landed(s.warehouse) == served(ORDERS)
+    assert landed(s.root) == served(ORDERS)
     # no checkpointed page is asked for again (page 1 is, for the day's page count)
     assert not {(d, p) for d, p in asked[before:] if p > 1} & saved
     assert not list(parts.glob("dt=*/_parts"))  # checkpoints cleaned up once assembled

@@ -40,15 +40,14 @@ def test_every_line_is_clean_quarantined_or_merged(spark, bus):
     orders, goods = load_retail(DATA)
     s = bus(orders, goods)
     start, end = dt.date(2010, 12, 1), dt.date(2011, 9, 30)
-    import dataclasses
 
-    s = dataclasses.replace(s, bus_per_page=1000, bus_workers=8)
-    manifests = extract(BusClient.from_settings(s), start, end, s.warehouse)
+    s = s.replace(bus_per_page=1000, bus_workers=8)
+    manifests = extract(BusClient.from_settings(s.bus), start, end, s.root)
     assert sum(m["orders"] for m in manifests) == len(orders)
     stats = clean.run(spark, s, start, end)
 
     quarantined = 0
-    for row in clean.read_quarantine(spark, s.warehouse).collect():
+    for row in clean.read_quarantine(spark, s.root).collect():
         record = json.loads(row.record)
         quarantined += len(record["basket"] or []) if "basket" in record else 1
     total, merged = merged_lines(DATA)
@@ -56,5 +55,5 @@ def test_every_line_is_clean_quarantined_or_merged(spark, bus):
     assert total == stats["lines"] + quarantined + merged
     assert stats["orders"] == len({o["id"] for o in orders
                                    if any(line["quantity"] > 0 for line in o["basket"])})
-    reasons = Counter(r.reason for r in clean.read_quarantine(spark, s.warehouse).collect())
+    reasons = Counter(r.reason for r in clean.read_quarantine(spark, s.root).collect())
     assert set(reasons) == {"quantity <= 0 (return or cancellation)"}, reasons

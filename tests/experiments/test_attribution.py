@@ -1,6 +1,5 @@
 """The nightly attribution (experiments/attribution.py): its statistics against scipy, and its
 joins on a handful of hand-made impressions, clicks and orders whose answer is known."""
-import dataclasses
 import datetime as dt
 import json
 
@@ -56,7 +55,7 @@ def _impression(rec_id, shopper, minute, goods, arm="a", route="recommendations"
 def test_clicks_and_orders_are_attributed_once_to_what_was_shown(spark, settings):
     from pyspark.sql import Row
 
-    root = settings.warehouse
+    root = settings.root
     _lines(root, "impressions", [
         _impression("r1", "s1", 0, ["g1", "g2"]),
         # g1 shown again, on another route: the later impression counts (last touch)
@@ -90,7 +89,7 @@ def test_clicks_and_orders_are_attributed_once_to_what_was_shown(spark, settings
                                    for o, u, g, t, q, p in lines])
     clean = clean.withColumn("quantity", clean.quantity.cast("int"))  # as etl/clean.py writes
     clean.write.partitionBy("dt").parquet(str(root / "clean" / "orders"))
-    s = dataclasses.replace(settings, experiment_name="exp",
+    s = settings.replace(experiment_name="exp",
                             experiment_arms="a:model:50, b:model:50")
     report = attribution.run(spark, s, DAY + dt.timedelta(days=1))
 
@@ -122,4 +121,4 @@ def test_clicks_and_orders_are_attributed_once_to_what_was_shown(spark, settings
 def test_a_night_without_impressions_writes_an_empty_report(spark, settings):
     report = attribution.run(spark, settings, DAY)
     assert report["impressions"] == 0 and report["experiments"] == []
-    assert (settings.warehouse / "reports" / "attribution" / f"{DAY}.json").exists()
+    assert (settings.root / "reports" / "attribution" / f"{DAY}.json").exists()

@@ -23,7 +23,7 @@ def test_gate_requires_beating_popularity_and_the_served_model():
 
 
 def test_a_bad_model_is_blocked_and_the_served_version_stays(published):
-    root = published.warehouse
+    root = published.root
     good = root / "serving" / "v1" / "manifest.json"
     manifest = json.loads(good.read_text())
     manifest["metrics"] = metrics(0.05, 0.02, "v1")

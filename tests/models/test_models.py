@@ -136,8 +136,8 @@ def test_fpgrowth_params_come_from_the_config():
     s = config.load(env={"SHOPRECS_FPGROWTH_MIN_SUPPORT": "0.02",
                          "SHOPRECS_FPGROWTH_MIN_CONFIDENCE": "0.3",
                          "SHOPRECS_FPGROWTH_MAX_BASKET_ITEMS": "40"})
-    p = fpgrowth.FPGrowthParams.from_settings(s)
+    p = fpgrowth.FPGrowthParams.from_settings(s.fpgrowth)
     assert (p.min_support, p.min_confidence, p.max_basket_items) == (0.02, 0.3, 40)
     assert p.support_for(10) == 0.02
-    derived = fpgrowth.FPGrowthParams.from_settings(config.Settings())
+    derived = fpgrowth.FPGrowthParams.from_settings(config.Settings().fpgrowth)
     assert derived.min_support is None and derived.support_for(2_000) == pytest.approx(0.025)

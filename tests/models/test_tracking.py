@@ -46,7 +46,7 @@ def real_metrics(version="20240105-abc", seed=1):
 def store(tmp_path_factory):
     """One SQLite store for the module: creating one costs a second of migrations."""
     root = tmp_path_factory.mktemp("tracking")
-    return dataclasses.replace(Settings(), warehouse_root=str(root / "warehouse"))
+    return Settings().replace(warehouse_root=str(root / "warehouse"))
 
 
 @pytest.fixture
@@ -152,14 +152,14 @@ def test_publish_tags_the_run_of_the_version_and_moves_served(target, tmp_path):
 
 
 def test_pipeline_publish_tags_the_trained_run(settings):
-    out = write_model(settings.warehouse, "v1")
+    out = write_model(settings.root, "v1")
     target = tracking.Target.from_settings(settings)
-    assert target.uri == f"sqlite:///{settings.warehouse.resolve() / 'mlflow.db'}"
+    assert target.uri == f"sqlite:///{settings.root.resolve() / 'mlflow.db'}"
     run_id = tracking.log_train(target, json.loads((out / "metrics.json").read_text()), out)
     pipeline.publish(settings, "v1", skip_gate=True)
     client = mlflow.MlflowClient(target.uri)
     assert client.get_run(run_id).data.tags["shoprecs.served"] == "true"
-    assert (settings.warehouse / "mlartifacts").is_dir()  # the artifacts in the warehouse too
+    assert (settings.root / "mlartifacts").is_dir()  # the artifacts in the warehouse too
 
 
 def test_a_tune_run_has_the_chosen_parameters_and_each_trial_nested(target, tmp_path):
@@ -234,7 +234,7 @@ def test_disabled_tracking_touches_nothing(tmp_path, monkeypatch):
 
 
 def test_a_tracking_server_chooses_where_artifacts_go():
-    settings = dataclasses.replace(Settings(), tracking_uri="http://mlflow.internal:5000",
+    settings = Settings().replace(tracking_uri="http://mlflow.internal:5000",
                                    tracking_experiment="nightly")
     target = tracking.Target.from_settings(settings)
     assert (target.uri, target.experiment, target.artifacts) == (

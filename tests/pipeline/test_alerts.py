@@ -2,7 +2,6 @@
 both must report what happened and never raise."""
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import threading
@@ -40,21 +39,21 @@ def stub():
 
 
 def test_reload_posts_with_the_first_admin_key(settings, stub):
-    s = dataclasses.replace(settings, service_url=stub.url + "/", admin_api_keys=" k1 , k2")
+    s = settings.replace(service_url=stub.url + "/", admin_api_keys=" k1 , k2")
     assert pipeline.reload_service(s, "v1")["reloaded"] is True
     assert stub.calls == [{"path": "/admin/reload", "key": "k1", "body": None}]
 
 
 def test_reload_retries_a_busy_service(settings, stub):
     stub.statuses = [503, 502]
-    s = dataclasses.replace(settings, service_url=stub.url, admin_api_keys="k1")
+    s = settings.replace(service_url=stub.url, admin_api_keys="k1")
     assert pipeline.reload_service(s, "v1", attempts=3)["reloaded"] is True
     assert len(stub.calls) == 3
 
 
 def test_reload_refused_is_a_warning_with_the_fix(settings, stub, caplog):
     stub.statuses = [401]
-    s = dataclasses.replace(settings, service_url=stub.url, admin_api_keys="wrong")
+    s = settings.replace(service_url=stub.url, admin_api_keys="wrong")
     result = pipeline.reload_service(s, "v1")
     assert result["reloaded"] is False and "SHOPRECS_ADMIN_API_KEYS" in result["detail"]
     assert len(stub.calls) == 1  # a refusal is not retried
@@ -62,7 +61,7 @@ def test_reload_refused_is_a_warning_with_the_fix(settings, stub, caplog):
 
 
 def test_reload_of_an_unreachable_service_warns_and_returns(settings):
-    s = dataclasses.replace(settings, service_url=f"http://127.0.0.1:{free_port()}",
+    s = settings.replace(service_url=f"http://127.0.0.1:{free_port()}",
                             admin_api_keys="k1")
     result = pipeline.reload_service(s, "v7", attempts=2)
     assert result["reloaded"] is False
@@ -70,14 +69,14 @@ def test_reload_of_an_unreachable_service_warns_and_returns(settings):
 
 
 def test_reload_without_an_admin_key_does_not_post(settings, stub):
-    s = dataclasses.replace(settings, service_url=stub.url, admin_api_keys="")
+    s = settings.replace(service_url=stub.url, admin_api_keys="")
     result = pipeline.reload_service(s, "v1")
     assert result["reloaded"] is False and "SHOPRECS_ADMIN_API_KEYS" in result["detail"]
     assert stub.calls == []
 
 
 def test_alert_is_logged_and_posted(settings, stub, caplog):
-    s = dataclasses.replace(settings, alert_webhook_url=stub.url + "/hook")
+    s = settings.replace(alert_webhook_url=stub.url + "/hook")
     assert alerts.send(s, "extract failed", task_id="extract") is True
     assert stub.calls[0]["path"] == "/hook"
     assert stub.calls[0]["body"] == {"text": "extract failed", "task_id": "extract"}
@@ -92,7 +91,7 @@ def test_alert_without_webhook_only_logs(settings, caplog):
 
 def test_undeliverable_alert_does_not_raise_or_log_the_url(settings, stub, caplog):
     stub.statuses = [500]
-    s = dataclasses.replace(settings, alert_webhook_url=stub.url + "/secret-token")
+    s = settings.replace(alert_webhook_url=stub.url + "/secret-token")
     assert alerts.send(s, "publish failed") is False
     assert "secret-token" not in caplog.text and "500" in caplog.text
 

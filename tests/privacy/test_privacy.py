@@ -2,7 +2,6 @@
 rotation, on one generated shop's nights (its bus kept running for backfills)."""
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 import os
@@ -46,8 +45,7 @@ def shop(spark, tmp_path_factory):
                              clusters=3, items_per_cluster=25, bundles=4, bundle_rate=0.4,
                              seed=5)
     orders, goods, _ = generate(params)
-    s = dataclasses.replace(
-        Settings(), warehouse_root=str(tmp_path_factory.mktemp("privacy") / "warehouse"),
+    s = Settings().replace(warehouse_root=str(tmp_path_factory.mktemp("privacy") / "warehouse"),
         privacy_hmac_key=TEST_KEY, bus_url=f"http://127.0.0.1:{free_port()}", bus_per_page=200,
         bus_retries=1, train_window_days=6, train_holdout_days=0,
         privacy_raw_retention_days=3, admin_api_keys=ADMIN, service_rules_interval=0.0)
@@ -64,8 +62,8 @@ def shop(spark, tmp_path_factory):
 def copy(shop, tmp_path):
     """The shop's warehouse, copied for one test to change."""
     s, orders = shop
-    shutil.copytree(s.warehouse, tmp_path / "warehouse")
-    return dataclasses.replace(s, warehouse_root=str(tmp_path / "warehouse")), orders
+    shutil.copytree(s.root, tmp_path / "warehouse")
+    return s.replace(warehouse_root=str(tmp_path / "warehouse")), orders
 
 
 def busiest(orders) -> str:
@@ -145,7 +143,7 @@ def recommendations(client, phone: str):
 
 def test_raw_orders_past_retention_keep_no_phone_and_clean_the_same(spark, copy):
     s, orders = copy
-    landing = s.warehouse / "landing" / "orders"
+    landing = s.root / "landing" / "orders"
     for day in sorted(landing.glob("dt=*")):
         text = (day / "orders.jsonl").read_text()
         manifest = json.loads((day / "_manifest.json").read_text())
@@ -154,12 +152,12 @@ def test_raw_orders_past_retention_keep_no_phone_and_clean_the_same(spark, copy)
             assert '"_user_key":"' in text
         else:
             assert phones_in(text) and "retention" not in manifest, day.name
-    for day in sorted((s.warehouse / "quarantine").glob("dt=*")):
+    for day in sorted((s.root / "quarantine").glob("dt=*")):
         if day.name < "dt=2024-01-03":
             assert not any(phones_in(p.read_text()) for p in day.glob("*.json"))
-    before = clean_rows(s.warehouse)
+    before = clean_rows(s.root)
     pipeline.clean(s, FIRST, LAST, spark)  # a re-clean reads the keys where phones were
-    assert clean_rows(s.warehouse) == before
+    assert clean_rows(s.root) == before
     # a dry run says what a later day would rewrite, and changes nothing
     snapshot = {p: p.stat().st_mtime_ns for p in landing.rglob("*")}
     report = retention.retention(s, LAST + dt.timedelta(days=2))
@@ -173,25 +171,25 @@ def test_forget_erases_every_trace_and_the_service_forgets_at_once(spark, copy):
 
     s, orders = copy
     digits = busiest(orders)
-    key = user_key(digits, s.hmac_keys)
+    key = user_key(digits, s.privacy.keys)
     phone = format_phone(digits, 1)
     # MongoDB is a store too (mongomock), and serves: its impressions as well
-    s = dataclasses.replace(s, publish_store="both", mongo_uri=f"mongomock://{key[:8]}")
-    publish_version(spark, s, (s.warehouse / "models" / "LATEST").read_text().strip(),
+    s = s.replace(publish_store="both", mongo_uri=f"mongomock://{key[:8]}")
+    publish_version(spark, s, (s.root / "models" / "LATEST").read_text().strip(),
                     write=python_write)
-    db = connect(s.mongo_uri)[s.mongo_db]
+    db = connect(s.mongo.uri)[s.mongo.db]
     client = create_app({"TESTING": True, "SETTINGS": s}).test_client()
-    mongo_client = create_app({"TESTING": True, "SETTINGS": dataclasses.replace(
-        s, service_store="mongo", events_interval=0.05)})
+    mongo_client = create_app({"TESTING": True, "SETTINGS": s.replace(
+        service_store="mongo", events_interval=0.05)})
     assert recommendations(client, phone)[0] == "personalized"
     shown = mongo_client.test_client().get(f"/users/{quote(phone)}/recommendations")
     assert mongo_client.test_client().post("/events", json={"events": [{
         "eventId": "e-1", "type": "click", "goodsId": 1, "phone": phone,
         "recommendationId": shown.headers["X-Recommendation-Id"]}]}).status_code == 202
     mongo_client.extensions["shoprecs.events"].flush()
-    ids = user_ids(s.warehouse, key)
+    ids = user_ids(s.root, key)
     assert ids and set(mongo_traces(db, key)) >= {"impressions", "feedback"}
-    found = set(traces(s.warehouse, digits, key, ids))  # it is everywhere before (the
+    found = set(traces(s.root, digits, key, ids))  # it is everywhere before (the
     # MLflow store and its artifacts, searched as well, never held it)
     assert {f.split("/")[0] for f in found} == {"landing", "clean", "models", "serving",
                                                 "events"}
@@ -207,14 +205,14 @@ def test_forget_erases_every_trace_and_the_service_forgets_at_once(spark, copy):
     assert recommendations(client, phone)[0] == "popular"
     fresh = create_app({"TESTING": True, "SETTINGS": s}).test_client()
     assert recommendations(fresh, format_phone(digits, 3))[0] == "popular"
-    assert traces(s.warehouse, digits, key, ids) == []
+    assert traces(s.root, digits, key, ids) == []
     assert mongo_traces(db, key) == []
 
     # neither a re-clean nor a backfill that fetches the old days again brings them back
     pipeline.extract(s, FIRST, LAST, refetch=True)
     pipeline.clean(s, FIRST, LAST, spark)
-    assert traces(s.warehouse, digits, key) == []
-    assert {r[3] for r in clean_rows(s.warehouse)} - {None}  # the others stay
+    assert traces(s.root, digits, key) == []
+    assert {r[3] for r in clean_rows(s.root)} - {None}  # the others stay
 
     again = erasure.forget(s, format_phone(digits, 0))
     assert not again["new_request"] and not any(again["removed"].values())
@@ -228,17 +226,17 @@ def test_shoprecs_forget_on_the_command_line_erases_every_trace(copy):
     s, orders = copy
     digits = Counter(normalize(o["clientTel"]) for o in orders
                      if o["clientTel"]).most_common(2)[1][0]
-    key = user_key(digits, s.hmac_keys)
-    ids = user_ids(s.warehouse, key)
-    assert ids and traces(s.warehouse, digits, key, ids)
+    key = user_key(digits, s.privacy.keys)
+    ids = user_ids(s.root, key)
+    assert ids and traces(s.root, digits, key, ids)
     done = subprocess.run(
         [sys.executable, "-m", "shoprecs.cli", "forget", format_phone(digits, 3)],
-        env={**os.environ, "SHOPRECS_WAREHOUSE_ROOT": str(s.warehouse),
+        env={**os.environ, "SHOPRECS_WAREHOUSE_ROOT": str(s.root),
              "SHOPRECS_PRIVACY_HMAC_KEY": TEST_KEY}, capture_output=True, text=True,
         timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"forgot shopper {key[:12]}" in done.stdout and digits not in done.stdout
-    assert traces(s.warehouse, digits, key, ids) == []
+    assert traces(s.root, digits, key, ids) == []
 
 
 def follow(client, job: dict, until=("done",), seconds: float = 60) -> dict:
@@ -257,9 +255,9 @@ def hold_warehouse(s) -> subprocess.Popen:
     """Another process (a nightly run, say) holding the warehouse until killed."""
     hold = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from core.config import Settings; "
-         "from core.locks import warehouse_lock\nwith warehouse_lock(Settings("
+         "from core.locks import warehouse_lock\nwith warehouse_lock(Settings().replace("
          "warehouse_root=sys.argv[1])):\n print('held', flush=True); time.sleep(60)",
-         str(s.warehouse)], stdout=subprocess.PIPE, text=True,
+         str(s.root)], stdout=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": os.getcwd()})
     assert hold.stdout.readline().strip() == "held"
     return hold
@@ -268,7 +266,7 @@ def hold_warehouse(s) -> subprocess.Popen:
 def test_a_request_during_a_run_waits_for_it_and_is_erased_when_it_ends(copy):
     s, orders = copy
     digits = busiest(orders)
-    key = user_key(digits, s.hmac_keys)
+    key = user_key(digits, s.privacy.keys)
     phone = format_phone(digits, 2)
     client = create_app({"TESTING": True, "SETTINGS": s}).test_client()
     hold = hold_warehouse(s)
@@ -278,20 +276,20 @@ def test_a_request_during_a_run_waits_for_it_and_is_erased_when_it_ends(copy):
         waiting = follow(client, job, until=("waiting",))
         assert f"pid {hold.pid}" in waiting["detail"]  # says whom it waits for
         assert recommendations(client, phone)[0] == "popular"  # answered as unknown at once
-        assert traces(s.warehouse, digits, key)  # not erased yet: the run holds the data
+        assert traces(s.root, digits, key)  # not erased yet: the run holds the data
     finally:
         hold.kill()
         hold.wait()
     assert follow(client, job)["removed"]["landing"] > 0  # promptly, not by the night
-    assert traces(s.warehouse, digits, key) == []
+    assert traces(s.root, digits, key) == []
     assert pipeline.privacy(s, LAST)["erased"] == 0
 
 
 def test_a_request_a_long_run_outlasts_is_erased_by_the_night(copy):
     s, orders = copy
-    s = dataclasses.replace(s, lock_wait_seconds=0.5)
+    s = s.replace(lock_wait_seconds=0.5)
     digits = busiest(orders)
-    key = user_key(digits, s.hmac_keys)
+    key = user_key(digits, s.privacy.keys)
     client = create_app({"TESTING": True, "SETTINGS": s}).test_client()
     hold = hold_warehouse(s)
     try:
@@ -302,7 +300,7 @@ def test_a_request_a_long_run_outlasts_is_erased_by_the_night(copy):
         hold.kill()
         hold.wait()
     assert pipeline.privacy(s, LAST)["erased"] == 1  # the night's privacy task
-    assert traces(s.warehouse, digits, key) == []
+    assert traces(s.root, digits, key) == []
     assert pipeline.privacy(s, LAST)["erased"] == 0
 
 
@@ -325,7 +323,7 @@ def test_concurrent_requests_are_all_carried_out_one_after_another(copy):
     for n, job in enumerate(jobs):  # any worker answers for any job
         assert follow(workers[1 - n % 2], job)["removed"]["clean"] > 0, job
     for digits in shoppers:
-        assert traces(s.warehouse, digits, user_key(digits, s.hmac_keys)) == []
+        assert traces(s.root, digits, user_key(digits, s.privacy.keys)) == []
     assert pipeline.privacy(s, LAST)["erased"] == 0  # nothing left for the night
 
 
@@ -335,54 +333,54 @@ def test_a_rotated_key_keeps_every_shoppers_history(spark, copy, tmp_path):
                                       if o["clientTel"]).most_common(15)]
     client = create_app({"TESTING": True, "SETTINGS": s}).test_client()
     before = {d: recommendations(client, format_phone(d, 0)) for d in shoppers}
-    old_rows = clean_rows(s.warehouse)
+    old_rows = clean_rows(s.root)
     old_ids = {r["key"]: r["id"] for r in ds.dataset(
-        s.warehouse / "models" / (s.warehouse / "models" / "LATEST").read_text().strip()
+        s.root / "models" / (s.root / "models" / "LATEST").read_text().strip()
         / "ids" / "users").to_table().to_pylist()}
 
     # `shoprecs rotate-key` SIGKILLed at points through its pass (after a few files, in
     # the middle, near the end), run again after each kill: it finishes, re-keying each
     # file once (the crashed warehouse ends equal to one rotated without a kill)
-    crashed = dataclasses.replace(s, warehouse_root=str(tmp_path / "crashed"))
-    shutil.copytree(s.warehouse, crashed.warehouse)
+    crashed = s.replace(warehouse_root=str(tmp_path / "crashed"))
+    shutil.copytree(s.root, crashed.root)
     kills = kill_rotation(crashed, "the-new-key", at=(1, 0.5, 0.9))
     assert len(kills) == 3 and kills == sorted(kills), kills  # three kills, mid-pass
     assert rotate_key(crashed, "the-new-key").wait(timeout=300) == 0
-    assert not (crashed.warehouse / rotation.ROTATION).exists()
+    assert not (crashed.root / rotation.ROTATION).exists()
     rotation.rotate(s, "the-new-key")
 
     with pytest.raises(ConfigError, match="privacy.key_rotations"):
         pipeline.clean(s, LAST, LAST, spark)  # the old configuration is refused
-    rotated = dataclasses.replace(s, privacy_key_rotations="the-new-key")
-    new_rows = clean_rows(rotated.warehouse)
+    rotated = s.replace(privacy_key_rotations="the-new-key")
+    new_rows = clean_rows(rotated.root)
     assert new_rows == sorted(
         [r[:3] + (None if r[3] is None else rekey(r[3], "the-new-key"),) + r[4:]
          for r in old_rows], key=lambda r: tuple("" if v is None else str(v) for v in r))
-    assert clean_rows(crashed.warehouse) == new_rows
+    assert clean_rows(crashed.root) == new_rows
     new_ids = {r["key"]: r["id"] for r in ds.dataset(
-        rotated.warehouse / "models" / (rotated.warehouse / "models" / "LATEST").read_text()
+        rotated.root / "models" / (rotated.root / "models" / "LATEST").read_text()
         .strip() / "ids" / "users").to_table().to_pylist()}
     assert new_ids == {rekey(k, "the-new-key"): i for k, i in old_ids.items()}
     client = create_app({"TESTING": True, "SETTINGS": rotated}).test_client()
     assert {d: recommendations(client, format_phone(d, 0)) for d in shoppers} == before
     # the next clean keys new orders under the chain: the same keys as the rotated ones
     pipeline.clean(rotated, FIRST, LAST, spark)
-    assert clean_rows(rotated.warehouse) == new_rows
+    assert clean_rows(rotated.root) == new_rows
     assert re.fullmatch(r"[0-9a-f]{64}", new_rows[0][3] or "0" * 64)
     # and the next rotation, killed too, completes from the crashed warehouse
-    again = dataclasses.replace(crashed, privacy_key_rotations="the-new-key")
+    again = crashed.replace(privacy_key_rotations="the-new-key")
     assert kill_rotation(again, "a-third-key", at=(0.5,))
     assert rotate_key(again, "a-third-key").wait(timeout=300) == 0
-    third = dataclasses.replace(again, privacy_key_rotations="the-new-key,a-third-key")
+    third = again.replace(privacy_key_rotations="the-new-key,a-third-key")
     client = create_app({"TESTING": True, "SETTINGS": third}).test_client()
     assert {d: recommendations(client, format_phone(d, 0)) for d in shoppers} == before
 
 
 def rotate_key(s, new_key: str) -> subprocess.Popen:
     """`shoprecs rotate-key` for the warehouse of `s`, started (Popen; .wait() for it)."""
-    env = {**os.environ, "SHOPRECS_WAREHOUSE_ROOT": str(s.warehouse),
-           "SHOPRECS_PRIVACY_HMAC_KEY": s.privacy_hmac_key,
-           "SHOPRECS_PRIVACY_KEY_ROTATIONS": s.privacy_key_rotations,
+    env = {**os.environ, "SHOPRECS_WAREHOUSE_ROOT": str(s.root),
+           "SHOPRECS_PRIVACY_HMAC_KEY": s.privacy.hmac_key,
+           "SHOPRECS_PRIVACY_KEY_ROTATIONS": s.privacy.key_rotations,
            "SHOPRECS_PRIVACY_NEW_KEY": new_key}
     return subprocess.Popen([sys.executable, "-m", "shoprecs.cli", "rotate-key"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -392,8 +390,8 @@ def kill_rotation(s, new_key: str, at: tuple[float, ...]) -> list[int]:
     """Run the rotation again and again, each run SIGKILLed once the journal records a
     share `at[n]` of the files re-keyed (an int: that many files); returns how many files
     were done at each kill."""
-    journal = s.warehouse / rotation.ROTATION
-    total = sum(1 for p in s.warehouse.rglob("*") if p.is_file() and (
+    journal = s.root / rotation.ROTATION
+    total = sum(1 for p in s.root.rglob("*") if p.is_file() and (
         p.suffix in (".parquet", ".jsonl") or p.name == "orders.jsonl"))
     kills = []
     for share in at:

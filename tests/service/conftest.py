@@ -1,5 +1,4 @@
 """The real service for the tests that need one: `shoprecs serve` in its own process."""
-import dataclasses
 import socket
 import time
 
@@ -25,9 +24,9 @@ def serve(published, tmp_path, monkeypatch):
         monkeypatch.setenv("SHOPRECS_ADMIN_API_KEYS", KEY)
         monkeypatch.setenv("SHOPRECS_SERVICE_WORKERS", str(workers))
         monkeypatch.setenv("TMPDIR", str(tmp_path))  # where the workers' metrics files go
-        settings = dataclasses.replace(published, service_port=free_port())
+        settings = published.replace(service_port=free_port())
         procs.append(start_service(settings, tmp_path / "service.log"))
-        return procs[-1], f"http://127.0.0.1:{settings.service_port}"
+        return procs[-1], f"http://127.0.0.1:{settings.service.port}"
 
     yield start
     for proc in procs:

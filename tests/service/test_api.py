@@ -1,5 +1,4 @@
 """Basket, API keys, odd input, metrics, OpenAPI and the merchandiser page."""
-import dataclasses
 import json
 from urllib.parse import quote
 
@@ -11,7 +10,7 @@ from tests.conftest import write_model
 
 
 def make_client(settings, **overrides):
-    s = dataclasses.replace(settings, **overrides)
+    s = settings.replace(**overrides)
     return create_app({"TESTING": True, "SETTINGS": s}).test_client()
 
 
@@ -106,8 +105,8 @@ def test_admin_reload_needs_a_valid_key(published):
     assert error(client.post("/admin/reload", headers={"X-API-Key": "k\u00e9"}))[0] == 401
     resp = client.post("/admin/reload", headers={"X-API-Key": "k2"})
     assert resp.status_code == 200 and resp.get_json()["status"] == "unchanged"
-    write_model(published.warehouse, "v2")
-    publish(published.warehouse, "v2")
+    write_model(published.root, "v2")
+    publish(published.root, "v2")
     resp = client.post("/admin/reload", headers={"X-API-Key": "k1"})
     assert resp.get_json() == {"status": "reloaded", "version": "v2", "detail": ""}
     assert client.get("/models").get_json()["version"] == "v2"
@@ -120,8 +119,8 @@ def test_admin_is_disabled_without_keys(client):
 
 def test_admin_reload_of_a_broken_version_is_a_409_and_the_old_one_serves(published):
     client = make_client(published, admin_api_keys="k")
-    (published.warehouse / "serving" / "v9").mkdir()
-    (published.warehouse / "serving" / "CURRENT").write_text("v9\n")
+    (published.root / "serving" / "v9").mkdir()
+    (published.root / "serving" / "CURRENT").write_text("v9\n")
     status, code = error(client.post("/admin/reload", headers={"X-API-Key": "k"}))
     assert (status, code) == (409, "reload_refused")
     assert client.get("/ready").get_json()["version"] == "v1"

@@ -3,7 +3,6 @@
 `make test` installs them first when missing (the `browser` target); without them this
 test is skipped, saying what to install.
 """
-import dataclasses
 import shutil
 import threading
 
@@ -26,7 +25,7 @@ ADMIN = "merch-admin-key"
 def base_url(published):
     from cheroot.wsgi import Server
 
-    app = create_app({"SETTINGS": dataclasses.replace(published, admin_api_keys=ADMIN)})
+    app = create_app({"SETTINGS": published.replace(admin_api_keys=ADMIN)})
     server = Server(("127.0.0.1", free_port()), app, numthreads=4)
     server.prepare()
     threading.Thread(target=server.serve, daemon=True).start()
@@ -138,7 +137,7 @@ def attribution_report(root):
 
 
 def test_merchandisers_see_whether_the_recommendations_sell(base_url, browser, published):
-    attribution_report(published.warehouse)
+    attribution_report(published.root)
     browser.get(f"{base_url}/merch")
     section = browser.find_element(By.ID, "experiments")
     assert section.text == "Did the recommendations sell?"

@@ -2,7 +2,6 @@
 experiments/arms.py): ids and arms in the headers, what is written to events/, the JSON
 4xx of POST /events, stable arms across processes and restarts, bounded memory with a slow
 disk, and a worker killed with SIGKILL losing at most its last batch."""
-import dataclasses
 import datetime as dt
 import glob
 import json
@@ -37,7 +36,7 @@ def written(root, kind="impressions") -> list[dict]:
 
 @pytest.fixture
 def app(published):
-    settings = dataclasses.replace(published, experiment_name="exp1", experiment_arms=ARMS,
+    settings = published.replace(experiment_name="exp1", experiment_arms=ARMS,
                                    events_interval=0.05)
     app = create_app({"TESTING": True, "SETTINGS": settings})
     yield app
@@ -56,7 +55,7 @@ def test_every_storefront_answer_is_recorded_with_its_id_arm_and_goods(app, publ
     assert similar.headers["X-Experiment-Arm"] == arm  # the same shopper, the same arm
     assert "X-Experiment-Arm" not in basket.headers  # no shopper named: no arm
     app.extensions["shoprecs.events"].flush()
-    found = {e["id"]: e for e in written(published.warehouse)}
+    found = {e["id"]: e for e in written(published.root)}
     first = found[rec_id]
     assert first["shopper"] == user_key(SHOPPER, TEST_KEY) and SHOPPER not in json.dumps(found)
     assert first["route"] == "recommendations" and first["version"] == "v1"
@@ -120,7 +119,7 @@ def test_feedback_is_recorded_once_per_event_id_and_keyed(app, published):
     again = client.post("/events", json={"events": [event]})
     assert again.get_json() == {"accepted": 0, "duplicates": 1}
     app.extensions["shoprecs.events"].flush()
-    feedback = sorted(written(published.warehouse, "feedback"), key=lambda e: e["id"])
+    feedback = sorted(written(published.root, "feedback"), key=lambda e: e["id"])
     assert [(e["id"], e["type"], e["goods"]) for e in feedback] == [
         ("e-1", "click", "101"), ("e-2", "add_to_cart", "101")]
     assert feedback[0]["shopper"] == user_key(SHOPPER, TEST_KEY)
@@ -210,10 +209,10 @@ def serve(published, tmp_path, monkeypatch):
 
     def start(workers=1):
         monkeypatch.setenv("SHOPRECS_SERVICE_WORKERS", str(workers))
-        settings = dataclasses.replace(published, service_port=free_port(),
+        settings = published.replace(service_port=free_port(),
                                        experiment_name="exp1", experiment_arms=ARMS)
         procs.append(start_service(settings, tmp_path / f"service{len(procs)}.log"))
-        return procs[-1], f"http://127.0.0.1:{settings.service_port}"
+        return procs[-1], f"http://127.0.0.1:{settings.service.port}"
 
     yield start
     for proc in procs:
@@ -267,7 +266,7 @@ def test_a_worker_killed_mid_stream_loses_at_most_its_last_batch(serve, publishe
     stop.set()
     for client in clients:
         client.join()
-    kept = {e["id"] for e in written(published.warehouse)}
+    kept = {e["id"] for e in written(published.root)}
     ids = {rec_id for rec_id, _ in answered}
     lost = ids - kept
     assert len(answered) > 200 and kept <= ids  # a stream, and no phantom impression
@@ -294,20 +293,20 @@ def test_metrics_count_written_and_dropped_events(app):
 
 
 def test_requests_keep_working_when_events_are_off(published):
-    settings = dataclasses.replace(published, events_enabled=False)
+    settings = published.replace(events_enabled=False)
     client = create_app({"TESTING": True, "SETTINGS": settings}).test_client()
     resp = client.get(f"/users/{SHOPPER}/recommendations")
     assert resp.status_code == 200 and resp.headers["X-Recommendation-Id"]
     event = {**GOOD, "recommendationId": resp.headers["X-Recommendation-Id"]}
     assert client.post("/events", json={"events": [event]}).status_code == 503
-    assert not (published.warehouse / "events").exists()
+    assert not (published.root / "events").exists()
 
 
 def test_feedback_names_only_answers_this_service_gave(app, published):
     client = app.test_client()
     issued = client.get(f"/users/{SHOPPER}/recommendations").headers["X-Recommendation-Id"]
-    other = create_app({"TESTING": True, "SETTINGS": dataclasses.replace(
-        published, privacy_hmac_key="another shop")})  # another service's ids
+    other = create_app({"TESTING": True, "SETTINGS": published.replace(
+        privacy_hmac_key="another shop")})  # another service's ids
     for forged in (issued[:-1] + ("0" if issued[-1] != "0" else "1"),
                    other.extensions["shoprecs.recommendation_ids"]()):
         resp = client.post("/events", json={"events": [{**GOOD, "recommendationId": issued},
@@ -325,7 +324,7 @@ def test_feedback_names_only_answers_this_service_gave(app, published):
 
 
 def test_a_flood_is_refused_past_the_rate_limit_and_the_daily_cap(published):
-    settings = dataclasses.replace(published, events_rate_limit="5/minute",
+    settings = published.replace(events_rate_limit="5/minute",
                                    events_max_feedback_mb_per_day=0.001)  # 1 KiB a day
     app = create_app({"TESTING": True, "SETTINGS": settings})
     client = app.test_client()
@@ -343,7 +342,7 @@ def test_a_flood_is_refused_past_the_rate_limit_and_the_daily_cap(published):
     assert 0 < int(answers[2].headers["Retry-After"]) <= 60
     assert post(0, "203.0.113.2").status_code == 202  # another client has its own limit
     app.extensions["shoprecs.events"].flush()
-    accepted = {e["id"] for e in written(published.warehouse, "feedback")}
+    accepted = {e["id"] for e in written(published.root, "feedback")}
     assert len(accepted) == 6  # everything answered 202 was written
     for n in range(20):  # past the day's kilobyte, from any client
         capped = post(n, f"198.51.100.{n}")
@@ -352,7 +351,7 @@ def test_a_flood_is_refused_past_the_rate_limit_and_the_daily_cap(published):
         app.extensions["shoprecs.events"].flush()
     assert capped.get_json()["error"]["code"] == "daily_cap"
     assert int(capped.headers["Retry-After"]) <= 86400
-    assert sum(p.stat().st_size for p in (published.warehouse / "events" / "feedback")
+    assert sum(p.stat().st_size for p in (published.root / "events" / "feedback")
                .rglob("*.jsonl")) < 1024 + 600  # at most one post past the cap
 
 

@@ -4,7 +4,6 @@ Runs in-process through the WSGI app (fast path included). Example counts are ke
 modest so the suite stays fast on two cores; raise SHOPRECS_FUZZ_EXAMPLES to dig deeper.
 """
 import atexit
-import dataclasses
 import os
 import shutil
 import tempfile
@@ -44,7 +43,7 @@ def _app():
                 catalog=[("10082", "Mug"), ("10071", "Saucer"), ("100", "Spoon"),
                          ("101", "Plate"), ("102", "Tray"), ("ABC1", "Tea")])
     publish(root, "v1")
-    settings_ = dataclasses.replace(Settings(), warehouse_root=str(root),
+    settings_ = Settings().replace(warehouse_root=str(root),
                                     privacy_hmac_key=TEST_KEY, admin_api_keys="fuzz-key")
     return create_app({"TESTING": True, "SETTINGS": settings_})
 

@@ -1,7 +1,6 @@
 """Who may ask what, and what a hostile body gets (service/auth.py, service/api.py,
 service/app.py; docs/security.md). The Flask app, with storefront and admin keys set."""
 import base64
-import dataclasses
 import json
 
 import pytest
@@ -15,7 +14,7 @@ DEEP = b'{"items": ' + b"[" * 5000 + b"]" * 5000 + b"}"
 
 @pytest.fixture
 def keyed(published):
-    settings = dataclasses.replace(published, storefront_api_keys=STOREFRONT,
+    settings = published.replace(storefront_api_keys=STOREFRONT,
                                    admin_api_keys=ADMIN, events_interval=0.05)
     return create_app({"TESTING": True, "SETTINGS": settings})
 

@@ -28,12 +28,12 @@ def test_reload_under_load_drops_no_request_and_refuses_a_broken_version(serve, 
         client.start()
     try:
         assert wait_for(lambda: len(seen[0]) > 20)
-        v2_model(published.warehouse)
+        v2_model(published.root)
         assert wait_for(lambda: seen[0][-1][0] == "v2" and seen[1][-1][0] == "v2"), seen[0][-3:]
-        broken = published.warehouse / "serving" / "v3"
+        broken = published.root / "serving" / "v3"
         broken.mkdir()
         (broken / "manifest.json").write_text('{"version": "v3"}')
-        (published.warehouse / "serving" / "CURRENT").write_text("v3\n")
+        (published.root / "serving" / "CURRENT").write_text("v3\n")
         time.sleep(1.0)  # five polls
         count = len(seen[0])
         assert wait_for(lambda: len(seen[0]) > count + 20)
@@ -62,7 +62,7 @@ def test_reload_under_load_drops_no_request_and_refuses_a_broken_version(serve, 
 
 def test_sighup_reloads_and_bad_requests_get_4xx(serve, published):
     proc, base = serve(reload_interval=0)
-    v2_model(published.warehouse)
+    v2_model(published.root)
     time.sleep(0.5)
     assert requests.get(f"{base}/ready").json()["version"] == "v1"  # no polling
     os.kill(proc.pid, signal.SIGHUP)
@@ -113,7 +113,7 @@ def test_workers_share_the_port_count_together_reload_together_and_are_replaced(
     def versions():
         return {requests.get(f"{base}/ready").json()["version"] for _ in range(30)}
 
-    v2_model(published.warehouse)
+    v2_model(published.root)
     assert versions() == {"v1"}  # no polling: nobody looked yet
     resp = requests.post(f"{base}/admin/reload", headers={"X-API-Key": KEY})
     assert resp.json()["version"] == "v2"  # this worker; the supervisor tells the other

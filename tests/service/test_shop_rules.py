@@ -6,7 +6,6 @@ without a failed request.
 The model (tests/conftest.write_model): the shopper's list 101 (bought), 102; 100's
 neighbours 101, 102 and rules 100 -> 101, 100 -> 102; popular 100, ABC1.
 """
-import dataclasses
 import shutil
 import threading
 import time
@@ -44,8 +43,8 @@ def shown(method, resp) -> set[str]:
 
 @pytest.fixture
 def client(published):
-    publish_catalog(published.warehouse, CATALOG)
-    settings = dataclasses.replace(published, admin_api_keys=ADMIN, service_rules_interval=0)
+    publish_catalog(published.root, CATALOG)
+    settings = published.replace(admin_api_keys=ADMIN, service_rules_interval=0)
     return create_app({"TESTING": True, "SETTINGS": settings}).test_client()
 
 
@@ -101,11 +100,11 @@ def shop(tmp_path_factory):
         return next(name for name in (f"exp{n}" for n in range(100))
                     if Experiment.parse(name, arms).assign(key).variant == variant)
 
-    settings = dataclasses.replace(Settings(), warehouse_root=str(root),
+    settings = Settings().replace(warehouse_root=str(root),
                                    privacy_hmac_key=TEST_KEY, service_rules_interval=0,
                                    experiment_arms=arms, events_enabled=False)
-    apps = {variant: create_app({"TESTING": True, "SETTINGS": dataclasses.replace(
-        settings, experiment_name=named(variant))}) for variant in ("model", "popular")}
+    apps = {variant: create_app({"TESTING": True, "SETTINGS": settings.replace(
+        experiment_name=named(variant))}) for variant in ("model", "popular")}
     return root, apps
 
 
@@ -245,9 +244,9 @@ def service(published, tmp_path, monkeypatch):
     monkeypatch.setenv("SHOPRECS_SERVICE_WORKERS", "2")
     monkeypatch.setenv("SHOPRECS_SERVICE_RULES_INTERVAL", str(INTERVAL))
     monkeypatch.setenv("TMPDIR", str(tmp_path))
-    settings = dataclasses.replace(published, service_port=free_port())
+    settings = published.replace(service_port=free_port())
     proc = start_service(settings, tmp_path / "service.log")
-    yield settings, f"http://127.0.0.1:{settings.service_port}"
+    yield settings, f"http://127.0.0.1:{settings.service.port}"
     proc.kill()
     proc.wait()
 
@@ -306,12 +305,12 @@ def test_rules_reach_every_worker_within_the_interval_without_a_failed_request(s
     try:
         # 101 goes out of stock: a catalog refresh, no retrain
         started = time.monotonic()
-        publish_catalog(settings.warehouse, [{**g, "available": g["id"] != 101}
+        publish_catalog(settings.root, [{**g, "available": g["id"] != 101}
                                              for g in CATALOG])
         until_every_worker(base, lambda s: "101" not in s, started)
         # back in stock, then blacklisted through one worker
         started = time.monotonic()
-        publish_catalog(settings.warehouse, CATALOG)
+        publish_catalog(settings.root, CATALOG)
         until_every_worker(base, lambda s: True, started)
         assert any("101" in s for answers in by_worker(base, 2).values() for s in answers)
         started = time.monotonic()

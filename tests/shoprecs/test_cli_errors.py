@@ -12,8 +12,8 @@ DAY = "2024-01-01"
 
 
 def run(args, settings, **env):
-    base = {"SHOPRECS_WAREHOUSE_ROOT": str(settings.warehouse),
-            "SHOPRECS_BUS_URL": settings.bus_url, "SHOPRECS_BUS_RETRIES": "0"}
+    base = {"SHOPRECS_WAREHOUSE_ROOT": str(settings.root),
+            "SHOPRECS_BUS_URL": settings.bus.url, "SHOPRECS_BUS_RETRIES": "0"}
     return CliRunner().invoke(main, args, env={**base, **env})
 
 
@@ -66,8 +66,9 @@ def test_a_bus_unlike_its_profile_names_the_field_and_the_setting(settings, env,
 
 @pytest.mark.parametrize("env, fragment", [
     ({"SHOPRECS_BUS_PER_PAGE": "lots"},
-     "SHOPRECS_BUS_PER_PAGE='lots' is not a valid int for bus.per_page"),
-    ({"SHOPRECS_BUS_ORDER_SORT": "newest"}, "bus.order_sort is 'newest': one of asc, desc, none"),
+     "bus.per_page = 'lots' (SHOPRECS_BUS_PER_PAGE): input should be a valid integer"),
+    ({"SHOPRECS_BUS_ORDER_SORT": "newest"},
+     "bus.order_sort = 'newest' (SHOPRECS_BUS_ORDER_SORT): input should be 'asc', 'desc' or"),
     ({"SHOPRECS_BUS_DATE_FILTER": "none", "SHOPRECS_BUS_DATE_FIELD": ""},
      "bus.date_field is empty and bus.date_filter is none: nothing tells an order's day"),
     ({"SHOPRECS_BUS_TIMEZONE": "Mars/Olympus"}, "bus.timezone 'Mars/Olympus' is not a time"),
@@ -83,12 +84,14 @@ def test_a_bad_configuration_file_is_exit_code_3(settings, tmp_path):
     path.write_text("[bus]\nper_page = 'ten'\n")
     result = run(["--config", str(path), "extract", "--date", DAY], settings)
     assert result.exit_code == 3
-    assert error_line(result) == f"error: {path}: [bus] per_page = 'ten' must be an int"
+    assert error_line(result) == (
+        f"error: configuration {path}: bus.per_page = 'ten' (SHOPRECS_BUS_PER_PAGE): input "
+        "should be a valid integer, unable to parse string as an integer")
 
 
 def test_no_landed_data_is_exit_code_6_before_spark_starts(settings):
     result = run(["clean", "--date", DAY], settings)
     assert result.exit_code == 6
     assert error_line(result) == (
-        f"error: no landed orders for {DAY} at {settings.warehouse}/landing/orders/dt={DAY}: "
+        f"error: no landed orders for {DAY} at {settings.root}/landing/orders/dt={DAY}: "
         f"run `shoprecs extract --date {DAY}` first")

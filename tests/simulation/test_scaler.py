@@ -19,7 +19,7 @@ def test_volume_scales_linearly_and_the_catalog_by_its_square_root():
 @pytest.mark.spark
 def test_a_small_shop_lands_whole_and_cleans_without_quarantine(spark, settings, tmp_path):
     shape = scaler.Shape(scale=0.05, days=28)
-    root = settings.warehouse
+    root = settings.root
     written = scaler.land(root, shape, progress=False)
     assert written["orders"] == shape.orders == 744
     landed = sorted((root / "landing" / "orders").iterdir())
