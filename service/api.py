@@ -1,4 +1,5 @@
-"""Every route of the API, defined once: its parameters, body and answer as pydantic models.
+"""Every route of the API, defined once: its parameters and body as pydantic models, its
+answer as a shape of service/answers.py.
 
 `endpoint` registers a Flask view with its definition. On each request it validates the
 query string and the JSON body with those models (pydantic: a few microseconds) and hands
@@ -12,9 +13,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
 from flask import Blueprint, make_response, request
 from pydantic import (
@@ -28,17 +30,16 @@ from pydantic import (
     ValidationInfo,
 )
 
+from service.answers import GoodsId
 from service.auth import declare
 from service.errors import ApiError
 
-T = TypeVar("T")
 MAX_LIMIT = 100
 MAX_BASKET = 100
 MAX_LISTED = 100  # ids in `exclude`, categories in `category`
 MAX_RECENT = 20  # ids in `recent`
 
 Limit = Annotated[int, Field(ge=1, le=MAX_LIMIT, description="how many answers, 1 to 100")]
-GoodsId = Annotated[StrictInt | StrictStr, Field(description="a goods id, as in the catalog")]
 
 
 class Query(BaseModel):
@@ -156,54 +157,6 @@ class Basket(BaseModel):
                            '[...]} instead of the bare list')
 
 
-# What the routes answer (for the document; the views send engine data encoded once).
-Price = Annotated[float | None, Field(description="the price in the catalog in force "
-                                      "(the hourly refresh, else the night's); null: unknown")]
-
-
-class Item(BaseModel):
-    goodsId: GoodsId
-    rating: float
-    name: str | None
-    price: Price
-
-
-class Neighbour(BaseModel):
-    goodsId: GoodsId
-    score: float
-    name: str | None
-    price: Price
-
-
-class RuleItem(BaseModel):
-    antecedent: list[GoodsId]
-    consequent: list[GoodsId]
-    consequentNames: list[str | None]
-    confidence: float
-    lift: float
-    support: float
-
-
-class Suggestion(BaseModel):
-    goodsId: GoodsId
-    score: float
-    name: str | None
-    price: Price
-    because: list[GoodsId]
-
-
-class Enveloped(BaseModel, Generic[T]):
-    """A storefront answer with `envelope=true`: its id beside the list."""
-
-    recommendationId: str
-    items: list[T]
-
-
-def shown_answer(item: type[BaseModel]):
-    """The list, or with `envelope=true` the list and the answer's id."""
-    return list[item] | Enveloped[item]
-
-
 class ErrorDetail(BaseModel):
     code: str
     message: str
@@ -223,7 +176,7 @@ class Spec:
     path: dict[str, tuple[str, str]] = field(default_factory=dict)  # name: (text, example)
     query: type[Query] | None = None
     body: type[BaseModel] | None = None
-    answer: Any = None  # a model, list[model], or a raw schema dict
+    answer: Any = None  # a model or type (list[...]: service/answers.py), or a raw schema
     content_type: str = "application/json"
     headers: tuple[str, ...] = ()
     errors: tuple[int, ...] = ()  # statuses answered with the JSON error
@@ -233,6 +186,16 @@ class Spec:
 
 
 SPECS: list[Spec] = []
+_templates: dict[str, str] = {}
+
+
+def template(rule: str) -> str:
+    """A Flask rule as the document writes it: /users/<phone>/x -> /users/{phone}/x."""
+    found = _templates.get(rule)
+    if found is None:
+        found = _templates[rule] = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule)
+    return found
+
 HEADERS = {"X-Model-Version": "the model version that answered",
            "X-Recommendation-Source": "where the goods came from, comma-separated: "
                                       "personalized, context (the `recent` goods), rules, "

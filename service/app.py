@@ -25,7 +25,7 @@ from service import errors, events, merch, ops, routes, shop
 from service.accesslog import trusted_networks
 from service.auth import access_check, declare, parse_keys
 from service.erasure import Erasures
-from service.metrics import Metrics, MetricsMiddleware
+from service.metrics import Metrics, MetricsMiddleware, note_route
 from service.workers import WORKER_ENV
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,7 @@ def create_app(config: dict | None = None) -> Flask:
         app.register_blueprint(blueprint)
     app.add_url_rule("/", "index", lambda: redirect("/merch"))
     declare("index", "public")
+    app.before_request(note_route)  # first: a refused request is counted under its route
     app.before_request(access_check(app.extensions["shoprecs.admin_keys"], storefront_keys))
     app.wsgi_app = MetricsMiddleware(app.wsgi_app, metrics, os.environ.get(WORKER_ENV, "0"))
     return app

@@ -27,6 +27,7 @@ from engine import InvalidPhone, RecommendationEngine
 from engine.events import RecommendationIds, attribution_reports, bytes_written
 from experiments.arms import Arm, Experiment
 from service.accesslog import client_address
+from service.answers import Answer
 from service.api import Shopper, endpoint
 from service.auth import HEADER
 from service.errors import ApiError
@@ -59,10 +60,10 @@ def arm_of(key: str | None) -> Arm | None:
     return experiment.assign(key)
 
 
-def shown(route: str, served: RecommendationEngine, body: bytes, goods: list[str],
-          sources: tuple[str, ...], key: str | None, arm: Arm | None,
+def shown(route: str, served: RecommendationEngine, answer: Answer, items: list,
+          goods: list[str], sources: tuple[str, ...], key: str | None, arm: Arm | None,
           envelope: bool) -> Response:
-    """The answer as JSON with its ids in the headers, recorded as an impression."""
+    """`items` as `answer`'s JSON with its ids in the headers, recorded as an impression."""
     rec_id = _ext("recommendation_ids")()
     events = _ext("events")
     if events is not None:
@@ -71,9 +72,8 @@ def shown(route: str, served: RecommendationEngine, body: bytes, goods: list[str
             "version": served.version, "experiment": arm and _ext("experiment").name,
             "arm": arm and arm.name, "variant": arm.variant if arm else "model",
             "sources": sources, "goods": goods})
-    if envelope:
-        body = b'{"recommendationId":"%s","items":%s}' % (rec_id.encode(), body)
-    response = Response(body, mimetype="application/json")
+    response = Response(answer.json(items, rec_id if envelope else None),
+                        mimetype="application/json")
     headers = response.headers
     headers["X-Model-Version"] = served.version
     headers["X-Recommendation-Source"] = ",".join(sources)

@@ -3,8 +3,9 @@
 One CollectorRegistry per app (tests build many apps). Under several worker processes
 (service/workers.py sets PROMETHEUS_MULTIPROC_DIR) the values live in files shared by the
 workers, and /metrics exposes their sum (`exposition`); the snapshot gauges are the
-answering worker's. Route labels are the route templates, never raw paths, so phones
-never become label values and cardinality stays fixed. Children are cached per (route,
+answering worker's. Route labels are the templates of the routes Flask matched (every
+route, none listed here), never raw paths, so phones never become label values and
+cardinality stays fixed. Children are cached per (route,
 status) so a request costs two dict reads and two observations.
 """
 from __future__ import annotations
@@ -14,32 +15,23 @@ import os
 import time
 from time import perf_counter
 
+from flask import request
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from engine import EngineHolder, ReloadResult
+from service.api import template
 
-ROUTES = {  # (first segment, last segment or None) -> route label
-    ("users", "recommendations"): "/users/{phone}/recommendations",
-    ("products", "associations"): "/products/{goods_id}/associations",
-    ("products", "similar"): "/products/{goods_id}/similar",
-}
-FIXED = {p: p for p in ("/recommendations/basket", "/models", "/health", "/ready", "/metrics",
-                        "/openapi.json", "/admin/reload", "/admin/forget", "/merch", "/", "/events",
-                        "/experiments")}
+ROUTE = "shoprecs.route"  # the environ key note_route sets; a path no route matched: "other"
 BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
-def route_of(path: str) -> str:
-    """The route template a path belongs to, or "other"."""
-    fixed = FIXED.get(path)
-    if fixed is not None:
-        return fixed
-    parts = path.split("/")
-    if len(parts) == 4 and parts[0] == "" and parts[2]:
-        return ROUTES.get((parts[1], parts[3]), "other")
-    return "other"
+def note_route() -> None:
+    """Flask's first before_request: the matched route's template, for the labels."""
+    rule = request.url_rule
+    if rule is not None:
+        request.environ[ROUTE] = template(rule.rule)
 
 
 class _SnapshotCollector:
@@ -143,5 +135,5 @@ class MetricsMiddleware:
         try:
             return self.app(environ, capture)
         finally:
-            self.metrics.observe(route_of(environ.get("PATH_INFO", "")),
+            self.metrics.observe(environ.get(ROUTE, "other"),
                                  status[0] if status else "500", perf_counter() - started)

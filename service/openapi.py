@@ -6,12 +6,10 @@ status, content type, header and response schema).
 """
 from __future__ import annotations
 
-import re
-
 from pydantic import TypeAdapter
 from pydantic.json_schema import models_json_schema
 
-from service.api import HEADERS, SPECS, ErrorBody, Spec
+from service.api import HEADERS, SPECS, ErrorBody, Spec, template
 
 REF = "#/components/schemas/{model}"
 
@@ -63,7 +61,7 @@ def document() -> dict:
     defs: dict = {}
     paths: dict = {}
     for spec in SPECS:
-        path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", spec.rule)
+        path = template(spec.rule)
         paths.setdefault(path, {})[spec.method.lower()] = _operation(spec, defs)
     _, error_defs = models_json_schema([(ErrorBody, "serialization")], ref_template=REF)
     defs.update(error_defs.get("$defs", {}))

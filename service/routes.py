@@ -1,7 +1,7 @@
 """The storefront's routes (DESIGN.md, "Serving API"): lookups answered from the engine.
 
 Each route is defined once (service/api.py): its parameters arrive parsed, and its answer
-is the engine's data encoded by service/encode.py.
+is the engine's data in its shape (service/answers.py).
 """
 from __future__ import annotations
 
@@ -9,19 +9,9 @@ from flask import Blueprint, Response, current_app
 
 from engine import Filter, RecommendationEngine, UnknownProduct
 from engine.recommender import Suggestion as Suggested
-from service.api import (
-    AssociationsQuery,
-    Basket,
-    Item,
-    Neighbour,
-    RecommendationsQuery,
-    RuleItem,
-    SimilarQuery,
-    Suggestion,
-    endpoint,
-    shown_answer,
-)
-from service.encode import encoder
+from service import answers
+from service.answers import BASKET, RECOMMENDATIONS, RULES, SIMILAR
+from service.api import AssociationsQuery, Basket, RecommendationsQuery, SimilarQuery, endpoint
 from service.errors import ApiError
 from service.events import arm_of, shopper_key, shown
 
@@ -68,8 +58,8 @@ def _unknown(goods_id: str) -> ApiError:
 
 @endpoint(bp, "/users/<phone>/recommendations", query=RecommendationsQuery,
           summary="Recommendations for a shopper; popular goods for unknown shoppers",
-          path={"phone": ("phone in any format", "+7 (916) 539-6205")}, answer=shown_answer(Item),
-          headers=SHOWN, errors=LOOKUP_ERRORS)
+          path={"phone": ("phone in any format", "+7 (916) 539-6205")},
+          answer=RECOMMENDATIONS.schema, headers=SHOWN, errors=LOOKUP_ERRORS)
 def user_recommendations(phone: str, query: RecommendationsQuery):
     served = engine()
     key = shopper_key(served, phone, "phone")
@@ -82,13 +72,14 @@ def user_recommendations(phone: str, query: RecommendationsQuery):
     else:
         recs, sources = served.recommend(phone, query.limit, query.exclude_bought,
                                          recent=query.recent_ids, only=only)
-    return shown("recommendations", served, encoder(served).items(recs, prices=only.price_of),
-                 [g for g, _ in recs], sources, key, arm, query.envelope)
+    return shown("recommendations", served, RECOMMENDATIONS,
+                 answers.scored(served, recs, only.price_of), [g for g, _ in recs], sources,
+                 key, arm, query.envelope)
 
 
 @endpoint(bp, "/products/<goods_id>/associations", query=AssociationsQuery, path=GOODS,
           summary="Association rules whose antecedent is exactly this product",
-          answer=list[RuleItem], headers=("X-Model-Version",), errors=LOOKUP_ERRORS)
+          answer=list[answers.RuleItem], headers=("X-Model-Version",), errors=LOOKUP_ERRORS)
 def product_associations(goods_id: str, query: AssociationsQuery):
     served = engine()
     try:
@@ -97,12 +88,12 @@ def product_associations(goods_id: str, query: AssociationsQuery):
                                     only=shop_filter(served, query.excluded, query.categories))
     except UnknownProduct:
         raise _unknown(goods_id) from None
-    return _json(encoder(served).rules(rules), served.version)
+    return _json(RULES.dump_json(answers.rules(served, rules)), served.version)
 
 
 @endpoint(bp, "/products/<goods_id>/similar", query=SimilarQuery, path=GOODS,
           summary="Goods nearest to this one by ALS item factors (by name for goods nobody "
-          "bought yet)", answer=shown_answer(Neighbour), headers=SHOWN, errors=LOOKUP_ERRORS)
+          "bought yet)", answer=SIMILAR.schema, headers=SHOWN, errors=LOOKUP_ERRORS)
 def similar_products(goods_id: str, query: SimilarQuery):
     served = engine()
     key = shopper_key(served, query.shopper, "shopper")
@@ -115,11 +106,11 @@ def similar_products(goods_id: str, query: SimilarQuery):
         raise _unknown(goods_id) from None
     if arm is not None and arm.variant == "popular":
         near, sources = served.popular(query.limit, only=only, skip=(goods_id,))
-    return shown("similar", served, encoder(served).items(near, "score", only.price_of),
+    return shown("similar", served, SIMILAR, answers.scored(served, near, only.price_of, "score"),
                  [g for g, _ in near], sources, key, arm, query.envelope)
 
 
-@endpoint(bp, "/recommendations/basket", "POST", body=Basket, answer=shown_answer(Suggestion),
+@endpoint(bp, "/recommendations/basket", "POST", body=Basket, answer=BASKET.schema,
           summary="What to add to a cart: rules, else similar goods, else popular goods",
           headers=SHOWN, errors=(*LOOKUP_ERRORS, 413))
 def basket(body: Basket):
@@ -134,5 +125,5 @@ def basket(body: Basket):
         found = [Suggested(g, s, ()) for g, s in top]
     else:
         found, sources = served.basket(cart, body.limit, only=only)
-    return shown("basket", served, encoder(served).suggestions(found, only.price_of),
+    return shown("basket", served, BASKET, answers.suggestions(served, found, only.price_of),
                  [s.goods_id for s in found], sources, key, arm, body.envelope)

@@ -8,7 +8,7 @@ from core.stores import connect
 from engine import EngineHolder, RecommendationEngine, publish
 from engine.mongo import VERSIONS, MongoStore, MongoStoreError, write_partition
 from engine.recommender import Scored
-from service.encode import encoder
+from service import answers as shapes
 from tests.conftest import TEST_KEY, write_model
 
 mongomock = pytest.importorskip("mongomock", reason="mongomock (dev extra) is not installed")
@@ -39,19 +39,19 @@ def mongo_publish(s, version, write=python_write):
 
 def answers(engine):
     """Every kind of lookup, as the API encodes it (names included)."""
-    enc, out = encoder(engine), []
+    out = []
     for phone in PHONES:
         for exclude in (False, True):
             recs, personal = engine.recommend(phone, 10, exclude)
-            out.append((enc.items(recs), personal))
+            out.append((shapes.scored(engine, recs, {}), personal))
     for goods in GOODS:
-        out.append(enc.items(engine.similar(goods)[0], "score"))
+        out.append(shapes.scored(engine, engine.similar(goods)[0], {}, "score"))
         for sort in ("confidence", "lift"):
-            out.append(enc.rules(engine.associations(goods, 10, 0.4, sort)))
+            out.append(shapes.rules(engine, engine.associations(goods, 10, 0.4, sort)))
     for cart in CARTS:
         for limit in (1, 10):
             found, source = engine.basket(cart, limit)
-            out.append((enc.suggestions(found), source))
+            out.append((shapes.suggestions(engine, found, {}), source))
     return out + [engine.find_products("sau"), engine.find_products("101"), engine.info()]
 
 

@@ -14,7 +14,8 @@ from engine import (
     rollback,
 )
 from engine.recommender import Scored, Suggestion
-from service.encode import encoder
+from service import answers
+from service.answers import BASKET, RECOMMENDATIONS, RULES, SIMILAR
 from tests.conftest import TEST_KEY, write_model
 
 
@@ -58,23 +59,28 @@ def test_basket_falls_back_to_similar_then_popular(published):
     assert [i.goods_id for i in engine.basket(["100", "101"])[0]] == ["ABC1"]
 
 
-def test_encoded_answers_are_what_json_dumps_gives(engine):
-    enc = encoder(engine)
-    assert encoder(engine) is enc  # one per served engine
+def test_answers_are_sent_in_their_shapes(engine):
     recs, _ = engine.recommend("79165396205", 2)
     prices = {"101": 2.25}
-    assert enc.items(recs, prices=prices) == json.dumps(
+    assert RECOMMENDATIONS.json(answers.scored(engine, recs, prices)) == json.dumps(
         [{"goodsId": 101, "rating": 0.9, "name": "Saucer", "price": 2.25},
          {"goodsId": 102, "rating": 0.5, "name": "Spoon", "price": None}],
         separators=(",", ":")).encode()
-    assert json.loads(enc.items(recs, prices={"101": 3.0}))[0]["price"] == 3.0  # a refresh
-    assert json.loads(enc.rules(engine.associations("100", sort="lift", limit=1))) == [
+    assert json.loads(RECOMMENDATIONS.json(answers.scored(engine, recs, {}), "r1")) == {
+        "recommendationId": "r1", "items": [
+            {"goodsId": 101, "rating": 0.9, "name": "Saucer", "price": None},
+            {"goodsId": 102, "rating": 0.5, "name": "Spoon", "price": None}]}
+    assert json.loads(RULES.dump_json(answers.rules(
+        engine, engine.associations("100", sort="lift", limit=1)))) == [
         {"antecedent": [100], "consequent": [102], "consequentNames": ["Spoon"],
          "confidence": 0.5, "lift": 6.0, "support": 0.1}]
-    assert json.loads(enc.suggestions(engine.basket(["100", "101"])[0])) == [
+    assert json.loads(BASKET.json(answers.suggestions(
+        engine, engine.basket(["100", "101"])[0], {}))) == [
         {"goodsId": 102, "score": 0.9, "name": "Spoon", "price": None, "because": [100, 101]}]
-    assert json.loads(enc.items([Scored("ABC1", 1 / 3)], "score")) == [
-        {"goodsId": "ABC1", "score": 0.333333, "name": "Tea", "price": None}]
+    assert json.loads(SIMILAR.json(answers.scored(
+        engine, [Scored("ABC1", 1 / 3), Scored("007", float("nan"))], {}, "score"))) == [
+        {"goodsId": "ABC1", "score": 0.333333, "name": "Tea", "price": None},
+        {"goodsId": "007", "score": 0.0, "name": None, "price": None}]
 
 
 def test_find_products_by_id_or_name(engine):

@@ -1,5 +1,6 @@
 """Basket, API keys, odd input, metrics, OpenAPI and the merchandiser page."""
 import json
+import re
 from urllib.parse import quote
 
 import pytest
@@ -152,6 +153,18 @@ def test_metrics_count_requests_per_route_and_show_the_snapshot(client):
     age = [ln for ln in text.splitlines() if ln.startswith("shoprecs_snapshot_age_seconds ")]
     assert age and 0 <= float(age[0].split()[1]) < 600
     assert "79165396205" not in text
+
+
+def test_every_route_is_counted_under_its_own_template(client):
+    """Admin routes too, refused or not; paths with values never become labels."""
+    rules = [r for r in client.application.url_map.iter_rules() if r.endpoint != "static"]
+    for rule in rules:
+        path = re.sub(r"<(?:\w+:)?(\w+)>", "x1", rule.rule)
+        client.open(path, method=sorted(rule.methods - {"HEAD", "OPTIONS"})[0])
+    text = client.get("/metrics").get_data(as_text=True)
+    counted = set(re.findall(r'shoprecs_http_requests_total\{route="([^"]+)"', text))
+    assert counted == {re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", r.rule) for r in rules}
+    assert {"/admin/forget", "/admin/forget/{job}", "/admin/reload"} <= counted
 
 
 def test_openapi_documents_every_route(client):
