@@ -5,6 +5,7 @@ import logging
 import os
 import re
 import socket
+import time
 from urllib.parse import quote, quote_plus, unquote
 
 import pytest
@@ -29,7 +30,7 @@ def access():
     logger.setLevel(logging.INFO)
     records = _Records()
     logger.addHandler(records)
-    yield AccessLog(logger, interval=60, max_lines=3), records
+    yield AccessLog(logger, interval=0.05, max_lines=3), records
     logger.removeHandler(records)
 
 
@@ -46,7 +47,8 @@ def test_access_lines_are_translogger_lines_with_phones_masked(access):
                "QUERY_STRING": "limit=1", "SCRIPT_NAME": "", "SERVER_PROTOCOL": "HTTP/1.1",
                "REMOTE_ADDR": "127.0.0.1", "HTTP_USER_AGENT": "ua"}
     assert b"".join(logged(environ, lambda status, headers, exc_info=None: None)) == b"[]"
-    log.flush()
+    log.start()
+    log.stop()
     (line,) = records.messages
     assert re.fullmatch(r'127\.0\.0\.1 - - \[\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] '
                         r'"GET /users/\*{6}09/recommendations\?limit=1 HTTP/1\.1" 200 2 "-" '
@@ -71,7 +73,8 @@ def _line(access, trusted=(), **environ) -> str:
                "SCRIPT_NAME": "", "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "10.0.0.9",
                **environ}
     b"".join(MaskedTransLogger(app, log, trusted)(environ, lambda *a, **k: None))
-    log.flush()
+    log.start()
+    log.stop()
     return records.messages.pop()
 
 
@@ -112,14 +115,26 @@ def test_forwarded_for_names_the_client_only_behind_a_trusted_proxy(access):
         trusted_networks("10.0.0.1, nope")
 
 
-def test_access_log_writes_batches_when_full_and_the_rest_on_stop(access):
-    log, records = access
+def test_access_log_writes_every_line_in_order_and_the_rest_on_stop(access):
+    log, records = AccessLog(access[0].logger, interval=0.05), access[1]
     log.start()
-    for i in range(4):
+    for i in range(200):
         log.add(f"line {i}")
-    assert records.messages == ["line 0\nline 1\nline 2"]  # max_lines reached
+    time.sleep(0.2)  # a batch or two written; the rest on stop
+    log.add("line 200")
     log.stop()
-    assert records.messages == ["line 0\nline 1\nline 2", "line 3"]
+    assert "\n".join(records.messages).split("\n") == [f"line {i}" for i in range(201)]
+    assert len(records.messages) < 10  # in batches, not a record per line
+
+
+def test_a_request_writes_its_own_line_when_the_writer_is_behind(access):
+    log, records = access  # max_lines=3, and the writer is not started
+    for i in range(5):
+        log.add(f"line {i}")
+    assert records.messages == ["line 3", "line 4"]  # written by the "request" itself
+    log.start()
+    log.stop()
+    assert records.messages == ["line 3", "line 4", "line 0\nline 1\nline 2"]
 
 
 def test_workers_refuse_an_address_already_served():
