@@ -17,8 +17,6 @@ SERVE = [
     "flask>=3,<4",
     "cherrypy>=18",
     "paste>=3.7",
-    "pydantic>=2.5",  # each route's parameters and answers, and /openapi.json
-    "pydantic-settings>=2.8",  # the settings, in typed sections (core/config.py)
     "pyarrow>=15",  # the engine reads snapshots without Spark
     "pymongo>=4.6",
     "cachetools>=5",  # the MongoDB-backed engine's LRU
@@ -60,7 +58,11 @@ setup(
     package_data={"service": ["templates/*.html"]},
     # Found by pipeline/spark.py in an installed environment: <prefix>/share/shoprecs/
     data_files=[("share/shoprecs", ["spark-defaults.conf"])],
-    install_requires=["click>=8.1"],
+    install_requires=[
+        "click>=8.1",
+        "pydantic>=2.5",  # the routes' parameters and answers, the bus's JSON lines
+        "pydantic-settings>=2.8",  # the settings, in typed sections (core/config.py)
+    ],
     extras_require={
         "serve": SERVE,
         "pipeline": PIPELINE,

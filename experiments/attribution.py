@@ -29,6 +29,7 @@ import datetime as dt
 import json
 import logging
 import math
+import statistics
 from decimal import Decimal
 from pathlib import Path
 
@@ -62,20 +63,17 @@ FEEDBACK_SCHEMA = StructType([
 
 # ---- statistics (plain Python: the aggregates are a few numbers per arm) ----------------
 
+_NORMAL = statistics.NormalDist()
+
+
 def _z(alpha: float) -> float:
-    """The standard normal quantile 1 - alpha/2 (bisection on erfc; no scipy needed)."""
-    lo, hi = 0.0, 10.0
-    for _ in range(100):
-        mid = (lo + hi) / 2
-        if math.erfc(mid / math.sqrt(2)) > alpha:
-            lo = mid
-        else:
-            hi = mid
-    return (lo + hi) / 2
+    """The standard normal quantile 1 - alpha/2."""
+    return _NORMAL.inv_cdf(1 - alpha / 2)
 
 
 def _p_value(z: float) -> float:
-    return math.erfc(abs(z) / math.sqrt(2))
+    """Two-sided."""
+    return 2 * _NORMAL.cdf(-abs(z))
 
 
 def wilson(successes: int, n: int, alpha: float = ALPHA) -> dict:
