@@ -9,7 +9,6 @@ Request path: CherryPy -> TransLogger -> MetricsMiddleware -> Flask.
 from __future__ import annotations
 
 import logging
-import os
 
 from cachetools import LRUCache
 from flask import Flask, redirect
@@ -26,7 +25,6 @@ from service.accesslog import trusted_networks
 from service.auth import access_check, declare, parse_keys
 from service.erasure import Erasures
 from service.metrics import Metrics, MetricsMiddleware, note_route
-from service.workers import WORKER_ENV
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +51,7 @@ def make_holder(settings: shoprecs_config.Settings, engine=None) -> EngineHolder
 
 def create_app(config: dict | None = None) -> Flask:
     app = Flask(__name__)
-    app.config.from_mapping(ENGINE=None, SETTINGS=None)
+    app.config.from_mapping(ENGINE=None, SETTINGS=None, WORKER=0)  # which of service.workers
     if config:
         app.config.update(config)
     settings = app.config["SETTINGS"] or shoprecs_config.load()
@@ -92,5 +90,5 @@ def create_app(config: dict | None = None) -> Flask:
     declare("index", "public")
     app.before_request(note_route)  # first: a refused request is counted under its route
     app.before_request(access_check(app.extensions["shoprecs.admin_keys"], storefront_keys))
-    app.wsgi_app = MetricsMiddleware(app.wsgi_app, metrics, os.environ.get(WORKER_ENV, "0"))
+    app.wsgi_app = MetricsMiddleware(app.wsgi_app, metrics, str(app.config["WORKER"]))
     return app

@@ -21,8 +21,11 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
+import signal
 import sys
 import threading
+import time
 
 import cherrypy
 from cheroot.wsgi import Server
@@ -109,6 +112,31 @@ def reload_in_background(holder) -> None:
     """What SIGHUP does: load serving/CURRENT again (forced), in a thread of its own."""
     threading.Thread(target=holder.reload, kwargs={"force": True},
                      name="shoprecs-sighup").start()
+
+
+def serve_worker(settings, host: str, port: int, threads: int, level: int, slot: int) -> None:
+    """One of the workers service/workers.py supervises: `serve` on a shared port, which
+    stops when its supervisor is gone and catches up on a reload asked while it booted."""
+    from core.logs import configure_logging
+    from service import create_app
+    configure_logging(level, tag=f"[worker {os.getpid()}]")
+    hangups: list[int] = []  # SIGHUP came blocked; noted until CherryPy takes it over
+    signal.signal(signal.SIGHUP, lambda signum, frame: hangups.append(signum))
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
+    supervisor = os.getppid()
+
+    def orphaned() -> None:  # the supervisor was killed: stop, leave no share of the port
+        while os.getppid() == supervisor:
+            time.sleep(1)
+        log.error("supervisor %d is gone; stopping", supervisor)
+        os.kill(os.getpid(), signal.SIGTERM)
+    threading.Thread(target=orphaned, name="shoprecs-orphan", daemon=True).start()
+    app = create_app({"SETTINGS": settings, "WORKER": slot})
+    cherrypy.engine.subscribe("start", lambda: hangups and reload_in_background(
+        app.extensions["shoprecs.holder"]), priority=95)
+    serve(app, host, port, threads, reuse_port=True)
+    # interpreter shutdown restores SIGHUP's default action: a late one must not kill us
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
 
 
 def _freeze_loaded(result=None) -> None:

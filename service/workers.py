@@ -1,26 +1,19 @@
 """Several server processes on one address: `shoprecs serve --workers N`.
 
-One Python process answers one request at a time however many threads it has (the GIL):
-on 2 cores one process topped out near 4,000 requests/s, and at 3,000/s its p99 was
-7-28 ms of queueing. With N workers, each a whole `shoprecs serve` (its own engine,
-CherryPy and access log) listening on the same host and port with SO_REUSEPORT, the
-kernel spreads connections across them (bench/RESULTS.md, bench-serve).
-
-This process, the supervisor, loads nothing and answers nothing. It
+One process answers one request at a time however many threads it has (the GIL), so N
+workers (service/server.py `serve_worker`) listen on one address with SO_REUSEPORT and
+share the connections the kernel spreads (bench/RESULTS.md, bench-serve). Nothing
+well-kept pre-forks CherryPy, so this supervisor, which loads and answers nothing:
 
 * checks the address is free, then starts the workers (fresh interpreters, `spawn`);
-* forwards SIGHUP to every worker: each reloads serving/CURRENT. A worker that reloads on
-  POST /admin/reload sends its supervisor SIGHUP, so the others follow at once rather
-  than at their next poll;
-* forwards SIGTERM and SIGINT, waits for the workers to finish the requests in flight
-  (`service.shutdown_timeout`), and exits 0;
-* restarts a worker that dies, and gives up (exit 1) when workers keep dying soon after
-  their start (`_MAX_FAST_DEATHS` within `_FAST_DEATH_WINDOW` seconds): a snapshot or a
-  port that can never work.
+* forwards SIGHUP (reload serving/CURRENT); a worker reloaded by POST /admin/reload sends
+  it SIGHUP so the others follow at once;
+* on SIGTERM/SIGINT stops the workers (`service.shutdown_timeout`) and exits 0;
+* replaces a worker that dies, and exits 1 when `MAX_FAST_DEATHS` die within `FAST_DEATH`
+  seconds of their start inside `FAST_DEATH_WINDOW` seconds: they can never work.
 
-Metrics: prometheus_client's multiprocess mode, in a private directory removed at exit, so
-/metrics from any worker counts the requests of all of them (service/metrics.py).
-Memory: every worker holds its own copy of the snapshot.
+/metrics from any worker counts all (prometheus_client's multiprocess mode, in a folder
+removed at exit: service/metrics.py). Each worker holds its own snapshot.
 """
 from __future__ import annotations
 
@@ -32,185 +25,99 @@ import signal
 import socket
 import sys
 import tempfile
-import threading
 import time
 from multiprocessing.connection import wait
 
+from prometheus_client import multiprocess
+
+from service.server import serve_worker
+
 log = logging.getLogger(__name__)
-
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-SUPERVISOR_ENV = "SHOPRECS_SUPERVISOR_PID"
-WORKER_ENV = "SHOPRECS_WORKER"  # which worker (slot 0..N-1) a process is
-_FAST_DEATH = 10.0  # seconds: a worker dying sooner than this after its start counts ...
-_MAX_FAST_DEATHS = 5  # ... and this many ...
-_FAST_DEATH_WINDOW = 120.0  # ... within this many seconds stop the supervisor
-
-
-def _worker(settings, host: str, port: int, threads: int, level: int, slot: int = 0) -> None:
-    """One worker: the app and CherryPy, as `shoprecs serve` with one process runs them."""
-    from core.logs import configure_logging
-
-    os.environ[WORKER_ENV] = str(slot)  # its answers' X-Worker header
-    configure_logging(level, tag=f"[worker {os.getpid()}]")
-    # SIGHUP (a reload) came blocked from the supervisor, since its default action kills.
-    # Until CherryPy takes it over, one is only noted; the load is repeated once serving.
-    hangups: list[int] = []
-    signal.signal(signal.SIGHUP, lambda signum, frame: hangups.append(signum))
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
-    import cherrypy
-
-    from service import create_app
-    from service.server import reload_in_background, serve
-
-    threading.Thread(target=_exit_with, args=(os.getppid(),), name="shoprecs-orphan",
-                     daemon=True).start()
-    app = create_app({"SETTINGS": settings})
-
-    def catch_up() -> None:  # CherryPy's SIGHUP handler is in place by now
-        if hangups:
-            reload_in_background(app.extensions["shoprecs.holder"])
-
-    cherrypy.engine.subscribe("start", catch_up, priority=95)
-    serve(app, host, port, threads, reuse_port=True)
-    # Stopped. The interpreter's shutdown puts SIGHUP back to its default action, which
-    # would turn a late reload into a death by signal instead of a clean exit.
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
-
-
-def _exit_with(supervisor: int) -> None:
-    """Stop this worker (gracefully, as SIGTERM does) if its supervisor dies without
-    stopping it, e.g. killed with SIGKILL, so no orphan keeps a share of the port."""
-    while os.getppid() == supervisor:
-        time.sleep(1)
-    log.error("supervisor %d is gone; stopping", supervisor)
-    os.kill(os.getpid(), signal.SIGTERM)
+MULTIPROC_ENV, SUPERVISOR_ENV = "PROMETHEUS_MULTIPROC_DIR", "SHOPRECS_SUPERVISOR_PID"
+FAST_DEATH, MAX_FAST_DEATHS, FAST_DEATH_WINDOW = 10.0, 5, 120.0
 
 
 def check_address(host: str, port: int) -> None:
-    """Fail now, with a clear message, if something already listens on host:port (on any
-    address the name resolves to, as cheroot resolves it).
-
-    Without this, a forgotten server of the same user that also set SO_REUSEPORT would
+    """Fail if something listens on host:port: a stale server with SO_REUSEPORT would
     silently take a share of the connections."""
     if port == 0:
         raise RuntimeError("several workers need a fixed port to share, not port 0; set "
                            "service.port or --port")
     try:
-        addresses = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0,
-                                       socket.AI_PASSIVE)
-    except socket.gaierror as exc:
-        raise RuntimeError(f"cannot resolve service.host {host!r}: {exc}") from exc
-    for family, kind, proto, _, address in addresses:
-        with socket.socket(family, kind, proto) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind(address)
-            except OSError as exc:
-                raise RuntimeError(f"cannot listen on {host}:{port} ({address[0]}): "
-                                   f"{exc.strerror}; stop what uses it or choose another "
-                                   "service.port") from exc
+        socket.create_server((host, port), family=socket.AF_INET6 if ":" in host
+                             else socket.AF_INET).close()
+    except OSError as exc:
+        raise RuntimeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; stop what "
+                           "uses it or choose another service.host or service.port") from exc
 
 
 class Supervisor:
-    target = staticmethod(_worker)  # what each worker process runs
+    target = staticmethod(serve_worker)  # what each worker process runs
 
     def __init__(self, settings, host: str, port: int, threads: int, workers: int):
-        if not sys.platform.startswith("linux"):
-            # elsewhere SO_REUSEPORT gives every connection to one of the listeners
-            raise RuntimeError("service.workers > 1 needs Linux, whose SO_REUSEPORT spreads "
-                               "connections over the workers; run one worker here")
-        self.settings, self.host, self.port = settings, host, port
-        self.threads, self.count = threads, workers
-        self._context = multiprocessing.get_context("spawn")
-        self._workers: dict[int, tuple[multiprocessing.Process, float]] = {}  # slot -> ...
+        if not sys.platform.startswith("linux"):  # elsewhere one listener takes them all
+            raise RuntimeError("service.workers > 1 needs Linux's SO_REUSEPORT; run one here")
+        self.settings, self.address, self.threads, self.count = (settings, (host, port),
+                                                                 threads, workers)
+        self._workers: dict[int, tuple[multiprocessing.Process, float]] = {}  # slot: (p, t0)
         self._signals: list[int] = []
-        self._fast_deaths: list[float] = []  # when workers died soon after their start
+        self._fast_deaths: list[float] = []
 
     def run(self) -> int:
-        """Serve until SIGTERM/SIGINT; the exit code for the process: 0, or 1 when the
-        workers kept dying or did not all stop cleanly."""
-        check_address(self.host, self.port)
-        wake_r, wake_w = os.pipe()
-        os.set_blocking(wake_w, False)
-        previous_fd = signal.set_wakeup_fd(wake_w)
-        handlers = {sig: signal.signal(sig, self._note)
+        """Serve until SIGTERM/SIGINT: 0, or 1 when workers kept dying or stopped badly."""
+        check_address(*self.address)
+        handlers = {sig: signal.signal(sig, lambda signum, _: self._signals.append(signum))
                     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
-        metrics_dir = None
+        os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="shoprecs-metrics-")
+        os.environ[SUPERVISOR_ENV] = str(os.getpid())
         try:
-            metrics_dir = tempfile.mkdtemp(prefix="shoprecs-metrics-")
-            # inherited by the workers, read by prometheus_client when they import it
-            os.environ[MULTIPROC_ENV] = metrics_dir
-            os.environ[SUPERVISOR_ENV] = str(os.getpid())
             for slot in range(self.count):
                 self._start(slot)
-            log.info("started %d workers for http://%s:%d/ (%d threads each)", self.count,
-                     self.host, self.port, self.threads)
-            code = self._loop(wake_r)
+            code = self._loop()
         finally:
             clean = self._stop_all()
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
-            signal.set_wakeup_fd(previous_fd)
-            os.close(wake_r)
-            os.close(wake_w)
-            for name in (MULTIPROC_ENV, SUPERVISOR_ENV):
-                os.environ.pop(name, None)
-            if metrics_dir:
-                shutil.rmtree(metrics_dir, ignore_errors=True)
+            shutil.rmtree(os.environ.pop(MULTIPROC_ENV), ignore_errors=True)
+            os.environ.pop(SUPERVISOR_ENV)
         return code if clean else 1
 
-    def _note(self, signum, frame) -> None:
-        self._signals.append(signum)  # handled in _loop, outside the signal handler
-
     def _start(self, slot: int) -> None:
-        proc = self._context.Process(
-            target=self.target, name=f"shoprecs-worker-{slot}", daemon=False,
-            args=(self.settings, self.host, self.port, self.threads,
-                  logging.getLogger().getEffectiveLevel(), slot))
-        # The new interpreter inherits the signal mask: a SIGHUP forwarded while it boots
-        # stays pending until _worker can take it, rather than killing it.
+        proc = multiprocessing.get_context("spawn").Process(target=self.target, args=(
+            self.settings, *self.address, self.threads, log.getEffectiveLevel(), slot))
+        # the child inherits the mask: a SIGHUP sent while it boots waits instead of killing
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
         try:
             proc.start()
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
         self._workers[slot] = (proc, time.monotonic())
-        log.info("worker %d started (pid %d)", slot, proc.pid)
+        log.info("worker %d started (pid %d) for http://%s:%d/", slot, proc.pid, *self.address)
 
-    def _loop(self, wake_r: int) -> int:
-        while True:
+    def _loop(self) -> int:
+        while True:  # signals are noted by their handlers, acted on here
             sentinels = {proc.sentinel: slot for slot, (proc, _) in self._workers.items()}
-            ready = wait([*sentinels, wake_r])
-            if wake_r in ready:
-                os.read(wake_r, 512)
+            ready = wait(sentinels, timeout=0.1)
             while self._signals:
                 signum = self._signals.pop(0)
-                if signum == signal.SIGHUP:
-                    self._send(signal.SIGHUP)
-                else:
+                if signum != signal.SIGHUP:
                     log.info("%s: stopping the workers", signal.Signals(signum).name)
                     return 0
-            for sentinel in ready:
-                if sentinel in sentinels and not self._restart(sentinels[sentinel]):
+                self._send(signal.SIGHUP)
+            for slot in (sentinels[s] for s in ready):
+                proc, started = self._workers[slot]
+                proc.join()
+                multiprocess.mark_process_dead(proc.pid)
+                now = time.monotonic()
+                self._fast_deaths = [t for t in self._fast_deaths if now - t < FAST_DEATH_WINDOW]
+                self._fast_deaths += [now] if now - started < FAST_DEATH else []
+                log.error("worker %d (pid %d) exited with %s after %.0f s", slot, proc.pid,
+                          proc.exitcode, now - started)
+                if len(self._fast_deaths) >= MAX_FAST_DEATHS:
+                    log.error("workers keep dying right after they start; giving up. Their "
+                              "log lines above say why (a broken snapshot, the port, config)")
                     return 1
-
-    def _restart(self, slot: int) -> bool:
-        proc, started = self._workers[slot]
-        proc.join()
-        self._mark_dead(proc.pid)
-        now = time.monotonic()
-        lived = now - started
-        if lived < _FAST_DEATH:
-            self._fast_deaths.append(now)
-        self._fast_deaths = [t for t in self._fast_deaths if now - t < _FAST_DEATH_WINDOW]
-        log.error("worker %d (pid %d) exited with %s after %.0f s; starting another", slot,
-                  proc.pid, proc.exitcode, lived)
-        if len(self._fast_deaths) >= _MAX_FAST_DEATHS:
-            log.error("workers keep dying right after they start; giving up. Their log "
-                      "lines above say why (a broken snapshot, the port, the config)")
-            return False
-        self._start(slot)
-        return True
+                self._start(slot)
 
     def _send(self, signum: int) -> None:
         for proc, _ in self._workers.values():
@@ -218,30 +125,20 @@ class Supervisor:
                 os.kill(proc.pid, signum)
 
     def _stop_all(self) -> bool:
-        """Stop every worker (SIGTERM, then SIGKILL after the shutdown timeout); whether
-        they all stopped cleanly."""
+        """SIGTERM, then SIGKILL past the shutdown timeout; whether all stopped cleanly."""
         self._send(signal.SIGTERM)
         deadline = time.monotonic() + self.settings.service.shutdown_timeout + 5
-        clean = True
         for slot, (proc, _) in self._workers.items():
             proc.join(max(0.0, deadline - time.monotonic()))
             if proc.is_alive():
-                log.error("worker %d (pid %d) did not stop in time; killing it", slot,
-                          proc.pid)
+                log.error("worker %d (pid %d) did not stop in time; killing it", slot, proc.pid)
                 proc.kill()
                 proc.join()
-            if proc.exitcode != 0:
-                clean = False
-                log.error("worker %d (pid %d) stopped with exit code %s", slot, proc.pid,
-                          proc.exitcode)
+        codes = {proc.pid: proc.exitcode for proc, _ in self._workers.values()}
         self._workers.clear()
-        return clean
-
-    @staticmethod
-    def _mark_dead(pid: int) -> None:
-        from prometheus_client import multiprocess
-
-        multiprocess.mark_process_dead(pid)
+        log.log(logging.ERROR if any(codes.values()) else logging.INFO,
+                "workers stopped with exit codes %s (pid: code)", codes)
+        return not any(codes.values())
 
 
 def notify_siblings() -> None:
@@ -249,7 +146,3 @@ def notify_siblings() -> None:
     supervisor = os.environ.get(SUPERVISOR_ENV)
     if supervisor and os.getppid() == int(supervisor):
         os.kill(int(supervisor), signal.SIGHUP)
-
-
-def serve_workers(settings, host: str, port: int, threads: int, workers: int) -> None:
-    sys.exit(Supervisor(settings, host, port, threads, workers).run())

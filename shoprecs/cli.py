@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import sys
 import traceback
 
 import click
@@ -271,13 +272,12 @@ def serve(settings, host, port, threads, workers, reload_interval):
                threads or settings.service.threads)
     workers = workers or settings.service.workers
     if workers > 1:
-        from service.workers import serve_workers
+        from service.workers import Supervisor
 
         try:
-            serve_workers(settings, *address, workers)
+            sys.exit(Supervisor(settings, *address, workers).run())
         except RuntimeError as exc:
             raise click.ClickException(str(exc)) from exc
-        return
     from service import create_app
     from service.server import serve as serve_app
 

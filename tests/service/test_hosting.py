@@ -162,6 +162,6 @@ def test_supervisor_replaces_dying_workers_then_gives_up(published):
         target = staticmethod(_dies_at_once)
 
     supervisor = Doomed(published, "127.0.0.1", free_port(), threads=1, workers=2)
-    assert supervisor.run() == 1  # after _MAX_FAST_DEATHS starts that died at once
-    assert len(supervisor._fast_deaths) == workers._MAX_FAST_DEATHS
+    assert supervisor.run() == 1  # after MAX_FAST_DEATHS starts that died at once
+    assert len(supervisor._fast_deaths) == workers.MAX_FAST_DEATHS
     assert workers.MULTIPROC_ENV not in os.environ and supervisor._workers == {}
