@@ -211,11 +211,8 @@ class RecommendationEngine:
         # Popular goods fill the list of a shopper the model does not know, and a known
         # shopper's list the filters thinned or that is shorter than asked (never with
         # goods they bought, when `exclude_bought`: the history knows all of them).
-        filled = []
-        if len(found) < limit and (not exclude_bought or self._history is not None):
-            taken = skip | {g for g, _ in found}
-            filled = only.keep((p for p in self._popular if p.goods_id not in taken),
-                               limit - len(found))
+        filled = self._fill(limit - len(found), only, skip.union(g for g, _ in found)) \
+            if not exclude_bought or self._history is not None else []
         shown = {g for g, _ in found}
         sources = tuple(name for name, came in (
             ("personalized", shown.intersection(g for g, _ in personal)),
@@ -239,9 +236,15 @@ class RecommendationEngine:
         shopper (an experiment's `popular` variant, experiments/arms.py)."""
         if not (only.active or skip):
             return self._popular[:limit], ("popular",)
-        skipped = frozenset(skip)
-        found = only.keep((p for p in self._popular if p.goods_id not in skipped), limit)
+        found = self._fill(limit, only, frozenset(skip))
         return tuple(found), ("popular",) if found else ()
+
+    def _fill(self, n: int, only: Filter, taken: frozenset[str]) -> list[Scored]:
+        """The `n` best-selling goods `only` allows, none of `taken`: what every list that
+        comes out short is filled with."""
+        if n <= 0:
+            return []
+        return only.keep((p for p in self._popular if p.goods_id not in taken), n)
 
     def _context(self, recent: Sequence[str], skip: frozenset[str]) -> dict[str, float]:
         """goods -> score from the neighbours and rules of `recent` goods, the most recent
@@ -271,9 +274,8 @@ class RecommendationEngine:
         found = only.keep(near, limit)
         sources = ("similar",)
         if len(found) < min(limit, len(near)):  # thinned by the filters: fill it
-            taken = {goods_id} | {g for g, _ in found}
-            fill = only.keep((p for p in self._popular if p.goods_id not in taken),
-                             limit - len(found))
+            fill = self._fill(limit - len(found), only,
+                              frozenset([goods_id, *(g for g, _ in found)]))
             if fill:
                 found, sources = found + fill, ("similar", "popular")
         return tuple(found), sources
@@ -333,9 +335,8 @@ class RecommendationEngine:
             found, source = self._near_cart(cart, limit, only), "similar"
         sources = (source,) if found else ()
         if not found or (only.active and len(found) < limit):
-            taken = cart | {s.goods_id for s in found}
-            fill = only.keep((p for p in self._popular if p.goods_id not in taken),
-                             limit - len(found))
+            fill = self._fill(limit - len(found), only,
+                              frozenset(cart.union(s.goods_id for s in found)))
             if fill:
                 found += [Suggestion(g, s, ()) for g, s in fill]
                 sources += ("popular",)

@@ -18,7 +18,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from models._pandas import returns
-from models.similar import SIMILAR_SCHEMA, best_columns
+from models.similar import SIMILAR_SCHEMA, nearest
 
 WORD = r"[^\p{L}\p{N}]+"  # names split on anything but letters and digits
 _CHUNK = 256  # query goods per dense product (memory bound: chunk x goods floats)
@@ -71,15 +71,9 @@ def _block_top_k(k: int):
         xt = x.T.tocsc()
         for start in range(0, len(queries), _CHUNK):
             query = queries[start:start + _CHUNK]
-            scores = (x[query] @ xt).toarray()
-            scores[np.arange(len(query)), query] = -np.inf  # never one's own neighbour
-            best = best_columns(scores, n)
-            values = np.take_along_axis(scores, best, axis=1)
-            keep = values > 0
-            rows = np.repeat(query, n).reshape(len(query), n)
-            out.append(pd.DataFrame({
-                "goods_id": goods[rows[keep]], "similar_id": goods[best[keep]],
-                "score": values[keep],
-                "rank": (np.cumsum(keep, axis=1)[keep]).astype(np.int32)}))
+            rows, cols, values, ranks = nearest((x[query] @ xt).toarray(), query, n,
+                                                positive=True)
+            out.append(pd.DataFrame({"goods_id": goods[rows], "similar_id": goods[cols],
+                                     "score": values, "rank": ranks}))
         return pd.concat(out, ignore_index=True)
     return compute

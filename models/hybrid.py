@@ -65,7 +65,7 @@ from pyspark.sql.types import (
 
 from models._pandas import returns
 from models.baselines import most_ordered
-from models.similar import best_columns
+from models.similar import best_columns, nearest
 
 COMPONENTS = ("repeat", "als", "items", "trending")
 
@@ -126,14 +126,10 @@ def _block_neighbours(k: int, chunk: int):
         for start in range(0, len(homes), chunk):
             query = homes[start:start + chunk]
             co = (xt[query] @ x).toarray()  # query goods x local goods, shared buyers
-            sim = co / np.sqrt(np.outer(buyers[query], buyers))
-            sim[np.arange(len(query)), query] = 0.0  # never your own neighbour
-            top = np.argpartition(-sim, kk - 1, axis=1)[:, :kk]
-            vals = np.take_along_axis(sim, top, 1)
-            keep = vals > 0
-            rows = np.repeat(np.arange(len(query)), kk)[keep.ravel()]
-            out.append(pd.DataFrame({"goods_id": goods[query[rows]], "other": goods[top[keep]],
-                                     "sim": vals[keep].astype(float)}))
+            rows, cols, sim, _ = nearest(co / np.sqrt(np.outer(buyers[query], buyers)),
+                                         query, kk, positive=True)
+            out.append(pd.DataFrame({"goods_id": goods[rows], "other": goods[cols],
+                                     "sim": sim.astype(float)}))
         return pd.concat(out, ignore_index=True)
     return compute
 

@@ -58,14 +58,24 @@ def _block_top_k(k: int):
         if n < 1 or len(queries) == 0:
             return None
         scores = np.round(vectors[queries] @ vectors.T, 9)  # as models/hybrid.py rounds
-        scores[np.arange(len(queries)), queries] = -np.inf  # never one's own neighbour
-        best = best_columns(scores, n)
-        return pd.DataFrame({"goods_id": np.repeat(keys[queries], n),
-                             "similar_id": keys[best].ravel(),
-                             "score": np.take_along_axis(scores, best, axis=1).ravel(),
-                             "rank": np.tile(np.arange(1, n + 1, dtype=np.int32),
-                                             len(queries))})
+        rows, cols, values, ranks = nearest(scores, queries, n)
+        return pd.DataFrame({"goods_id": keys[rows], "similar_id": keys[cols],
+                             "score": values, "rank": ranks})
     return compute
+
+
+def nearest(scores: np.ndarray, queries: np.ndarray, n: int, positive: bool = False):
+    """The blocked top-k of every neighbour table (ALS factors here, names in
+    models/content.py, buyers in models/hybrid.py): row i of `scores` scores goods
+    `queries[i]` against every goods. Each one's n best others, best first, ties to the
+    lower column (`best_columns`); `positive`: only scores above 0.
+    (query goods, neighbour goods, scores, ranks from 1), flat."""
+    scores[np.arange(len(queries)), queries] = -np.inf  # never one's own neighbour
+    best = best_columns(scores, n)
+    values = np.take_along_axis(scores, best, axis=1)
+    keep = values > 0 if positive else np.isfinite(values)
+    rows = np.repeat(queries, n).reshape(len(queries), n)
+    return rows[keep], best[keep], values[keep], np.cumsum(keep, axis=1)[keep].astype(np.int32)
 
 
 def _normalized(matrix: np.ndarray) -> np.ndarray:
