@@ -70,12 +70,15 @@ PARTS = "parts"  # models/<version>/parts/<part>.json: what each training step p
 
 def fingerprint(root: Path, end: dt.date, params: dict) -> str:
     """A hash of `params` and of every day landed up to `end` (the window trains the fits,
-    the whole history feeds each shopper's own signals)."""
+    the whole history feeds each shopper's own signals): each day's bytes as landed, or
+    as they trained before the retention rewrote phones into keys (`trains_as`: the rows
+    are the same, privacy/_rewrite.py). An erasure or a key rotation changes them."""
     digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode())
-    for manifest in sorted((root / "landing" / "orders").glob("dt=*/_manifest.json")):
-        day = manifest.parent.name[3:]
+    for path in sorted((root / "landing" / "orders").glob("dt=*/_manifest.json")):
+        day = path.parent.name[3:]
         if day <= end.isoformat():
-            digest.update(f"{day}:{json.loads(manifest.read_text())['sha256']}".encode())
+            manifest = json.loads(path.read_text())
+            digest.update(f"{day}:{manifest.get('trains_as', manifest['sha256'])}".encode())
     return digest.hexdigest()[:10]
 
 

@@ -47,10 +47,16 @@ def landed_days(root: Path) -> list[Path]:
 
 
 def rewrite_landing(day: Path, edit: Callable[[dict], bool],
-                     edit_text: Callable[[str], str], note: dict | None = None) -> int:
+                     edit_text: Callable[[str], str], note: dict | None = None,
+                     same_rows: bool = False) -> int:
     """Apply `edit` (changes a record in place; True if it did) to each order of the day,
     `edit_text` to each line that is no JSON object; rewrite the day and its manifest when
-    anything changed (or `note` is given). Returns the number of lines changed."""
+    anything changed (or `note` is given). Returns the number of lines changed.
+
+    The manifest's `sha256` is the new bytes'. What the version fingerprint hashes
+    (`trains_as`, models/train.py) follows it, so the next night trains a new version,
+    unless `same_rows`: the edit leaves the rows cleaning makes as they were (retention),
+    and the version stays the one these days already trained."""
     lines = (day / "orders.jsonl").read_bytes().decode("utf-8").splitlines()
     out, changed = [], 0
     for line in lines:
@@ -72,6 +78,10 @@ def rewrite_landing(day: Path, edit: Callable[[dict], bool],
     data = "".join(line + "\n" for line in out).encode("utf-8")
     replace(day / "orders.jsonl", data)
     manifest = json.loads((day / "_manifest.json").read_text())
+    if same_rows:
+        manifest.setdefault("trains_as", manifest["sha256"])
+    else:
+        manifest.pop("trains_as", None)
     manifest["sha256"] = hashlib.sha256(data).hexdigest()
     manifest.update(note or {})
     replace(day / "_manifest.json", json.dumps(manifest, indent=1).encode())

@@ -64,7 +64,8 @@ def retention(settings, today: dt.date, apply: bool = False) -> dict:
                 report["orders"] += manifest.get("orders", 0)
                 continue
             report["orders"] += rewrite_landing(
-                day, edit, masker, note={"retention": {"at": utc_now(), "phones": "removed"}})
+                day, edit, masker, note={"retention": {"at": utc_now(), "phones": "removed"}},
+                same_rows=True)
             mark_cleaned(root, name, json.loads((day / "_manifest.json").read_text())["sha256"])
         for day in sorted((root / "quarantine").glob("dt=*")):
             if day.name[3:] >= limit.isoformat() or (day / "_retained").exists():

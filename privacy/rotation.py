@@ -115,6 +115,7 @@ def rotate(settings, new_key: str) -> dict:
             if once(day / "orders.jsonl", lambda day=day: landing(day)):
                 counts["landing"] += 1
                 manifest = json.loads((day / "_manifest.json").read_text())
+                manifest.pop("trains_as", None)  # the keys changed: the next night retrains
                 manifest["sha256"] = hashlib.sha256(
                     (day / "orders.jsonl").read_bytes()).hexdigest()
                 replace(day / "_manifest.json", json.dumps(manifest, indent=1).encode())

@@ -26,6 +26,7 @@ from core.errors import ConfigError
 from core.phones import PHONE_LIKE, InvalidPhone, normalize, rekey, user_key
 from core.stores import connect
 from pipeline.mongo import publish_version
+from models import train
 from privacy import erasure, retention, rotation
 from service import create_app
 from shoprecs.demo import free_port, start_simulator
@@ -164,6 +165,13 @@ def test_raw_orders_past_retention_keep_no_phone_and_clean_the_same(spark, copy)
     assert report["days"] == ["2024-01-03", "2024-01-04"] and not report["applied"]
     assert report["orders"] == sum(o["date"][:10] in report["days"] for o in orders)
     assert {p: p.stat().st_mtime_ns for p in landing.rglob("*")} == snapshot
+    # applied, it leaves the rows that train as they were: the version stays, and the
+    # next night retrains nothing; an erasure changes them, and the next night retrains
+    version = train.fingerprint(s.root, LAST, {})
+    retention.retention(s, LAST + dt.timedelta(days=2), apply=True)
+    assert train.fingerprint(s.root, LAST, {}) == version
+    erasure.forget(s, format_phone(busiest(orders), 0))
+    assert train.fingerprint(s.root, LAST, {}) != version
 
 
 def test_forget_erases_every_trace_and_the_service_forgets_at_once(spark, copy):
