@@ -26,7 +26,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -41,6 +41,10 @@ log = logging.getLogger(__name__)
 #: Used only when no key is configured; fine for the demo, never for real shoppers.
 DEV_HMAC_KEY = "shoprecs-development-key-change-me"
 Secret = Annotated[str, Field(repr=False)]
+# API keys: "k1,k2" (the environment's form) or, in the file, a TOML list of strings
+Keys = Annotated[Secret, BeforeValidator(
+    lambda v: ",".join(v) if isinstance(v, list) and all(isinstance(k, str) for k in v)
+    else v)]
 
 
 class Section(BaseModel):
@@ -211,13 +215,13 @@ class Attribution(Section):
 
 
 class AdminKeys(Section):
-    api_keys: Secret = Field("", description="comma-separated (header X-API-Key); /admin/* "
-                             "is disabled while none is set")
+    api_keys: Keys = Field("", description="comma-separated or a list (header X-API-Key); "
+                           "/admin/* is disabled while none is set")
 
 
 class StorefrontKeys(Section):
-    api_keys: Secret = Field("", description="comma-separated; none: the storefront routes "
-                             "are open to anyone (docs/security.md)")
+    api_keys: Keys = Field("", description="comma-separated or a list; none: the storefront "
+                           "routes are open to anyone (docs/security.md)")
 
 
 class Alert(Section):

@@ -61,3 +61,13 @@ def test_every_settings_block_of_the_docs_is_the_models():
     # every section of the model is documented somewhere
     shown = " ".join(text for text in pages.values())
     assert all(f"[{section}]" in shown for section in Settings.model_fields)
+
+
+def test_api_keys_are_a_comma_separated_string_or_a_toml_list(tmp_path):
+    path = tmp_path / "shoprecs.toml"
+    path.write_text('[admin]\napi_keys = ["k1", "k2"]\n[storefront]\napi_keys = "s1, s2"\n')
+    s = load(path, env={})
+    assert (s.admin.api_keys, s.storefront.api_keys) == ("k1,k2", "s1, s2")
+    path.write_text('[admin]\napi_keys = [1, 2]\n')
+    with pytest.raises(ConfigError, match=r"admin\.api_keys"):
+        load(path, env={})
