@@ -25,8 +25,8 @@ from core.config import Settings
 from core.errors import ConfigError
 from core.phones import PHONE_LIKE, InvalidPhone, normalize, rekey, user_key
 from core.stores import connect
-from pipeline.mongo import publish_version
 from models import train
+from pipeline.mongo import publish_version
 from privacy import erasure, retention, rotation
 from service import create_app
 from shoprecs.demo import free_port, start_simulator
