@@ -70,19 +70,12 @@ def train(ratings: DataFrame, params: ALSParams) -> ALSModel:
     return als.fit(ratings)
 
 
-def recommend_all(model: ALSModel, k: int, users: DataFrame, items: DataFrame) -> DataFrame:
-    """(user_key, goods_id, score, rank) for every shopper: the top k by predicted score."""
-    return _named(model.recommendForAllUsers(k), users, items)
-
-
 def recommend_users(model: ALSModel, subset: DataFrame, k: int, users: DataFrame,
                     items: DataFrame) -> DataFrame:
-    """Like recommend_all, for the shoppers of `subset` (column `user`) only."""
-    return _named(model.recommendForUserSubset(subset, k), users, items)
-
-
-def _named(raw: DataFrame, users: DataFrame, items: DataFrame) -> DataFrame:
-    recs = raw.select("user", F.posexplode("recommendations").alias("pos", "rec"))
+    """(user_key, goods_id, score, rank) for the shoppers of `subset` (column `user`): the
+    top k by predicted score."""
+    recs = model.recommendForUserSubset(subset, k).select(
+        "user", F.posexplode("recommendations").alias("pos", "rec"))
     return (recs.join(users.withColumnRenamed("id", "user").withColumnRenamed("key", "user_key"),
                       "user")
             .join(items.select(F.col("id").alias("item"), F.col("key").alias("goods_id")),

@@ -75,7 +75,8 @@ def test_als_ranks_a_shoppers_taste_cluster_above_the_others(spark):
     model = als.train(ratings, als.ALSParams(rank=4, max_iter=15, reg_param=0.01, alpha=5.0))
     users = spark.createDataFrame([(f"u{u}", u) for u in range(20)], ids.MAPPING_SCHEMA)
     items = spark.createDataFrame([(f"g{i}", i) for i in range(20)], ids.MAPPING_SCHEMA)
-    recs = als.recommend_all(model, 20, users, items).collect()
+    recs = als.recommend_users(model, ratings.select("user").distinct(), 20, users,
+                               items).collect()
     for u in (0, 3, 12, 17):
         mine = sorted((r for r in recs if r.user_key == f"u{u}"), key=lambda r: r.rank)
         ranked = [int(r.goods_id[1:]) for r in mine]
