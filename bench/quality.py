@@ -20,7 +20,7 @@ on a validation window inside the training period (train before 2011-06-01, vali
                                   dependency), each tuned on the same validation window.
 
 Every model's top 200 per test shopper (the night's: its stored top 50 overall and top 50
-new) goes through models/evaluation.evaluate (k = 10, modes `all` and `new`). Training
+new) goes through models/evaluation.evaluate_modes (k = 10, modes `all` and `new`). Training
 seconds are wall time of the fit (ALS: Spark's fit; published: the whole training night,
 holdout evaluation and FP-Growth included).
 

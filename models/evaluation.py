@@ -10,9 +10,9 @@ Two modes:
   bought in training are removed from the recommendations before taking the top k.
 
 `evaluate_many` computes them for whole populations, every model and mode in one pass, a
-pandas task per block of shoppers (`evaluate` and `evaluate_modes` are views of it); the
-tests hold the textbook definitions, one shopper at a time, and check that every figure
-agrees with them (tests/models/definitions.py).
+pandas task per block of shoppers (`evaluate_modes` is its view of one model); the tests
+hold the textbook definitions, one shopper at a time, and check that every figure agrees
+with them (tests/models/definitions.py).
 """
 from __future__ import annotations
 
@@ -32,18 +32,12 @@ METRICS = ("precision", "recall", "map", "ndcg")
 EVALUATED_SCHEMA = StructType([
     StructField("model", StringType()), StructField("mode", StringType()),
     StructField("user_key", StringType()), StructField("goods_id", StringType()),
-    *(StructField(m, DoubleType()) for m in ("precision", "recall", "map", "ndcg"))])
-
-
-def evaluate(recs: DataFrame, train: DataFrame, test: DataFrame, k: int, mode: str,
-             catalog_size: int) -> dict[str, float]:
-    """Metrics@k of `recs` (user_key, goods_id, score) against the holdout, in `mode`."""
-    return evaluate_many({"model": recs}, train, test, k, catalog_size, (mode,))["model"][mode]
+    *(StructField(m, DoubleType()) for m in METRICS)])
 
 
 def evaluate_modes(recs: DataFrame, train: DataFrame, test: DataFrame, k: int,
                    catalog_size: int) -> dict[str, dict[str, float]]:
-    """`evaluate` in every mode."""
+    """{mode: metrics@k} of `recs` (user_key, goods_id, score) against the holdout."""
     return evaluate_many({"model": recs}, train, test, k, catalog_size)["model"]
 
 
@@ -182,9 +176,8 @@ def _averages(per_user: DataFrame, models, modes: Sequence[str], catalog_size: i
         *(F.avg(m).alias(m) for m in METRICS),
         F.count("precision").alias("users"), F.countDistinct("goods_id").alias("covered")
     ).collect()
-    result = {name: {mode: {"precision": 0.0, "recall": 0.0, "map": 0.0, "ndcg": 0.0,
-                            "users": 0, "coverage": 0.0} for mode in modes}
-              for name in models}
+    result = {name: {mode: {**dict.fromkeys(METRICS, 0.0), "users": 0, "coverage": 0.0}
+                     for mode in modes} for name in models}
     for r in found:
         result[r["model"]][r["mode"]] = {
             **{m: r[m] or 0.0 for m in METRICS}, "users": r["users"],

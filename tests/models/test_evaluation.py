@@ -29,7 +29,7 @@ def test_spark_evaluator_agrees_with_the_definitions(spark):
     test = spark.createDataFrame([("u1", g) for g in REL] + [("u2", "x"), ("u3", "a"),
                                                              (None, "a")],
                                  "user_key string, goods_id string")
-    got = ev.evaluate(recs, train, test, k=4, mode="all", catalog_size=10)
+    got = ev.evaluate_modes(recs, train, test, k=4, catalog_size=10)["all"]
     u1 = [f(REC, REL, 4) for f in (d.precision_at_k, d.recall_at_k,
                                    d.average_precision_at_k, d.ndcg_at_k)]
     u2 = [f(["x", "y"], {"x"}, 4) for f in (d.precision_at_k, d.recall_at_k,
@@ -39,14 +39,14 @@ def test_spark_evaluator_agrees_with_the_definitions(spark):
     assert got["users"] == 2
     assert got["coverage"] == pytest.approx(6 / 10)  # a b c d x y
 
-    new = ev.evaluate(recs, train, test, k=4, mode="new", catalog_size=10)
+    new = ev.evaluate_modes(recs, train, test, k=4, catalog_size=10)["new"]
     # u1 already bought b: relevant {d, e}, recommended [a, c, d]; u2 unchanged.
     u1_new = [f(["a", "c", "d"], {"d", "e"}, 4) for f in (
         d.precision_at_k, d.recall_at_k, d.average_precision_at_k, d.ndcg_at_k)]
     assert [new[m] for m in ("precision", "recall", "map", "ndcg")] == pytest.approx(
         [(a + b) / 2 for a, b in zip(u1_new, u2)])
     with pytest.raises(ValueError, match="mode must be one of"):
-        ev.evaluate(recs, train, test, k=4, mode="old", catalog_size=10)
+        ev.evaluate_many({"m": recs}, train, test, k=4, catalog_size=10, modes=("old",))
 
 
 @pytest.mark.spark
@@ -61,9 +61,9 @@ def test_many_models_in_one_pass_match_each_alone(spark):
                                  "user_key string, goods_id string")
     both = ev.evaluate_many({"a": recs, "b": other}, train, test, k=3, catalog_size=10)
     for name, df in (("a", recs), ("b", other)):
+        alone = ev.evaluate_modes(df, train, test, k=3, catalog_size=10)
         for mode in ev.MODES:
-            alone = ev.evaluate(df, train, test, k=3, mode=mode, catalog_size=10)
-            assert both[name][mode] == pytest.approx(alone)
+            assert both[name][mode] == pytest.approx(alone[mode])
     # u1 "new": relevant {d, e}; model b recommends e (b was bought before): AP 1/2 for u1;
     # u2 gets y (not relevant): 0. Mean over the two shoppers.
     assert both["b"]["new"]["map"] == pytest.approx((1 / 2 + 0) / 2)
