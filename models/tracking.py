@@ -190,17 +190,6 @@ def _train_tags(version: str) -> dict[str, str]:
     return {VERSION_TAG: version, KIND_TAG: "train"}
 
 
-def train_run(target: Target, version: str) -> str | None:
-    """The id of the train run of `version` (None when untracked or unreachable)."""
-    found = []
-    if target.empty:
-        return None
-    with _never_fails(f"looking up the run of {version}"):
-        client, experiment_id = _client(target)
-        found = _runs(client, experiment_id, _train_tags(version))
-    return found[0].info.run_id if found else None
-
-
 def log_train(target: Target, metrics: dict, out: Path) -> str | None:
     """Record a trained version (its metrics.json as `metrics`, its folder `out`); return
     the run id. A version logged before (a finalize re-run) has its run replaced."""
