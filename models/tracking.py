@@ -83,13 +83,12 @@ def _param(value) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def _flatten(prefix: str, value, out: dict) -> dict:
-    if isinstance(value, dict):
-        for key, item in value.items():
-            _flatten(f"{prefix}.{key}" if prefix else str(key), item, out)
-    else:
-        out[prefix] = value
-    return out
+def _flatten(prefix: str, value) -> dict:
+    """`value` with its nested dicts' entries by dotted path under `prefix`."""
+    if not isinstance(value, dict):
+        return {prefix: value}
+    return {path: leaf for key, item in value.items()
+            for path, leaf in _flatten(f"{prefix}.{key}" if prefix else str(key), item).items()}
 
 
 def _numbers(flat: dict) -> dict[str, float]:
@@ -102,15 +101,14 @@ def train_params(metrics: dict) -> dict[str, str]:
     dotted path (`als.rank`), the window's days, the model published, the tuning used."""
     params = dict(metrics.get("params") or {})
     start, end = params.pop("window", None) or metrics.get("window") or (None, None)
-    flat = _flatten("", params, {})
     evaluation = metrics.get("evaluation") or {}
-    flat.update({"window.start": start, "window.end": end, "window.cut": evaluation.get("cut"),
-                 "holdout.k": evaluation.get("k"), "published_model": metrics.get(
-                     "published_model")})
-    flat.update(_flatten("tuning", metrics.get("tuning") or {}, {}))
     selection = evaluation.get("selection") or {}
-    flat.update({f"selection.{k}": selection.get(k) for k in ("published", "rebuy", "by")
-                 if k in selection})
+    flat = {**_flatten("", params), "window.start": start, "window.end": end,
+            "window.cut": evaluation.get("cut"), "holdout.k": evaluation.get("k"),
+            "published_model": metrics.get("published_model"),
+            **_flatten("tuning", metrics.get("tuning") or {}),
+            **{f"selection.{k}": selection[k] for k in ("published", "rebuy", "by")
+               if k in selection}}
     return {k: _param(v) for k, v in flat.items()}
 
 
@@ -119,29 +117,24 @@ def train_metrics(metrics: dict) -> dict[str, float]:
     `<model>.<mode>.<metric>`, the counts (`trained_on.*`, `fpgrowth.*`,
     `holdout.test_users`) and the selection's margin and interval."""
     evaluation = metrics.get("evaluation") or {}
-    out = _numbers(_flatten("", evaluation.get("models") or {}, {}))
-    out.update(_numbers(_flatten("trained_on", metrics.get("trained_on") or {}, {})))
-    out.update(_numbers(_flatten("fpgrowth", metrics.get("fpgrowth") or {}, {})))
-    out.update(_numbers({"holdout.test_users": evaluation.get("test_users")}))
     selection = evaluation.get("selection") or {}
     low, high = selection.get("interval") or (None, None)
-    out.update(_numbers({"selection.margin": selection.get("margin"),
-                         "selection.interval_low": low, "selection.interval_high": high}))
-    return out
-
-
-def _quiet_defaults() -> None:
-    """Before mlflow is imported: a server that does not answer costs seconds, not the 4
-    minutes of MLflow's defaults; GitPython (mlflow-skinny's) says nothing without git.
-    The operator's own settings of these variables win."""
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+    return _numbers({**_flatten("", evaluation.get("models") or {}),
+                     **_flatten("trained_on", metrics.get("trained_on") or {}),
+                     **_flatten("fpgrowth", metrics.get("fpgrowth") or {}),
+                     "holdout.test_users": evaluation.get("test_users"),
+                     "selection.margin": selection.get("margin"),
+                     "selection.interval_low": low, "selection.interval_high": high})
 
 
 def _client(target: Target):
     """(MlflowClient, experiment id), creating the experiment on first use."""
-    _quiet_defaults()
+    # Before mlflow is imported: a server that does not answer costs seconds, not the 4
+    # minutes of MLflow's defaults; GitPython (mlflow-skinny's) says nothing without git.
+    # The operator's own settings of these variables win.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
     from mlflow import MlflowClient
 
     # Creating the SQLite store logs its table creation at INFO: one warning is enough.
@@ -168,15 +161,12 @@ def _never_fails(what: str) -> Iterator[None]:
 
 
 def _log(client, run_id: str, metrics: dict[str, float], params: dict[str, str]) -> None:
+    """Log `metrics` and `params` (the client splits them into batches MLflow accepts)."""
     from mlflow.entities import Metric, Param
 
     now = int(time.time() * 1000)
-    metric_list = [Metric(k, v, now, 0) for k, v in sorted(metrics.items())]
-    param_list = [Param(k, v) for k, v in sorted(params.items())]
-    for i in range(0, len(metric_list), 1000):  # MLflow's limits per batch
-        client.log_batch(run_id, metrics=metric_list[i:i + 1000])
-    for i in range(0, len(param_list), 100):
-        client.log_batch(run_id, params=param_list[i:i + 100])
+    client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in sorted(metrics.items())],
+                     params=[Param(k, v) for k, v in sorted(params.items())])
 
 
 def _runs(client, experiment_id: str, tags: dict[str, str]) -> list:
@@ -208,22 +198,20 @@ def log_train(target: Target, metrics: dict, out: Path) -> str | None:
             if (out / name).exists():
                 client.log_artifact(run_id, str(out / name))
         client.set_terminated(run_id)
-        _write_run_file(out, run_id, target.experiment)
+        atomic_write(out / RUN_FILE, json.dumps({"run_id": run_id,
+                                                 "experiment": target.experiment}))
         log.info("model %s tracked in MLflow: run %s (experiment %s)", version, run_id,
                  target.experiment)
         return run_id
     return None
 
 
-def _write_run_file(out: Path, run_id: str, experiment: str) -> None:
-    atomic_write(out / RUN_FILE, json.dumps({"run_id": run_id, "experiment": experiment}))
-
-
 def _trial(trial: dict) -> tuple[dict[str, float], dict[str, str]]:
-    params = {**_flatten("als", trial.get("als") or {}, {}),
-              **_flatten("hybrid", trial.get("hybrid") or {}, {}), "stage": trial.get("stage")}
+    """(metrics, parameters) of a tune trial (or of the choice: the same keys)."""
+    params = {**_flatten("als", trial.get("als") or {}),
+              **_flatten("hybrid", trial.get("hybrid") or {}), "stage": trial.get("stage")}
     metrics = _numbers({"score": trial.get("score"), "fit_seconds": trial.get("fit_seconds"),
-                        **_flatten("", trial.get("metrics") or {}, {})})
+                        **_flatten("", trial.get("metrics") or {})})
     return metrics, {k: _param(v) for k, v in params.items() if v is not None}
 
 
@@ -243,7 +231,7 @@ def log_tune(target: Target, report: dict, window: tuple[str, str],
                        "validation.start": validation[0], "validation.end": validation[1]})
         metrics.update(_numbers({"trials": len(report.get("trials") or []),
                                  "als_alone.score": (report.get("als_alone") or {}).get("score"),
-                                 **_flatten("popularity", report.get("popularity") or {}, {})}))
+                                 **_flatten("popularity", report.get("popularity") or {})}))
         _log(client, parent, metrics, {k: v for k, v in params.items() if v is not None})
         for i, trial in enumerate(report.get("trials") or []):
             child = client.create_run(experiment_id, run_name=f"{trial.get('stage')}-{i}", tags={
