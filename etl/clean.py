@@ -27,8 +27,6 @@ import pandas as pd
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
-    ArrayType,
-    BooleanType,
     DateType,
     DoubleType,
     IntegerType,
@@ -45,19 +43,9 @@ from core.phones import INVALID, PLACEHOLDER, PhoneRules, shopper_key
 
 log = logging.getLogger(__name__)
 
-RAW_ORDER_SCHEMA = StructType([
-    StructField("id", StringType()),
-    StructField("date", StringType()),
-    StructField("clientTel", StringType()),
-    StructField("basket", ArrayType(StructType([
-        # Numbers are read as text and cast line by line: one bad line must not make the
-        # whole order an unparseable record.
-        StructField("goodsId", StringType()),
-        StructField("quantity", StringType()),
-        StructField("price", StringType()),
-    ]))),
-    StructField("_corrupt_record", StringType()),
-])
+# The landed basket (Spark DDL): numbers are read as text and cast line by line, so that
+# one bad line does not make the whole order an unparseable record.
+BASKET = "array<struct<goodsId: string, quantity: string, price: string>>"
 
 CLEAN_ORDER_SCHEMA = StructType([
     StructField("order_id", StringType(), False),
@@ -70,25 +58,15 @@ CLEAN_ORDER_SCHEMA = StructType([
 ])
 
 # What read_clean reads: the written columns (`source` null for days cleaned before it
-# existed) and the landed day.
-CLEAN_LINES_SCHEMA = StructType([
-    StructField("order_id", StringType()), StructField("order_ts", TimestampType()),
-    StructField("user_key", StringType()), StructField("source", StringType()),
-    StructField("goods_id", StringType()), StructField("quantity", IntegerType()),
-    StructField("price", DoubleType()), StructField("name", StringType()),
-    StructField("dt", DateType()),
-])
+# existed), the catalog name and the landed day.
+CLEAN_LINES_SCHEMA = StructType([*CLEAN_ORDER_SCHEMA, StructField("name", StringType()),
+                                 StructField("dt", DateType())])
 
-QUARANTINE_SCHEMA = StructType([StructField("reason", StringType()),
-                                StructField("record", StringType()),
-                                StructField("dt", StringType())])
+QUARANTINE_SCHEMA = "reason string, record string, dt string"
 
 # The catalog's optional shop fields (DESIGN.md): absent `available` means available; a
 # bus that sends only id and name gives null price and category.
-GOODS_SCHEMA = StructType([StructField("id", StringType()), StructField("name", StringType()),
-                           StructField("available", BooleanType()),
-                           StructField("price", DoubleType()),
-                           StructField("category", StringType())])
+GOODS_SCHEMA = "id string, name string, available boolean, price double, category string"
 
 
 def phone_keys(rules: PhoneRules, hmac_keys, placeholders: str | None = None):
@@ -208,15 +186,12 @@ def read_clean(spark: SparkSession, root: Path, start: dt.date | None,
     clean/ uses this."""
     lines = spark.read.schema(CLEAN_LINES_SCHEMA).parquet(str(root / "clean" / "orders"))
     if start is not None:  # an order lands on its day or later, never before
-        lines = lines.where(F.col("dt") >= F.lit(start.isoformat()).cast("date"))
-    latest = Window.partitionBy("order_id")
-    own = F.to_date("order_ts")
-    lines = (lines.withColumn("_last", F.max("dt").over(latest))
+        lines = lines.where(F.col("dt") >= F.lit(start))
+    lines = (lines.withColumn("_last", F.max("dt").over(Window.partitionBy("order_id")))
              .where(F.col("dt") == F.col("_last")).drop("_last")
-             .withColumnRenamed("dt", "landed").withColumn("dt", own))
-    last = F.lit(end.isoformat()).cast("date")
-    return lines.where(own <= last if start is None else own.between(
-        F.lit(start.isoformat()).cast("date"), last))
+             .withColumnRenamed("dt", "landed").withColumn("dt", F.to_date("order_ts")))
+    return lines.where(F.col("dt") <= F.lit(end) if start is None
+                       else F.col("dt").between(F.lit(start), F.lit(end)))
 
 
 def read_quarantine(spark: SparkSession, root: Path) -> DataFrame:
@@ -236,13 +211,15 @@ def landed_paths(root: Path, days: list[dt.date]) -> list[str]:
     return paths
 
 
-def raw_schema(profile: BusProfile) -> StructType:
-    """The landed JSON's schema under the profile's field names."""
-    fields = {"id": StringType(), profile.date_field: StringType(),
-              profile.phone_field: StringType(), profile.source_field: StringType(),
-              "basket": RAW_ORDER_SCHEMA["basket"].dataType, "_user_key": StringType()}
-    return StructType([StructField(name, kind) for name, kind in fields.items() if name]
-                      + [StructField("_corrupt_record", StringType())])
+def raw_schema(profile: BusProfile) -> str:
+    """The landed JSON's schema (Spark DDL) under the profile's field names."""
+    as_text = dict.fromkeys([profile.date_field, profile.phone_field, profile.source_field,
+                             "_user_key", "_corrupt_record"])
+    return ", ".join(["id string", f"basket {BASKET}"]
+                     + [f"`{name}` string" for name in as_text if name])
+
+
+RAW_ORDER_SCHEMA = raw_schema(BusProfile())  # the landed JSON under the default profile
 
 
 def read_raw(spark: SparkSession, root: Path, days: list[dt.date],
@@ -281,6 +258,12 @@ def clean_goods(spark: SparkSession, root: Path, end: dt.date) -> DataFrame:
                     F.nullif(F.trim("category"), F.lit("")).alias("category")))
 
 
+def _replacing_days(df: DataFrame):
+    """A writer of `df` by day (`dt`) that replaces exactly the days `df` holds."""
+    return (df.repartition("dt").write.mode("overwrite")
+            .option("partitionOverwriteMode", "dynamic").partitionBy("dt"))
+
+
 def run(spark: SparkSession, settings, start: dt.date, end: dt.date) -> dict:
     """Clean the landed days start..end; replace exactly those days in clean/ and quarantine/.
 
@@ -302,29 +285,22 @@ def run(spark: SparkSession, settings, start: dt.date, end: dt.date) -> dict:
     clean = with_names(clean, catalog).persist()
     bad = bad.persist()
     try:
-        (clean.repartition("dt").write.mode("overwrite")
-         .option("partitionOverwriteMode", "dynamic")
-         .partitionBy("dt").parquet(str(root / "clean" / "orders")))
-        (bad.repartition("dt").write.mode("overwrite")
-         .option("partitionOverwriteMode", "dynamic")
-         .partitionBy("dt").json(str(root / "quarantine")))
+        _replacing_days(clean).parquet(str(root / "clean" / "orders"))
+        _replacing_days(bad).json(str(root / "quarantine"))
         catalog.write.mode("overwrite").parquet(str(root / "clean" / "goods"))
         mark_cleaned(root, *(x for day in day_range(start, end) for x in (
             day.isoformat(), json.loads((root / "landing" / "orders" / f"dt={day}" /
                                          "_manifest.json").read_text())["sha256"])))
-        counts = clean.agg(F.count("*").alias("lines"),
-                           F.countDistinct("order_id").alias("orders"),
-                           F.count_distinct(F.when(F.to_date("order_ts").cast("string")
-                                                   != F.col("dt"), F.col("order_id")))
-                           .alias("moved"),
-                           F.count_if(F.col("name").isNull()).alias("unnamed")).first()
-        stats = {"lines": counts["lines"], "orders": counts["orders"],
-                 "quarantined": bad.count(),
-                 "orders_of_another_day": counts["moved"],
-                 "lines_without_catalog_name": counts["unnamed"]}
-        if counts["moved"]:
+        moved = F.when(F.to_date("order_ts").cast("string") != F.col("dt"), F.col("order_id"))
+        stats = clean.agg(F.count("*").alias("lines"),
+                          F.count_distinct("order_id").alias("orders"),
+                          F.count_distinct(moved).alias("orders_of_another_day"),
+                          F.count_if(F.col("name").isNull()).alias("lines_without_catalog_name"),
+                          ).first().asDict()
+        stats["quarantined"] = bad.count()
+        if stats["orders_of_another_day"]:
             log.info("%d orders landed on another day than their own: each counts in its "
-                     "own day (read_clean)", counts["moved"])
+                     "own day (read_clean)", stats["orders_of_another_day"])
     finally:
         for df in (clean, bad, catalog, raw):
             df.unpersist()
