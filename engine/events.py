@@ -29,6 +29,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import hmac
+import itertools
 import json
 import logging
 import os
@@ -39,20 +40,20 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from cachetools import LRUCache, cached
+
 from core.files import flock
 
 log = logging.getLogger(__name__)
 
-KINDS = ("impressions", "feedback")
 EVENTS_DIR = Path("events")
 ATTRIBUTION_DIR = Path("reports") / "attribution"  # <date>.json: experiments/attribution.py
-_reports: dict[Path, tuple[float, dict]] = {}  # path -> (mtime, report)
 
 
 def now_iso(when: float | None = None) -> str:
     """UTC as ISO 8601 with milliseconds and a Z, as events carry it."""
     moment = dt.datetime.fromtimestamp(time.time() if when is None else when, dt.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class RecommendationIds:
@@ -67,7 +68,7 @@ class RecommendationIds:
     def __init__(self, secret: bytes):
         self.prefix = secrets.token_hex(6)
         self._secret = secret
-        self._count = iter(range(1, 1 << 62)).__next__  # next() is atomic under the GIL
+        self._count = itertools.count(1).__next__  # next() is atomic under the GIL
 
     @classmethod
     def for_key(cls, hmac_key: str) -> RecommendationIds:
@@ -154,13 +155,9 @@ class MongoSink:
         self.db = db
 
     def write(self, kind: str, events: list[dict]) -> None:
-        from pymongo.errors import BulkWriteError
+        from engine.mongo import insert_unordered
 
-        try:
-            self.db[kind].insert_many([{"_id": e["id"], **e} for e in events], ordered=False)
-        except BulkWriteError as exc:  # duplicates only: the same event id sent again
-            if any(err.get("code") != 11000 for err in exc.details.get("writeErrors", ())):
-                raise
+        insert_unordered(self.db[kind], [{"_id": e["id"], **e} for e in events])
 
     def close(self) -> None:
         pass
@@ -199,8 +196,7 @@ class EventLog:
         if self._thread is None:
             self.start()
         if len(self._pending) >= self.max_pending:
-            self.dropped[kind] += 1
-            self._on_dropped(kind, 1)
+            self._drop(kind, 1)
             return False
         self._pending.append((kind, event))
         if len(self._pending) >= self.batch:
@@ -210,6 +206,10 @@ class EventLog:
     @property
     def pending(self) -> int:
         return len(self._pending) + len(self._retry)
+
+    def _drop(self, kind: str, n: int) -> None:
+        self.dropped[kind] += n
+        self._on_dropped(kind, n)
 
     def start(self) -> None:
         with self._start_lock:
@@ -230,14 +230,9 @@ class EventLog:
 
     def flush(self) -> None:
         """Write everything queued now, in this thread."""
-        with self._write_lock:
+        with self._write_lock:  # the only taker: what is queued now stays there to be taken
             taken, self._retry = self._retry, []
-            pop = self._pending.popleft
-            try:
-                for _ in range(len(self._pending)):
-                    taken.append(pop())
-            except IndexError:
-                pass
+            taken += [self._pending.popleft() for _ in range(len(self._pending))]
             if taken:
                 self._write(taken)
 
@@ -258,8 +253,7 @@ class EventLog:
                 room = max(0, self.max_pending - len(self._retry))
                 self._retry.extend((kind, e) for e in events[:room])
                 if len(events) > room:
-                    self.dropped[kind] += len(events) - room
-                    self._on_dropped(kind, len(events) - room)
+                    self._drop(kind, len(events) - room)
                 log.warning("writing %d %s failed (%s); retrying in %.1f s", len(events),
                             kind, exc, self.interval)
                 continue
@@ -287,11 +281,12 @@ def attribution_reports(root: str | os.PathLike, last: int = 60) -> list[dict]:
     found = []
     for path in paths:
         try:
-            mtime = path.stat().st_mtime
-            cached = _reports.get(path)
-            if cached is None or cached[0] != mtime:
-                cached = _reports[path] = (mtime, json.loads(path.read_text()))
-            found.append(cached[1])
+            found.append(_report(path, path.stat().st_mtime))
         except (OSError, ValueError) as exc:
             log.warning("attribution report %s unreadable (%s): skipped", path, exc)
     return found
+
+
+@cached(LRUCache(maxsize=256), lock=threading.Lock())
+def _report(path: Path, mtime: float) -> dict:  # a new mtime: read again
+    return json.loads(path.read_text())

@@ -39,10 +39,9 @@ class FileRegister:
     def read(self) -> dict[str, str]:
         """key -> when it was forgotten."""
         found = {}
-        with contextlib.suppress(FileNotFoundError):
-            for path in self.dir.glob("*.json"):
-                with contextlib.suppress(OSError, ValueError):
-                    found[path.stem] = json.loads(path.read_text())["requested_at"]
+        for path in self.dir.glob("*.json"):  # none when the folder is missing
+            with contextlib.suppress(OSError, ValueError):
+                found[path.stem] = json.loads(path.read_text())["requested_at"]
         return found
 
     def signature(self):

@@ -23,6 +23,7 @@ Run with: shoprecs publish --store mongo   (serving: service.store = "mongo")
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import logging
 import re
@@ -31,11 +32,10 @@ from pymongo import ASCENDING, InsertOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from core.stores import connect
-from engine.snapshot import SnapshotError
+from engine.snapshot import RESULT_SETS, SnapshotError
 
 log = logging.getLogger(__name__)
 
-RESULT_SETS = ("user_recs", "rules", "similar", "popular", "catalog", "history")
 POINTER, VERSIONS, CURRENT = "serving", "versions", "current"
 INDEXES = {"rules": [("antecedent", ASCENDING), ("size", ASCENDING)]}
 CATALOG_EXTRA = ("available", "price", "category")
@@ -80,17 +80,18 @@ TO_DOC = {"user_recs": _user_doc, "similar": _similar_doc, "rules": _rule_doc,
           "history": lambda r: {"_id": r["user_key"], "goods": list(r["goods"])}}
 
 
-def _flush(coll, ops: list) -> int:
+def insert_unordered(coll, docs: list[dict]) -> int:
+    """Insert `docs` unordered; returns how many were inserted. Documents already there (by
+    _id: a retried write) are skipped; any other failure raises MongoStoreError."""
     try:
-        return coll.bulk_write(ops, ordered=False).inserted_count
+        return coll.bulk_write([InsertOne(d) for d in docs], ordered=False).inserted_count
     except BulkWriteError as exc:
         errors = exc.details.get("writeErrors", [])
         other = [e for e in errors if e.get("code") != _DUPLICATE_KEY]
         if other or exc.details.get("writeConcernErrors"):
             first = (other or exc.details["writeConcernErrors"])[0]
             raise MongoStoreError(f"bulk insert into {coll.name} failed: {first.get('errmsg')} "
-                                  f"({len(other)} of {len(ops)} documents)") from exc
-        # only duplicates of documents already there: this partition ran before (a retry)
+                                  f"({len(other)} of {len(docs)} documents)") from exc
         return exc.details.get("nInserted", 0)
 
 
@@ -99,18 +100,13 @@ def write_partition(rows, *, uri: str, db: str, collection: str, kind: str,
     """Insert one partition's rows (Spark Rows or dicts) into `collection` as `kind`
     documents, unordered, `batch_size` at a time, with a client of its own; returns the
     number inserted. Executors run it through DataFrame.foreachPartition."""
-    to_doc = TO_DOC[kind]
+    to_doc, rows = TO_DOC[kind], iter(rows)
     client = connect(uri)
     coll = client[db][collection]
-    inserted, batch = 0, []
+    inserted = 0
     try:
-        for row in rows:
-            batch.append(InsertOne(to_doc(row)))
-            if len(batch) >= batch_size:
-                inserted += _flush(coll, batch)
-                batch = []
-        if batch:
-            inserted += _flush(coll, batch)
+        while batch := [to_doc(row) for row in itertools.islice(rows, batch_size)]:
+            inserted += insert_unordered(coll, batch)
     finally:
         if not uri.startswith("mongomock://"):
             client.close()
@@ -185,22 +181,16 @@ class MongoStore:
         switch makes this raise rather than be lost); returns the version served before."""
         if not self.is_complete(version):
             raise MongoStoreError(f"version {version} is not completely written; not switched")
-        old = self.pointer()
-        served = old["version"] if old else None
+        served = self.current_version()
         if served == version:
             return served
-        doc = {"version": version, "previous": served, "switched_at": _now()}
-        try:
-            if old is None:
-                self.db[POINTER].insert_one({"_id": CURRENT, **doc})
-                return None
-            if self.db[POINTER].find_one_and_update({"_id": CURRENT, "version": served},
-                                                    {"$set": doc}) is not None:
-                return served
+        try:  # updates the pointer still at `served`, else inserts one: a duplicate _id
+            self.db[POINTER].update_one({"_id": CURRENT, "version": served}, {"$set": {
+                "version": version, "previous": served, "switched_at": _now()}}, upsert=True)
         except DuplicateKeyError:
-            pass
-        raise MongoStoreError(f"serving.current changed while switching to {version}: another "
-                              "publish ran at the same time; publish again")
+            raise MongoStoreError(f"serving.current changed while switching to {version}: "
+                                  "another publish ran at the same time; publish again") from None
+        return served
 
     def served_metrics(self) -> tuple[str | None, dict | None]:
         """(the served version, the metrics its manifest recorded) — what the quality

@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterable
 
 from cachetools import LRUCache
 
-from engine.mongo import CATALOG_EXTRA, VERSIONS, MongoStore, MongoStoreError
-from engine.recommender import RecommendationEngine, Scored, as_rule, ranked_rules, user_lists
+from engine.mongo import VERSIONS, MongoStore, MongoStoreError
+from engine.recommender import RecommendationEngine, Rule, Scored, as_rule, ranked_rules, user_lists
 from engine.shoprules import catalog_rules
 
 _MISSING = object()
@@ -100,10 +100,8 @@ class MongoSnapshot:
         self.names = _Names(store.collection("catalog", version), cache_size)
         # availability, categories and prices, as the night's catalog had them (read once:
         # a catalog refresh, engine/shoprules.py, overrides them during the day)
-        docs = list(store.collection("catalog", version).find({}, {"name": 0}))
-        column = {c: [d.get(c) for d in docs] for c in CATALOG_EXTRA}
-        self.shop_rules = catalog_rules([d["_id"] for d in docs], column["available"],
-                                        column["category"], column["price"])
+        self.shop_rules = catalog_rules({"goods_id": d.pop("_id"), **d} for d in
+                                        store.collection("catalog", version).find({}, {"name": 0}))
         self.popular = [(d["goods_id"], d["score"]) for d in
                         store.collection("popular", version).find().sort("_id", 1)]
         sim = store.collection("similar", version)
@@ -114,9 +112,13 @@ class MongoSnapshot:
         self.history = _Lru(lambda keys: {d["_id"]: frozenset(d["goods"]) for d in bought.find(
             {"_id": {"$in": keys}})}, cache_size) if "history" in doc.get("counts", {}) else None
 
-    def rules_with(self, goods_ids: list[str], single: bool = False) -> list[dict]:
+    def rules_with(self, goods_ids: list[str], single: bool = False) -> list[Rule]:
+        """The rules whose antecedent holds any of `goods_ids` (`single`: is one of them),
+        their consequents' names fetched."""
         query = {"antecedent": {"$in": goods_ids}, **({"size": 1} if single else {})}
-        return list(self.store.collection("rules", self.version).find(query))
+        rules = [as_rule(r) for r in self.store.collection("rules", self.version).find(query)]
+        self.names.prefetch(c for r in rules for c in r.consequent)
+        return rules
 
 
 class MongoSource:
@@ -151,14 +153,12 @@ class MongoEngine(RecommendationEngine):
             return {g: tuple(Scored(o, s) for o, s in n) for g, n in near.items() if n}
 
         def fetch_assoc(ids):
-            rules = [as_rule(r) for r in snap.rules_with(ids, single=True)]
-            snap.names.prefetch(c for r in rules for c in r.consequent)
+            rules = snap.rules_with(ids, single=True)
             return {g: ranked_rules([r for r in rules if r.antecedent[0] == g])
                     for g in {r.antecedent[0] for r in rules}}
 
         def fetch_members(ids):
-            rules = [as_rule(r) for r in snap.rules_with(ids)]
-            snap.names.prefetch(c for r in rules for c in r.consequent)
+            rules = snap.rules_with(ids)
             return {g: [r for r in rules if g in r.antecedent] for g in ids}
 
         self._users = _Lru(fetch_users, size)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+import itertools
 import json
 import logging
 import threading
@@ -94,37 +95,28 @@ class Filter:
 
     def keep(self, items: Iterable, limit: int, key=lambda item: item[0]) -> list:
         """The first `limit` of `items` this filter allows."""
-        out = []
-        for item in items:
-            if len(out) >= limit:
-                break
-            if self.allows(key(item)):
-                out.append(item)
-        return out
+        return list(itertools.islice((i for i in items if self.allows(key(i))), limit))
 
 
 NO_FILTER = Filter()
 
 
-def request_filter(rules: ShopRules, snapshot_rules: ShopRules,
-                   exclude: Iterable[str] = (), categories: Iterable[str] | None = None
-                   ) -> Filter:
-    """The Filter of one request: the refreshed catalog's rules if there is one, else the
-    snapshot's, the blacklist, and the request's own `exclude` and `categories`."""
+def request_filter(rules: ShopRules, snapshot_rules: ShopRules) -> Filter:
+    """The shop rules' Filter: the refreshed catalog's if there is one, else the snapshot's,
+    and the blacklist (a request adds its own `exclude` and `categories`)."""
     base = rules if rules.catalog is not None else snapshot_rules
     return Filter(hidden=base.unavailable | frozenset(rules.blacklist),
-                  exclude=frozenset(exclude),
-                  categories=None if categories is None else frozenset(categories),
                   category_of=base.category, price_of=base.price, forgotten=rules.forgotten)
 
 
-def catalog_rules(goods_ids, available, categories, prices=None,
-                  version: str | None = None) -> ShopRules:
-    """ShopRules from catalog columns (available null: available; no price: unknown)."""
+def catalog_rules(rows: Iterable[Mapping], version: str | None = None) -> ShopRules:
+    """ShopRules from catalog rows: goods_id, and available (null: available), category and
+    price (null: unknown) when the catalog has them."""
+    rows = list(rows)
     return ShopRules(
-        unavailable=frozenset(g for g, a in zip(goods_ids, available) if a is False),
-        category={g: c for g, c in zip(goods_ids, categories) if c},
-        price={g: p for g, p in zip(goods_ids, prices or ()) if p is not None},
+        unavailable=frozenset(r["goods_id"] for r in rows if r.get("available") is False),
+        category={r["goods_id"]: r["category"] for r in rows if r.get("category")},
+        price={r["goods_id"]: r["price"] for r in rows if r.get("price") is not None},
         catalog=version)
 
 
@@ -134,30 +126,30 @@ def catalog_rules(goods_ids, available, categories, prices=None,
 def publish_catalog(root: str | Path, goods: list[dict]) -> str:
     """Write a catalog refresh from the bus's /goods records and make it current; return
     its name. RulesError (and nothing switched) for a catalog without any goods id."""
-    rows = {"goods_id": [], "name": [], "available": [], "price": [], "category": []}
+    rows = []
     for g in goods:
-        if g.get("id") is None or str(g["id"]).strip() == "":
+        goods_id = "" if g.get("id") is None else str(g["id"]).strip()
+        if not goods_id:
             continue
-        rows["goods_id"].append(str(g["id"]).strip())
-        rows["name"].append(None if g.get("name") is None else str(g["name"]))
-        rows["available"].append(g.get("available") is not False)
-        price = g.get("price")
-        rows["price"].append(float(price) if isinstance(price, int | float) else None)
-        category = g.get("category")
-        rows["category"].append(str(category).strip() or None if category else None)
-    if not rows["goods_id"]:
+        price, category = g.get("price"), g.get("category")
+        rows.append({"goods_id": goods_id,
+                     "name": None if g.get("name") is None else str(g["name"]),
+                     "available": g.get("available") is not False,
+                     "price": float(price) if isinstance(price, int | float) else None,
+                     "category": str(category).strip() or None if category else None})
+    if not rows:
         raise RulesError(f"the catalog pulled has no goods with an id ({len(goods)} records); "
                          "the catalog in force stays")
     folder = Path(root) / CATALOG_DIR
     name = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
     sink = pa.BufferOutputStream()
-    pq.write_table(pa.table(rows, schema=CATALOG_SCHEMA), sink)
+    pq.write_table(pa.Table.from_pylist(rows, schema=CATALOG_SCHEMA), sink)
     atomic_write(folder / f"{name}.parquet", sink.getvalue().to_pybytes())
     atomic_write(folder / "CURRENT", name + "\n")
     for old in sorted(folder.glob("*.parquet"))[:-(KEEP_CATALOGS + 1)]:
         old.unlink(missing_ok=True)
-    log.info("catalog %s published: %d goods, %d unavailable", name, len(rows["goods_id"]),
-             rows["available"].count(False))
+    log.info("catalog %s published: %d goods, %d unavailable", name, len(rows),
+             sum(not r["available"] for r in rows))
     return name
 
 
@@ -172,8 +164,7 @@ def _load_catalog(root: Path, name: str) -> ShopRules:
         table = pq.read_table(path, columns=["goods_id", "available", "category", "price"])
     except Exception as exc:  # pyarrow raises several types for missing or corrupt files
         raise RulesError(f"catalog {path} unreadable: {exc}") from exc
-    return catalog_rules(table["goods_id"].to_pylist(), table["available"].to_pylist(),
-                         table["category"].to_pylist(), table["price"].to_pylist(), name)
+    return catalog_rules(table.to_pylist(), name)
 
 
 # ---------------------------------------------------------------- the blacklist
@@ -198,27 +189,33 @@ def read_blacklist(root: str | Path) -> dict[str, dict]:
     return goods
 
 
+def _change(action: str, goods_id: str, by: str, reason: str) -> tuple[dict, dict]:
+    """(the entry an "add" makes, the change's audit record, to which the caller adds
+    whether the goods was `found`); ValueError for an action but "add" or "remove"."""
+    if action not in ("add", "remove"):
+        raise ValueError(f"action must be 'add' or 'remove', not {action!r}")
+    now, reason = dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), reason[:MAX_REASON]
+    return ({"reason": reason, "added_at": now, "by": by},
+            {"at": now, "by": by, "action": action, "goods_id": goods_id, "reason": reason})
+
+
 def change_blacklist(root: str | Path, action: str, goods_id: str, by: str,
                      reason: str = "") -> dict | None:
     """Add (action "add", with a reason) or remove ("remove") a goods; audited. Returns the
     entry added, or the one removed (None if there was none)."""
-    if action not in ("add", "remove"):
-        raise ValueError(f"action must be 'add' or 'remove', not {action!r}")
     root = Path(root)
     with flock(root / "rules" / ".lock"):  # writers of every worker and host, in turn
+        added, audit = _change(action, goods_id, by, reason)
         goods = read_blacklist(root)
-        now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         if action == "add":
-            entry = goods[goods_id] = {"reason": reason[:MAX_REASON], "added_at": now,
-                                       "by": by}
+            entry = goods[goods_id] = added
         else:
             entry = goods.pop(goods_id, None)
         atomic_write(root / BLACKLIST, json.dumps({"goods": goods}, indent=1,
                                                    ensure_ascii=False))
-        with open(root / AUDIT, "a") as audit:
-            audit.write(json.dumps({"at": now, "by": by, "action": action,
-                                    "goods_id": goods_id, "reason": reason[:MAX_REASON],
-                                    "found": entry is not None}, ensure_ascii=False) + "\n")
+        with open(root / AUDIT, "a") as out:
+            out.write(json.dumps({**audit, "found": entry is not None}, ensure_ascii=False)
+                      + "\n")
     log.info("blacklist %s %s by %s", action, goods_id, by)
     return entry
 
@@ -237,7 +234,6 @@ class FileBlacklist:
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
-        self.where = str(self.root / BLACKLIST)
 
     def signature(self):
         try:
@@ -265,7 +261,6 @@ class MongoBlacklist:
 
     def __init__(self, db):
         self.db = db
-        self.where = f"{db.name}.{self.ENTRIES}"
 
     def signature(self):
         doc = self.db[self.META].find_one({"_id": self.ENTRIES})
@@ -275,22 +270,16 @@ class MongoBlacklist:
         return {d.pop("_id"): d for d in self.db[self.ENTRIES].find()}
 
     def change(self, action: str, goods_id: str, by: str, reason: str = "") -> dict | None:
-        if action not in ("add", "remove"):
-            raise ValueError(f"action must be 'add' or 'remove', not {action!r}")
-        now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        entry, audit = _change(action, goods_id, by, reason)
         if action == "add":
-            entry = {"reason": reason[:MAX_REASON], "added_at": now, "by": by}
             self.db[self.ENTRIES].replace_one({"_id": goods_id}, entry, upsert=True)
         else:
-            entry = self.db[self.ENTRIES].find_one_and_delete({"_id": goods_id})
-            if entry is not None:
-                entry.pop("_id")
-        self.db[self.AUDIT].insert_one({"at": now, "by": by, "action": action,
-                                        "goods_id": goods_id, "reason": reason[:MAX_REASON],
-                                        "found": entry is not None})
+            entry = self.db[self.ENTRIES].find_one_and_delete({"_id": goods_id}, {"_id": 0})
+        self.db[self.AUDIT].insert_one({**audit, "found": entry is not None})
         self.db[self.META].update_one({"_id": self.ENTRIES}, {"$inc": {"changes": 1}},
                                       upsert=True)
-        log.info("blacklist %s %s by %s (%s)", action, goods_id, by, self.where)
+        log.info("blacklist %s %s by %s (%s.%s)", action, goods_id, by, self.db.name,
+                 self.ENTRIES)
         return entry
 
     def audit(self, limit: int = 100) -> list[dict]:

@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import shutil
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +54,15 @@ def _read(path: Path, name: str):
     if missing:
         raise SnapshotError(f"snapshot {path}: {name}/ lacks column(s) {', '.join(missing)}")
     return table
+
+
+def _ranked(table, key: str, *values: str) -> dict[str, list[tuple]]:
+    """key -> [(values...)] of each of its rows, by rank."""
+    grouped: dict[str, list[tuple]] = {}
+    table = table.sort_by([(key, "ascending"), ("rank", "ascending")])
+    for k, *row in zip(*(table[c].to_pylist() for c in (key, *values))):
+        grouped.setdefault(k, []).append(tuple(row))
+    return grouped
 
 
 @dataclass
@@ -98,30 +106,17 @@ class Snapshot:
         if not isinstance(manifest, dict) or not manifest.get("version"):
             raise SnapshotError(f"snapshot {path}: manifest.json names no version")
         snap = cls(version=manifest["version"], manifest=manifest)
-        recs = _read(path, "user_recs").sort_by([("user_key", "ascending"), ("rank", "ascending")])
-        grouped: dict[str, list] = defaultdict(list)
-        bought = (recs["bought"].to_pylist() if "bought" in recs.column_names
-                  else [False] * recs.num_rows)
-        for user, goods, score, was_bought in zip(recs["user_key"].to_pylist(),
-                                                  recs["goods_id"].to_pylist(),
-                                                  recs["score"].to_pylist(), bought):
-            grouped[user].append((goods, score, bool(was_bought)))
-        snap.user_recs = dict(grouped)
+        recs = _read(path, "user_recs")
+        bought = (recs["bought"].fill_null(False) if "bought" in recs.column_names
+                  else pa.repeat(False, recs.num_rows))  # models trained before it was kept
+        snap.user_recs = _ranked(recs.select(COLUMNS["user_recs"]).append_column(
+            "bought", bought), "user_key", "goods_id", "score", "bought")
         if (path / "similar").exists():
-            sim = _read(path, "similar").sort_by([("goods_id", "ascending"),
-                                                  ("rank", "ascending")])
-            neighbours: dict[str, list] = defaultdict(list)
-            for goods, other, score in zip(sim["goods_id"].to_pylist(),
-                                           sim["similar_id"].to_pylist(),
-                                           sim["score"].to_pylist()):
-                neighbours[goods].append((other, score))
-            snap.similar = dict(neighbours)
-        by_item: dict[str, list] = defaultdict(list)
+            snap.similar = _ranked(_read(path, "similar"), "goods_id", "similar_id", "score")
         snap.rules = _read(path, "rules").to_pylist()
         for rule in snap.rules:
             if len(rule["antecedent"]) == 1:  # multi-item antecedents serve baskets
-                by_item[rule["antecedent"][0]].append(rule)
-        snap.rules_by_item = dict(by_item)
+                snap.rules_by_item.setdefault(rule["antecedent"][0], []).append(rule)
         if (path / "history").exists():
             bought = _read(path, "history")
             snap.history = {user: frozenset(goods) for user, goods in zip(
@@ -129,13 +124,8 @@ class Snapshot:
         pop = _read(path, "popular").sort_by("rank")
         snap.popular = list(zip(pop["goods_id"].to_pylist(), pop["score"].to_pylist()))
         cat = _read(path, "catalog")
-        goods_ids = cat["goods_id"].to_pylist()
-        snap.names = dict(zip(goods_ids, cat["name"].to_pylist()))
-        none = [None] * cat.num_rows  # a catalog from a bus that sends only id and name
-        columns = {c: cat[c].to_pylist() if c in cat.column_names else none
-                   for c in ("available", "category", "price")}
-        snap.shop_rules = catalog_rules(goods_ids, columns["available"], columns["category"],
-                                        columns["price"])
+        snap.names = dict(zip(cat["goods_id"].to_pylist(), cat["name"].to_pylist()))
+        snap.shop_rules = catalog_rules(cat.to_pylist())  # a bus may send only id and name
         expected = manifest.get("counts", {})
         if expected.get("user_recs") not in (None, recs.num_rows):
             raise SnapshotError(f"snapshot {path}: user_recs has {recs.num_rows} rows, "

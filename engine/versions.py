@@ -16,6 +16,7 @@ import json
 import logging
 from pathlib import Path
 
+from core.stores import mongo, serves_from_mongo
 from engine.snapshot import Snapshot, SnapshotError, _switch_current, current_version
 
 log = logging.getLogger(__name__)
@@ -25,11 +26,10 @@ def served_model(settings) -> tuple[str | None, dict | None]:
     """(the version the service serves, the metrics it was published with): MongoDB's
     pointer document when the service reads MongoDB (service.store = "mongo"), else
     serving/CURRENT. The quality gate and the model report compare with it."""
-    if settings.service.store == "mongo":
-        from core.stores import connect
+    if serves_from_mongo(settings):
         from engine.mongo import MongoStore
 
-        return MongoStore(connect(settings.mongo.uri)[settings.mongo.db]).served_metrics()
+        return MongoStore(mongo(settings)).served_metrics()
     root = Path(settings.root)
     served = current_version(root)
     if served is None:
