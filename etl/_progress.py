@@ -4,53 +4,48 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-import time
 
 from tqdm import tqdm
 
 log = logging.getLogger("shoprecs.progress")
 
+_LOG_LINE = "{desc}: {n_fmt}/{total_fmt} {unit}s{postfix}, {rate_fmt}, ETA {remaining}"
+
+
+class _Log:
+    """What tqdm writes, as log lines (tqdm throttles them to one per `mininterval`)."""
+
+    def write(self, text: str) -> None:
+        if text.strip():
+            log.info("%s", text.strip())
+
+    def flush(self) -> None:
+        pass
+
 
 class Progress:
-    """Counts steps (pages) and items (orders); shows rate and ETA either way."""
+    """Counts steps (pages) and items (orders) from any thread; tqdm shows rate and ETA."""
 
     def __init__(self, desc: str, total: int, unit: str = "it", every_s: float = 5.0):
-        self.desc, self.total, self.unit, self.every_s = desc, total, unit, every_s
-        self.done = self.items = 0
-        self._started = self._last = time.monotonic()
+        self.items = 0
         self._lock = threading.Lock()
-        self._bar = tqdm(total=total, desc=desc, unit=unit) if sys.stderr.isatty() else None
+        self._bar = (tqdm(total=total, desc=desc, unit=unit) if sys.stderr.isatty() else
+                     tqdm(total=total, desc=desc, unit=unit, file=_Log(), mininterval=every_s,
+                          bar_format=_LOG_LINE))
 
     def expect(self, total: int) -> None:
         with self._lock:
-            self.total = total
-            if self._bar is not None:
-                self._bar.total = total
-                self._bar.refresh()
+            self._bar.total = total
+            self._bar.refresh()
 
     def advance(self, items: int = 0) -> None:
         with self._lock:
-            self.done += 1
             self.items += items
-            if self._bar is not None:
-                self._bar.update(1)
-                self._bar.set_postfix(items=self.items, refresh=False)
-            elif time.monotonic() - self._last >= self.every_s:
-                self._last = time.monotonic()
-                self._log()
-
-    def _log(self) -> None:
-        elapsed = max(time.monotonic() - self._started, 1e-9)
-        rate = self.done / elapsed
-        eta = (self.total - self.done) / rate if rate else float("inf")
-        log.info("%s: %d/%d %ss, %d items, %.0f items/s, ETA %.0f s", self.desc, self.done,
-                 self.total, self.unit, self.items, self.items / elapsed, eta)
+            self._bar.set_postfix(items=self.items, refresh=False)
+            self._bar.update(1)
 
     def __enter__(self) -> Progress:
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._bar is not None:
-            self._bar.close()
-        elif self.done:
-            self._log()
+        self._bar.close()

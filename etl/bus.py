@@ -29,6 +29,7 @@ import logging
 import os
 import shutil
 import threading
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -143,9 +144,7 @@ class BusClient:
         try:
             return self._retrying(self._get_once, path, params, key)
         except _TRANSIENT as exc:
-            reason = exc
-            if isinstance(exc, requests.ConnectionError):
-                reason = "cannot connect"
+            reason = "cannot connect" if isinstance(exc, requests.ConnectionError) else exc
             raise BusError(f"the bus at {self.url} is unreachable: GET {path} failed after "
                            f"{self.retries + 1} attempts ({reason}); check bus.url and that "
                            "the bus is up") from exc
@@ -173,16 +172,19 @@ def _jsonl(records: list[dict]) -> bytes:
 class _Day:
     """One day's orders being landed: its checkpoint folder and page count."""
 
-    def __init__(self, root: Path, day: dt.date, per_page: int):
+    def __init__(self, root: Path, day: dt.date, per_page: int, page_count: int = 0):
         self.day = day
         self.dir = root / "landing" / "orders" / f"dt={day.isoformat()}"
         self.parts = self.dir / "_parts"
         self.per_page = per_page
-        self.page_count = 0
+        self.page_count = page_count
 
     @property
     def complete(self) -> bool:
         return (self.dir / "_manifest.json").exists()
+
+    def manifest(self) -> dict:
+        return json.loads((self.dir / "_manifest.json").read_text())
 
     def part(self, page: int) -> Path:
         return self.parts / f"page-{page:06d}.jsonl"
@@ -207,41 +209,39 @@ class _Day:
         have = set(os.listdir(self.parts))
         return [p for p in range(2, self.page_count + 1) if self.part(p).name not in have]
 
-    def finish(self, pages: list[int] | None = None, extra: dict | None = None) -> dict:
-        """Assemble the saved `pages` (default: every page of the day's listing) in order
-        into orders.jsonl; write the manifest, with `extra`, last."""
-        pages = pages if pages is not None else list(range(1, self.page_count + 1))
-        digest, count = hashlib.sha256(), [0]
+    def land(self, chunks: Iterable[bytes], pages: int, extra: dict | None = None) -> dict:
+        """Write `chunks` (whole lines) into orders.jsonl, then the manifest last: its
+        orders, pages and sha256, and `extra` (default: the bus's page count and size)."""
+        digest, orders = hashlib.sha256(), 0
 
-        def chunks():
-            for page in pages:
-                data = self.part(page).read_bytes()
+        def counted() -> Iterator[bytes]:
+            nonlocal orders
+            for data in chunks:
                 digest.update(data)
-                count[0] += data.count(b"\n")
+                orders += data.count(b"\n")
                 yield data
 
-        atomic_write(self.dir / "orders.jsonl", chunks())
-        manifest = {"dt": self.day.isoformat(), "orders": count[0], "pages": len(pages),
+        atomic_write(self.dir / "orders.jsonl", counted())
+        manifest = {"dt": self.day.isoformat(), "orders": orders, "pages": pages,
                     "perPage": self.per_page, "sha256": digest.hexdigest(),
-                    **(extra if extra is not None else {"bus": {
-                        "pageCount": self.page_count,
-                        "maxOrders": self.page_count * self.per_page}})}
+                    **(extra or {"bus": {"pageCount": self.page_count,
+                                         "maxOrders": self.page_count * self.per_page}})}
         atomic_write(self.dir / "_manifest.json", json.dumps(manifest, indent=1))
+        return manifest
+
+    def finish(self, pages: list[int] | None = None, extra: dict | None = None) -> dict:
+        """Land the saved `pages` (default: every page of the day's listing) in order, then
+        drop the checkpoints."""
+        pages = pages if pages is not None else list(range(1, self.page_count + 1))
+        manifest = self.land((self.part(page).read_bytes() for page in pages), len(pages), extra)
         shutil.rmtree(self.parts)
         return manifest
 
 
 def land_day(root: Path, day: dt.date, jsonl: bytes) -> dict:
     """Land one day of orders that did not come over the bus (the data scaler's), in the
-    layout `extract` leaves: orders.jsonl, then the manifest last."""
-    folder = root / "landing" / "orders" / f"dt={day.isoformat()}"
-    atomic_write(folder / "orders.jsonl", jsonl)
-    orders = jsonl.count(b"\n")
-    manifest = {"dt": day.isoformat(), "orders": orders, "pages": 1, "perPage": orders,
-                "sha256": hashlib.sha256(jsonl).hexdigest(),
-                "bus": {"pageCount": 1, "maxOrders": orders}}
-    atomic_write(folder / "_manifest.json", json.dumps(manifest, indent=1))
-    return manifest
+    layout `extract` leaves: one page of all the day's orders."""
+    return _Day(root, day, per_page=jsonl.count(b"\n"), page_count=1).land([jsonl], pages=1)
 
 
 def land_goods(root: Path, day: dt.date, goods: list[dict]) -> None:
@@ -261,20 +261,18 @@ def check_orders(profile: BusProfile, orders: list[dict]) -> None:
     profile says they carry (one page is enough to tell)."""
     if not orders:
         return
-    have = sorted({k for o in orders if isinstance(o, dict) for k in o})
-    shown = ", ".join(have[:15])
-    for name, setting in (("id", None), (profile.date_field, "date_field"),
-                          ("basket", "expand")):
-        if name and not any(isinstance(o, dict) and name in o for o in orders):
-            fix = (f"set bus.{setting} to the name it uses" if setting == "date_field" else
-                   "the bus must expand baskets: check bus.expand" if setting else
-                   "the bus must send each order's id")
+    have = {k for o in orders if isinstance(o, dict) for k in o}  # any order's fields
+    shown = ", ".join(sorted(have)[:15])
+    for name, fix in (("id", "the bus must send each order's id"),
+                      (profile.date_field, "set bus.date_field to the name it uses"),
+                      ("basket", "the bus must expand baskets: check bus.expand")):
+        if name and name not in have:
             raise BusProfileError(f"the bus's orders have no {name!r} field (they have: "
                                   f"{shown}): {fix}")
-    phones = profile.phone_field
-    if not any(isinstance(o, dict) and phones in o for o in orders):
+    if profile.phone_field not in have:
         log.warning("no order on this page has a %r field (they have: %s): every order is a "
-                    "guest order unless bus.phone_field names the phone", phones, shown)
+                    "guest order unless bus.phone_field names the phone", profile.phone_field,
+                    shown)
 
 
 def _fetch_pages(client: BusClient, todo: list[_Day], progress: Progress) -> None:
@@ -290,9 +288,10 @@ def _fetch_pages(client: BusClient, todo: list[_Day], progress: Progress) -> Non
 
     def first(day: _Day) -> int:
         body = fetch(day, 1)
-        check_orders(client.profile, client.orders(body))
-        day.start(client.page_count(body), client.orders(body))
-        return len(client.orders(body))
+        orders = client.orders(body)
+        check_orders(client.profile, orders)
+        day.start(client.page_count(body), orders)
+        return len(orders)
 
     with ThreadPoolExecutor(client.workers, thread_name_prefix="bus") as pool:
         for n in pool.map(first, todo):
@@ -312,11 +311,12 @@ def _fetch_pages(client: BusClient, todo: list[_Day], progress: Progress) -> Non
                     if client.page_count(body) != day.page_count:
                         log.warning("%s: pageCount went from %d to %d during paging",
                                     day.day, day.page_count, client.page_count(body))
-                    day.save(page, client.orders(body))
+                    orders = client.orders(body)
+                    day.save(page, orders)
                 except BaseException:
                     stop.set()
                     raise
-                progress.advance(len(client.orders(body)))
+                progress.advance(len(orders))
 
         try:
             for running in [pool.submit(worker) for _ in range(min(client.workers, len(pages)))]:
@@ -337,11 +337,13 @@ def extract_orders(client: BusClient, start: dt.date, end: dt.date, root: Path,
     profile = client.profile
     if profile.strategy != "range":
         return [_extract_unfiltered(client, start, end, root, refetch, lookback)]
-    again = [d for d in days(start - dt.timedelta(days=lookback), start - dt.timedelta(days=1))
-             if (_Day(root, d, client.per_page).dir / "_manifest.json").exists()] \
-        if lookback > 0 else []
-    all_days = [_Day(root, d, client.per_page) for d in again + days(start, end)]
-    todo = [d for d in all_days if refetch or d.day in again or not d.complete]
+    asked = [_Day(root, d, client.per_page) for d in days(start, end)]
+    before = (_Day(root, start - dt.timedelta(days=n), client.per_page)
+              for n in range(lookback, 0, -1))
+    again = [d for d in before if d.complete]  # only days landed already are fetched again
+    all_days = again + asked
+    todo = again + [d for d in asked if refetch or not d.complete]
+
     log.info("bus.date_filter %s: one server-side range per day, %s..%s%s", profile.date_filter,
              start, end, f"; the {len(again)} days before fetched again (bus.lookback_days)"
              if again else "")
@@ -353,10 +355,16 @@ def extract_orders(client: BusClient, start: dt.date, end: dt.date, root: Path,
     for d in todo:
         manifest = d.finish()
         log.info("landed %s: %d orders in %d pages", d.day, manifest["orders"], manifest["pages"])
-    return [json.loads((d.dir / "_manifest.json").read_text()) for d in all_days]
+    return [d.manifest() for d in all_days]
 
 
 STATE = Path("landing") / "orders" / "_bus_state.json"
+
+_PAGING = {  # how a night without a date filter pages once it knows where to stop
+    "asc": "paging back from the last page (bus.order_sort asc) until a page is older",
+    "desc": "paging from the first page (bus.order_sort desc) until a page is older",
+    "none": "every page (bus.order_sort none: the bus's order says nothing)",
+}
 
 
 def _extract_unfiltered(client: BusClient, start: dt.date, end: dt.date, root: Path,
@@ -364,46 +372,39 @@ def _extract_unfiltered(client: BusClient, start: dt.date, end: dt.date, root: P
     """Without a server-side range: everything the bus lists from `threshold` on, landed as
     dt=end. The first night reads the whole listing; later nights start `lookback` days
     before the last day already landed (landing/orders/_bus_state.json) and, when the bus
-    sorts by date (bus.order_sort), stop at the first page entirely older than that."""
+    sorts by date (bus.order_sort), stop after the first batch of pages (one per worker)
+    with a page entirely older than that."""
     profile = client.profile
     day = _Day(root, end, client.per_page)
     if day.complete and not refetch:
         log.info("%s already landed (use --refetch to fetch it again)", end)
-        return json.loads((day.dir / "_manifest.json").read_text())
+        return day.manifest()
     state_path = root / STATE
-    seen = json.loads(state_path.read_text())["seen_through"] if state_path.exists() else None
-    threshold = None
-    if seen is not None:
-        threshold = min(start, dt.date.fromisoformat(seen) - dt.timedelta(days=lookback))
+    seen = (dt.date.fromisoformat(json.loads(state_path.read_text())["seen_through"])
+            if state_path.exists() else None)
+    threshold = None if seen is None else min(start, seen - dt.timedelta(days=lookback))
+    params = {}
     if profile.strategy == "since":
-        since = threshold or start
-        params = profile.range_params(since, end)
+        threshold = threshold or start
+        params = profile.range_params(threshold, end)
         how = (f"bus.date_filter {profile.date_filter} is a lower bound: everything listed "
-               f"since {since}")
-        threshold = since
+               f"since {threshold}")
+    elif threshold is None:
+        how = "bus.date_filter none, first night: every page of the bus (the whole history)"
     else:
-        params = {}
-        how = ("bus.date_filter none, first night: every page of the bus (the whole "
-               "history)" if threshold is None else
-               f"bus.date_filter none: orders from {threshold} on (landed through {seen}, "
-               f"bus.lookback_days {lookback}), " + {
-                   "asc": "paging back from the last page (bus.order_sort asc) until a page "
-                          "is older",
-                   "desc": "paging from the first page (bus.order_sort desc) until a page is "
-                           "older",
-                   "none": "every page (bus.order_sort none: the bus's order says nothing)",
-               }[profile.order_sort])
+        how = (f"bus.date_filter none: orders from {threshold} on (landed through {seen}, "
+               f"bus.lookback_days {lookback}), {_PAGING[profile.order_sort]}")
     log.info("extract %s..%s: %s", start, end, how)
     shutil.rmtree(day.parts, ignore_errors=True)
     day.parts.mkdir(parents=True)
     first = client.orders_page(1, **params)
     check_orders(profile, client.orders(first))
-    count = client.page_count(first)
-    order = list(range(1, count + 1))
+    day.page_count = count = client.page_count(first)
     read_all = bool(params) or threshold is None or profile.order_sort == "none"
+    order = list(range(1, count + 1))
     if not read_all and profile.order_sort == "asc":
-        order = list(range(count, 0, -1))
-    kept, fetched, newest, last_day = 0, [], None, None
+        order.reverse()
+    newest, fetched = None, []
 
     def keep(orders: list[dict]) -> tuple[list[dict], bool]:
         """The orders to land, and whether the page is entirely older than the threshold."""
@@ -422,35 +423,31 @@ def _extract_unfiltered(client: BusClient, start: dt.date, end: dt.date, root: P
             out.append(o)  # undated ones too: the cleaning job quarantines them
         return out, older and threshold is not None
 
+    def page(n: int) -> dict:
+        return first if n == 1 else client.orders_page(n, **params)
+
     with Progress("extract orders", total=count, unit="page") as progress, \
             ThreadPoolExecutor(client.workers, thread_name_prefix="bus") as pool:
-        position = 0
-        while position < len(order):
-            batch = order[position: position + client.workers]
-            position += len(batch)
-            bodies = list(pool.map(lambda n: first if n == 1 else client.orders_page(n, **params),
-                                   batch))
-            stop = False
-            for n, body in zip(batch, bodies, strict=True):
+        for at in range(0, count, client.workers):
+            batch, reached = order[at: at + client.workers], False
+            for n, body in zip(batch, pool.map(page, batch), strict=True):
                 landed, older = keep(client.orders(body))
                 day.save(n, landed)
                 fetched.append(n)
-                kept += len(landed)
-                progress.advance(1)
-                stop = stop or (older and not read_all)
-            if stop:
+                progress.advance(len(landed))
+                reached = reached or older
+            if reached and not read_all:
                 log.info("stopped after %d of %d pages: the rest is older than %s",
                          len(fetched), count, threshold)
                 break
-        last_day = newest
-    day.page_count = count
     manifest = day.finish(sorted(fetched), {
         "strategy": profile.strategy, "from": None if threshold is None else str(threshold),
         "pagesRead": len(fetched), "bus": {"pageCount": count}})
-    if last_day is not None:
-        through = max(last_day, dt.date.fromisoformat(seen)) if seen else last_day
+    if newest is not None:
+        through = max(newest, seen) if seen else newest
         atomic_write(state_path, json.dumps({"seen_through": min(through, end).isoformat()}))
-    log.info("landed %s: %d orders from %d of %d pages", end, kept, len(fetched), count)
+    log.info("landed %s: %d orders from %d of %d pages", end, manifest["orders"], len(fetched),
+             count)
     return manifest
 
 
@@ -466,14 +463,6 @@ def fetch_goods(client: BusClient) -> list[dict]:
     return [g for page in pages for g in page]
 
 
-def extract_goods(client: BusClient, day: dt.date, root: Path) -> int:
-    """Land the whole goods catalog as of `day`; return the number of goods."""
-    goods = fetch_goods(client)
-    land_goods(root, day, goods)
-    log.info("landed goods as of %s: %d items", day, len(goods))
-    return len(goods)
-
-
 GOODS_STATUS = Path("landing") / "goods" / "_status.json"
 
 
@@ -486,7 +475,9 @@ def extract(client: BusClient, start: dt.date, end: dt.date, root: Path,
     status_path = root / GOODS_STATUS
     status = json.loads(status_path.read_text()) if status_path.exists() else {}
     try:
-        extract_goods(client, end, root)
+        goods = fetch_goods(client)
+        land_goods(root, end, goods)
+        log.info("landed goods as of %s: %d items", end, len(goods))
         status.update(last_success=end.isoformat(), last_error=None)
     except (BusError, BusProfileError) as exc:
         status.update(failures=status.get("failures", 0) + 1, last_error=str(exc),
