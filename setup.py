@@ -40,7 +40,9 @@ PIPELINE = [
 ]
 AIRFLOW = ["apache-airflow>=3.0,<4"]
 DEV = [
-    "pytest>=8", "hypothesis>=6.100", "ruff>=0.5", "import-linter>=2.1",
+    "pytest>=8", "hypothesis>=6.100",
+    "pytest-randomly>=3.15",  # every run in a new order: tests must not lean on each other
+    "ruff>=0.5", "import-linter>=2.1",
     "mlxtend>=0.23",  # an independent FP-Growth for the agreement test
     "schemathesis>=4.30",  # fuzzes the API against /openapi.json
     "selenium>=4.20",  # drives Debian's headless chromium (merch page test)
