@@ -1,6 +1,6 @@
 """How one shop's order bus names and formats things: the *bus profile* (`bus.*` settings).
 
-DESIGN.md's contract is the default profile. What a real bus is known to share is Basic
+The contract in docs/bus.md is the default profile. What a real bus is known to share is Basic
 auth, `page`/`per-page`, `expand=basket`, `orders`/`pageCount` and the order fields `id`,
 `clientTel`, `basket[].goodsId`, `basket[].quantity`; everything else may differ, so it is
 configuration:

@@ -64,8 +64,8 @@ CLEAN_LINES_SCHEMA = StructType([*CLEAN_ORDER_SCHEMA, StructField("name", String
 
 QUARANTINE_SCHEMA = "reason string, record string, dt string"
 
-# The catalog's optional shop fields (DESIGN.md): absent `available` means available; a
-# bus that sends only id and name gives null price and category.
+# The catalog's optional shop fields (docs/bus.md, "The contract"): absent `available` means
+# available; a bus that sends only id and name gives null price and category.
 GOODS_SCHEMA = "id string, name string, available boolean, price double, category string"
 
 

@@ -1,4 +1,4 @@
-"""The storefront's routes (DESIGN.md, "Serving API"): lookups answered from the engine.
+"""The storefront's routes (docs/serving.md): lookups answered from the engine.
 
 Each route is defined once (service/api.py): its parameters arrive parsed, and its answer
 is the engine's data in its shape (service/answers.py).

@@ -1,4 +1,4 @@
-"""A simulator of the shop's order bus (DESIGN.md, "The order bus"), as a Flask app.
+"""A simulator of the shop's order bus (docs/bus.md, "The contract"), as a Flask app.
 
     GET /orders?page=P&per-page=N&expand=basket[&from=YYYY-MM-DD&to=YYYY-MM-DD]
     GET /goods?page=P&per-page=N
@@ -16,7 +16,7 @@ connections, truncated JSON. Data faults (duplicates, re-sends, bad lines) are i
 into the order list by `simulation.faults`. Orders are serialized once at start, so the
 simulator is not what a benchmark of the extractor measures.
 
-Run with: shoprecs simulator --generate --port 8765   (or --retail FILE.csv.gz)
+Run with: shoprecs simulator --port 8765   (or --retail FILE.csv.gz)
 """
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def _page(items: list[str], key: str, page: int, per_page: int,
 
 
 def render(order: dict, profile: BusProfile) -> dict:
-    """A canonical order (DESIGN.md's names; its date a naive local time of the bus) as a bus
+    """A canonical order (the contract's names, docs/bus.md; its date a naive local time of the bus) as a bus
     of `profile` sends it: its date field, format and offset, its phone and source fields,
     in the order's own key order."""
     out = {}
