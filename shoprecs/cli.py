@@ -1,6 +1,6 @@
 """The `shoprecs` command: one subcommand per step of the nightly pipeline, plus serving.
 
-    shoprecs simulator --generate         the order bus simulator on generated data
+    shoprecs simulator [--profile P]      the order bus simulator on generated data
     shoprecs extract --from D --to D      orders + catalog from the bus into landing/
     shoprecs clean --from D --to D        Spark cleaning into clean/ and quarantine/
     shoprecs attribute --date D           impressions x clicks x orders, per A/B arm
@@ -330,7 +330,10 @@ _DATA_FAULTS = {"dup_pages": "Share of orders listed twice on their day.",
                 "resend": "Share of orders re-sent with a changed basket.",
                 "no_phone": "Share of orders without a phone.",
                 "bad_lines": "Share of orders with an invalid line.",
-                "bad_orders": "Share of orders with a garbage date or phone."}
+                "bad_orders": "Share of orders with a garbage date or phone.",
+                "late": "Share of orders listed only --late-days after their day (by the "
+                        "clock: the simulator lists them once that day has come).",
+                "placeholder": "Share of orders with a placeholder phone (+7 (123) 456-7890)."}
 
 
 def fault_options(fn):
@@ -343,13 +346,17 @@ def fault_options(fn):
 @main.command()
 @click.option("--retail", type=click.Path(exists=True, dir_okay=False),
               help="Serve this Online Retail CSV(.gz) instead of generated orders.")
+@click.option("--profile", "shop", type=click.Choice(list(PROFILES)), default="default",
+              show_default=True, help="The kind of shop generated (simulation/profiles.py).")
 @click.option("--start", type=_DATE, default="2024-01-01", show_default=True)
-@click.option("--days", type=int, default=30, show_default=True)
-@click.option("--orders", type=int, default=20_000, show_default=True)
+@click.option("--days", type=int, help="Days of orders  [default: the profile's; 30]")
+@click.option("--orders", type=int, help="Orders in all  [default: the profile's; 20000]")
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("--retry-after", type=int, default=1, show_default=True,
               help="Retry-After seconds sent with 429.")
 @fault_options
+@click.option("--late-days", type=int, default=2, show_default=True,
+              help="With --late: how many days after its day an order is listed.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8765, show_default=True)
 @click.option("--shoppers", "service", metavar="URL",
@@ -364,9 +371,11 @@ def fault_options(fn):
 @click.option("--uplift", default="", metavar="ARM=P,...",
               help="With --shoppers: extra chance to buy in these A/B arms, e.g. b=0.05.")
 @click.pass_obj
-def simulator(settings, retail, start, days, orders, seed, retry_after, host, port, service,
-              visits, every, buy_rate, uplift, **faults):
-    """Run the order-bus simulator (credentials: bus.user / bus.password)."""
+def simulator(settings, retail, shop, start, days, orders, seed, retry_after, late_days, host,
+              port, service, visits, every, buy_rate, uplift, **faults):
+    """Run the order-bus simulator, speaking the configured bus profile (bus.*; credentials:
+    bus.user / bus.password)."""
+    from core.bus_profile import BusProfile
     from simulation import simulator as sim
     from simulation.faults import DataFaults, inject
 
@@ -375,16 +384,19 @@ def simulator(settings, retail, start, days, orders, seed, retry_after, host, po
 
         data, goods = load_retail(retail)
     else:
-        from simulation.generator import GeneratorParams
         from simulation.generator import generate as gen
+        from simulation.generator import profile
 
-        data, goods, _ = gen(GeneratorParams(start=start.date(), days=days, orders=orders,
-                                             seed=seed))
-    data, truth = inject(data, DataFaults(**{k: faults[k] for k in _DATA_FAULTS}, seed=seed))
+        given = {k: v for k, v in (("days", days), ("orders", orders)) if v is not None}
+        data, goods, _ = gen(profile(shop, start=start.date(), seed=seed, **given))
+    data, truth = inject(data, DataFaults(**{k: faults[k] for k in _DATA_FAULTS}, seed=seed,
+                                          late_days=late_days))
     http = sim.HttpFaults(**{k: faults[k] for k in _HTTP_FAULTS}, retry_after_s=retry_after,
                           seed=seed)
+    bus = BusProfile.from_settings(settings.bus)
     app = sim.create_app(data, goods, user=settings.bus.user, password=settings.bus.password,
-                         faults=http)
+                         faults=http, profile=bus,  # late orders: listed by the bus's clock
+                         clock=lambda: dt.datetime.now(bus.zone).replace(tzinfo=None))
     click.echo(f"bus simulator: {len(data)} records ({len(truth.orders)} valid orders), "
                f"{len(goods)} goods on http://{host}:{port}")
     if service:

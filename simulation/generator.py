@@ -10,7 +10,7 @@ shop, one whose shoppers never buy a product twice (books, media), a long-tail c
 strongly seasonal shop and one of mostly guest orders. `profile(name, scale)` gives one,
 shrunk or grown by `scale` for tests and benchmarks.
 
-Run with: shoprecs simulator --generate --profile no_repeat   (or: shoprecs demo --profile)
+Run with: shoprecs simulator --profile no_repeat   (or: shoprecs demo --profile)
 """
 from __future__ import annotations
 
