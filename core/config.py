@@ -27,12 +27,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    TomlConfigSettingsSource,
-)
+from pydantic_settings import BaseSettings, SettingsConfigDict, TomlConfigSettingsSource
 
 from core.errors import ConfigError
 
@@ -287,12 +282,9 @@ class Settings(BaseSettings):
         if reading is None:
             return (init_settings,)
         environ, toml = reading
-        sources: list[PydanticBaseSettingsSource] = [
-            init_settings, env_settings if environ is None else _Environment(settings_cls,
-                                                                            environ)]
-        if toml:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
-        return tuple(sources)
+        if environ is not None:  # load(env=...): those variables instead of os.environ's
+            env_settings.env_vars = {k.lower(): v for k, v in environ.items()}
+        return init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=toml)
 
     @property
     def root(self) -> Path:
@@ -317,23 +309,6 @@ class Settings(BaseSettings):
             except ValidationError as exc:
                 raise ConfigError(_message(exc, None, prefix=section)) from None
         return self.model_copy(update=update)
-
-
-class _Environment(PydanticBaseSettingsSource):
-    """SHOPRECS_<SECTION>_<KEY> variables of a given mapping (load(env=...))."""
-
-    def __init__(self, settings_cls, environ: Mapping[str, str]):
-        super().__init__(settings_cls)
-        from pydantic_settings import EnvSettingsSource
-
-        self._inner = EnvSettingsSource(settings_cls)
-        self._inner.env_vars = {k.lower(): v for k, v in environ.items()}
-
-    def get_field_value(self, field, field_name):
-        return self._inner.get_field_value(field, field_name)
-
-    def __call__(self) -> dict[str, Any]:
-        return self._inner()
 
 
 # what `load` has the settings read: (an environment other than os.environ, a TOML file);
