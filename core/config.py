@@ -294,21 +294,16 @@ class Settings(BaseSettings):
     def replace(self, **changes: Any) -> Settings:
         """These settings with `changes` named as the environment names them, less the
         prefix (`bus_url=...` for SHOPRECS_BUS_URL), each checked as the file's are."""
-        sections: dict[str, dict[str, Any]] = {}
+        values = self.model_dump()
         for name, value in changes.items():
             section, _, key = name.partition("_")
-            if section not in type(self).model_fields:
+            if section not in values:
                 raise ConfigError(f"unknown setting {name}: no section {section!r}")
-            sections.setdefault(section, {})[key] = value
-        update = {}
-        for section, values in sections.items():
-            current = getattr(self, section)
-            try:
-                update[section] = type(current).model_validate(
-                    {**current.model_dump(), **values})
-            except ValidationError as exc:
-                raise ConfigError(_message(exc, None, prefix=section)) from None
-        return self.model_copy(update=update)
+            values[section][key] = value
+        try:
+            return type(self)(**values)  # outside `load`: these values alone
+        except ValidationError as exc:
+            raise ConfigError(_message(exc, None)) from None
 
 
 # what `load` has the settings read: (an environment other than os.environ, a TOML file);
@@ -317,13 +312,11 @@ _reading: ContextVar[tuple[Mapping | None, str | None] | None] = ContextVar(
     "shoprecs_config_reading", default=None)
 
 
-def _message(exc: ValidationError, path, prefix: str = "") -> str:
+def _message(exc: ValidationError, path) -> str:
     """One line: the key, the value given, and what is allowed."""
     found = []
     for error in exc.errors():
         loc = [str(part) for part in error["loc"]]
-        if prefix:
-            loc = [prefix, *loc]
         key = ".".join(loc)
         env = "SHOPRECS_" + "_".join(loc).upper()
         if error["type"] == "extra_forbidden":
