@@ -27,47 +27,29 @@ it, and the cleaning job calls it (a pandas UDF), so the two never disagree.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 from functools import cached_property
 from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from core.config import Bus
 from core.errors import ConfigError
 
 DATE_FORMATS = ("iso", "epoch", "epoch_ms")
-SORTS = ("asc", "desc", "none")
 
 
-@dataclass(frozen=True)
-class BusProfile:
-    orders_path: str = "/orders"
-    goods_path: str = "/goods"
-    page_param: str = "page"
-    per_page_param: str = "per-page"
-    expand: str = "expand=basket"
-    orders_key: str = "orders"
-    goods_key: str = "goods"
-    page_count_key: str = "pageCount"
-    date_filter: str = "from,to"
-    date_filter_format: str = "%Y-%m-%d"
-    order_sort: str = "asc"
-    date_field: str = "date"
-    date_format: str = "iso"
-    timezone: str = "UTC"
-    phone_field: str = "clientTel"
-    source_field: str = ""
+class BusProfile(Bus):
+    """The [bus] section (its fields and defaults, checked as the configuration checks
+    them), with the reading of its profile."""
 
     @classmethod
     def from_settings(cls, bus) -> BusProfile:
         """The profile of the [bus] section."""
-        profile = cls(**{name: getattr(bus, name) for name in cls.__dataclass_fields__})
+        profile = cls(**dict(bus))
         profile.check()
         return profile
 
     def check(self) -> None:
         """ConfigError naming the setting, for a profile that cannot work."""
-        if self.order_sort not in SORTS:
-            raise ConfigError(f"bus.order_sort is {self.order_sort!r}: one of {', '.join(SORTS)}")
         if self.date_filter.strip().lower() != "none" and not self.filter_params:
             raise ConfigError('bus.date_filter is empty: write "from,to", one parameter '
                               'name, or "none"')
