@@ -17,7 +17,8 @@ import hashlib
 import hmac
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+
+from core.config import Phone
 
 _ALLOWED = re.compile(r"^[0-9 +()\-.]+$")
 _NON_DIGITS = re.compile(r"\D")
@@ -27,20 +28,14 @@ class InvalidPhone(ValueError):
     """The text is not a phone number under the configured rules."""
 
 
-@dataclass(frozen=True)
-class PhoneRules:
-    country_code: str = "7"
-    trunk_prefix: str = "8"
-    national_length: int = 10
+class PhoneRules(Phone):
+    """The [phone] section (its fields and defaults, checked as the configuration checks
+    them): the rules a number is read by."""
 
     @classmethod
     def from_settings(cls, phone) -> PhoneRules:
         """The rules of the [phone] section."""
-        return cls(phone.country_code, phone.trunk_prefix, phone.national_length)
-
-    @property
-    def full_length(self) -> int:
-        return len(self.country_code) + self.national_length
+        return cls(**dict(phone))
 
 
 def normalize(raw: str | None, rules: PhoneRules = PhoneRules()) -> str:
@@ -51,7 +46,7 @@ def normalize(raw: str | None, rules: PhoneRules = PhoneRules()) -> str:
     if not _ALLOWED.match(text):
         raise InvalidPhone("phone number may hold only digits, spaces and + ( ) - .")
     digits = _NON_DIGITS.sub("", text)
-    cc, n = rules.country_code, rules.full_length
+    cc, n = rules.country_code, len(rules.country_code) + rules.national_length
     if text.startswith("+"):
         if digits.startswith(cc) and len(digits) == n:
             return digits
