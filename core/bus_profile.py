@@ -95,10 +95,8 @@ class BusProfile(Bus):
 
     def range_params(self, first: dt.date, last: dt.date) -> dict[str, str]:
         """The query selecting orders of first..last (strategy range) or since first."""
-        names = self.filter_params
-        if len(names) == 2:
-            return {names[0]: self.filter_value(first), names[1]: self.filter_value(last)}
-        return {names[0]: self.filter_value(first)} if names else {}
+        values = (self.filter_value(first), self.filter_value(last))
+        return dict(zip(self.filter_params, values))  # one name: first only; none: {}
 
     def paging(self, page: int, per_page: int) -> dict[str, str | int]:
         return {self.page_param: page, self.per_page_param: per_page}
