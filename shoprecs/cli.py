@@ -173,7 +173,6 @@ def publish(settings, version, skip_gate, store):
     from pymongo.errors import PyMongoError
 
     from engine import SnapshotError
-    from models.gate import QualityGateError
 
     try:
         click.echo(pipeline.publish(settings, version, skip_gate, store))
@@ -265,7 +264,6 @@ def rotate_key(settings):
 @click.pass_obj
 def serve(settings, host, port, threads, workers, reload_interval):
     """Serve the API from serving/CURRENT with CherryPy (SIGHUP: reload, SIGTERM: stop)."""
-
     if reload_interval is not None:
         settings = settings.replace(service_reload_interval=reload_interval)
     address = (host or settings.service.host, port or settings.service.port,
@@ -384,11 +382,10 @@ def simulator(settings, retail, shop, start, days, orders, seed, retry_after, la
 
         data, goods = load_retail(retail)
     else:
-        from simulation.generator import generate as gen
-        from simulation.generator import profile
+        from simulation.generator import generate, profile
 
         given = {k: v for k, v in (("days", days), ("orders", orders)) if v is not None}
-        data, goods, _ = gen(profile(shop, start=start.date(), seed=seed, **given))
+        data, goods, _ = generate(profile(shop, start=start.date(), seed=seed, **given))
     data, truth = inject(data, DataFaults(**{k: faults[k] for k in _DATA_FAULTS}, seed=seed,
                                           late_days=late_days))
     http = sim.HttpFaults(**{k: faults[k] for k in _HTTP_FAULTS}, retry_after_s=retry_after,
