@@ -43,8 +43,9 @@ class BusProfile(Bus):
 
     @classmethod
     def from_settings(cls, bus) -> BusProfile:
-        """The profile of the [bus] section."""
-        profile = cls(**dict(bus))
+        """The profile of the [bus] section, without its password (a profile travels to
+        Spark's executors; the bus client takes the password from the section)."""
+        profile = cls(**{name: value for name, value in bus if name != "password"})
         profile.check()
         return profile
 

@@ -72,9 +72,9 @@ def _page(items: list[str], key: str, page: int, per_page: int,
 
 
 def render(order: dict, profile: BusProfile) -> dict:
-    """A canonical order (the contract's names, docs/bus.md; its date a naive local time of the bus) as a bus
-    of `profile` sends it: its date field, format and offset, its phone and source fields,
-    in the order's own key order."""
+    """A canonical order (the contract's names, docs/bus.md; its date a naive local time of
+    the bus) as a bus of `profile` sends it: its date field, format and offset, its phone
+    and source fields, in the order's own key order."""
     out = {}
     for key, value in order.items():
         if key.startswith("_"):
