@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from core.config import Settings
 
@@ -12,6 +13,11 @@ TEST_KEY = "test-hmac-key"
 
 # py4j logs from __del__ at interpreter exit, after pytest closed the captured streams.
 logging.getLogger("py4j").setLevel(logging.WARNING)
+
+# Property tests check answers, not speed: on 2 busy cores a first example that imports
+# numpy can take longer than hypothesis's default deadline of 200 ms.
+hypothesis_settings.register_profile("shoprecs", deadline=None)
+hypothesis_settings.load_profile("shoprecs")
 
 
 def pytest_collection_modifyitems(items):
