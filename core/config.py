@@ -18,6 +18,7 @@ description is its documentation: docs/configuration.md's reference is `referenc
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -84,6 +85,13 @@ class Bus(Section):
     source_field: str = Field("", description='e.g. "source": kept with each clean line')
 
 
+@functools.cache
+def _warn_development_key() -> None:
+    log.warning("privacy.hmac_key is the development key, which anyone can read: fine for "
+                "the demo, but set SHOPRECS_PRIVACY_HMAC_KEY to a secret of your own before "
+                "a real shop's phones are keyed (docs/privacy.md)")
+
+
 class Privacy(Section):
     hmac_key: Secret = Field(DEV_HMAC_KEY, min_length=1, description="the key phones are "
                              "keyed with (SHOPRECS_PRIVACY_HMAC_KEY; the default: the demo's)")
@@ -96,7 +104,10 @@ class Privacy(Section):
 
     @property
     def keys(self) -> tuple[str, ...]:
-        """The key chain shoppers are keyed with: hmac_key, then each rotation."""
+        """The key chain shoppers are keyed with: hmac_key, then each rotation. Keying with
+        the development key warns (once a process), where keying happens and nowhere else."""
+        if self.hmac_key == DEV_HMAC_KEY:
+            _warn_development_key()
         return (self.hmac_key, *(k.strip() for k in self.key_rotations.split(",")
                                  if k.strip()))
 

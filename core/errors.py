@@ -8,8 +8,12 @@ with `-v`. Airflow tasks log the same line (dags/). Exit codes (docs/configurati
     3   a bad configuration value
     4   the order bus is unreachable, refuses the credentials, or keeps failing
     5   the bus answers, but not as its profile (bus.*) says
-    6   no landed data for a date a step needs
+    6   no input for a date a step needs: landed orders (run extract) or clean orders
+        (run clean)
     7   another run holds the warehouse (lock.wait_seconds ran out; core/locks.py)
+    8   a store or cluster is unreachable: MongoDB (mongo.uri) or the Spark master
+    9   serving was not switched: nothing to roll back to, or the version named is not
+        published (completely)
 """
 from __future__ import annotations
 
@@ -38,3 +42,11 @@ class NoLandedData(OperatorError, FileNotFoundError):
 
 class WarehouseBusy(OperatorError, RuntimeError):
     code = 7
+
+
+class Unreachable(OperatorError, ConnectionError):
+    code = 8
+
+
+class NotSwitched(OperatorError, RuntimeError):
+    code = 9

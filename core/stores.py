@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import threading
 
-from core.errors import ConfigError
+from core.errors import ConfigError, Unreachable
 
 PUBLISH_STORES = ("snapshot", "mongo", "both")
 _mock_clients: dict[str, object] = {}
 _mock_lock = threading.Lock()
+_reached: set[str] = set()  # URIs whose server answered a ping in this process
 
 
 def publish_stores(settings, store: str | None = None) -> tuple[str, ...]:
@@ -64,5 +65,21 @@ def connect(uri: str):
 
 
 def mongo(settings):
-    """The configured MongoDB database (mongo.uri, mongo.db)."""
-    return connect(settings.mongo.uri)[settings.mongo.db]
+    """The configured MongoDB database (mongo.uri, mongo.db). The first time a process asks
+    for a server it pings it: Unreachable (exit code 8) within the client's 10 s server
+    selection timeout, rather than a driver traceback from the first query."""
+    uri = settings.mongo.uri
+    client = connect(uri)
+    if uri not in _reached and not uri.startswith("mongomock://"):
+        from pymongo.errors import PyMongoError
+        from pymongo.uri_parser import parse_uri
+
+        try:
+            client.admin.command("ping")
+        except PyMongoError as exc:
+            hosts = ", ".join(f"{h}:{p}" for h, p in parse_uri(uri)["nodelist"]) or uri
+            raise Unreachable(f"MongoDB at {hosts} does not answer ({type(exc).__name__}): "
+                              "check mongo.uri (SHOPRECS_MONGO_URI) and that the server is "
+                              "up") from exc
+        _reached.add(uri)
+    return client[settings.mongo.db]

@@ -176,6 +176,15 @@ def with_names(lines: DataFrame, catalog: DataFrame) -> DataFrame:
     return lines.join(F.broadcast(catalog.select("goods_id", "name")), "goods_id", "left")
 
 
+def clean_orders(root: Path) -> Path:
+    """clean/orders; NoLandedData when nothing was ever cleaned there."""
+    folder = root / "clean" / "orders"
+    if not folder.is_dir():
+        raise NoLandedData(f"no clean orders at {folder}: run `shoprecs clean --from D --to D` "
+                           "for the days to train on first (or `shoprecs run`)")
+    return folder
+
+
 def read_clean(spark: SparkSession, root: Path, start: dt.date | None,
                end: dt.date) -> DataFrame:
     """Clean lines of the orders dated start..end (start None: every day up to end), each
@@ -184,7 +193,7 @@ def read_clean(spark: SparkSession, root: Path, start: dt.date | None,
     counts in the version landed last. clean/orders is stored by the day each order
     landed, so every landed day is cleaned (and re-cleaned) on its own. Every reader of
     clean/ uses this."""
-    lines = spark.read.schema(CLEAN_LINES_SCHEMA).parquet(str(root / "clean" / "orders"))
+    lines = spark.read.schema(CLEAN_LINES_SCHEMA).parquet(str(clean_orders(root)))
     if start is not None:  # an order lands on its day or later, never before
         lines = lines.where(F.col("dt") >= F.lit(start))
     lines = (lines.withColumn("_last", F.max("dt").over(Window.partitionBy("order_id")))

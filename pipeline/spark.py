@@ -22,9 +22,12 @@ import os
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
+
+from core.errors import OperatorError, Unreachable
 
 log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -33,8 +36,11 @@ DEFAULTS = "spark-defaults.conf"
 MIN_JAVA = 17
 
 
-class JavaMissing(RuntimeError):
-    """No Java runtime Spark could start, or one older than MIN_JAVA."""
+class JavaMissing(OperatorError, RuntimeError):
+    """No Java runtime Spark could start, or one older than MIN_JAVA: the machine's
+    configuration (exit code 3)."""
+
+    code = 3
 
 
 def defaults_file(prefix: Path = Path(sys.prefix)) -> Path | None:
@@ -48,6 +54,23 @@ def defaults_file(prefix: Path = Path(sys.prefix)) -> Path | None:
 def master_override() -> str | None:
     """The master SHOPRECS_SPARK_MASTER names, or None to keep the configured one."""
     return os.environ.get(MASTER_ENV, "").strip() or None
+
+
+def check_master(master: str | None, timeout: float = 5.0) -> None:
+    """Unreachable at once when no host of a standalone master (`spark://h1:7077,h2:7077`)
+    accepts a connection, instead of Spark's minute of retries and pages of log."""
+    if not master or not master.startswith("spark://"):
+        return  # local, yarn and k8s masters are Spark's to reach
+    reason = None
+    for host_port in master.removeprefix("spark://").split(","):
+        host, _, port = host_port.rpartition(":")
+        try:
+            socket.create_connection((host, int(port)), timeout=timeout).close()
+            return
+        except (OSError, ValueError) as exc:
+            reason = exc
+    raise Unreachable(f"the Spark master {master} is unreachable ({reason}): check "
+                      f"{MASTER_ENV} (or spark.master) and that the master is up")
 
 
 def java_version(java_home: str | None = None) -> int:
@@ -94,6 +117,7 @@ def get_spark(app_name: str):
 
     builder = SparkSession.builder.appName(app_name)
     if (master := master_override()) is not None:
+        check_master(master)
         builder = builder.master(master)
     session = builder.getOrCreate()
     log.info("Spark %s on Java %d, master %s, configured by %s", session.version, java,

@@ -92,8 +92,10 @@ def attribute(settings: Settings, day: dt.date, spark=None) -> dict:
 
 @locked
 def train(settings: Settings, end: dt.date, spark=None) -> str:
+    from etl.clean import clean_orders
     from models import train as train_job
 
+    clean_orders(settings.root)  # NoLandedData, before Spark
     with _session(spark) as session:
         return train_job.run(session, settings, end)
 

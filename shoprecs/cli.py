@@ -24,7 +24,7 @@ import click
 
 import pipeline
 from core import config as shoprecs_config
-from core.errors import OperatorError
+from core.errors import NotSwitched, OperatorError
 from core.logs import configure_logging
 from core.stores import PUBLISH_STORES
 from models.gate import QualityGateError
@@ -73,7 +73,9 @@ class _Commands(click.Group):
 
 @click.group(cls=_Commands, epilog="Exit codes: 0 done, 1 failed (a bug: traceback), 2 bad "
              "command line, 3 bad configuration, 4 bus unreachable or refusing the "
-             "credentials, 5 bus answers unlike its profile (bus.*), 6 no landed data.")
+             "credentials, 5 bus answers unlike its profile (bus.*), 6 no landed or clean "
+             "data (run the step before), 7 warehouse locked by another run, 8 MongoDB or "
+             "the Spark master unreachable, 9 serving not switched (nothing to roll back to).")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
               envvar="SHOPRECS_CONFIG", help="TOML configuration file.")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging, and the traceback of "
@@ -307,8 +309,10 @@ def rollback(settings, version, store):
                     version = now  # with both stores, the folder follows MongoDB's choice
                 else:
                     _switched("serving/CURRENT", *switch_back(settings.root, version))
-    except (SnapshotError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from exc
+    except OperatorError:
+        raise
+    except (SnapshotError, ValueError) as exc:  # nothing to switch to: serving unchanged
+        raise NotSwitched(f"{exc}; serving is unchanged") from exc
 
 
 def _switched(what: str, previous: str | None, now: str) -> None:

@@ -1,6 +1,13 @@
 """What an operator reads at 3 a.m. (core/errors.py, shoprecs/cli.py): a known failure is
 one line naming what failed and which setting or command fixes it, with its exit code; the
 traceback only with -v."""
+import logging
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from click.testing import CliRunner
 
@@ -95,3 +102,70 @@ def test_no_landed_data_is_exit_code_6_before_spark_starts(settings):
     assert error_line(result) == (
         f"error: no landed orders for {DAY} at {settings.root}/landing/orders/dt={DAY}: "
         f"run `shoprecs extract --date {DAY}` first")
+
+
+def test_train_before_clean_is_exit_code_6_naming_the_step(settings):
+    result = run(["train", "--date", DAY], settings)
+    assert result.exit_code == 6
+    assert error_line(result) == (
+        f"error: no clean orders at {settings.root}/clean/orders: run `shoprecs clean --from D "
+        "--to D` for the days to train on first (or `shoprecs run`)")
+
+
+def test_rollback_with_nothing_published_is_exit_code_9(settings):
+    result = run(["rollback"], settings)
+    assert result.exit_code == 9, result.output
+    assert error_line(result).endswith("; serving is unchanged")
+
+
+def test_mongo_without_a_uri_is_a_configuration_error(settings):
+    result = run(["rollback", "--store", "mongo"], settings, SHOPRECS_MONGO_URI="")
+    assert result.exit_code == 3, result.output
+    assert error_line(result).startswith("error: no MongoDB URI: set mongo.uri")
+
+
+def shoprecs(*args, env: dict) -> subprocess.CompletedProcess:
+    """The installed command in a process of its own; TimeoutExpired past 15 s."""
+    return subprocess.run([str(Path(sys.executable).parent / "shoprecs"), *args],
+                          env={**os.environ, **env}, capture_output=True, text=True,
+                          timeout=15)
+
+
+def one_line(done: subprocess.CompletedProcess) -> str:
+    lines = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    return lines[0]
+
+
+def test_an_unreachable_store_or_master_is_one_line_and_exit_code_8_within_15_s(settings):
+    port = free_port()  # nothing listens there
+    env = {"SHOPRECS_WAREHOUSE_ROOT": str(settings.root), "SHOPRECS_PRIVACY_HMAC_KEY": "k"}
+    mongo = shoprecs("rollback", "--store", "mongo", env={
+        **env, "SHOPRECS_MONGO_URI": f"mongodb://127.0.0.1:{port}/?serverSelectionTimeoutMS=2000"})
+    assert mongo.returncode == 8
+    assert one_line(mongo).startswith(f"error: MongoDB at 127.0.0.1:{port} does not answer")
+    master = shoprecs("attribute", "--date", DAY,
+                      env={**env, "SHOPRECS_SPARK_MASTER": f"spark://127.0.0.1:{port}"})
+    assert master.returncode == 8
+    assert one_line(master).startswith(f"error: the Spark master spark://127.0.0.1:{port} is "
+                                       "unreachable")
+
+
+def test_help_lists_every_exit_code_and_warns_of_nothing(settings):
+    done = shoprecs("--help", env={"SHOPRECS_PRIVACY_HMAC_KEY": ""})
+    assert done.returncode == 0 and done.stderr == ""
+    codes = re.findall(r"(\d) [a-zA-Z]", done.stdout.split("Exit codes:")[1])
+    assert [int(c) for c in codes] == list(range(10))
+    assert "development key" not in done.stdout
+
+
+def test_keying_with_the_development_key_warns_once(caplog):
+    from core import config
+
+    config._warn_development_key.cache_clear()
+    privacy = config.Privacy()
+    with caplog.at_level(logging.WARNING):
+        chains = [privacy.keys, privacy.keys, config.Privacy(hmac_key="a-secret").keys]
+    assert chains[2] == ("a-secret",)
+    assert [r.getMessage()[:45] for r in caplog.records] == [  # once, and for that key only
+        "privacy.hmac_key is the development key, whic"]
