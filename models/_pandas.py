@@ -14,29 +14,14 @@ import functools
 import inspect
 from collections.abc import Callable
 
-from pyspark.sql.types import (
-    BooleanType,
-    DataType,
-    DoubleType,
-    FloatType,
-    IntegerType,
-    LongType,
-    StringType,
-    StructType,
-)
-
-_DTYPES: dict[type[DataType], str] = {
-    StringType: "object", DoubleType: "float64", FloatType: "float32", IntegerType: "int32",
-    LongType: "int64", BooleanType: "bool"}
+import numpy as np
+from pyspark.sql.pandas.types import to_arrow_type
+from pyspark.sql.types import DataType, StructType
 
 
 def dtype(field_type: DataType) -> str:
     """The pandas dtype a column of `field_type` has in a frame Arrow converts."""
-    try:
-        return _DTYPES[type(field_type)]
-    except KeyError:
-        raise TypeError(f"no pandas dtype for Spark type {field_type.simpleString()}: "
-                        "add it to models/_pandas.py") from None
+    return np.dtype(to_arrow_type(field_type).to_pandas_dtype()).name
 
 
 def empty(schema: StructType):
