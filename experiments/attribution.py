@@ -35,7 +35,7 @@ from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
-from pyspark.sql.types import ArrayType, DecimalType, StringType, StructField, StructType
+from pyspark.sql.types import DecimalType
 
 from core.files import atomic_write
 from engine.events import ATTRIBUTION_DIR, EVENTS_DIR
@@ -47,18 +47,11 @@ ALPHA = 0.05
 # Revenue is summed as decimals: exact, so the report of a night run twice is the same
 # whatever order the executors added it in (doubles differ in the last digits).
 MONEY = DecimalType(18, 4)
-IMPRESSION_SCHEMA = StructType([
-    StructField("id", StringType()), StructField("time", StringType()),
-    StructField("shopper", StringType()), StructField("route", StringType()),
-    StructField("version", StringType()), StructField("experiment", StringType()),
-    StructField("arm", StringType()), StructField("variant", StringType()),
-    StructField("sources", ArrayType(StringType())), StructField("goods", ArrayType(StringType())),
-])
-FEEDBACK_SCHEMA = StructType([
-    StructField("id", StringType()), StructField("time", StringType()),
-    StructField("type", StringType()), StructField("recommendation", StringType()),
-    StructField("goods", StringType()), StructField("shopper", StringType()),
-])
+IMPRESSION_SCHEMA = ("id string, time string, shopper string, route string, version string, "
+                     "experiment string, arm string, variant string, sources array<string>, "
+                     "goods array<string>")
+FEEDBACK_SCHEMA = ("id string, time string, type string, recommendation string, goods string, "
+                   "shopper string")
 
 
 # ---- statistics (plain Python: the aggregates are a few numbers per arm) ----------------
@@ -115,7 +108,7 @@ def mean_difference(s1: float, q1: float, n1: int, s0: float, q0: float, n0: int
 
 # ---- the Spark job ------------------------------------------------------------------------
 
-def _read(spark: SparkSession, root: Path, kind: str, schema: StructType, first: dt.date,
+def _read(spark: SparkSession, root: Path, kind: str, schema: str, first: dt.date,
           last: dt.date) -> DataFrame | None:
     folder = root / EVENTS_DIR / kind
     days = [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
@@ -245,8 +238,7 @@ def run(spark: SparkSession, settings, day: dt.date) -> dict:
     shown = impressions.select("id", "shopper", "ts", "experiment_key",
                                F.explode("goods").alias("goods"))
     if feedback is None:
-        clicks = impressions.select("id", F.lit(None).cast("int").alias("clicked"),
-                                    F.lit(None).cast("int").alias("carted")).limit(0)
+        clicks = spark.createDataFrame([], "id string, clicked int, carted int")
     else:
         hits = feedback.join(shown.select(F.col("id").alias("recommendation"), "goods"),
                              ["recommendation", "goods"])
@@ -270,9 +262,7 @@ def run(spark: SparkSession, settings, day: dt.date) -> dict:
         control_of[running.name] = running.control.name
     report["impressions"] = sum(r["impressions"] for r in routes)
     report["experiments"] = _experiments(arms, routes, control_of)
-    report["routes"] = sorted(({k: r[k] for k in ("route", "impressions", "clicked",
-                                                   "bought", "revenue")}
-                               for r in _merge_routes(routes)), key=lambda r: r["route"])
+    report["routes"] = sorted(_merge_routes(routes), key=lambda r: r["route"])
     report["daily"] = sorted(({**r, "day": r["day"].isoformat()} for r in daily),
                              key=lambda r: (r["day"], r["experiment"] or "", r["arm"] or "",
                                             r["route"]))
