@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 from pyspark.ml.recommendation import ALSModel
@@ -88,9 +88,6 @@ class HybridParams:
         """The blend: each component's weight, and `rebuy`."""
         return {"repeat": self.w_repeat, "als": self.w_als, "items": self.w_items,
                 "trending": self.w_trending, "rebuy": self.rebuy}
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 NEIGHBOUR_SCHEMA = StructType([StructField("goods_id", StringType()),
@@ -232,31 +229,26 @@ def recommend(lines: DataFrame, model: ALSModel, users: DataFrame, items: DataFr
     n_blocks = max(spark.sparkContext.defaultParallelism,
                    math.ceil(n_shoppers / USERS_PER_BLOCK))
     block = F.pmod(F.xxhash64("user_key"), F.lit(n_blocks)).cast("int").alias("block")
-    no_floats = F.lit(None).cast("array<float>")
-    shopper_side = pair.select(block, "user_key", "goods_id", "repeat", "weight",
-                               no_floats.alias("features")).unionByName(
-        user_factors.select(block, "user_key", F.lit(None).cast("string").alias("goods_id"),
-                            F.lit(None).cast("double").alias("repeat"),
-                            F.lit(None).cast("double").alias("weight"), "features"))
+    # Each side's rows leave the other's columns null.
+    shopper_side = pair.select(block, "user_key", "goods_id", "repeat", "weight").unionByName(
+        user_factors.select(block, "user_key", "features"), allowMissingColumns=True)
 
     neighbours = item_neighbours(lines, params.neighbours, params.block_items)
     item_factors = model.itemFactors.join(
         items.select("id", F.col("key").alias("goods_id")), "id")
 
-    def side(kind, df, other=None, value=None, features=None):
+    def side(kind, df, **columns):
         # Its own column names: both sides come from `lines`, and cogroup must not find
-        # one attribute on both.
+        # one attribute on both. The columns a kind lacks are null.
         return df.select(F.lit(kind).alias("kind"), F.col("goods_id").alias("item"),
-                         (F.col(other) if other else F.lit(None).cast("string")).alias("other"),
-                         (F.col(value) if value else F.lit(None).cast("double")).alias("value"),
-                         (F.col(features) if features else no_floats).alias("features"))
+                         *(F.col(column).alias(name) for name, column in columns.items()))
 
-    goods_side = (side("goods", history.select("goods_id").unionByName(
+    goods_side = side("goods", history.select("goods_id").unionByName(
         lines.select("goods_id")).distinct())
-                  .unionByName(side("factors", item_factors, features="features"))
-                  .unionByName(side("neighbour", neighbours, other="other", value="sim"))
-                  .unionByName(side("trending", trending_goods(lines, asof, params),
-                                    value="score")))
+    for part in (side("factors", item_factors, features="features"),
+                 side("neighbour", neighbours, other="other", value="sim"),
+                 side("trending", trending_goods(lines, asof, params), value="score")):
+        goods_side = goods_side.unionByName(part, allowMissingColumns=True)
     blocks = spark.range(n_blocks).select(F.col("id").cast("int").alias("block"))
     goods_side = goods_side.crossJoin(F.broadcast(blocks))
     return (shopper_side.groupBy("block").cogroup(goods_side.groupBy("block"))
@@ -358,10 +350,8 @@ def _recommend_block(params: HybridParams, k: int, blends: dict[str, dict[str, f
             parts["items"] = _normalized_top(knn, params.candidates)
             als_scores = np.full((m, n_goods), -np.inf)
             if user_vectors is not None:
-                dots = (user_vectors[lo:hi] @ item_vectors.T).astype(np.float64)
-                dots[:, ~has_factors] = -np.inf
-                dots[~has_user_factors[lo:hi]] = -np.inf
-                als_scores = dots
+                als_scores = (user_vectors[lo:hi] @ item_vectors.T).astype(np.float64)
+                als_scores[~(has_user_factors[lo:hi, None] & has_factors)] = -np.inf
             parts["als"] = _normalized_top(als_scores, params.candidates)
             shopper_mask = has_pairs[lo:hi, None]
             parts["trending"] = (np.broadcast_to(trending, (m, n_goods)),
