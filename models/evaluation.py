@@ -24,6 +24,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 
 from models._pandas import returns
+from models.hybrid import bought_pairs
 
 MODES = ("all", "new")
 METRICS = ("precision", "recall", "map", "ndcg")
@@ -150,16 +151,13 @@ def _per_shopper(models: dict[str, DataFrame], train: DataFrame, test: DataFrame
                    int(spark.conf.get("spark.sql.shuffle.partitions")))
     block = F.pmod(F.xxhash64("user_key"), F.lit(n_blocks)).alias("block")
 
-    def pairs(df: DataFrame) -> DataFrame:
-        return df.where(F.col("user_key").isNotNull()).select("user_key", "goods_id").distinct()
-
     def tagged(df: DataFrame, kind: str) -> DataFrame:
         return df.select(block, F.lit(kind).alias("kind"),
                          F.lit(None).cast("string").alias("model"), "user_key", "goods_id",
                          F.lit(None).cast("double").alias("score"))
 
-    truth = pairs(test)
-    rows = tagged(pairs(train), "bought").unionByName(tagged(truth, "truth"))
+    truth = bought_pairs(test)
+    rows = tagged(bought_pairs(train), "bought").unionByName(tagged(truth, "truth"))
     for name, recs in models.items():
         rows = rows.unionByName(recs.where(F.col("user_key").isNotNull()).select(
             block, F.lit("recs").alias("kind"), F.lit(name).alias("model"), "user_key",
