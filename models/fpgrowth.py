@@ -17,7 +17,7 @@ meaningful on real shops:
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from pyspark.ml.fpm import FPGrowth, FPGrowthModel
 from pyspark.sql import DataFrame
@@ -37,17 +37,12 @@ class FPGrowthParams:
     @classmethod
     def from_settings(cls, fp) -> FPGrowthParams:
         """The [fpgrowth] section (min_support 0: derived)."""
-        return cls(min_support=fp.min_support or None, min_confidence=fp.min_confidence,
-                   min_baskets=fp.min_baskets, max_basket_items=fp.max_basket_items,
-                   max_itemsets=fp.max_itemsets, partitions=fp.partitions)
+        return cls(**{**fp.model_dump(), "min_support": fp.min_support or None})
 
     def support_for(self, n_baskets: int) -> float:
         if self.min_support is not None:
             return self.min_support
         return min(0.05, max(0.001, self.min_baskets / max(n_baskets, 1)))
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def baskets(lines: DataFrame) -> DataFrame:
