@@ -29,6 +29,7 @@ Run with: make bench-quality   (or: .venv/bin/python -m bench.quality)
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import itertools
 import json
@@ -174,7 +175,7 @@ def main() -> None:
         model = als.train(ratings, params)
         seconds = time.perf_counter() - t0
         recs = als.recommend_users(model, subset, CANDIDATES, users, items)
-        rows[name] = {"seconds": seconds, "params": params.as_dict(),
+        rows[name] = {"seconds": seconds, "params": dataclasses.asdict(params),
                       "metrics": measure(recs.select("user_key", "goods_id", "score"),
                                          before, after, catalog)}
         ratings.unpersist()

@@ -6,7 +6,7 @@ Spark's implicit ALS turns it into confidence 1 + alpha * strength.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from pyspark.ml.recommendation import ALS, ALSModel
 from pyspark.sql import DataFrame
@@ -32,9 +32,6 @@ class ALSParams:
     def __post_init__(self):
         if self.strength not in STRENGTHS:
             raise ValueError(f"strength must be one of {STRENGTHS}, not {self.strength!r}")
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def interactions(lines: DataFrame, strength: str) -> DataFrame:

@@ -37,7 +37,7 @@ import hashlib
 import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
@@ -242,8 +242,8 @@ def plan(settings, end: dt.date, als_params: als.ALSParams | None = None,
         als_params = dataclasses.replace(als_params, top_k=settings.train.top_k)
     hybrid_params = hybrid_params or default_hybrid
     start = end - dt.timedelta(days=settings.train.window_days - 1)
-    params = {"als": als_params.as_dict(), "hybrid": hybrid_params.as_dict(),
-              "fpgrowth": fp_params.as_dict(), "window": [start.isoformat(), end.isoformat()],
+    params = {"als": asdict(als_params), "hybrid": asdict(hybrid_params),
+              "fpgrowth": asdict(fp_params), "window": [start.isoformat(), end.isoformat()],
               "holdout_days": settings.train.holdout_days,
               "selection": {"metric": settings.gate.metric, "mode": settings.gate.mode}}
     version = f"{end:%Y%m%d}-{fingerprint(root, end, params)}"

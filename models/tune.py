@@ -24,6 +24,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import asdict, is_dataclass
 
 from pyspark.sql import DataFrame
 from tqdm import tqdm
@@ -85,10 +86,9 @@ def search(lines: DataFrame, users: DataFrame, items: DataFrame, val_cut: dt.dat
             {n: lists.where(lists.model == n) for n in blends}, before, after, k, catalog)
         lists.unpersist()
         for name, params in blends.items():
-            trial = {"stage": stage, "als": als_params.as_dict(), "hybrid": params.as_dict(),
-                     "score": objective(results[name], popular), "fit_seconds": round(seconds, 1),
-                     "metrics": results[name]}
-            keep(trial)
+            keep({"stage": stage, "als": asdict(als_params), "hybrid": asdict(params),
+                  "score": objective(results[name], popular), "fit_seconds": round(seconds, 1),
+                  "metrics": results[name]})
         step_done(stage, als_params)
 
     def keep(trial: dict) -> None:
@@ -101,13 +101,13 @@ def search(lines: DataFrame, users: DataFrame, items: DataFrame, val_cut: dt.dat
         bar.update()
         bar.set_postfix(best=f"{best[stage]['score']:.3f}")
         log.info("tune step %d of %d (%s, ALS %s): best so far %.3f x popularity", bar.n,
-                 bar.total, stage, als_params.as_dict(), best[stage]["score"])
+                 bar.total, stage, asdict(als_params), best[stage]["score"])
         if progress is not None:
             progress(trials)
 
     als_only = dataclasses.replace(base, w_repeat=0.0, w_als=1.0, w_items=0.0, w_trending=0.0)
     for als_params in als_grid:  # stage 1: ALS alone
-        found = [t for t in earlier if t["als"] == als_params.as_dict()]
+        found = [t for t in earlier if t["als"] == asdict(als_params)]
         if found:  # measured before the search was stopped
             keep(found[0])
             step_done("als", als_params)
@@ -154,7 +154,7 @@ def run(spark, settings, end: dt.date, **grids) -> dict:
                          f"{holdout} days; raise train.window_days")
     (root / "models").mkdir(parents=True, exist_ok=True)
     key = json.dumps({"window": [start.isoformat(), end.isoformat()],
-                      "grids": {name: [g.as_dict() if hasattr(g, "as_dict") else g for g in grid]
+                      "grids": {name: [asdict(g) if is_dataclass(g) else g for g in grid]
                                 for name, grid in sorted(grids.items())}}, sort_keys=True)
     saved = root / "models" / PROGRESS
     done = []

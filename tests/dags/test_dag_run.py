@@ -7,6 +7,7 @@ warehouse in any order. A failing gate: tests/dags/test_tasks.py.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -266,7 +267,7 @@ def test_weekly_tune_writes_the_parameters_the_nights_then_use(shop, tuned):
     assert not (settings.root / "models" / "tune-progress.json").exists()
     plan = train.plan(settings, FIRST + dt.timedelta(days=DAYS - 1))
     assert plan.tuning["tuned_at"] == report["tuned_at"]  # the next night trains with them
-    assert plan.hybrid.as_dict() == report["hybrid"]
+    assert dataclasses.asdict(plan.hybrid) == report["hybrid"]
 
 
 def test_hourly_catalog_publishes_what_the_bus_lists(shop, refreshed):
