@@ -403,10 +403,8 @@ def run(spark: SparkSession, settings, end: dt.date, als_params: als.ALSParams |
     """Train, evaluate and write everything publishing needs for the window ending at `end`
     (both parts in turn, then finalize); return the model version."""
     p = plan(settings, end, als_params, hybrid_params, fp_params)
-    if p.done:
-        log.info("model %s already trained for this data and parameters; nothing to do",
-                 p.version)
-        return p.version
+    if p.done:  # finalize says so, and returns the version
+        return finalize(p)
     # Like the DAG's parallel tasks: the rules are mined while the ALS part trains, both
     # reading the window's lines from one cache, filled here first: two parts filling it
     # side by side each run the read's shuffle (two query plans, two exchanges).
