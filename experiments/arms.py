@@ -18,7 +18,9 @@ show how far two identical arms drift apart by chance. Requests that name no sho
 """
 from __future__ import annotations
 
+import bisect
 import hashlib
+import itertools
 import re
 from dataclasses import dataclass
 
@@ -81,11 +83,8 @@ class Experiment:
         return cls(name, tuple(parsed))
 
     def __post_init__(self):
-        bounds, total = [], 0.0
-        for arm in self.arms:
-            total += arm.share
-            bounds.append(round(total * BUCKETS / 100))
-        object.__setattr__(self, "_bounds", tuple(bounds))
+        totals = itertools.accumulate(arm.share for arm in self.arms)
+        object.__setattr__(self, "_bounds", tuple(round(t * BUCKETS / 100) for t in totals))
 
     def bucket(self, shopper_key: str) -> int:
         digest = hashlib.sha256(f"{self.name}\x00{shopper_key}".encode()).digest()
@@ -93,11 +92,9 @@ class Experiment:
 
     def assign(self, shopper_key: str) -> Arm:
         """The shopper's arm: the same for the same experiment name and key, everywhere."""
-        bucket = self.bucket(shopper_key)
-        for arm, bound in zip(self.arms, self._bounds, strict=True):
-            if bucket < bound:
-                return arm
-        return self.arms[-1]
+        # the first arm whose bound lies above the bucket (the last when rounding fell short)
+        at = bisect.bisect_right(self._bounds, self.bucket(shopper_key))
+        return self.arms[min(at, len(self.arms) - 1)]
 
     @property
     def control(self) -> Arm:
