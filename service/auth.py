@@ -24,7 +24,6 @@ from flask import request
 from service.errors import ApiError
 
 HEADER = "X-API-Key"
-ENVIRON_KEY = "HTTP_X_API_KEY"
 ACCESS = ("public", "storefront", "admin")
 _levels: dict[str, str] = {}  # Flask endpoint name -> access level
 BROWSER_PAGES = {"merch.page"}  # endpoints a browser opens: Basic auth offered on 401
