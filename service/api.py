@@ -186,15 +186,13 @@ class Spec:
 
 
 SPECS: list[Spec] = []
-_templates: dict[str, str] = {}
 
 
+@functools.cache  # once per rule: the metrics label it on every request
 def template(rule: str) -> str:
     """A Flask rule as the document writes it: /users/<phone>/x -> /users/{phone}/x."""
-    found = _templates.get(rule)
-    if found is None:
-        found = _templates[rule] = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule)
-    return found
+    return re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule)
+
 
 HEADERS = {"X-Model-Version": "the model version that answered",
            "X-Recommendation-Source": "where the goods came from, comma-separated: "
