@@ -46,11 +46,7 @@ class RuleItem(TypedDict):
     support: float
 
 
-class Suggestion(TypedDict):
-    goodsId: GoodsId
-    score: float
-    name: str | None
-    price: Price
+class Suggestion(Neighbour):
     because: list[GoodsId]
 
 
