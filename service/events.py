@@ -123,9 +123,10 @@ def post_events(body: Events):
                            f"{event.recommendationId!r} is no answer's id from this service "
                            "(X-Recommendation-Id)")
     _ext("event_guard").admit(request, len(body.events))
-    served = current_app.extensions["shoprecs.holder"].engine
-    keys = [None if event.phone is None else _phone_key(served, event.phone)
-            for event in body.events]
+    served = _ext("holder").engine
+    if served is None and any(event.phone is not None for event in body.events):
+        raise ApiError(503, "not_ready", "no snapshot loaded: cannot key the phone")
+    keys = [shopper_key(served, event.phone, "phone") for event in body.events]
     seen: LRUCache = _ext("seen_events")
     now, accepted, duplicates = time.time(), 0, 0
     for event, key in zip(body.events, keys, strict=True):
@@ -141,12 +142,6 @@ def post_events(body: Events):
         seen[event.eventId] = True
         accepted += 1
     return jsonify(accepted=accepted, duplicates=duplicates), 202
-
-
-def _phone_key(served: RecommendationEngine | None, phone: str) -> str:
-    if served is None:
-        raise ApiError(503, "not_ready", "no snapshot loaded: cannot key the phone")
-    return shopper_key(served, phone, "phone")
 
 
 class EventGuard:
@@ -181,12 +176,10 @@ class EventGuard:
                            "client (events.rate_limit)",
                            {"Retry-After": str(max(1, math.ceil(reset - time.time())))})
         if self.cap and self._used(req.content_length or 0) > self.cap:
-            self.refused("daily_cap", count)
-            tomorrow = dt.datetime.combine(dt.datetime.now(dt.UTC).date(), dt.time(),
-                                           dt.UTC) + dt.timedelta(days=1)
+            self.refused("daily_cap", count)  # Retry-After: till midnight UTC (POSIX days)
             raise ApiError(429, "daily_cap", "today's feedback has reached "
                            "events.max_feedback_mb_per_day; it is taken again tomorrow (UTC)",
-                           {"Retry-After": str(int(tomorrow.timestamp() - time.time()) + 1)})
+                           {"Retry-After": str(int(86400 - time.time() % 86400) + 1)})
 
     def _used(self, adding: int) -> int:
         """The day's feedback bytes on disk (measured at most once a second) and what this
@@ -195,9 +188,8 @@ class EventGuard:
             day, when, used = self._measured
             today, now = dt.datetime.now(dt.UTC).date().isoformat(), time.monotonic()
             if day != today or now - when > 1.0:
-                used = bytes_written(self.root, "feedback", today)
-            self._measured = (today, now if day != today or now - when > 1.0 else when,
-                              used + adding)
+                used, when = bytes_written(self.root, "feedback", today), now
+            self._measured = (today, when, used + adding)
             return used + adding
 
 
