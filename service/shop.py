@@ -40,11 +40,6 @@ class BlacklistEntry(BaseModel):
                                 "yet: store it anyway, so it never appears once listed")
 
 
-def _admin() -> str:
-    """Who is changing the blacklist, for the audit (the key was checked: service/auth.py)."""
-    return key_id(given_key())
-
-
 def _goods_id(goods_id: str) -> str:
     """A goods id as the catalog writes them: 1 to MAX_GOODS_ID printable characters, no
     spaces or control characters."""
@@ -68,12 +63,13 @@ def _listed(goods_id: str, before_listing: bool) -> bool:
     return False
 
 
-def _store():
-    return current_app.extensions["shoprecs.rules"].blacklist
-
-
-def _applied() -> None:
-    current_app.extensions["shoprecs.rules"].refresh(force=True)
+def _change(action: str, goods_id: str, reason: str = "") -> dict | None:
+    """Change the blacklist, audited under a digest of the admin's key (checked:
+    service/auth.py), and apply the change in this worker at once."""
+    rules = current_app.extensions["shoprecs.rules"]
+    entry = rules.blacklist.change(action, goods_id, key_id(given_key()), reason)
+    rules.refresh(force=True)
+    return entry
 
 
 def _entry(goods_id: str, entry: dict) -> dict:
@@ -87,10 +83,9 @@ def _entry(goods_id: str, entry: dict) -> dict:
           summary="The goods never recommended (with why, when and by which key) and the "
                   "last 50 changes")
 def blacklist():
-    _admin()
-    goods = _store().read()
-    return jsonify(goods=[_entry(g, e) for g, e in sorted(goods.items())],
-                   audit=_store().audit(50))
+    store = current_app.extensions["shoprecs.rules"].blacklist
+    return jsonify(goods=[_entry(g, e) for g, e in sorted(store.read().items())],
+                   audit=store.audit(50))
 
 
 @endpoint(bp, "/admin/blacklist/<goods_id>", "PUT", access="admin", path=GOODS,
@@ -98,11 +93,9 @@ def blacklist():
           summary="Never recommend this goods again (no retrain; every worker within "
                   "seconds)")
 def blacklist_add(goods_id: str, body: BlacklistEntry):
-    by = _admin()
     goods_id = _goods_id(goods_id)
     listed = _listed(goods_id, body.beforeListing)
-    entry = _store().change("add", goods_id, by, body.reason)
-    _applied()
+    entry = _change("add", goods_id, body.reason)
     return jsonify(**_entry(goods_id, entry), inCatalog=listed)
 
 
@@ -110,8 +103,6 @@ def blacklist_add(goods_id: str, body: BlacklistEntry):
           answer={"type": "object", "required": ["goodsId", "removed"]},
           errors=(400, 401, 403), summary="Recommend this goods again")
 def blacklist_remove(goods_id: str):
-    by = _admin()
     goods_id = _goods_id(goods_id)
-    removed = _store().change("remove", goods_id, by)
-    _applied()
+    removed = _change("remove", goods_id)
     return jsonify(goodsId=goods_id, removed=removed is not None)
