@@ -44,13 +44,6 @@ def owned_by(served: RecommendationEngine, key: str | None, exclude_bought: bool
     return served.owned(key) if exclude_bought else frozenset()
 
 
-def _json(body: bytes, version: str, **headers) -> Response:
-    response = Response(body, mimetype="application/json")
-    response.headers["X-Model-Version"] = version
-    response.headers.update(headers)
-    return response
-
-
 def _unknown(goods_id: str) -> ApiError:
     shown = goods_id if len(goods_id) <= 60 else goods_id[:60] + "..."
     return ApiError(404, "unknown_product", f"no product {shown!r} in the served catalog")
@@ -88,7 +81,10 @@ def product_associations(goods_id: str, query: AssociationsQuery):
                                     only=shop_filter(served, query.excluded, query.categories))
     except UnknownProduct:
         raise _unknown(goods_id) from None
-    return _json(RULES.dump_json(answers.rules(served, rules)), served.version)
+    response = Response(RULES.dump_json(answers.rules(served, rules)),
+                        mimetype="application/json")
+    response.headers["X-Model-Version"] = served.version
+    return response
 
 
 @endpoint(bp, "/products/<goods_id>/similar", query=SimilarQuery, path=GOODS,
