@@ -124,12 +124,9 @@ class AccessLog(QueueListener):
             lines.append(line)
         return "\n".join(lines)
 
-    def prepare(self, lines: str) -> logging.LogRecord:
-        return self.logger.makeRecord(self.logger.name, logging.INFO, __file__, 0, lines,
-                                      None, None)
-
     def handle(self, lines: str) -> None:
-        self.logger.handle(self.prepare(lines))
+        self.logger.handle(self.logger.makeRecord(self.logger.name, logging.INFO, __file__, 0,
+                                                  lines, None, None))
 
 
 class _Clock:
