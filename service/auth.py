@@ -41,15 +41,6 @@ def declare(endpoint: str, access: str) -> None:
     _levels[endpoint] = access
 
 
-def key_matches(given: str | None, keys: tuple[bytes, ...]) -> bool:
-    """True if `given` equals one of `keys`; every key is compared, in constant time."""
-    if given is None:
-        return False
-    # WSGI header values are latin-1 text; compare bytes so any value is comparable
-    raw = given.encode("latin-1", "replace")
-    return any([hmac.compare_digest(raw, key) for key in keys])
-
-
 def given_key() -> str | None:
     """The request's key: the X-API-Key header, else a Basic authentication password."""
     key = request.headers.get(HEADER)
@@ -66,7 +57,9 @@ def require_key(given: str | None, keys: tuple[bytes, ...], what: str, setting: 
     if given is None:
         raise ApiError(401, "missing_api_key", f"{what} endpoints need an API key in the "
                        f"{HEADER} header")
-    if not key_matches(given, keys):
+    # WSGI header values are latin-1 text; compare bytes so any value is comparable
+    raw = given.encode("latin-1", "replace")
+    if not any([hmac.compare_digest(raw, key) for key in keys]):  # every key, constant time
         raise ApiError(401, "invalid_api_key", f"the {HEADER} header holds no valid {what} "
                        f"API key; use one of {setting}")
 
