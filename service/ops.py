@@ -15,7 +15,6 @@ from service.routes import engine
 from service.workers import notify_siblings
 
 bp = Blueprint("ops", __name__)
-_OBJECT = {"type": "object"}
 _JOB = {"type": "object", "required": ["job", "shopper", "state", "requested_at"],
         "properties": {
     "job": {"type": "string"}, "shopper": {"type": "string"}, "state": {"enum": [
@@ -33,7 +32,7 @@ def models():
     return jsonify(engine().info())
 
 
-@endpoint(bp, "/health", access="public", answer=_OBJECT,
+@endpoint(bp, "/health", access="public", answer={"type": "object"},
           summary="Liveness: 200 while the process lives")
 def health():
     return jsonify(status="ok")
