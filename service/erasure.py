@@ -33,10 +33,6 @@ JOBS = Path("privacy") / "jobs"
 KEEP_DAYS = 30  # finished jobs' state files are kept this long
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-
-
 class Erasures:
     """The erasure jobs of one worker process."""
 
@@ -72,7 +68,7 @@ class Erasures:
     def _save(self, job: dict, **change) -> None:
         from core.files import atomic_write
 
-        job.update(change, updated_at=_now())
+        job.update(change, updated_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
         atomic_write(self.folder / f"{job['job']}.json", json.dumps(job))
 
     def _start(self) -> None:
