@@ -182,16 +182,13 @@ class BufferedConnection(HTTPConnection):
                 self._send(b"HTTP/1.1 100 Continue\r\n\r\n")
                 self._continued = True
             if state != WHOLE:
-                return self._waiting()
+                if self._first_byte is not None and \
+                        time.monotonic() - self._first_byte > self.request_timeout:
+                    self._refuse("408 Request Timeout", "request_timeout", "the request did "
+                                 f"not arrive whole within {self.request_timeout:g} s")
+                    return None
+                return False
         return True
-
-    def _waiting(self) -> bool | None:
-        if self._first_byte is not None and \
-                time.monotonic() - self._first_byte > self.request_timeout:
-            self._refuse("408 Request Timeout", "request_timeout", "the request did not "
-                         f"arrive whole within {self.request_timeout:g} s")
-            return None
-        return False
 
     def _refuse(self, status: str, code: str, message: str) -> None:
         log.warning("refused a request from %s: %s", self.remote_addr, message)
