@@ -189,3 +189,24 @@ def test_merch_page_shows_a_product_its_rules_and_neighbours(client):
     bad = client.get("/merch?phone=abc").get_data(as_text=True)
     assert 'id="phone-error"' in bad
     assert "&lt;script&gt;" in client.get("/merch?q=<script>").get_data(as_text=True)
+
+
+@pytest.mark.parametrize("page", ["README.md", "docs/serving.md"])
+def test_the_api_tables_list_every_route(client, page):
+    """Each route the app has (Flask's url map) stands in the page's API table, by its
+    method and its path as the docs write parameters (`<id>` for `<goods_id>`)."""
+    from pathlib import Path
+
+    text = (Path(__file__).parents[2] / page).read_text()
+    table = " ".join(line for line in text.splitlines() if line.startswith("|"))
+    missing = []
+    for rule in client.application.url_map.iter_rules():
+        if rule.endpoint == "static" or rule.rule == "/":
+            continue
+        path = re.sub(r"<goods_id>", "<id>", rule.rule)
+        stem = re.escape(path.split("<")[0]) if "<" in path else re.escape(path)
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            written = re.search(rf"{method}[^|]*?{stem}" if method != "GET" else stem, table)
+            if written is None:
+                missing.append(f"{method} {rule.rule}")
+    assert not missing, f"{page} does not list {missing}"
