@@ -68,7 +68,7 @@ def start_service(settings, log_path: Path) -> subprocess.Popen:
            "SHOPRECS_EXPERIMENT_ARMS": settings.experiment.arms}
     proc = subprocess.Popen(
         [sys.executable, "-m", "shoprecs.cli", "serve", "--port", str(settings.service.port)],
-        env=env, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT)
+        env=env, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{settings.service.port}/ready"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -101,7 +101,7 @@ def ask(base: str, truth, goods: list[dict], orders: list[dict]) -> None:
     taste = set(truth.cluster_items[truth.cluster_of[shopper]])
     phone = format_phone(shopper, 1)
     resp = requests.get(f"{base}/users/{quote(phone)}/recommendations", params={"limit": 10})
-    _show(f"shopper {phone[:8]}... (taste cluster {truth.cluster_of[shopper]}; "
+    _show(f"shopper {phone} (the best customer; taste cluster {truth.cluster_of[shopper]}; "
           "* = from that cluster)", resp, lambda i: "*" if i["goodsId"] in taste else "")
     hits = sum(i["goodsId"] in taste for i in resp.json())
     print(f"   {counts[shopper]} orders; {hits}/10 recommendations come from the shopper's "
@@ -141,22 +141,29 @@ def ask(base: str, truth, goods: list[dict], orders: list[dict]) -> None:
 
 
 DEMO_ARMS = "popular:popular:50, model:model:50"  # the first arm is the control
-DEMO_UPLIFT = {"model": 0.08}
+DEMO_BUY, DEMO_TASTE = 0.02, 0.10  # shoppers buy by their tastes: nothing planted
 
 
 def shoppers_visit(base: str, settings, night) -> None:
     """The A/B test: every shopper of the shop visits the storefront once and sees their
-    arm's recommendations; they buy one of the goods shown with 5% (8 points more in arm
-    `model`: the planted uplift), through the bus simulator at settings.bus.url."""
+    arm's recommendations; they buy one of the goods shown with 2%, plus 10% times the
+    share of those goods from their own taste cluster (the generator's truth), through the
+    bus simulator at settings.bus.url. No arm is favoured: what an arm earns, it earns by
+    what it shows."""
     from simulation.shoppers import Behaviour, visit_all
 
+    truth = night.truth
     phones = sorted({normalize(o["clientTel"]) for o in night.orders if o["clientTel"]})
+    tastes = {p: frozenset(truth.cluster_items[truth.cluster_of[p]]) for p in phones
+              if p in truth.cluster_of}
     print(f"\n== A/B test {settings.experiment.name!r} ({settings.experiment.arms}): "
           f"{len(phones)} simulated shoppers visit the storefront; each buys one of the "
-          f"goods shown with 5%, plus a planted {DEMO_UPLIFT} ...", flush=True)
+          f"goods shown with {DEMO_BUY:.0%}, plus {DEMO_TASTE:.0%} times the share of them "
+          "they like (their taste cluster): no uplift is planted ...", flush=True)
     done = visit_all(base, settings.bus.url, (settings.bus.user, settings.bus.password),
                      phones, {g["id"]: g["price"] for g in night.goods},
-                     Behaviour(buy_rate=0.05, uplift=DEMO_UPLIFT, seed=1))
+                     Behaviour(buy_rate=DEMO_BUY, tastes=tastes, taste_rate=DEMO_TASTE,
+                               seed=1))
     print("   visits " + ", ".join(f"{arm}: {n}" for arm, n in sorted(done.visits.items()))
           + "; bought " + ", ".join(f"{arm}: {n}" for arm, n in sorted(done.buyers.items())))
 
@@ -218,6 +225,7 @@ def run_demo(workdir: str, shop: GeneratorParams = GeneratorParams()) -> dict:
     work = Path(workdir).resolve()
     shutil.rmtree(work / "warehouse", ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
+    (work / "service.log").unlink(missing_ok=True)  # the service's starts append to it
     end = dt.date.today() - dt.timedelta(days=1)
     shop = dataclasses.replace(shop, start=end - dt.timedelta(days=shop.days - 1))
     base = shoprecs_config.load()
@@ -232,14 +240,20 @@ def run_demo(workdir: str, shop: GeneratorParams = GeneratorParams()) -> dict:
         if night.verdict is not None:
             raise QualityGateError(f"{night.verdict} (report: {settings.root / 'models'}"
                                    f"/{night.version}/report.html)")
-        with pipeline.timed("service start", timings):
-            service = start_service(settings, work / "service.log")
+        base_url = f"http://127.0.0.1:{settings.service.port}"
+        with pipeline.timed("service start", timings):  # the model's own answers first:
+            service = start_service(settings.replace(experiment_name="", experiment_arms=""),
+                                    work / "service.log")  # no A/B test while it shows them
+        try:
+            ask(base_url, night.truth, night.goods, night.orders)
+        finally:
+            service.terminate()
+            service.wait(timeout=30)
         simulator = start_simulator(night.orders, night.goods, settings)  # the checkout
         today = dt.datetime.now(dt.UTC).date()
         try:
+            service = start_service(settings, work / "service.log")  # now with the A/B test
             try:
-                ask(f"http://127.0.0.1:{settings.service.port}", night.truth, night.goods,
-                    night.orders)
                 with pipeline.timed("shoppers", timings):
                     shoppers_visit(f"http://127.0.0.1:{settings.service.port}", settings,
                                    night)

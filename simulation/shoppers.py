@@ -3,10 +3,12 @@
 Each visit is one shopper of the generated shop opening the storefront: the storefront asks
 the running service for their recommendations (an impression, in the shopper's A/B arm,
 which the service decides); with `click_rate` the shopper clicks one of the goods shown
-(POST /events), and with `buy_rate`, plus the planted `uplift` of their arm, buys one of
-them: the order goes to the bus simulator (POST /orders) dated now, so the next night lands
-it and the attribution (experiments/attribution.py) finds it. Planting an uplift in one arm is
-how a test knows the answer the attribution must find; planting none is the A/A test.
+(POST /events), and with `buy_rate`, plus the planted `uplift` of their arm, plus
+`taste_rate` times the share of the goods shown that they like (their tastes: the
+generator's truth), buys one of them: the order goes to the bus simulator (POST /orders)
+dated now, so the next night lands it and the attribution (experiments/attribution.py)
+finds it. Planting an uplift in one arm is how a test knows the answer the attribution must
+find; planting none is the A/A test; tastes let an arm earn its uplift by what it shows.
 
 Every draw comes from a generator seeded by (seed, visit), so a run is the same whatever
 the threads' order; `Visits` is the ground truth to compare the attribution with.
@@ -36,6 +38,11 @@ class Behaviour:
     uplift: Mapping[str, float] = field(default_factory=dict)  # ... plus this, by arm
     limit: int = 10  # goods asked for
     seed: int = 0
+    # Shoppers with tastes (phone -> the goods they like, the generator's truth) buy by
+    # them: `taste_rate` more times the share of the goods shown that they like, and one of
+    # those. An arm that shows shoppers what they like earns its uplift; none is planted.
+    tastes: Mapping[str, frozenset] = field(default_factory=dict)
+    taste_rate: float = 0.0
 
 
 @dataclass
@@ -92,8 +99,12 @@ def visit_all(service: str, bus: str, auth: tuple[str, str], phones: Sequence[st
             session.post(f"{service}/events", timeout=10, json={"events": [{
                 "eventId": f"sim-{behaviour.seed}-{n}", "type": "click",
                 "recommendationId": rec_id, "goodsId": clicked}]}).raise_for_status()
-        if shown and buy < behaviour.buy_rate + behaviour.uplift.get(arm, 0.0):
-            bought = clicked if clicked is not None else shown[int(rng.integers(len(shown)))]
+        liked = [g for g in shown if g in behaviour.tastes.get(phone, ())]
+        chance = behaviour.buy_rate + behaviour.uplift.get(arm, 0.0) + (
+            behaviour.taste_rate * len(liked) / len(shown) if shown else 0.0)
+        if shown and buy < chance:
+            pick = liked or ([clicked] if clicked is not None else shown)
+            bought = pick[int(rng.integers(len(pick)))]
             price = float(prices.get(bought, 1.0))
             now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
             session.post(f"{bus}/orders", auth=auth, timeout=10, json={
