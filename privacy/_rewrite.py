@@ -49,17 +49,22 @@ def landed_days(root: Path) -> list[Path]:
 def rewrite_landing(day: Path, edit: Callable[[dict], bool],
                      edit_text: Callable[[str], str], note: dict | None = None,
                      same_rows: bool = False) -> int:
-    """Apply `edit` (changes a record in place; True if it did) to each order of the day,
-    `edit_text` to each line that is no JSON object; rewrite the day and its manifest when
-    anything changed (or `note` is given). Returns the number of lines changed.
+    """Rewrite the day (`edited_landing`) and its manifest (`stamp`) when anything changed
+    (or `note` is given). Returns the number of lines changed."""
+    data, changed = edited_landing(day, edit, edit_text)
+    if not changed and note is None:
+        return 0
+    replace(day / "orders.jsonl", data)
+    stamp(day, data, note, same_rows)
+    return changed
 
-    The manifest's `sha256` is the new bytes'. What the version fingerprint hashes
-    (`trains_as`, models/train.py) follows it, so the next night trains a new version,
-    unless `same_rows`: the edit leaves the rows cleaning makes as they were (retention),
-    and the version stays the one these days already trained."""
-    lines = (day / "orders.jsonl").read_bytes().decode("utf-8").splitlines()
+
+def edited_landing(day: Path, edit: Callable[[dict], bool],
+                   edit_text: Callable[[str], str]) -> tuple[bytes, int]:
+    """The day's orders with `edit` applied to each (changes a record in place; True if it
+    did), `edit_text` to each line that is no JSON object; and the number of lines changed."""
     out, changed = [], 0
-    for line in lines:
+    for line in (day / "orders.jsonl").read_bytes().decode("utf-8").splitlines():
         try:
             record = json.loads(line)
         except ValueError:
@@ -73,10 +78,15 @@ def rewrite_landing(day: Path, edit: Callable[[dict], bool],
             changed += masked != line
             line = masked
         out.append(line)
-    if not changed and note is None:
-        return 0
-    data = "".join(line + "\n" for line in out).encode("utf-8")
-    replace(day / "orders.jsonl", data)
+    return "".join(line + "\n" for line in out).encode("utf-8"), changed
+
+
+def stamp(day: Path, data: bytes, note: dict | None = None, same_rows: bool = False) -> str:
+    """Rewrite the day's manifest for its orders' new bytes `data`, adding `note`; returns
+    its new `sha256`. What the version fingerprint hashes (`trains_as`, models/train.py)
+    follows it, so the next night trains a new version, unless `same_rows`: the edit leaves
+    the rows cleaning makes as they were (retention), and the version stays the one these
+    days already trained."""
     manifest = json.loads((day / "_manifest.json").read_text())
     if same_rows:
         manifest.setdefault("trains_as", manifest["sha256"])
@@ -85,7 +95,7 @@ def rewrite_landing(day: Path, edit: Callable[[dict], bool],
     manifest["sha256"] = hashlib.sha256(data).hexdigest()
     manifest.update(note or {})
     replace(day / "_manifest.json", json.dumps(manifest, indent=1).encode())
-    return changed
+    return manifest["sha256"]
 
 
 def phone_field_masker(field: str) -> Callable[[str], str]:
@@ -144,14 +154,20 @@ def event_files(root: Path) -> Iterator[Path]:
 
 
 def rewrite_events(path: Path, edit: Callable[[dict], dict | None | bool]) -> int:
-    """edit(event) -> None drops it, True keeps it, a dict replaces it; under the lock the
-    service's event writers take on their file (engine/events.py, FileSink), so nothing is
-    appended to it while it is read and replaced."""
+    """Rewrite the file (`edited_events`) under the lock the service's event writers take on
+    it (engine/events.py, FileSink), so nothing is appended to it while it is read and
+    replaced."""
     with flock(path):
-        return _rewrite_events_held(path, edit)
+        data, changed = edited_events(path, edit)
+        if changed:
+            replace(path, data)
+        return changed
 
 
-def _rewrite_events_held(path: Path, edit) -> int:
+def edited_events(path: Path, edit: Callable[[dict], dict | None | bool]
+                  ) -> tuple[bytes, int]:
+    """The file's events after edit(event): None drops it, True keeps it, a dict replaces
+    it; and the number of events changed."""
     out, changed = [], 0
     for line in path.read_text(encoding="utf-8").splitlines():
         try:
@@ -166,9 +182,7 @@ def _rewrite_events_held(path: Path, edit) -> int:
             changed += 1
             if result is not None:
                 out.append(json.dumps(result, separators=(",", ":")))
-    if changed:
-        replace(path, "".join(line + "\n" for line in out).encode("utf-8"))
-    return changed
+    return "".join(line + "\n" for line in out).encode("utf-8"), changed
 
 
 def mongo_db(settings):

@@ -10,8 +10,6 @@ Run with: SHOPRECS_PRIVACY_NEW_KEY=... shoprecs rotate-key
 """
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -30,11 +28,14 @@ from etl.clean import cleaned_days, mark_cleaned
 from privacy._rewrite import (
     KEYED_COLLECTIONS,
     NOT_A_KEY,
+    edited_events,
+    edited_landing,
     event_files,
     landed_days,
     mongo_db,
     parquet_files,
     replace,
+    stamp,
 )
 from privacy.keys import chain_of, check_keys, record_chain, recorded_chain
 
@@ -72,8 +73,9 @@ def rotate(settings, new_key: str) -> dict:
         save()
         new = lambda k: k if k in NOT_A_KEY else rekey(k, new_key)  # noqa: E731
 
-        def once(path: Path, produce: Callable[[], bytes | None]) -> bool:
-            """Re-key one file exactly once, whatever kill came before."""
+        def once(path: Path, produce: Callable[[], tuple[bytes, int]]) -> bool:
+            """Re-key one file exactly once, whatever kill came before: `produce` gives its
+            new bytes and whether any key changed."""
             name = str(path.relative_to(root))
             staged = path.with_name(f".{path.name}.rekey.tmp")
             if name in journal["done"]:
@@ -82,8 +84,8 @@ def rotate(settings, new_key: str) -> dict:
                 if staged.exists():  # killed between staging and the rename
                     os.replace(staged, path)
             else:
-                data = produce()
-                if data is None:
+                data, changed = produce()
+                if not changed:
                     journal["done"].append(name)
                     save()
                     return False
@@ -91,68 +93,50 @@ def rotate(settings, new_key: str) -> dict:
                 journal["staged"].append(name)
                 save()
                 os.replace(staged, path)
-            with contextlib.suppress(FileNotFoundError):
-                path.with_name(f".{path.name}.crc").unlink()
+            path.with_name(f".{path.name}.crc").unlink(missing_ok=True)
             journal["staged"].remove(name)
             journal["done"].append(name)
             save()
             return True
 
-        def landing(day: Path) -> bytes | None:
-            lines = (day / "orders.jsonl").read_text(encoding="utf-8").splitlines()
-            out, changed = [], False
-            for line in lines:
-                with contextlib.suppress(ValueError):
-                    order = json.loads(line)
-                    if isinstance(order, dict) and order.get("_user_key") not in NOT_A_KEY:
-                        order["_user_key"] = new(order["_user_key"])
-                        line, changed = json.dumps(order, ensure_ascii=False,
-                                                   separators=(",", ":")), True
-                out.append(line)
-            return "".join(x + "\n" for x in out).encode() if changed else None
+        def landing(order: dict) -> bool:
+            if order.get("_user_key") in NOT_A_KEY:
+                return False
+            order["_user_key"] = new(order["_user_key"])
+            return True
 
         for day in landed_days(root):
-            if once(day / "orders.jsonl", lambda day=day: landing(day)):
+            orders = day / "orders.jsonl"
+            if once(orders, lambda day=day: edited_landing(day, landing, lambda line: line)):
                 counts["landing"] += 1
-                manifest = json.loads((day / "_manifest.json").read_text())
-                manifest.pop("trains_as", None)  # the keys changed: the next night retrains
-                manifest["sha256"] = hashlib.sha256(
-                    (day / "orders.jsonl").read_bytes()).hexdigest()
-                replace(day / "_manifest.json", json.dumps(manifest, indent=1).encode())
+                # the keys changed: the next night retrains
+                sha256 = stamp(day, orders.read_bytes())
                 if day.name[3:] in cleaned_days(root):
-                    mark_cleaned(root, day.name[3:], manifest["sha256"])
+                    mark_cleaned(root, day.name[3:], sha256)
 
-        def parquet(path: Path) -> bytes | None:
+        def parquet(path: Path) -> tuple[bytes, int]:
             table = pq.read_table(path, partitioning=None)
             column = "key" if path.relative_to(root).parts[2:4] == ("ids", "users") \
                 else "user_key"
             if column not in table.column_names:
-                return None
+                return b"", 0
             keys = pa.array([None if k is None else new(k) for k in
                              table[column].to_pylist()], pa.string())
             table = table.set_column(table.column_names.index(column),
                                      table.schema.field(column), keys)
             sink = pa.BufferOutputStream()
             pq.write_table(table, sink, compression="snappy")
-            return sink.getvalue().to_pybytes()
+            return sink.getvalue().to_pybytes(), 1
 
         for path in parquet_files(root):
             counts["parquet"] += once(path, lambda path=path: parquet(path))
 
-        def events(path: Path) -> bytes | None:
-            out, changed = [], False
-            for line in path.read_text(encoding="utf-8").splitlines():
-                with contextlib.suppress(ValueError):
-                    event = json.loads(line)
-                    if event.get("shopper"):
-                        event["shopper"], changed = new(event["shopper"]), True
-                        line = json.dumps(event, separators=(",", ":"))
-                out.append(line)
-            return "".join(x + "\n" for x in out).encode() if changed else None
+        def events(event: dict) -> dict | bool:
+            return {**event, "shopper": new(event["shopper"])} if event.get("shopper") else True
 
         for path in event_files(root):
             with flock(path):
-                counts["events"] += once(path, lambda path=path: events(path))
+                counts["events"] += once(path, lambda path=path: edited_events(path, events))
         for register in registers(settings):
             for key in list(register.read()):
                 if f"register:{key}" not in journal["done"]:
