@@ -105,14 +105,16 @@ def phone_field_masker(field: str) -> Callable[[str], str]:
     return lambda text: pattern.sub(r'\1"<masked>"', text)
 
 
+def spells(raw, digits: str | None, rules: PhoneRules) -> bool:
+    """Whether `raw` is a spelling of the phone `digits` (never, when `digits` is None)."""
+    with contextlib.suppress(InvalidPhone):
+        return isinstance(raw, str) and normalize(raw, rules) == digits
+    return False
+
+
 def mask_phone(text: str, digits: str, rules: PhoneRules) -> str:
     """`text` with every spelling of the phone `digits` masked."""
-    def one(match: re.Match) -> str:
-        with contextlib.suppress(InvalidPhone):
-            if normalize(match.group(0), rules) == digits:
-                return mask(match.group(0))
-        return match.group(0)
-    return PHONE_LIKE.sub(one, text)
+    return PHONE_LIKE.sub(lambda m: mask(m[0]) if spells(m[0], digits, rules) else m[0], text)
 
 
 # --- Parquet zones ---------------------------------------------------------------------

@@ -40,6 +40,7 @@ from privacy._rewrite import (
     rewrite_events,
     rewrite_landing,
     rewrite_parquet,
+    spells,
     utc_now,
 )
 from privacy.keys import check_keys
@@ -59,16 +60,8 @@ def erase(settings, digits: str | None, key: str, requested_at: str) -> dict:
     counts = dict.fromkeys(("landing", "quarantine", "clean", "models", "serving", "events",
                             "mongodb"), 0)
 
-    def same(raw) -> bool:
-        if digits is None or not isinstance(raw, str):
-            return False
-        try:
-            return normalize(raw, rules) == digits
-        except InvalidPhone:
-            return False
-
     def edit(order: dict) -> bool:
-        if same(order.get(phone_field)) or order.get("_user_key") == key:
+        if spells(order.get(phone_field), digits, rules) or order.get("_user_key") == key:
             order[phone_field] = None
             order.pop("_user_key", None)
             return True
