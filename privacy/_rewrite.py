@@ -40,6 +40,15 @@ def replace(path: Path, data: bytes) -> None:
         path.with_name(f".{path.name}.crc").unlink()
 
 
+def rewrite_text(path: Path, edit: Callable[[str], str]) -> bool:
+    """Apply `edit` to the file's text; rewrite the file if that changed it."""
+    text = path.read_text(encoding="utf-8")
+    edited = edit(text)
+    if edited != text:
+        replace(path, edited.encode("utf-8"))
+    return edited != text
+
+
 # --- landing ---------------------------------------------------------------------------
 
 def landed_days(root: Path) -> list[Path]:

@@ -40,6 +40,7 @@ from privacy._rewrite import (
     rewrite_events,
     rewrite_landing,
     rewrite_parquet,
+    rewrite_text,
     spells,
     utc_now,
 )
@@ -74,11 +75,7 @@ def erase(settings, digits: str | None, key: str, requested_at: str) -> dict:
         counts["landing"] += rewrite_landing(day, edit, edit_text)
     if digits:
         for path in sorted((root / "quarantine").rglob("*.json")):
-            text = path.read_text(encoding="utf-8")
-            masked = mask_phone(text, digits, rules)
-            if masked != text:
-                replace(path, masked.encode("utf-8"))
-                counts["quarantine"] += 1
+            counts["quarantine"] += rewrite_text(path, lambda t: mask_phone(t, digits, rules))
     for path in parquet_files(root):
         zone = path.relative_to(root).parts[0]
 

@@ -13,13 +13,12 @@ import json
 import logging
 import re
 from collections.abc import Callable
-from pathlib import Path
 
 from core.bus_profile import BusProfile
 from core.locks import warehouse_lock
 from core.phones import PhoneRules, shopper_key
 from etl.clean import cleaned_days, mark_cleaned
-from privacy._rewrite import landed_days, phone_field_masker, replace, rewrite_landing, utc_now
+from privacy._rewrite import landed_days, phone_field_masker, rewrite_landing, rewrite_text, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -73,22 +72,16 @@ def retention(settings, today: dt.date, apply: bool = False) -> dict:
             for path in sorted(day.glob("*.json")):
                 report["quarantine_files"] += 1
                 if apply:
-                    _rewrite_quarantine(path, masker)
+                    rewrite_text(path, lambda text: "".join(
+                        _mask_record(line, masker) for line in text.splitlines(keepends=True)))
             if apply:
                 (day / "_retained").write_text(utc_now())
     return report
 
 
-def _rewrite_quarantine(path: Path, masker: Callable[[str], str]) -> None:
+def _mask_record(line: str, masker: Callable[[str], str]) -> str:
     """Quarantined records are JSON lines whose `record` is text (an unparseable record as
     it came): the phone field inside it is masked, escaped quotes and all."""
-    text = path.read_text(encoding="utf-8")
-    masked = "".join(_mask_record(line, masker) for line in text.splitlines(keepends=True))
-    if masked != text:
-        replace(path, masked.encode("utf-8"))
-
-
-def _mask_record(line: str, masker: Callable[[str], str]) -> str:
     try:
         entry = json.loads(line)
     except ValueError:
