@@ -36,8 +36,7 @@ def replace(path: Path, data: bytes) -> None:
     Spark's local file system checks a part file against its .crc sibling, and a rewritten
     file's old checksum would fail its next read."""
     atomic_write(path, data)
-    with contextlib.suppress(FileNotFoundError):
-        path.with_name(f".{path.name}.crc").unlink()
+    path.with_name(f".{path.name}.crc").unlink(missing_ok=True)
 
 
 def rewrite_text(path: Path, edit: Callable[[str], str]) -> bool:

@@ -106,8 +106,7 @@ def erase(settings, digits: str | None, key: str, requested_at: str) -> dict:
                 counts["mongodb"] += db[name].delete_one({"_id": key}).deleted_count
             elif name in ("impressions", "feedback"):
                 counts["mongodb"] += db[name].delete_many({"shopper": key}).deleted_count
-    with contextlib.suppress(FileNotFoundError):
-        (root / PENDING / f"{key}.json").unlink()
+    (root / PENDING / f"{key}.json").unlink(missing_ok=True)
     return counts
 
 
@@ -168,7 +167,6 @@ def defer(settings, phone: str) -> dict:
     digits, key = key_of(settings, phone)
     requested_at, new = record(settings, key)
     path = settings.root / PENDING / f"{key}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
     replace(path, json.dumps({"requested_at": requested_at}).encode())
     return {"key": key, "requested_at": requested_at, "new_request": new, "pending": True}
 

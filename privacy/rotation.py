@@ -37,7 +37,7 @@ from privacy._rewrite import (
     replace,
     stamp,
 )
-from privacy.keys import chain_of, check_keys, record_chain, recorded_chain
+from privacy.keys import chain_of, check_keys, record_chain
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +56,7 @@ def rotate(settings, new_key: str) -> dict:
     target = [*chain_of(settings), key_fingerprint(new_key)]
     counts = dict.fromkeys(("landing", "parquet", "events", "register", "mongodb"), 0)
     with warehouse_lock(settings):
-        check_keys(settings)
-        if recorded_chain(root) is None:
-            record_chain(root, chain_of(settings))
+        check_keys(settings, adopt=True)
         journal_path = root / ROTATION
         journal = json.loads(journal_path.read_text()) if journal_path.exists() else {
             "to": target, "staged": [], "done": []}
@@ -69,7 +67,6 @@ def rotate(settings, new_key: str) -> dict:
         def save():
             replace(journal_path, json.dumps(journal).encode())
 
-        journal_path.parent.mkdir(parents=True, exist_ok=True)
         save()
         new = lambda k: k if k in NOT_A_KEY else rekey(k, new_key)  # noqa: E731
 
