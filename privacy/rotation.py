@@ -77,10 +77,7 @@ def rotate(settings, new_key: str) -> dict:
             staged = path.with_name(f".{path.name}.rekey.tmp")
             if name in journal["done"]:
                 return False
-            if name in journal["staged"]:
-                if staged.exists():  # killed between staging and the rename
-                    os.replace(staged, path)
-            else:
+            if name not in journal["staged"]:
                 data, changed = produce()
                 if not changed:
                     journal["done"].append(name)
@@ -89,6 +86,7 @@ def rotate(settings, new_key: str) -> dict:
                 staged.write_bytes(data)
                 journal["staged"].append(name)
                 save()
+            if staged.exists():  # gone if a kill came after the rename
                 os.replace(staged, path)
             path.with_name(f".{path.name}.crc").unlink(missing_ok=True)
             journal["staged"].remove(name)
