@@ -51,13 +51,12 @@ log = logging.getLogger(__name__)
 PENDING = Path("privacy") / "pending"  # erasures recorded, not yet carried out
 
 
-def erase(settings, digits: str | None, key: str, requested_at: str) -> dict:
+def erase(settings, digits: str | None, key: str) -> dict:
     """Remove the shopper (`digits`, their normalized phone when known, and `key`) from
     every zone; their orders stay as guest baskets. Idempotent. Counts what it changed."""
     root = settings.root
     rules = PhoneRules.from_settings(settings.phone)
-    profile = BusProfile.from_settings(settings.bus)
-    phone_field = profile.phone_field
+    phone_field = BusProfile.from_settings(settings.bus).phone_field
     counts = dict.fromkeys(("landing", "quarantine", "clean", "models", "serving", "events",
                             "mongodb"), 0)
 
@@ -154,7 +153,7 @@ def forget(settings, phone: str, wait: float | None = None, on_wait=None) -> dic
     with warehouse_lock(settings, wait, on_wait):
         check_keys(settings)
         requested_at, new = record(settings, key)
-        removed = erase(settings, digits, key, requested_at)
+        removed = erase(settings, digits, key)
     log.info("forgot shopper %s...: %s", key[:8], removed)
     return {"key": key, "requested_at": requested_at, "new_request": new, "removed": removed}
 
@@ -185,11 +184,8 @@ def erase_pending(settings) -> list[str]:
             for path in event_files(settings.root):
                 rewrite_events(path, lambda e: None if e.get("shopper") in recent else True)
         for path in sorted((settings.root / PENDING).glob("*.json")):
-            key = path.stem
-            requested_at = json.loads(path.read_text())["requested_at"]
-            digits = _digits_of(settings, key)
-            erase(settings, digits, key, requested_at)
-            done.append(key)
+            erase(settings, _digits_of(settings, path.stem), path.stem)
+            done.append(path.stem)
     return done
 
 
