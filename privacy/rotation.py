@@ -115,8 +115,7 @@ def rotate(settings, new_key: str) -> dict:
                 else "user_key"
             if column not in table.column_names:
                 return b"", 0
-            keys = pa.array([None if k is None else new(k) for k in
-                             table[column].to_pylist()], pa.string())
+            keys = pa.array([new(k) for k in table[column].to_pylist()], pa.string())
             table = table.set_column(table.column_names.index(column),
                                      table.schema.field(column), keys)
             sink = pa.BufferOutputStream()
