@@ -2,8 +2,7 @@
 
 models/<version>/results/* are read with Spark, shaped into one document per shopper
 (user_recs, history), per product (similar), per rule, per popular rank and per catalog
-entry,
-and each partition is inserted by its executor with a client of its own
+entry, and each partition is inserted by its executor with a client of its own
 (`engine.mongo.write_partition`): nothing but counts reaches the driver. Then the driver
 checks every collection's count, builds the indexes, self-checks the version as the
 service would serve it, switches serving.current and prunes old versions
