@@ -233,11 +233,8 @@ class _ServiceBusy(Exception):
 
 
 def _admin_key(settings: Settings) -> str | None:
-    keys = settings.admin.api_keys or ""  # comma-separated, or a list from a TOML file
-    if isinstance(keys, str):
-        keys = keys.split(",")
-    keys = [k.strip() for k in keys if k and k.strip()]
-    return keys[0] if keys else None
+    """The first of admin.api_keys: comma-separated (core/config.py joins a TOML list)."""
+    return next((k.strip() for k in settings.admin.api_keys.split(",") if k.strip()), None)
 
 
 def reload_service(settings: Settings, version: str, attempts: int = 3) -> dict:
