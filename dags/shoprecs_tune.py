@@ -39,8 +39,7 @@ def shoprecs_tune():
         end = data_interval_end.astimezone(dt.UTC).date() - dt.timedelta(days=1)
         with one_line():
             report = pipeline.tune(config.load(), end)
-        return {"score": report["score"], "validation": report["validation"],
-                "als": report["als"], "hybrid": report["hybrid"]}
+        return {k: report[k] for k in ("score", "validation", "als", "hybrid")}
 
     tune()
 

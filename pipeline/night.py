@@ -90,8 +90,7 @@ def _clean(night: Night, up: dict) -> dict:
 
 
 def _attribute(night: Night, up: dict) -> dict:
-    report = steps.attribute(night.settings, night.last, night.spark)
-    return {"impressions": report["impressions"]}
+    return {"impressions": steps.attribute(night.settings, night.last, night.spark)["impressions"]}
 
 
 def _train(night: Night, up: dict) -> str:
