@@ -139,9 +139,8 @@ def key_of(settings, phone: str) -> tuple[str, str]:
 
 def record(settings, key: str) -> tuple[str, bool]:
     """Write the request into every register; (when it was first requested, new?)."""
-    now, new = utc_now(), False
-    for register in registers(settings):
-        new = register.add(key, now) or new
+    now = utc_now()
+    new = any([register.add(key, now) for register in registers(settings)])  # a list: all registers
     return FileRegister(settings.root).read().get(key, now), new
 
 
