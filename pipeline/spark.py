@@ -45,10 +45,8 @@ class JavaMissing(OperatorError, RuntimeError):
 
 def defaults_file(prefix: Path = Path(sys.prefix)) -> Path | None:
     """The project's spark-defaults.conf: the checkout's, else the installed copy."""
-    for path in (REPO_ROOT / DEFAULTS, prefix / "share" / "shoprecs" / DEFAULTS):
-        if path.is_file():
-            return path
-    return None
+    paths = (REPO_ROOT / DEFAULTS, prefix / "share" / "shoprecs" / DEFAULTS)
+    return next((path for path in paths if path.is_file()), None)
 
 
 def master_override() -> str | None:
