@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 import logging
 from contextlib import nullcontext
 
@@ -120,8 +121,6 @@ def gate(settings: Settings, version: str | None = None, skip_gate: bool = False
 
     Raises QualityGateError when the model is worse than the gate allows (unless
     `skip_gate`: then the failures are logged as warnings)."""
-    import json
-
     from engine.versions import served_model
     from models import report
     from models.gate import GatePolicy, QualityGateError, check
@@ -207,8 +206,6 @@ def publish_newest(settings: Settings, version: str, spark=None) -> str | None:
     """`publish_version`, unless the served version was trained on a window ending later
     than `version`'s: re-running an old night never rolls serving back (an operator does
     that, explicitly, with `shoprecs publish --version V`). None when it kept the newer."""
-    import json
-
     from engine.versions import served_model
 
     served, served_metrics = served_model(settings)
