@@ -38,11 +38,9 @@ def check_keys(settings, adopt: bool = False) -> None:
     made with (a changed privacy.hmac_key would make every shopper a stranger). `adopt`:
     a warehouse that records no chain yet records this one (the first clean)."""
     mine, theirs = chain_of(settings), recorded_chain(settings.root)
-    if theirs is None:
-        if adopt:
-            record_chain(settings.root, mine)
-        return
-    if mine == theirs:
+    if theirs is None and adopt:
+        record_chain(settings.root, mine)
+    if theirs is None or mine == theirs:
         return
     if mine == theirs[:len(mine)]:
         raise ConfigError(
