@@ -31,7 +31,7 @@ def utc_now() -> str:
     return dt.datetime.now(dt.UTC).isoformat()
 
 
-def replace(path: Path, data: bytes) -> None:
+def replace(path: Path, data: str | bytes) -> None:
     """Rewrite `path` whole (core.files.atomic_write), dropping a Hadoop checksum beside it:
     Spark's local file system checks a part file against its .crc sibling, and a rewritten
     file's old checksum would fail its next read."""

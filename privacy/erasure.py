@@ -164,8 +164,7 @@ def defer(settings, phone: str) -> dict:
     the warehouse for longer than lock.wait_seconds)."""
     digits, key = key_of(settings, phone)
     requested_at, new = record(settings, key)
-    path = settings.root / PENDING / f"{key}.json"
-    replace(path, json.dumps({"requested_at": requested_at}).encode())
+    replace(settings.root / PENDING / f"{key}.json", json.dumps({"requested_at": requested_at}))
     return {"key": key, "requested_at": requested_at, "new_request": new, "pending": True}
 
 
