@@ -10,16 +10,9 @@ from __future__ import annotations
 
 import csv
 import gzip
-import io
 from pathlib import Path
 
 from simulation.generator import format_phone
-
-
-def _open(path: Path) -> io.TextIOBase:
-    if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path), encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
 
 
 def _number(text: str, kind: type):
@@ -33,7 +26,8 @@ def load_retail(path: str | Path) -> tuple[list[dict], list[dict]]:
     """(orders sorted by date, goods) from an Online Retail CSV (optionally gzipped)."""
     orders: dict[str, dict] = {}
     names: dict[str, str] = {}
-    with _open(Path(path)) as fh:
+    opener = gzip.open if Path(path).suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8", newline="") as fh:
         for row in csv.DictReader(fh):
             invoice = row["InvoiceNo"]
             order = orders.get(invoice)
