@@ -109,12 +109,9 @@ def format_phone(digits: str, style: int) -> str:
 
 
 def _catalog(rng: np.random.Generator, p: GeneratorParams) -> list[dict]:
-    goods = []
-    for i in range(p.goods):
-        name = f"{_ADJECTIVES[rng.integers(len(_ADJECTIVES))]} {_NOUNS[i % len(_NOUNS)]} {i}"
-        price = round(float(rng.uniform(0.5, 20)), 2)
-        goods.append({"id": 10_000 + i, "name": name, "price": price})
-    return goods
+    return [{"id": 10_000 + i,
+             "name": f"{_ADJECTIVES[rng.integers(len(_ADJECTIVES))]} {_NOUNS[i % len(_NOUNS)]} {i}",
+             "price": round(float(rng.uniform(0.5, 20)), 2)} for i in range(p.goods)]
 
 
 class _Demand:
@@ -123,10 +120,8 @@ class _Demand:
     def __init__(self, rng: np.random.Generator, p: GeneratorParams, truth: Truth,
                  ids: np.ndarray):
         self.p, self.truth, self.ids = p, truth, ids
-        popularity = 1.0 / np.arange(1, p.goods + 1) ** p.popularity_exponent
-        self.popularity = popularity / popularity.sum()
-        in_cluster = 1.0 / np.arange(1, p.items_per_cluster + 1) ** 0.8
-        self.in_cluster = in_cluster / in_cluster.sum()
+        self.popularity = zipf_weights(p.goods, p.popularity_exponent)
+        self.in_cluster = zipf_weights(p.items_per_cluster, 0.8)
         self._day = -1
         self.peak = None
         if p.season_weeks > 0:
@@ -156,6 +151,11 @@ def _normalized(weights: np.ndarray) -> np.ndarray:
     return weights / weights.sum()
 
 
+def zipf_weights(n: int, exponent: float) -> np.ndarray:
+    """Shares of n ranks that sum to 1, the i-th like 1 / i**exponent."""
+    return _normalized(1.0 / np.arange(1, n + 1) ** exponent)
+
+
 _REDRAWS = 20  # a shop without re-buys draws again this often before giving up a pick
 
 
@@ -166,14 +166,12 @@ def generate(p: GeneratorParams = GeneratorParams()) -> tuple[list[dict], list[d
     ids = np.array([g["id"] for g in goods])
     price = {g["id"]: g["price"] for g in goods}
     truth = Truth()
-    popularity = _normalized(1.0 / np.arange(1, p.goods + 1) ** p.popularity_exponent)
-    for _ in range(p.clusters):
-        members = rng.choice(ids, size=p.items_per_cluster, replace=False, p=popularity)
-        truth.cluster_items.append([int(x) for x in members])
-    for _ in range(p.bundles):
-        size = 2 + int(rng.random() < 0.3)
-        members = rng.choice(ids[: p.goods // 2], size, replace=False)
-        truth.bundles.append(tuple(int(x) for x in members))
+    popularity = zipf_weights(p.goods, p.popularity_exponent)
+    truth.cluster_items = [
+        rng.choice(ids, p.items_per_cluster, replace=False, p=popularity).tolist()
+        for _ in range(p.clusters)]
+    truth.bundles = [tuple(rng.choice(ids[: p.goods // 2], 2 + int(rng.random() < 0.3),
+                                      replace=False).tolist()) for _ in range(p.bundles)]
     phones = rng.choice(10**9, size=p.shoppers, replace=False)
     shoppers = [f"79{x:09d}" for x in phones]
     clusters = rng.integers(p.clusters, size=p.shoppers)

@@ -37,7 +37,7 @@ import numpy as np
 from tqdm import tqdm
 
 from etl.bus import land_day, land_goods
-from simulation.generator import format_phone
+from simulation.generator import format_phone, zipf_weights
 
 START, DAYS = dt.date(2010, 12, 1), 304
 INVOICES, CUSTOMERS, GOODS = 14_876, 3_616, 3_764
@@ -89,13 +89,11 @@ def land(root: Path, shape: Shape, progress: bool = True) -> dict:
     rng = np.random.default_rng(shape.seed)
     goods_ids = np.array([f"{20_000 + i}" for i in range(shape.goods)])
     price = np.round(rng.lognormal(1.0, 0.8, shape.goods) + 0.1, 2).tolist()
-    popularity = 1.0 / np.arange(1, shape.goods + 1) ** shape.zipf
-    popularity /= popularity.sum()
+    popularity = zipf_weights(shape.goods, shape.zipf)
     per_cluster = min(shape.goods_per_cluster, shape.goods)
     clusters = np.stack([rng.choice(shape.goods, per_cluster, replace=False, p=popularity)
                          for _ in range(shape.clusters)])
-    in_cluster = 1.0 / np.arange(1, per_cluster + 1) ** 0.8
-    in_cluster /= in_cluster.sum()
+    in_cluster = zipf_weights(per_cluster, 0.8)
     phones = np.array([f"79{x:09d}" for x in rng.choice(10**9, shape.shoppers, replace=False)])
     taste = rng.integers(shape.clusters, size=shape.shoppers)
     activity = rng.lognormal(0, 1.2, shape.shoppers)
