@@ -75,20 +75,14 @@ def render(order: dict, profile: BusProfile) -> dict:
     """A canonical order (the contract's names, docs/bus.md; its date a naive local time of
     the bus) as a bus of `profile` sends it: its date field, format and offset, its phone
     and source fields, in the order's own key order."""
+    renamed = {"date": profile.date_field, "clientTel": profile.phone_field,
+               "source": profile.source_field}
     out = {}
     for key, value in order.items():
-        if key.startswith("_"):
+        name = renamed.get(key, key)
+        if key.startswith("_") or (key in ("date", "source") and not name):  # a field it lacks
             continue
-        if key == "date":
-            if profile.date_field:
-                out[profile.date_field] = _date(value, profile)
-        elif key == "clientTel":
-            out[profile.phone_field] = value
-        elif key == "source":
-            if profile.source_field:
-                out[profile.source_field] = value
-        else:
-            out[key] = value
+        out[name] = _date(value, profile) if key == "date" else value
     return out
 
 
@@ -162,14 +156,14 @@ def create_app(orders: list[dict], goods: list[dict], *, user: str = "shoprecs",
     names, its date filter or none, its sort). An order with `_listed` (faults: late) is
     listed only once `clock()` (a datetime; default: never late) has reached it."""
     app = Flask("shoprecs-bus-simulator")
-    entries: list[tuple[str, str, str, str]] = []  # (day, listed, full json, short json)
 
     def entry(order: dict) -> tuple[str, str, str, str]:
+        """(day, listed, full json, short json)"""
         shown = render(order, profile)
         return (str(order["date"])[:10], str(order.get("_listed") or ""), _dumps(shown),
                 _dumps({k: v for k, v in shown.items() if k != "basket"}))
 
-    entries.extend(entry(o) for o in sorted(orders, key=lambda o: str(o["date"])))
+    entries = [entry(o) for o in sorted(orders, key=lambda o: str(o["date"]))]
     days = [e[0] for e in entries]
     goods_json = [_dumps(g) for g in goods]
     bus = _Misbehaviour(faults)
@@ -202,16 +196,14 @@ def create_app(orders: list[dict], goods: list[dict], *, user: str = "shoprecs",
     def day_of(value: str | None) -> str | None:
         if value is None:
             return None
-        if profile.date_filter_format == "epoch":
-            try:
-                moment = dt.datetime.fromtimestamp(int(value), profile.zone)
-            except (ValueError, OverflowError, OSError):
-                abort(400, f"bad date filter value {value!r}")
-            return moment.date().isoformat()
         try:
-            return dt.datetime.strptime(value, profile.date_filter_format).date().isoformat()
-        except ValueError:
+            if profile.date_filter_format == "epoch":
+                moment = dt.datetime.fromtimestamp(int(value), profile.zone)
+            else:
+                moment = dt.datetime.strptime(value, profile.date_filter_format)
+        except (ValueError, OverflowError, OSError):
             abort(400, f"bad date filter value {value!r}")
+        return moment.date().isoformat()
 
     @app.get(profile.orders_path)
     def list_orders():
