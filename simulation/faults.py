@@ -121,22 +121,19 @@ def inject(orders: list[dict], faults: DataFaults) -> tuple[list[dict], GroundTr
             extra.append(changed)
     served.extend(extra)  # after the originals: a stable sort by date keeps them later
     truth = GroundTruth()
+    latest: dict[str, dict] = {}  # order id -> its last valid version
     # The bus lists by date (a stable sort): the last version of an id in that order wins.
     for order in sorted(served, key=lambda o: o["date"]):
         oid = str(order["id"])
         if _valid(order):
-            truth.orders[oid] = _lines(order)
+            latest[oid] = order
             truth.quarantined_orders.discard(oid)
-            if order.get("clientTel") == "+7 (123) 456-7890":
-                truth.guests.add(oid)
-            else:
-                truth.guests.discard(oid)
             if order.get("_listed"):
                 truth.late.add(oid)
-            if all(map(_line_ok, order.get("basket") or [])):
-                truth.bad_lines.discard(oid)
-            else:
-                truth.bad_lines.add(oid)
-        elif oid not in truth.orders:
+        elif oid not in latest:
             truth.quarantined_orders.add(oid)
+    truth.orders = {oid: _lines(o) for oid, o in latest.items()}
+    truth.guests = {oid for oid, o in latest.items() if o.get("clientTel") == "+7 (123) 456-7890"}
+    truth.bad_lines = {oid for oid, o in latest.items()
+                       if not all(map(_line_ok, o.get("basket") or []))}
     return served, truth
