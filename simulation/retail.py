@@ -33,13 +33,11 @@ def load_retail(path: str | Path) -> tuple[list[dict], list[dict]]:
             order = orders.get(invoice)
             if order is None:
                 customer = row["CustomerID"].strip()
-                phone = None
-                if customer:
-                    digits = f"79{int(float(customer)):09d}"
-                    phone = format_phone(digits, sum(map(ord, invoice)) % 4)
-                order = {"id": invoice, "date": row["InvoiceDate"].replace(" ", "T"),
-                         "clientTel": phone, "basket": []}
-                orders[invoice] = order
+                phone = (format_phone(f"79{int(float(customer)):09d}", sum(map(ord, invoice)) % 4)
+                         if customer else None)
+                order = orders[invoice] = {"id": invoice,
+                                           "date": row["InvoiceDate"].replace(" ", "T"),
+                                           "clientTel": phone, "basket": []}
             order["basket"].append({"goodsId": row["StockCode"],
                                     "quantity": _number(row["Quantity"], int),
                                     "price": _number(row["UnitPrice"], float)})
