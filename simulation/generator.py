@@ -126,7 +126,6 @@ class _Demand:
         self.peak = None
         if p.season_weeks > 0:
             self.peak = rng.uniform(0, p.days, p.goods)  # drawn last: the default's stream
-            self._index = {int(g): i for i, g in enumerate(ids)}
         self.catalog_p, self.cluster_p = self.popularity, [self.in_cluster] * p.clusters
 
     def on(self, day: int) -> None:
@@ -137,8 +136,8 @@ class _Demand:
         width = self.p.season_weeks * 7
         season = self.p.season_floor + np.exp(-0.5 * ((day - self.peak) / width) ** 2)
         self.catalog_p = _normalized(self.popularity * season)
-        self.cluster_p = [_normalized(self.in_cluster * season[[self._index[g] for g in items]])
-                          for items in self.truth.cluster_items]
+        self.cluster_p = [_normalized(self.in_cluster * season[np.searchsorted(self.ids, items)])
+                          for items in self.truth.cluster_items]  # ids are sorted
 
     def pick(self, rng: np.random.Generator, cluster: int) -> int:
         if rng.random() < self.p.taste_share:
