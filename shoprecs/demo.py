@@ -34,6 +34,7 @@ import requests
 import pipeline
 from core import config as shoprecs_config
 from core.phones import normalize
+from models.gate import QualityGateError
 from simulation.generator import GeneratorParams, Truth, format_phone, generate
 
 
@@ -196,8 +197,6 @@ def run_night(shop: GeneratorParams, settings, timings: dict | None = None,
     """Generate `shop`, serve it from the bus simulator at settings.bus.url and run the
     nightly pipeline over all its days; a model the quality gate refuses is reported, not
     raised."""
-    from models.gate import QualityGateError
-
     data, goods, truth = generate(shop)
     end = shop.start + dt.timedelta(days=shop.days - 1)
     simulator = start_simulator(data, goods, settings)
@@ -219,7 +218,6 @@ def run_demo(workdir: str, shop: GeneratorParams = GeneratorParams()) -> dict:
     attribution of their purchases.
 
     Raises QualityGateError when the gate refuses the shop's model (nothing to show)."""
-    from models.gate import QualityGateError
     from pipeline.spark import spark_session
 
     work = Path(workdir).resolve()
@@ -255,8 +253,7 @@ def run_demo(workdir: str, shop: GeneratorParams = GeneratorParams()) -> dict:
             service = start_service(settings, work / "service.log")  # now with the A/B test
             try:
                 with pipeline.timed("shoppers", timings):
-                    shoppers_visit(f"http://127.0.0.1:{settings.service.port}", settings,
-                                   night)
+                    shoppers_visit(base_url, settings, night)
             finally:
                 service.terminate()  # its workers write the impressions they hold
                 service.wait(timeout=30)
