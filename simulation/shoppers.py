@@ -19,7 +19,9 @@ import collections
 import dataclasses
 import datetime as dt
 import itertools
+import logging
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -131,9 +133,6 @@ def shop_rounds(service: str, bus: str, auth: tuple[str, str], orders: list[dict
     """`shoprecs simulator --shoppers URL`: in a daemon thread, every `every` seconds,
     `visits` shoppers of `orders` (drawn anew each round) visit the service; one line per
     round. Returns the thread."""
-    import logging
-    import time
-
     log = logging.getLogger(__name__)
     phones = sorted({o["clientTel"] for o in orders if o.get("clientTel")})
     prices = {g["id"]: g.get("price", 1.0) for g in goods}
