@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import sys
 import traceback
@@ -44,17 +45,17 @@ def _dates(date: dt.datetime | None, start: dt.datetime | None, end: dt.datetime
 
 
 _DATE = click.DateTime(formats=["%Y-%m-%d"])
-date_options = [
-    click.option("--date", type=_DATE, help="One day (YYYY-MM-DD)."),
-    click.option("--from", "start", type=_DATE, help="First day of a range."),
-    click.option("--to", "end", type=_DATE, help="Last day of a range."),
-]
 
 
 def with_dates(fn):
-    for option in reversed(date_options):
-        fn = option(fn)
-    return fn
+    """--date D, or --from D and --to D: `fn` gets the days checked, as `start` and `end`."""
+    @click.option("--date", type=_DATE, help="One day (YYYY-MM-DD).")
+    @click.option("--from", "start", type=_DATE, help="First day of a range.")
+    @click.option("--to", "end", type=_DATE, help="Last day of a range.")
+    @functools.wraps(fn)
+    def checked(*args, date, start, end, **kwargs):
+        return fn(*args, *_dates(date, start, end), **kwargs)
+    return checked
 
 
 class _Commands(click.Group):
@@ -91,9 +92,8 @@ def main(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
 @with_dates
 @click.option("--refetch", is_flag=True, help="Fetch days again even if already landed.")
 @click.pass_obj
-def extract(settings, date, start, end, refetch):
+def extract(settings, start, end, refetch):
     """Pull orders (and the catalog) from the bus into landing/ (resumes after a crash)."""
-    start, end = _dates(date, start, end)
     manifests = pipeline.extract(settings, start, end, refetch)
     first, last = pipeline.landed_range(manifests)
     click.echo(f"landed {sum(m['orders'] for m in manifests)} orders in {len(manifests)} "
@@ -120,9 +120,8 @@ def catalog(settings):
 @main.command()
 @with_dates
 @click.pass_obj
-def clean(settings, date, start, end):
+def clean(settings, start, end):
     """Clean landed orders into clean/orders and quarantine/ (Spark)."""
-    start, end = _dates(date, start, end)
     click.echo(pipeline.clean(settings, start, end))
 
 
@@ -188,10 +187,9 @@ def publish(settings, version, skip_gate, store):
 @main.command()
 @with_dates
 @click.pass_obj
-def run(settings, date, start, end):
+def run(settings, start, end):
     """The whole night for the given days: extract, clean, attribute, train, gate,
     publish, reload, privacy (pipeline/night.py; the Airflow DAG runs the same steps)."""
-    start, end = _dates(date, start, end)
     timings: dict = {}
     results = pipeline.run(settings, start, end, timings=timings)
     served = results.get("publish") or f"nothing new ({results['train']} is older than the " \
