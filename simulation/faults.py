@@ -111,10 +111,8 @@ def inject(orders: list[dict], faults: DataFaults) -> tuple[list[dict], GroundTr
         if rng.random() < faults.dup_pages:
             extra.append(copy.deepcopy(order))
         if rng.random() < faults.dup_days:
-            later = copy.deepcopy(order)
             when = dt.datetime.fromisoformat(original["date"]) + dt.timedelta(days=1)
-            later["date"] = when.isoformat()
-            extra.append(later)
+            extra.append({**copy.deepcopy(order), "date": when.isoformat()})
         if rng.random() < faults.resend and len(order["basket"]) > 0:
             changed = copy.deepcopy(order)
             changed["basket"][0]["quantity"] = changed["basket"][0]["quantity"] + 1
