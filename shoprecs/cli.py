@@ -31,19 +31,6 @@ from core.stores import PUBLISH_STORES
 from models.gate import QualityGateError
 from simulation.profiles import PROFILES
 
-
-def _dates(date: dt.datetime | None, start: dt.datetime | None, end: dt.datetime | None):
-    if date is not None:
-        if start or end:
-            raise click.UsageError("give either --date or --from/--to, not both")
-        return date.date(), date.date()
-    if start is None or end is None:
-        raise click.UsageError("give --date D, or both --from D and --to D")
-    if end < start:
-        raise click.UsageError(f"--from {start:%Y-%m-%d} is after --to {end:%Y-%m-%d}")
-    return start.date(), end.date()
-
-
 _DATE = click.DateTime(formats=["%Y-%m-%d"])
 
 
@@ -53,8 +40,17 @@ def with_dates(fn):
     @click.option("--from", "start", type=_DATE, help="First day of a range.")
     @click.option("--to", "end", type=_DATE, help="Last day of a range.")
     @functools.wraps(fn)
-    def checked(*args, date, start, end, **kwargs):
-        return fn(*args, *_dates(date, start, end), **kwargs)
+    def checked(*args, date: dt.datetime | None, start: dt.datetime | None,
+                end: dt.datetime | None, **kwargs):
+        if date is not None:
+            if start or end:
+                raise click.UsageError("give either --date or --from/--to, not both")
+            start = end = date
+        if start is None or end is None:
+            raise click.UsageError("give --date D, or both --from D and --to D")
+        if end < start:
+            raise click.UsageError(f"--from {start:%Y-%m-%d} is after --to {end:%Y-%m-%d}")
+        return fn(*args, start.date(), end.date(), **kwargs)
     return checked
 
 
