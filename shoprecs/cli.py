@@ -382,8 +382,8 @@ def simulator(settings, retail, shop, start, days, orders, seed, retry_after, la
     else:
         from simulation.generator import generate, profile
 
-        given = {k: v for k, v in (("days", days), ("orders", orders)) if v is not None}
-        data, goods, _ = generate(profile(shop, start=start.date(), seed=seed, **given))
+        shape = profile(shop, start=start.date(), seed=seed, days=days, orders=orders)
+        data, goods, _ = generate(shape)
     data, truth = inject(data, DataFaults(**{k: faults[k] for k in _DATA_FAULTS}, seed=seed,
                                           late_days=late_days))
     http = sim.HttpFaults(**{k: faults[k] for k in _HTTP_FAULTS}, retry_after_s=retry_after,
@@ -418,9 +418,8 @@ def demo(workdir, shop, orders, days):
     from shoprecs.demo import run_demo
     from simulation.generator import profile
 
-    overrides = {k: v for k, v in (("orders", orders), ("days", days)) if v is not None}
     try:
-        run_demo(workdir, profile(shop, **overrides))
+        run_demo(workdir, profile(shop, orders=orders, days=days))
     except QualityGateError as exc:
         raise click.ClickException(f"the quality gate kept the model from being served: "
                                    f"{exc}") from exc

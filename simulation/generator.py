@@ -78,13 +78,13 @@ class GeneratorParams:
 
 
 def profile(name: str, scale: float = 1.0, **overrides) -> GeneratorParams:
-    """The shop `name` of PROFILES, `scale` times its size, with `overrides` applied."""
+    """The shop `name` of PROFILES, `scale` times its size, with `overrides` not None applied."""
     if name not in PROFILES:
         raise ValueError(f"unknown shop profile {name!r}: one of {', '.join(PROFILES)}")
     params = GeneratorParams(**PROFILES[name])
     if scale != 1.0:
         params = params.scaled(scale)
-    return dataclasses.replace(params, **overrides)
+    return dataclasses.replace(params, **{k: v for k, v in overrides.items() if v is not None})
 
 
 @dataclass
