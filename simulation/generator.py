@@ -123,9 +123,8 @@ class _Demand:
         self.popularity = zipf_weights(p.goods, p.popularity_exponent)
         self.in_cluster = zipf_weights(p.items_per_cluster, 0.8)
         self._day = -1
-        self.peak = None
-        if p.season_weeks > 0:
-            self.peak = rng.uniform(0, p.days, p.goods)  # drawn last: the default's stream
+        # drawn last: the default's stream
+        self.peak = rng.uniform(0, p.days, p.goods) if p.season_weeks > 0 else None
         self.catalog_p, self.cluster_p = self.popularity, [self.in_cluster] * p.clusters
 
     def on(self, day: int) -> None:
@@ -175,8 +174,7 @@ def generate(p: GeneratorParams = GeneratorParams()) -> tuple[list[dict], list[d
     shoppers = [f"79{x:09d}" for x in phones]
     clusters = rng.integers(p.clusters, size=p.shoppers)
     truth.cluster_of = {s: int(c) for s, c in zip(shoppers, clusters)}
-    activity = rng.lognormal(0, 1, p.shoppers)
-    activity /= activity.sum()
+    activity = _normalized(rng.lognormal(0, 1, p.shoppers))
     start = dt.datetime.combine(p.start, dt.time())
     seconds = np.sort(rng.integers(p.days * 86_400, size=p.orders))
     demand = _Demand(rng, p, truth, ids)
