@@ -134,8 +134,8 @@ class _Demand:
         self._day = day
         width = self.p.season_weeks * 7
         season = self.p.season_floor + np.exp(-0.5 * ((day - self.peak) / width) ** 2)
-        self.catalog_p = _normalized(self.popularity * season)
-        self.cluster_p = [_normalized(self.in_cluster * season[np.searchsorted(self.ids, items)])
+        self.catalog_p = normalized(self.popularity * season)
+        self.cluster_p = [normalized(self.in_cluster * season[np.searchsorted(self.ids, items)])
                           for items in self.truth.cluster_items]  # ids are sorted
 
     def pick(self, rng: np.random.Generator, cluster: int) -> int:
@@ -145,13 +145,13 @@ class _Demand:
         return int(rng.choice(self.ids, p=self.catalog_p))
 
 
-def _normalized(weights: np.ndarray) -> np.ndarray:
+def normalized(weights: np.ndarray) -> np.ndarray:
     return weights / weights.sum()
 
 
 def zipf_weights(n: int, exponent: float) -> np.ndarray:
     """Shares of n ranks that sum to 1, the i-th like 1 / i**exponent."""
-    return _normalized(1.0 / np.arange(1, n + 1) ** exponent)
+    return normalized(1.0 / np.arange(1, n + 1) ** exponent)
 
 
 _REDRAWS = 20  # a shop without re-buys draws again this often before giving up a pick
@@ -174,7 +174,7 @@ def generate(p: GeneratorParams = GeneratorParams()) -> tuple[list[dict], list[d
     shoppers = [f"79{x:09d}" for x in phones]
     clusters = rng.integers(p.clusters, size=p.shoppers)
     truth.cluster_of = {s: int(c) for s, c in zip(shoppers, clusters)}
-    activity = _normalized(rng.lognormal(0, 1, p.shoppers))
+    activity = normalized(rng.lognormal(0, 1, p.shoppers))
     start = dt.datetime.combine(p.start, dt.time())
     seconds = np.sort(rng.integers(p.days * 86_400, size=p.orders))
     demand = _Demand(rng, p, truth, ids)

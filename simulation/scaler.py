@@ -37,7 +37,7 @@ import numpy as np
 from tqdm import tqdm
 
 from etl.bus import land_day, land_goods
-from simulation.generator import format_phone, zipf_weights
+from simulation.generator import format_phone, normalized, zipf_weights
 
 START, DAYS = dt.date(2010, 12, 1), 304
 INVOICES, CUSTOMERS, GOODS = 14_876, 3_616, 3_764
@@ -96,8 +96,7 @@ def land(root: Path, shape: Shape, progress: bool = True) -> dict:
     in_cluster = zipf_weights(per_cluster, 0.8)
     phones = np.array([f"79{x:09d}" for x in rng.choice(10**9, shape.shoppers, replace=False)])
     taste = rng.integers(shape.clusters, size=shape.shoppers)
-    activity = rng.lognormal(0, 1.2, shape.shoppers)
-    activity /= activity.sum()
+    activity = normalized(rng.lognormal(0, 1.2, shape.shoppers))
 
     next_id, lines_total = 500_000, 0
     days = _days(shape, rng)
