@@ -129,8 +129,9 @@ def mask_phone(text: str, digits: str, rules: PhoneRules) -> str:
 
 def parquet_files(root: Path, zones=KEYED_ZONES) -> Iterator[Path]:
     for zone in zones:  # a zone not made yet globs nothing
-        yield from sorted(p for p in (root / zone).rglob("*.parquet")
-                          if not any(part.startswith(".") for part in p.parts))
+        yield from sorted(p for p in (root / zone).rglob("*.parquet")  # not Spark's staging,
+                          if not any(part.startswith(".")  # wherever the warehouse is
+                                     for part in p.relative_to(root).parts))
 
 
 def rewrite_parquet(path: Path, edit: Callable[[pa.Table], tuple[pa.Table, int] | None]

@@ -417,3 +417,17 @@ def kill_rotation(s, new_key: str, at: tuple[float, ...]) -> list[int]:
                 break
         assert proc.returncode == -signal.SIGKILL, (share, proc.stderr.read()[-2000:])
     return kills
+
+
+def test_a_warehouse_under_a_hidden_folder_keeps_its_files_in_reach(tmp_path):
+    """Erasure and rotation skip Spark's hidden staging folders, not a warehouse that lives
+    under ~/.local or the like."""
+    from privacy._rewrite import parquet_files
+
+    root = tmp_path / ".local" / "warehouse"
+    kept = root / "clean" / "orders" / "dt=2024-01-01" / "part-0.parquet"
+    staged = root / "clean" / ".spark-staging-1" / "part-0.parquet"
+    for path in (kept, staged):
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"")
+    assert list(parquet_files(root)) == [kept]
