@@ -360,7 +360,7 @@ def test_the_cli_rolls_back_mongodb_and_the_folder_to_the_same_version(mongo_set
     assert "serving/CURRENT: v2 -> v1" in result.output
     assert store.current_version() == "v1" and current_version(root) == "v1"
     result = CliRunner().invoke(cli.main, ["rollback", "--store", "mongo", "--to", "v7"])
-    assert result.exit_code == 1 and "'v7' is not a complete version" in result.output
+    assert result.exit_code == 9 and "'v7' is not a complete version" in result.output
     assert store.current_version() == "v1"
 
 

@@ -21,7 +21,7 @@ def documented() -> dict[str, set[str]]:
     """where -> field names, from the table between the contract markers."""
     table = DOCS.read_text().split("<!-- contract:start -->")[1].split("<!-- contract:end -->")[0]
     fields: dict[str, set[str]] = {}
-    for row in table.splitlines()[2:]:
+    for row in [line for line in table.splitlines() if line.startswith("|")][2:]:
         where, field = (cell.strip() for cell in row.strip("|").split("|")[:2])
         fields.setdefault(where, set()).add(re.match(r"`([^`]+)`", field).group(1))
     return fields
