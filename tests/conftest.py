@@ -37,6 +37,9 @@ def spark():
     session = (SparkSession.builder.master("local[2]").appName("shoprecs-tests")
                .config("spark.sql.shuffle.partitions", "2")
                .config("spark.default.parallelism", "2")
+               # tests run on a few hundred rows: adaptive re-planning only adds latency
+               # (about a quarter of a night's time here); production keeps Spark's default
+               .config("spark.sql.adaptive.enabled", "false")
                .config("spark.ui.enabled", "false")
                .config("spark.ui.showConsoleProgress", "false")
                .config("spark.sql.session.timeZone", "UTC")

@@ -19,12 +19,13 @@ from simulation.generator import profile
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
-# Small enough for the suite; each keeps what makes its shop unlike the others.
+# Small enough for the suite (full size: make bench-profiles); each keeps what makes its
+# shop unlike the others. A night's cost grows with its days (a landed partition each).
 SHOPS = {
-    "tiny": profile("tiny"),
-    "no_repeat": profile("no_repeat", 0.5, days=150),
+    "tiny": profile("tiny", 0.5, days=30),
+    "no_repeat": profile("no_repeat", 0.5, days=150),  # history beyond the 90-day window
     "long_tail": profile("long_tail", 0.1, days=30),
-    "seasonal": profile("seasonal", 0.2, days=120),
+    "seasonal": profile("seasonal", 0.2, days=60),  # goods that sell a few weeks each
     "guests": profile("guests", 0.2),
 }
 VERDICT = re.compile(r"model \S+ not published, \S+ stays served: (MAP|NDCG|PRECISION|RECALL)"
