@@ -15,6 +15,7 @@ Run with: make demo   (or: shoprecs demo --workdir var/demo)
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -181,6 +182,17 @@ def next_night(settings, day: dt.date, spark) -> None:
         print("   " + line)
 
 
+@contextlib.contextmanager
+def timed(name: str, timings: dict):
+    """Record how many seconds the block took in `timings[name]`, as the night does for its
+    steps (pipeline/night.py)."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = round(time.perf_counter() - started, 1)
+
+
 @dataclasses.dataclass
 class Night:
     """What one default night did on a generated shop."""
@@ -239,7 +251,7 @@ def run_demo(workdir: str, shop: GeneratorParams = GeneratorParams()) -> dict:
             raise QualityGateError(f"{night.verdict} (report: {settings.root / 'models'}"
                                    f"/{night.version}/report.html)")
         base_url = f"http://127.0.0.1:{settings.service.port}"
-        with pipeline.timed("service start", timings):  # the model's own answers first:
+        with timed("service start", timings):  # the model's own answers first:
             service = start_service(settings.replace(experiment_name="", experiment_arms=""),
                                     work / "service.log")  # no A/B test while it shows them
         try:
@@ -252,12 +264,12 @@ def run_demo(workdir: str, shop: GeneratorParams = GeneratorParams()) -> dict:
         try:
             service = start_service(settings, work / "service.log")  # now with the A/B test
             try:
-                with pipeline.timed("shoppers", timings):
+                with timed("shoppers", timings):
                     shoppers_visit(base_url, settings, night)
             finally:
                 service.terminate()  # its workers write the impressions they hold
                 service.wait(timeout=30)
-            with pipeline.timed("next night", timings):
+            with timed("next night", timings):
                 next_night(settings, today, spark)
         finally:
             simulator.stop()
