@@ -18,8 +18,10 @@ import re
 import threading
 from collections.abc import Callable, Iterable
 
+import numpy as np
 from cachetools import LRUCache
 
+from engine.index import DEFAULT_WEIGHTS, blend, trending_scores
 from engine.mongo import VERSIONS, MongoStore, MongoStoreError
 from engine.recommender import RecommendationEngine, Rule, Scored, as_rule, ranked_rules, user_lists
 from engine.shoprules import catalog_rules
@@ -167,6 +169,8 @@ class MongoEngine(RecommendationEngine):
         self._similar = _Lru(fetch_similar, size)
         self._assoc = _Lru(fetch_assoc, size)
         self._by_member = _Lru(fetch_members, size)
+        self._by_category = None
+        self._ranking = _Ranking(self, snap)
 
     def _fired(self, cart: set[str]):
         """Rules whose whole antecedent is in the cart: one query for the uncached items."""
@@ -203,6 +207,33 @@ class MongoEngine(RecommendationEngine):
             self.basket([g for g, _ in snap.popular[:2]])
         except (LookupError, ValueError, TypeError, KeyError) as exc:
             raise MongoStoreError(f"{self.version}: self-check failed: {exc!r}") from exc
+
+
+class _Ranking:
+    """What `_ranked_now` ranks a shopper's goods with, read from MongoDB: the neighbours of
+    their history and trending goods (`engine.index.blend`; the ALS factors stay in the
+    warehouse's index, so MongoDB ranks without that term)."""
+
+    def __init__(self, engine: MongoEngine, snap: MongoSnapshot):
+        self.engine = engine
+        self.goods = sorted(set(snap.store.collection("catalog", snap.version).distinct("_id"))
+                            | {g for g, _ in snap.popular})
+        self.goods_position = {g: i for i, g in enumerate(self.goods)}
+        self.weights = {**DEFAULT_WEIGHTS, **(snap.manifest.get("metrics", {}).get("blend")
+                                              or {})}
+        self.trending = trending_scores(self.goods_position, snap.popular)
+
+    def user(self, key: str) -> str | None:
+        history = self.engine._history
+        return key if history is not None and history.get(key) else None
+
+    def scores(self, key: str) -> np.ndarray | None:
+        near = np.zeros(len(self.goods), np.float32)
+        for goods_id in self.engine._history.get(key) or ():
+            for other, score in self.engine._similar.get(goods_id) or ():
+                if other in self.goods_position:
+                    near[self.goods_position[other]] += score
+        return blend(self.weights, self.trending, near=near)
 
 
 def engine_for(snapshot, **kwargs) -> RecommendationEngine:

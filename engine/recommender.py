@@ -17,7 +17,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
+
 from core.phones import InvalidPhone, PhoneRules, normalize, user_key
+from engine.index import ServingIndex
 from engine.shoprules import NO_FILTER, Filter, ShopRules, request_filter
 from engine.snapshot import Snapshot, SnapshotError, current_version
 
@@ -131,11 +134,12 @@ class RecommendationEngine:
         return cached[1]
 
     def _index(self, snap: Snapshot) -> None:
-        self._users = {key: user_lists(recs) for key, recs in snap.user_recs.items() if recs}
-        self._history = snap.history
+        self._ranking = snap.index  # ranks past the list (`_ranked_now`)
+        self._users = _Lists(snap.index)
+        self._history = _Bought(snap.index) if snap.index.has_history else None
         self._popular = tuple(Scored(g, s) for g, s in snap.popular)
-        self._similar = {g: tuple(Scored(o, s) for o, s in near)
-                         for g, near in snap.similar.items()}
+        self._similar = _Near(snap.index)
+        self._by_category: tuple[object, dict[str, np.ndarray]] | None = None
         self._assoc = {g: ranked_rules([as_rule(r) for r in found])
                        for g, found in snap.rules_by_item.items()}
         rules = [as_rule(r) for r in snap.rules]
@@ -208,14 +212,18 @@ class RecommendationEngine:
             if not ranked:
                 return self._popular[:limit], ("popular",)
         found = only.keep((r for r in ranked if r.goods_id not in skip), limit)
-        # Popular goods fill the list of a shopper the model does not know, and a known
-        # shopper's list the filters thinned or that is shorter than asked (never with
-        # goods they bought, when `exclude_bought`: the history knows all of them).
+        # A list the filters thinned, or shorter than asked, goes on with the shopper's
+        # next best goods among those the filters allow, ranked now from the model; popular
+        # goods fill what is left, and the whole list of a shopper the version does not
+        # know (never goods they bought, when `exclude_bought`: the history has all).
+        now = [] if forgotten else self._ranked_now(
+            key, limit - len(found), only, skip.union(g for g, _ in found))
+        found += now
         filled = self._fill(limit - len(found), only, skip.union(g for g, _ in found)) \
             if not exclude_bought or self._history is not None else []
         shown = {g for g, _ in found}
         sources = tuple(name for name, came in (
-            ("personalized", shown.intersection(g for g, _ in personal)),
+            ("personalized", now or shown.intersection(g for g, _ in personal)),
             ("context", shown.intersection(context)), ("popular", filled)) if came)
         return tuple(found + filled), sources
 
@@ -245,6 +253,52 @@ class RecommendationEngine:
         if n <= 0:
             return []
         return only.keep((p for p in self._popular if p.goods_id not in taken), n)
+
+    def _ranked_now(self, key: str, n: int, only: Filter, taken: frozenset[str]
+                    ) -> list[Scored]:
+        """The shopper's `n` best goods `only` allows, none of `taken`, ranked at request
+        time as the night ranks goods new to them (engine/index.py, `scores`); nothing for
+        a shopper the version knows nothing personal of, and no goods nothing scores."""
+        ranking = self._ranking
+        user = None if n <= 0 or ranking is None else ranking.user(key)
+        if user is None:
+            return []
+        scores = ranking.scores(user)
+        if scores is None:
+            return []
+        if only.categories is not None:
+            pool = self._category_goods(only)
+            scores = scores[pool]
+        else:
+            pool = None
+        goods = ranking.goods
+        wanted = n + len(taken) + 4 * n  # how deep the allowed goods usually lie
+        for depth in (wanted, len(scores)):
+            top = np.argpartition(-scores, depth)[:depth] if depth < len(scores) \
+                else np.arange(len(scores))
+            top = top[np.argsort(-scores[top], kind="stable")]
+            top = top[scores[top] > 0]
+            order = top if pool is None else pool[top]
+            found = only.keep(((goods[g], s) for g, s in zip(order.tolist(),
+                                                           scores[top].tolist())
+                               if goods[g] not in taken), n)
+            if len(found) == n or depth >= len(scores):
+                return [Scored(g, s) for g, s in found]
+        return []
+
+    def _category_goods(self, only: Filter) -> np.ndarray:
+        """Positions of the goods of `only`'s categories (sorted), from its catalog."""
+        cached = self._by_category
+        if cached is None or cached[0] is not only.category_of:
+            groups: dict[str, list[int]] = {}
+            position = self._ranking.goods_position
+            for goods_id, category in only.category_of.items():
+                if goods_id in position:
+                    groups.setdefault(category, []).append(position[goods_id])
+            cached = self._by_category = (only.category_of, {
+                c: np.array(sorted(p), np.int64) for c, p in groups.items()})
+        parts = [cached[1][c] for c in sorted(only.categories) if c in cached[1]]
+        return np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
 
     def _context(self, recent: Sequence[str], skip: frozenset[str]) -> dict[str, float]:
         """goods -> score from the neighbours and rules of `recent` goods, the most recent
@@ -374,15 +428,55 @@ class RecommendationEngine:
             raise SnapshotError(f"{self.version}: no popular items, so no fallback")
         try:
             self.recommend("+70000000000", 10)
-            for key, (every, _) in list(self._users.items())[:1]:
-                if not every:
+            index = self.snapshot.index
+            start = index.arrays["recs_start"]
+            for user in np.flatnonzero(np.diff(start[:1025]))[:1].tolist():
+                key = index.users[user].decode()
+                if not self._users.get(key):
                     raise SnapshotError(f"{self.version}: shopper {key[:8]}... has no recs")
-            for goods_id in list(self._assoc)[:1] + list(self.snapshot.similar)[:1]:
+            for goods_id in list(self._assoc)[:1] + [g for g, _ in self._popular[:1]]:
                 self.associations(goods_id)
                 self.similar(goods_id)
             self.basket([g for g, _ in self.snapshot.popular[:2]])
         except (LookupError, ValueError, TypeError) as exc:
             raise SnapshotError(f"{self.version}: self-check failed: {exc!r}") from exc
+
+
+class _Lists:
+    """shopper key -> (every rec, the recs not bought), read from the index when asked."""
+
+    def __init__(self, arrays: ServingIndex):
+        self.arrays = arrays
+
+    def get(self, key: str):
+        user = self.arrays.user(key)
+        recs = None if user is None else self.arrays.recs(user)
+        return user_lists(recs) if recs else None
+
+
+class _Bought:
+    """shopper key -> every goods they bought."""
+
+    def __init__(self, arrays: ServingIndex):
+        self.arrays = arrays
+
+    def get(self, key: str) -> frozenset[str] | None:
+        user = self.arrays.user(key)
+        if user is None:
+            return None
+        goods = self.arrays.goods
+        return frozenset(goods[g] for g in self.arrays.bought(user).tolist())
+
+
+class _Near:
+    """goods -> its nearest goods, best first."""
+
+    def __init__(self, arrays: ServingIndex):
+        self.arrays = arrays
+
+    def get(self, goods_id: str, default=()):
+        near = self.arrays.similar(goods_id)
+        return default if near is None else tuple(Scored(g, s) for g, s in near)
 
 
 def _blend(personal: Sequence[Scored], context: dict[str, float]) -> list[Scored]:

@@ -2,6 +2,9 @@
 
     serving/<version>/user_recs, rules, similar, popular, catalog, history
                                                             Parquet, copied from models/
+    serving/<version>/user_factors, item_factors            the ALS factors, when trained
+    serving/<version>/index/                                the same, as arrays the service
+                                                            maps (engine/index.py)
     serving/<version>/manifest.json                         version, row counts, metrics
     serving/CURRENT                                         the version served
 
@@ -25,6 +28,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core.files import atomic_write
+from engine import index
+from engine.index import IndexProblem, ServingIndex
 from engine.shoprules import ShopRules, catalog_rules
 
 log = logging.getLogger(__name__)
@@ -56,30 +61,19 @@ def _read(path: Path, name: str):
     return table
 
 
-def _ranked(table, key: str, *values: str) -> dict[str, list[tuple]]:
-    """key -> [(values...)] of each of its rows, by rank."""
-    grouped: dict[str, list[tuple]] = {}
-    table = table.sort_by([(key, "ascending"), ("rank", "ascending")])
-    for k, *row in zip(*(table[c].to_pylist() for c in (key, *values))):
-        grouped.setdefault(k, []).append(tuple(row))
-    return grouped
-
-
 @dataclass
 class Snapshot:
-    """One published version, indexed for lookups."""
+    """One published version: the shoppers' and goods' arrays (mapped, engine/index.py),
+    and the rules, popular goods and catalog as Python objects (they grow with the goods,
+    not with the shoppers)."""
 
     version: str
     manifest: dict
-    # shopper -> [(goods, score, already bought?)] best first
-    user_recs: dict[str, list[tuple[str, float, bool]]] = field(default_factory=dict)
-    similar: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
+    index: ServingIndex
     rules_by_item: dict[str, list[dict]] = field(default_factory=dict)
     rules: list[dict] = field(default_factory=list)  # every rule, for basket lookups
     popular: list[tuple[str, float]] = field(default_factory=list)
     names: dict[str, str] = field(default_factory=dict)
-    # shopper -> every goods they bought (None: a version published without it)
-    history: dict[str, frozenset[str]] | None = None
     # availability and categories as the night's catalog had them (a catalog refresh,
     # engine/shoprules.py, overrides them during the day)
     shop_rules: ShopRules = field(default_factory=ShopRules)
@@ -92,6 +86,8 @@ class Snapshot:
             return cls._load(path)
         except SnapshotError:
             raise
+        except IndexProblem as exc:
+            raise SnapshotError(f"snapshot {path}: {exc}") from exc
         except (KeyError, ValueError, TypeError, pa.ArrowException) as exc:
             # columns missing or of the wrong type: a snapshot this code cannot serve
             raise SnapshotError(f"snapshot {path} is malformed: {type(exc).__name__}: "
@@ -105,30 +101,27 @@ class Snapshot:
             raise SnapshotError(f"snapshot {path}: manifest.json unreadable: {exc}") from exc
         if not isinstance(manifest, dict) or not manifest.get("version"):
             raise SnapshotError(f"snapshot {path}: manifest.json names no version")
-        snap = cls(version=manifest["version"], manifest=manifest)
-        recs = _read(path, "user_recs")
-        bought = (recs["bought"].fill_null(False) if "bought" in recs.column_names
-                  else pa.repeat(False, recs.num_rows))  # models trained before it was kept
-        snap.user_recs = _ranked(recs.select(COLUMNS["user_recs"]).append_column(
-            "bought", bought), "user_key", "goods_id", "score", "bought")
-        if (path / "similar").exists():
-            snap.similar = _ranked(_read(path, "similar"), "goods_id", "similar_id", "score")
+        if (path / index.FOLDER).exists():
+            served = index.load(path, manifest["version"])
+        else:  # published before versions carried their index: built here, in memory
+            if not (path / "user_recs").exists():
+                raise SnapshotError(f"snapshot {path} lacks user_recs/")
+            arrays = index.build(path, manifest.get("metrics", {}).get("blend"))
+            served = ServingIndex(arrays, arrays.pop("_weights"))
+        snap = cls(version=manifest["version"], manifest=manifest, index=served)
         snap.rules = _read(path, "rules").to_pylist()
         for rule in snap.rules:
             if len(rule["antecedent"]) == 1:  # multi-item antecedents serve baskets
                 snap.rules_by_item.setdefault(rule["antecedent"][0], []).append(rule)
-        if (path / "history").exists():
-            bought = _read(path, "history")
-            snap.history = {user: frozenset(goods) for user, goods in zip(
-                bought["user_key"].to_pylist(), bought["goods"].to_pylist()) if user}
         pop = _read(path, "popular").sort_by("rank")
         snap.popular = list(zip(pop["goods_id"].to_pylist(), pop["score"].to_pylist()))
         cat = _read(path, "catalog")
         snap.names = dict(zip(cat["goods_id"].to_pylist(), cat["name"].to_pylist()))
         snap.shop_rules = catalog_rules(cat.to_pylist())  # a bus may send only id and name
         expected = manifest.get("counts", {})
-        if expected.get("user_recs") not in (None, recs.num_rows):
-            raise SnapshotError(f"snapshot {path}: user_recs has {recs.num_rows} rows, "
+        rows = len(served.arrays["recs_goods"])
+        if expected.get("user_recs") not in (None, rows):
+            raise SnapshotError(f"snapshot {path}: user_recs has {rows} rows, "
                                 f"manifest says {expected['user_recs']}")
         if not snap.popular:
             raise SnapshotError(f"snapshot {path}: no popular items, so no fallback")
@@ -145,13 +138,17 @@ def _switch_current(serving: Path, version: str) -> None:
 
 
 def _stage(src: Path, tmp: Path, version: str) -> None:
-    present = [n for n in RESULT_SETS if n not in OPTIONAL or (src / "results" / n).exists()]
+    present = [n for n in (*RESULT_SETS, *index.FACTORS)
+               if n in RESULT_SETS and n not in OPTIONAL or (src / "results" / n).exists()]
     for name in present:
         shutil.copytree(src / "results" / name, tmp / name)
-    counts = {name: pq.read_table(tmp / name).num_rows for name in present}
+    counts = {name: sum(pq.ParquetFile(f).metadata.num_rows
+                        for f in (tmp / name).glob("*.parquet")) for name in present}
+    metrics = json.loads((src / "metrics.json").read_text())
     manifest = {"version": version, "published_at": dt.datetime.now(dt.UTC).isoformat(),
-                "counts": counts, "metrics": json.loads((src / "metrics.json").read_text())}
+                "counts": counts, "metrics": metrics}
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    index.save(index.build(tmp, metrics.get("blend")), tmp, version)
 
 
 def publish(root: str | Path, version: str) -> Path:

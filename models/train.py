@@ -4,7 +4,8 @@
     models/<version>/ids/users, ids/items the id mapping (extended from models/LATEST)
     models/<version>/results/             what publishing serves: user_recs (the hybrid of
                                           models/hybrid.py), rules, similar, popular,
-                                          catalog, history (what each shopper bought)
+                                          catalog, history (what each shopper bought),
+                                          user_factors, item_factors (the fit's, by key)
                                           (Parquet)
     models/<version>/parts/als.json,      what each training step produced, written last by
                    parts/fpgrowth.json    that step: a step that finds its part skips it
@@ -174,6 +175,16 @@ def evaluate_holdout(lines: DataFrame, users: DataFrame, items: DataFrame, cut: 
             "selection": chosen}
 
 
+def write_factors(model, users: DataFrame, items: DataFrame, results: Path) -> None:
+    """The fit's factors by shopper and goods (results/user_factors, item_factors): what the
+    service ranks a shopper's goods with when the filters thin the precomputed list."""
+    sides = ((model.userFactors, users, "user_key", "user_factors"),
+             (model.itemFactors, items, "goods_id", "item_factors"))
+    for factors, mapping, column, name in sides:
+        (factors.join(mapping, "id").select(F.col("key").alias(column), "features")
+         .write.mode("overwrite").parquet(str(results / name)))
+
+
 def write_similar(model, items: DataFrame, catalog: DataFrame, path: Path) -> None:
     """Each goods' similar goods at `path`: by ALS item factors for the goods shoppers
     bought, by name for the rest (models/content.py), so a product listed today has
@@ -313,6 +324,7 @@ def train_als(spark: SparkSession, p: Plan, lines: DataFrame | None = None) -> d
         catalog = spark.read.parquet(str(root / "clean" / "goods"))
         catalog.write.mode("overwrite").parquet(str(results / "catalog"))
         write_similar(model, items, catalog, results / "similar")
+        write_factors(model, users, items, results)
         users.write.mode("overwrite").parquet(str(out / "ids" / "users"))
         items.write.mode("overwrite").parquet(str(out / "ids" / "items"))
         model.write().overwrite().save(str(out / "als"))
@@ -329,7 +341,7 @@ def train_als(spark: SparkSession, p: Plan, lines: DataFrame | None = None) -> d
     recs = hybrid.recommend(lines, model, users, items, p.end, p.hybrid, p.als.top_k,
                             blends={name: blend}, history=history)
     recs.drop("model").write.mode("overwrite").parquet(str(out / "results" / "user_recs"))
-    summary = {"trained_on": counts, "evaluation": holdout}
+    summary = {"trained_on": counts, "evaluation": holdout, "blend": blend}
     for df in (users, items, ratings, history, *([lines] if release else [])):
         df.unpersist()
     return _part_finish(p, "als", summary)
@@ -383,6 +395,7 @@ def finalize(p: Plan, served: dict | None = None) -> str:
     metrics = {"version": p.version, "window": p.params["window"], "params": p.params,
                "published_model": (parts["als"]["evaluation"].get("selection") or {}).get(
                    "published", selection.DEFAULT), "tuning": p.tuning,
+               "blend": parts["als"].get("blend"),
                "trained_on": {"orders": fp["orders"], **parts["als"]["trained_on"]},
                "evaluation": parts["als"]["evaluation"],
                "fpgrowth": {"min_support": fp["min_support"], "rules": fp["rules"],

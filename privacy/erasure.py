@@ -3,11 +3,11 @@
 Where shoppers appear (docs/privacy.md has the whole table): landing/ (the phone as the bus
 sent it, or `_user_key` past retention), quarantine/ (masked phones), clean/, models/<v>/
 and serving/<v>/ (`user_key`; models/<v>/ids/users `key` and its integer id in
-als/userFactors), events/ (`shopper`), and MongoDB's user_recs_<v>, history_<v>,
-impressions and feedback when it is a store. `erase` removes the shopper from all of them
-(their orders stay, as guest baskets); the request itself (key and time) goes into the
-register (engine/forgotten.py) so that the service answers them as unknown at once and no
-later backfill lands their phone again (`scrub`).
+als/userFactors; serving/<v>/index/, rebuilt from the Parquet), events/ (`shopper`), and
+MongoDB's user_recs_<v>, history_<v>, impressions and feedback when it is a store. `erase`
+removes the shopper from all of them (their orders stay, as guest baskets); the request
+itself (key and time) goes into the register (engine/forgotten.py) so that the service
+answers them as unknown at once and no later backfill lands their phone again (`scrub`).
 
 Run with: shoprecs forget "+7 (905) 545-5709"
 """
@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from core.bus_profile import BusProfile
 from core.locks import warehouse_lock
 from core.phones import InvalidPhone, PhoneRules, normalize, shopper_key, user_key
+from engine import index
 from engine.forgotten import FileRegister, registers
 from privacy._rewrite import (
     KEYED_COLLECTIONS,
@@ -95,6 +96,7 @@ def erase(settings, digits: str | None, key: str) -> dict:
         counts[zone] += rewrite_parquet(path, drop)
     for manifest in (root / "serving").glob("*/manifest.json"):
         _recount(manifest)
+        index.rebuild(manifest.parent)  # the arrays the service maps, without the shopper
     for path in event_files(root):
         counts["events"] += rewrite_events(
             path, lambda e: None if e.get("shopper") == key else True)

@@ -23,6 +23,7 @@ from core.errors import ConfigError
 from core.files import flock
 from core.locks import warehouse_lock
 from core.phones import key_fingerprint, rekey
+from engine import index
 from engine.forgotten import registers
 from etl.clean import cleaned_days, mark_cleaned
 from privacy._rewrite import (
@@ -124,6 +125,8 @@ def rotate(settings, new_key: str) -> dict:
 
         for path in parquet_files(root):
             counts["parquet"] += once(path, lambda path=path: parquet(path))
+        for manifest in (root / "serving").glob("*/manifest.json"):
+            index.rebuild(manifest.parent)  # the mapped arrays, from the re-keyed Parquet
 
         def events(event: dict) -> dict | bool:
             return {**event, "shopper": new(event["shopper"])} if event.get("shopper") else True

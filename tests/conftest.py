@@ -87,12 +87,13 @@ CATALOG = [("100", "Mug", True, 4.5, "Kitchen"), ("101", "Saucer", True, 2.25, "
 
 
 def write_model(root, version, recs=None, rules=None, popular=None, catalog=None,
-                similar=None, history=None):
+                similar=None, history=None, factors=None):
     """A trained model version as models/train.py leaves it, built by hand with pyarrow.
 
     By default: the shopper's list 101 (bought), 102; they bought 101 and, long ago, ABC1;
     100's neighbours 101, 102 and rules 100 -> 101, 100 -> 102, {100, 101} -> 102;
-    popular 100, ABC1; the catalog CATALOG (every goods in stock, with a price)."""
+    popular 100, ABC1; the catalog CATALOG (every goods in stock, with a price). `factors`:
+    ({user_key: [floats]}, {goods_id: [floats]}), the ALS fit's (none by default)."""
     import json
 
     import pyarrow as pa
@@ -133,6 +134,12 @@ def write_model(root, version, recs=None, rules=None, popular=None, catalog=None
                             schema=pa.schema([("user_key", pa.string()),
                                               ("goods", pa.list_(pa.string()))])),
     }
+    if factors is not None:
+        for name, column, rows in (("user_factors", "user_key", factors[0]),
+                                   ("item_factors", "goods_id", factors[1])):
+            tables[name] = pa.table({column: list(rows), "features": list(rows.values())},
+                                    schema=pa.schema([(column, pa.string()),
+                                                      ("features", pa.list_(pa.float32()))]))
     for name, table in tables.items():
         (out / "results" / name).mkdir(parents=True)
         pq.write_table(table, out / "results" / name / "part-0.parquet")

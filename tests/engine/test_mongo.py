@@ -74,6 +74,10 @@ def test_mongo_engine_answers_as_the_snapshot_engine(mongo_settings, store, mode
     assert mongo.name("101") == "Saucer"
     assert mongo.recommend("+7 (999) 000-0000") == (
         (Scored("100", 0.5), Scored("ABC1", 0.25)), ("popular",))
+    # past the list, both rank the shopper's goods now (here: 100, a neighbour of their 101)
+    assert mongo.recommend("79165396205", 3) == snap.recommend("79165396205", 3)
+    assert mongo.recommend("79165396205", 3)[1] == (
+        ("personalized",) if not model else ("personalized", "popular"))  # 101 has none
 
 
 def test_mongo_engine_unknown_product_and_bad_phone_raise_like_the_snapshot(mongo_settings,

@@ -37,10 +37,13 @@ def ids(items):
     return [i[0] for i in items]
 
 
-def test_the_engine_fills_a_list_the_filters_thinned_with_allowed_popular_goods(engine):
+def test_the_engine_fills_a_list_the_filters_thinned_with_allowed_goods(engine):
     rules = ShopRules(unavailable=frozenset({"101"}), catalog="refresh")
     recs, sources = engine.recommend(SHOPPER, 3, only=engine.filter(rules))
-    assert ids(recs) == ["102", "100", "ABC1"] and sources == ("personalized", "popular")
+    assert ids(recs) == ["102", "100", "ABC1"] and sources == ("personalized",)
+    # a shopper the version knows nothing personal of: popular goods
+    recs, sources = engine.recommend("+7 (999) 000-0000", 3, only=engine.filter(rules))
+    assert ids(recs) == ["100", "ABC1"] and sources == ("popular",)
     assert engine.recommend(SHOPPER, 2) == ((Scored("101", 0.9), Scored("102", 0.5)),
                                             ("personalized",))
     # the rules of a snapshot without a catalog refresh: nothing hidden
