@@ -162,8 +162,8 @@ bench-als: $(BENCH_STAMP) native-blas  ## Spark ALS fit time against implicit's,
 bench-fpgrowth: $(STAMP)  ## FP-Growth itemsets + rules on Online Retail at minSupport 0.01
 	$(BIN)/python -m bench.fpgrowth
 
-bench-scale: $(BENCH_STAMP)  ## the nightly pipeline on Online Retail and at 1x, 4x, 16x its volume (long)
-	$(BIN)/python -m bench.scale --real
+bench-scale: $(BENCH_STAMP)  ## the night on Online Retail, at 1x, 4x, 16x its volume, and a million shoppers trained and served (long)
+	$(BIN)/python -m bench.scale --real --large
 
 docs: $(STAMP)  ## the settings blocks of docs/ made again from core/config.py
 	$(BIN)/python -m core.config

@@ -19,6 +19,12 @@
      half, two ids excluded, 1-3 `recent` goods on the shoppers' requests): its throughput
      against the plain mix's (target: within 25%). Both mixes run with a catalog refresh
      (2% of goods out of stock) and a 5-goods blacklist in force.
+   * category pages of known shoppers (`category=`, limit 10): the share of answers from
+     the shopper's own model, not popular goods (target >= 99%), their closed-loop req/s
+     against the plain mix's (target >= 0.6) and p99 at --rate offered (target < 10 ms);
+   * known shoppers' plain recommendations alone, against a bare Flask app on CherryPy
+     answering a fixed list (bench/bare.py: the same hosting, workers, threads and load):
+     the ratio of their req/s, how close the service comes to its stack (target >= 0.85);
    * every storefront answer above is an impression (engine/events.py): the ones answered
      (/metrics) against the ones written to events/impressions (target: none lost); then
      the plain mix's closed loop again on a server with events.enabled=false (target:
@@ -78,12 +84,13 @@ def build_warehouse(warehouse: Path):
 
 
 def traffic(warehouse: Path, orders: list[dict], n: int = 4000, seed: int = 1,
-            categories: list[str] | None = None) -> list[bytes]:
+            categories: list[str] | None = None, only: str | None = None) -> list[bytes]:
     """n raw requests: 40% known shoppers, 15% unknown, 25% associations, 20% baskets.
 
     With `categories`, the same mix with the shop's filters on every request: a category
     on half of them, two goods to exclude, and on the shoppers' requests 1 to 3 `recent`
-    goods of the session."""
+    goods of the session. `only="users"`: known shoppers' plain recommendations alone;
+    `only="pages"`: known shoppers on category pages (`category=` one of `categories`)."""
     import pyarrow.parquet as pq
 
     from engine import current_version
@@ -95,6 +102,12 @@ def traffic(warehouse: Path, orders: list[dict], n: int = 4000, seed: int = 1,
     products = sorted({a[0] for a in antecedents if len(a) == 1})
     out = []
     for _ in range(n):
+        if only is not None:
+            phone = quote(rng.choice(phones))
+            query = f"?category={quote(rng.choice(categories))}" if only == "pages" else ""
+            out.append(f"GET /users/{phone}/recommendations{query} HTTP/1.1\r\n"
+                       "Host: bench\r\n\r\n".encode())
+            continue
         kind = rng.random()
         if kind < 0.40:
             path, body = f"/users/{quote(rng.choice(phones))}/recommendations", None
@@ -236,10 +249,11 @@ def wrk_load(port, requests_, seconds, connections=32) -> dict:
 
 
 def start_server(warehouse: Path, port: int, threads: int, log: Path,
-                 workers: int = 1, events: bool = True) -> subprocess.Popen:
+                 workers: int = 1, events: bool = True, env: dict | None = None
+                 ) -> subprocess.Popen:
     env = {**os.environ, "SHOPRECS_WAREHOUSE_ROOT": str(warehouse),
            "SHOPRECS_PRIVACY_HMAC_KEY": BENCH_KEY, "SHOPRECS_SERVICE_RELOAD_INTERVAL": "0",
-           "SHOPRECS_EVENTS_ENABLED": str(events).lower()}
+           "SHOPRECS_EVENTS_ENABLED": str(events).lower(), **(env or {})}
     proc = subprocess.Popen([sys.executable, "-m", "shoprecs.cli", "serve", "--port", str(port),
                              "--threads", str(threads), "--workers", str(workers)],
                             env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
@@ -254,6 +268,36 @@ def start_server(warehouse: Path, port: int, threads: int, log: Path,
         time.sleep(0.2)
     proc.terminate()
     raise RuntimeError(f"shoprecs serve not ready after 60 s; see {log}")
+
+
+def start_bare(port: int, threads: int, workers: int, log: Path) -> list[subprocess.Popen]:
+    """bench/bare.py in `workers` processes sharing the port."""
+    procs = [subprocess.Popen([sys.executable, "-m", "bench.bare", "--port", str(port),
+                               "--threads", str(threads)], cwd=ROOT, stdout=open(log, "wb"),
+                              stderr=subprocess.STDOUT) for _ in range(workers)]
+    for _ in range(300):
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/users/1/recommendations", timeout=1).ok:
+                time.sleep(1)  # the other processes bind too
+                return procs
+        except requests.ConnectionError:
+            time.sleep(0.2)
+    for p in procs:
+        p.terminate()
+    raise RuntimeError(f"bench.bare not answering after 60 s; see {log}")
+
+
+def personal_share(port: int, requests_: list[bytes], sample: int = 400) -> dict:
+    """Of `sample` of the requests, the share answered from the shopper's own model
+    (X-Recommendation-Source without `popular`) and the share answered short of 10."""
+    personal = short = 0
+    with requests.Session() as http:
+        for raw in requests_[:sample]:
+            resp = http.get(f"http://127.0.0.1:{port}" + raw.split(b" ")[1].decode(), timeout=5)
+            personal += "popular" not in resp.headers.get("X-Recommendation-Source", "popular")
+            short += len(resp.json()) < 10
+    return {"sampled": sample, "personal_pct": round(100 * personal / sample, 1),
+            "short_pct": round(100 * short / sample, 1)}
 
 
 def seed_approach(warehouse: Path, orders: list[dict], lookups: int) -> dict:
@@ -283,6 +327,8 @@ def seed_approach(warehouse: Path, orders: list[dict], lookups: int) -> dict:
 
 # Issue 27's targets: answered closed loop, and the open-loop rate its p99 is judged at.
 TARGET_RPS, TARGET_RATE, TARGET_P99_MS = 4000, 2000, 10.0
+PAGES_PERSONAL, PAGES_RATIO = 99.0, 0.6  # category pages: % personal; req/s vs the plain mix
+BARE_RATIO = 0.85  # a plain user route against the bare Flask app on CherryPy
 FILTER_LOSS = 0.25  # the filtered mix may answer at most this much less than the plain one
 EVENTS_LOSS = 0.15  # impression logging may cost at most this share of the plain mix's
 STOREFRONT = ("/users/{phone}/recommendations", "/products/{goods_id}/similar",
@@ -341,7 +387,9 @@ def verdict(report: dict) -> str:
     """The figures against the targets, one line each."""
     closed, opened, filtered = report["http"]
     off, events = report["events_off"], report["events"]
-    errors = closed["errors"] + opened["errors"] + filtered["errors"] + off["errors"]
+    errors = (closed["errors"] + opened["errors"] + filtered["errors"] + off["errors"]
+              + sum(r["errors"] for r in (report["pages"]["closed"], report["pages"]["open"],
+                                          report["bare"]["users"], report["bare"]["bare"])))
     ratio = filtered["req_per_s"] / closed["req_per_s"]
     logged = closed["req_per_s"] / off["req_per_s"]
     lost = events["answered"] - events["written"]
@@ -371,6 +419,20 @@ def verdict(report: dict) -> str:
         f"  CPU taken by the host (steal) during the open loop: "
         f"{opened.get('cpu_steal_pct', 'n/a')}%",
         f"  errors: {errors} (target 0: {met[errors == 0]})"]
+    pages, bare = report["pages"], report["bare"]
+    page_ratio = pages["closed"]["req_per_s"] / closed["req_per_s"]
+    bare_ratio = bare["users"]["req_per_s"] / bare["bare"]["req_per_s"]
+    lines += [
+        f"  category pages of known shoppers: {pages['share']['personal_pct']}% personal "
+        f"(target >= {PAGES_PERSONAL:g}%: {met[pages['share']['personal_pct'] >= PAGES_PERSONAL]}"
+        f"), {pages['share']['short_pct']}% short of 10; {pages['closed']['req_per_s']:,} req/s"
+        f" = {page_ratio:.2f} of the plain mix (target >= {PAGES_RATIO}: "
+        f"{met[page_ratio >= PAGES_RATIO]}); p99 at {report['rate']:,}/s offered "
+        f"{pages['open']['p99_ms']} ms (target < {TARGET_P99_MS:g}: "
+        f"{met[pages['open']['p99_ms'] < TARGET_P99_MS]})",
+        f"  plain user route {bare['users']['req_per_s']:,} req/s against a bare Flask app on "
+        f"CherryPy answering a fixed list {bare['bare']['req_per_s']:,} req/s = "
+        f"{bare_ratio:.2f} (target >= {BARE_RATIO}: {met[bare_ratio >= BARE_RATIO]})"]
     if "seed_spark" in report:
         seed = report["seed_spark"]
         lines.append(f"  seed's Spark filter + collect per lookup: {seed['per_s']}/s, "
@@ -410,8 +472,10 @@ def main() -> None:
     for g in goods[:5]:
         change_blacklist(args.warehouse, "add", str(g["id"]), "bench", "bench-serve")
     reqs = traffic(args.warehouse, orders)
-    filtered = traffic(args.warehouse, orders,
-                       categories=sorted({g["category"] for g in goods if g.get("category")}))
+    categories = sorted({g["category"] for g in goods if g.get("category")})
+    filtered = traffic(args.warehouse, orders, categories=categories)
+    pages_mix = traffic(args.warehouse, orders, categories=categories, only="pages")
+    users_mix = traffic(args.warehouse, orders, only="users")
     from shoprecs.demo import free_port
 
     port = free_port()
@@ -425,11 +489,28 @@ def main() -> None:
                    with_steal(run_load, port, reqs, args.seconds, args.connections, args.rate),
                    with_steal(closed_loop, port, filtered, args.seconds, args.connections,
                               loadgen)]
+        pages = {"share": personal_share(port, pages_mix),
+                 "closed": with_steal(closed_loop, port, pages_mix, args.seconds,
+                                      args.connections, loadgen),
+                 "open": with_steal(run_load, port, pages_mix, args.seconds, args.connections,
+                                    args.rate)}
+        users = with_steal(closed_loop, port, users_mix, args.seconds, args.connections,
+                           loadgen)
         shown = answered(port)
     finally:
         server.terminate()
         server.wait(timeout=30)
     events = {"answered": shown, "written": impressions_written(args.warehouse)}
+    bare_port = free_port()
+    bare_servers = start_bare(bare_port, args.threads, args.workers, WORK / "bare.log")
+    try:
+        run_load(bare_port, users_mix, 2, args.connections)  # warm-up
+        bare = {"users": users, "bare": with_steal(closed_loop, bare_port, users_mix,
+                                                   args.seconds, args.connections, loadgen)}
+    finally:
+        for proc in bare_servers:
+            proc.terminate()
+            proc.wait(timeout=30)
     server = start_server(args.warehouse, port, args.threads, WORK / "service-off.log",
                           args.workers, events=False)
     try:
@@ -444,7 +525,7 @@ def main() -> None:
               "connections": args.connections, "workers": args.workers,
               "threads": args.threads, "loadgen": loadgen,
               "rate": args.rate, "http": results, "events": events,
-              "events_off": events_off}
+              "events_off": events_off, "pages": pages, "bare": bare}
     if not args.skip_seed:
         report["seed_spark"] = seed_approach(args.warehouse, orders, args.seed_lookups)
     (WORK.parent / "serve.json").write_text(json.dumps(report, indent=2))

@@ -7,6 +7,8 @@
     goods                  every goods id the version knows, sorted: a goods' position is
                            its number in every other array
     users                  every shopper's key, sorted (bytes)
+    users_prefix           the first 8 bytes of each key as a number: what a lookup
+                           searches (a binary search over numbers, then the whole key)
     recs_start             shopper i's precomputed list is rows recs_start[i]:recs_start[i+1]
     recs_goods, recs_score, recs_bought      of recs_*, best first
     history_start, history_goods             what shopper i bought (all of it)
@@ -28,6 +30,7 @@ another version is refused (`IndexProblem`), naming the file.
 """
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import shutil
@@ -75,6 +78,18 @@ def _ragged(owner: np.ndarray, n: int, *order_by: np.ndarray) -> tuple[np.ndarra
     return order, start
 
 
+def _prefixes(keys: np.ndarray) -> np.ndarray:
+    """The first 8 bytes of each key (zero-padded), big-endian: sorted as the keys are."""
+    width = keys.dtype.itemsize
+    raw = np.zeros((len(keys), max(width, 8)), np.uint8)
+    raw[:, :width] = np.frombuffer(keys.tobytes(), np.uint8).reshape(len(keys), width)
+    return np.ascontiguousarray(raw[:, :8]).view(">u8").ravel().astype(np.uint64)
+
+
+def _prefix(key: bytes) -> int:
+    return int.from_bytes(key[:8].ljust(8, b"\0"), "big")
+
+
 def build(folder: Path, weights: dict[str, float] | None = None) -> dict[str, np.ndarray]:
     """The index arrays of serving/<version> from its Parquet result sets."""
     recs = pq.read_table(folder / "user_recs")  # "bought": models trained since it is kept
@@ -107,6 +122,7 @@ def build(folder: Path, weights: dict[str, float] | None = None) -> dict[str, np
     arrays = {"goods": np.array(goods.to_pylist(), dtype=str) if n_goods else
               np.zeros(0, "U1"),
               "users": np.array(users.to_pylist(), dtype=f"S{width}")}
+    arrays["users_prefix"] = _prefixes(arrays["users"])
 
     owner = _positions(recs["user_key"], users)
     order, arrays["recs_start"] = _ragged(owner, n_users, recs["rank"].to_numpy())
@@ -202,8 +218,8 @@ def load(folder: Path, version: str) -> ServingIndex:
             raise IndexProblem(f"{path}: {array.dtype.str} {list(array.shape)}, meta.json "
                                f"says {spec['dtype']} {spec['shape']}")
         arrays[name] = array
-    for name in ("goods", "users", "recs_start", "recs_goods", "recs_score", "recs_bought",
-                 "trending"):
+    for name in ("goods", "users", "users_prefix", "recs_start", "recs_goods", "recs_score",
+                 "recs_bought", "trending"):
         if name not in arrays:
             raise IndexProblem(f"{where}: no {name}.npy")
     return ServingIndex(arrays, meta.get("weights") or DEFAULT_WEIGHTS)
@@ -213,14 +229,16 @@ class ServingIndex:
     """Lookups over the mapped arrays; goods ids leave as text."""
 
     def __init__(self, arrays: dict[str, np.ndarray], weights: dict[str, float]):
-        self.arrays = arrays
+        self.mapped = arrays  # as loaded: numpy.memmap of the files
+        # plain ndarray views of the same pages: slicing them costs a third of a memmap's
+        self.arrays = a = {name: np.asarray(array) for name, array in arrays.items()}
         self.weights = {**DEFAULT_WEIGHTS, **weights}
-        self.goods: list[str] = arrays["goods"].tolist()  # goods, not shoppers: small
+        self.goods: list[str] = a["goods"].tolist()  # goods, not shoppers: small
         self.goods_position = {g: i for i, g in enumerate(self.goods)}
-        self.users = arrays["users"]
-        self.has_history = "history_start" in arrays
-        self.has_factors = "user_factors" in arrays
-        trending = np.asarray(arrays["trending"], np.float32)
+        self.users, self.prefix = a["users"], memoryview(a["users_prefix"])
+        self.has_history = "history_start" in a
+        self.has_factors = "user_factors" in a
+        trending = np.asarray(a["trending"], np.float32)
         peak = float(trending.max()) if len(trending) else 0.0
         self.trending = trending / peak if peak > 0 else trending  # as trending_scores()
 
@@ -234,16 +252,21 @@ class ServingIndex:
             wanted = key.encode("ascii")
         except UnicodeEncodeError:
             return None
-        i = int(np.searchsorted(self.users, wanted))
-        return i if i < len(self.users) and self.users[i] == wanted else None
+        # bisect over a memoryview, not numpy's searchsorted: that one releases the GIL,
+        # and taking it back behind the event writer's thread cost 20 us a lookup
+        prefix, users, start = self.prefix, self.users, _prefix(wanted)
+        i = bisect.bisect_left(prefix, start)
+        while i < len(users) and prefix[i] == start:  # keys sharing their first 8 bytes
+            if users[i] == wanted:
+                return i
+            i += 1
+        return None
 
-    def recs(self, user: int) -> list[tuple[str, float, bool]]:
+    def recs(self, user: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(goods positions, scores, bought?) of the shopper's precomputed list, best first."""
         a = self.arrays
-        lo, hi = int(a["recs_start"][user]), int(a["recs_start"][user + 1])
-        goods = self.goods
-        return [(goods[g], s, b) for g, s, b in zip(
-            a["recs_goods"][lo:hi].tolist(), a["recs_score"][lo:hi].tolist(),
-            a["recs_bought"][lo:hi].tolist())]
+        lo, hi = a["recs_start"][user:user + 2].tolist()
+        return a["recs_goods"][lo:hi], a["recs_score"][lo:hi], a["recs_bought"][lo:hi]
 
     def bought(self, user: int) -> np.ndarray:
         """Positions of the goods the shopper bought."""
@@ -270,10 +293,12 @@ class ServingIndex:
             if self.has_factors and a["factored"][user] else None
         near = None
         if self.has_history and "similar_start" in a:
-            start, near = a["similar_start"], np.zeros(len(self.goods), np.float32)
-            for g in self.bought(user).tolist():
-                lo, hi = int(start[g]), int(start[g + 1])
-                np.add.at(near, a["similar_goods"][lo:hi], a["similar_score"][lo:hi])
+            bought = self.bought(user)
+            lo, hi = a["similar_start"][bought], a["similar_start"][bought + 1]
+            sizes = hi - lo
+            rows = np.repeat(lo - np.cumsum(sizes) + sizes, sizes) + np.arange(sizes.sum())
+            near = np.bincount(a["similar_goods"][rows], weights=a["similar_score"][rows],
+                               minlength=len(self.goods))
         return blend(self.weights, self.trending, als, near)
 
 

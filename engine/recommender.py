@@ -139,7 +139,8 @@ class RecommendationEngine:
         self._history = _Bought(snap.index) if snap.index.has_history else None
         self._popular = tuple(Scored(g, s) for g, s in snap.popular)
         self._similar = _Near(snap.index)
-        self._by_category: tuple[object, dict[str, np.ndarray]] | None = None
+        # (the catalog's category mapping, {categories: (goods mask, positions)})
+        self._by_category: tuple[object, dict] | None = None
         self._assoc = {g: ranked_rules([as_rule(r) for r in found])
                        for g, found in snap.rules_by_item.items()}
         rules = [as_rule(r) for r in snap.rules]
@@ -211,20 +212,27 @@ class RecommendationEngine:
                 return tuple(ranked[:limit]), ("personalized",)
             if not ranked:
                 return self._popular[:limit], ("popular",)
+        if only.categories is not None and isinstance(ranked, _Ranked):
+            # a category page: the list's goods of those categories, picked by the mask
+            ranked = ranked.where(self._in_categories(only)[0][ranked.positions])
         found = only.keep((r for r in ranked if r.goods_id not in skip), limit)
         # A list the filters thinned, or shorter than asked, goes on with the shopper's
         # next best goods among those the filters allow, ranked now from the model; popular
         # goods fill what is left, and the whole list of a shopper the version does not
         # know (never goods they bought, when `exclude_bought`: the history has all).
+        if context:  # which of the goods found came from the shopper's list, which not
+            listed = {g for g, _ in personal}
+            mine = any(g in listed for g, _ in found)
+            blended = any(g in context for g, _ in found)
+        else:
+            mine, blended = bool(found), False
         now = [] if forgotten else self._ranked_now(
             key, limit - len(found), only, skip.union(g for g, _ in found))
         found += now
         filled = self._fill(limit - len(found), only, skip.union(g for g, _ in found)) \
             if not exclude_bought or self._history is not None else []
-        shown = {g for g, _ in found}
         sources = tuple(name for name, came in (
-            ("personalized", now or shown.intersection(g for g, _ in personal)),
-            ("context", shown.intersection(context)), ("popular", filled)) if came)
+            ("personalized", mine or now), ("context", blended), ("popular", filled)) if came)
         return tuple(found + filled), sources
 
     def owned(self, key: str | None) -> frozenset[str]:
@@ -267,7 +275,7 @@ class RecommendationEngine:
         if scores is None:
             return []
         if only.categories is not None:
-            pool = self._category_goods(only)
+            pool = self._in_categories(only)[1]
             scores = scores[pool]
         else:
             pool = None
@@ -286,19 +294,22 @@ class RecommendationEngine:
                 return [Scored(g, s) for g, s in found]
         return []
 
-    def _category_goods(self, only: Filter) -> np.ndarray:
-        """Positions of the goods of `only`'s categories (sorted), from its catalog."""
+    def _in_categories(self, only: Filter) -> tuple[np.ndarray, np.ndarray]:
+        """(mask over goods positions, positions) of the goods of `only`'s categories, by
+        its catalog; kept per set of categories until the catalog changes."""
         cached = self._by_category
         if cached is None or cached[0] is not only.category_of:
-            groups: dict[str, list[int]] = {}
+            cached = self._by_category = (only.category_of, {})
+        found = cached[1].get(only.categories)
+        if found is None:
             position = self._ranking.goods_position
-            for goods_id, category in only.category_of.items():
-                if goods_id in position:
-                    groups.setdefault(category, []).append(position[goods_id])
-            cached = self._by_category = (only.category_of, {
-                c: np.array(sorted(p), np.int64) for c, p in groups.items()})
-        parts = [cached[1][c] for c in sorted(only.categories) if c in cached[1]]
-        return np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
+            mask = np.zeros(len(position), bool)
+            mask[[position[g] for g, c in only.category_of.items()
+                  if c in only.categories and g in position]] = True
+            if len(cached[1]) > 1024:  # requests may name any mix of categories
+                cached[1].clear()
+            found = cached[1][only.categories] = (mask, np.flatnonzero(mask))
+        return found
 
     def _context(self, recent: Sequence[str], skip: frozenset[str]) -> dict[str, float]:
         """goods -> score from the neighbours and rules of `recent` goods, the most recent
@@ -442,16 +453,50 @@ class RecommendationEngine:
             raise SnapshotError(f"{self.version}: self-check failed: {exc!r}") from exc
 
 
+class _Ranked(Sequence):
+    """Part of a shopper's precomputed list, read from the index: Scored are made only for
+    the goods an answer reads (most answers read the first `limit`)."""
+
+    __slots__ = ("goods", "positions", "scores")
+
+    def __init__(self, goods: list[str], positions: np.ndarray, scores: np.ndarray):
+        self.goods, self.positions, self.scores = goods, positions, scores
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, i):
+        goods = self.goods
+        if isinstance(i, slice):
+            return tuple(Scored(goods[g], s) for g, s in zip(self.positions[i].tolist(),
+                                                             self.scores[i].tolist()))
+        return Scored(goods[int(self.positions[i])], float(self.scores[i]))
+
+    def __iter__(self):
+        goods = self.goods
+        return (Scored(goods[g], s) for g, s in zip(self.positions.tolist(),
+                                                    self.scores.tolist()))
+
+    def where(self, mask: np.ndarray) -> _Ranked:
+        return _Ranked(self.goods, self.positions[mask], self.scores[mask])
+
+
 class _Lists:
     """shopper key -> (every rec, the recs not bought), read from the index when asked."""
 
     def __init__(self, arrays: ServingIndex):
         self.arrays = arrays
 
-    def get(self, key: str):
+    def get(self, key: str) -> tuple[_Ranked, _Ranked] | None:
         user = self.arrays.user(key)
-        recs = None if user is None else self.arrays.recs(user)
-        return user_lists(recs) if recs else None
+        if user is None:
+            return None
+        positions, scores, bought = self.arrays.recs(user)
+        if not len(positions):
+            return None
+        new = ~bought
+        goods = self.arrays.goods
+        return _Ranked(goods, positions, scores), _Ranked(goods, positions[new], scores[new])
 
 
 class _Bought:

@@ -58,18 +58,23 @@ class Shape:
     taste_share: float = 0.6  # share of a shopper's lines from their taste cluster
     goods_per_cluster: int = 150
     seed: int = 7
+    categories: int = 20  # the catalog's categories, goods spread evenly
+    # a shop of another shape than a multiple of Online Retail: these counts as given
+    n_orders: int | None = None
+    n_shoppers: int | None = None
+    n_goods: int | None = None
 
     @property
     def orders(self) -> int:
-        return round(INVOICES * self.scale)
+        return self.n_orders or round(INVOICES * self.scale)
 
     @property
     def shoppers(self) -> int:
-        return round(CUSTOMERS * self.scale)
+        return self.n_shoppers or round(CUSTOMERS * self.scale)
 
     @property
     def goods(self) -> int:
-        return round(GOODS * math.sqrt(self.scale))
+        return self.n_goods or round(GOODS * math.sqrt(self.scale))
 
     @property
     def clusters(self) -> int:
@@ -132,7 +137,9 @@ def land(root: Path, shape: Shape, progress: bool = True) -> dict:
         lines_total += picks.size
         land_day(root, day, "".join(out).encode())
     end = days[-1][0]
-    land_goods(root, end, [{"id": g, "name": f"Goods {g}"} for g in goods_ids.tolist()])
+    land_goods(root, end, [{"id": g, "name": f"Goods {g}",
+                            "category": f"Category {i % shape.categories + 1:02d}"}
+                           for i, g in enumerate(goods_ids.tolist())])
     return {"scale": shape.scale, "orders": next_id - 500_000, "lines": int(lines_total),
             "shoppers": shape.shoppers, "goods": shape.goods, "start": shape.start.isoformat(),
             "end": end.isoformat()}

@@ -11,6 +11,7 @@ its best): 7 .556, 8 .55, 4 .428, 1 .361, 3 .211, 6 .2, 2 and 5 .111; popularity
 would say 1, 6, 4, 3, 8.
 """
 import json
+import mmap
 
 import numpy as np
 import pytest
@@ -89,11 +90,29 @@ def test_a_shopper_the_version_knows_nothing_personal_of_gets_popular_goods(sett
     assert ids(recs) == ["2", "3", "1", "6"] and sources == ("personalized", "popular")
 
 
+def test_shoppers_whose_keys_share_a_prefix_are_told_apart(settings):
+    keys = [f"shopper-{n}" for n in range(5)]  # the lookup searches 8-byte prefixes first
+    engine = model(settings.root, recs=[(k, str(1 + n), 0.5, 1, False)
+                                        for n, k in enumerate(keys)], history=[])
+    index = engine.snapshot.index
+    assert [index.users[index.user(k)].decode() for k in keys] == keys
+    assert [engine._users.get(k)[0][0].goods_id for k in keys] == ["1", "2", "3", "4", "5"]
+    assert index.user("shopper-9") is None and index.user("shopper") is None
+
+
+def file_backed(array) -> bool:
+    while array is not None:
+        if isinstance(array, mmap.mmap):
+            return True
+        array = getattr(array, "base", None)
+    return False
+
+
 def test_workers_map_one_copy_of_the_arrays(engine):
-    arrays = engine.snapshot.index.arrays
+    index = engine.snapshot.index
     # backed by the files, not copied into the process: every worker shares the pages
-    assert all(isinstance(a, np.memmap) for a in arrays.values())
-    assert str(arrays["users"].filename).endswith("index/users.npy")
+    assert all(file_backed(a) for a in index.arrays.values())
+    assert str(index.mapped["users"].filename).endswith("index/users.npy")
 
 
 def corrupt(folder, how):
