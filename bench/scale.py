@@ -102,14 +102,15 @@ def child(scale: str, what: str, holdout_days: int | None = None) -> None:
         return
     import pipeline
     from pipeline.spark import spark_session
+    from shoprecs.demo import timed
 
     timings: dict = {}
     with spark_session("shoprecs-bench-scale") as spark:
-        with pipeline.timed("clean", timings):
+        with timed("clean", timings):
             pipeline.clean(s, start, end, spark=spark)
-        with pipeline.timed("train (ALS part ∥ FP-Growth part, finalize)", timings):
+        with timed("train (ALS part ∥ FP-Growth part, finalize)", timings):
             version = pipeline.train(s, end, spark=spark)
-    with pipeline.timed("gate + publish", timings):
+    with timed("gate + publish", timings):
         try:
             pipeline.publish(s, version)
             gate = "passed"

@@ -1,6 +1,8 @@
 """RecommendationEngine: answers the serving API's lookups from a loaded Snapshot.
 
-Lookups are dictionary reads on indexes built at load time; nothing here runs Spark, and
+Shoppers are read from the version's mapped arrays (engine/index.py), goods and rules
+from dictionaries built at load; past a shopper's precomputed list their goods are ranked
+at request time from the same arrays (`_ranked_now`). Nothing here runs Spark, and
 nothing here knows HTTP: the answers are plain data (`Scored`, `Rule`, `Suggestion`
 tuples, goods ids as text), and the service decides how they leave. Phones arrive in any
 format, are normalized by the same rules as the cleaning job and turned into the HMAC key
