@@ -19,6 +19,7 @@ SERVE = [
     "paste>=3.7",
     "pyarrow>=15",  # the engine reads snapshots without Spark
     "numpy>=1.26",  # the snapshot's index, mapped (engine/index.py)
+    "threadpoolctl>=3",  # one BLAS thread per worker process (service/server.py)
     "pymongo>=4.6",
     "cachetools>=5",  # the MongoDB-backed engine's LRU
     "prometheus-client>=0.20",

@@ -30,6 +30,7 @@ import time
 import cherrypy
 from cheroot.wsgi import Server
 from cherrypy.process.servers import ServerAdapter
+from threadpoolctl import threadpool_limits
 
 from service.accesslog import AccessLog, MaskedTransLogger
 from service.connections import BufferedConnection
@@ -154,6 +155,10 @@ def _freeze_loaded(result=None) -> None:
 def serve(app, host: str = "127.0.0.1", port: int = 8080, threads: int = 16,
           reuse_port: bool = False) -> None:
     """Serve `app` until SIGTERM/SIGINT (CherryPy's engine shuts down gracefully)."""
+    # One BLAS thread: the engine's request-time products are small, and OpenBLAS's own
+    # threads spin on the cores the workers answer on (category pages of the million-
+    # shopper shop: 225 req/s with them, 2,361 without; bench/RESULTS.md).
+    threadpool_limits(1, user_api="blas")
     configure(app, app.extensions["shoprecs.settings"], host, port, threads, reuse_port)
     app.extensions["shoprecs.holder"].listeners.append(_freeze_loaded)
     _freeze_loaded()
