@@ -306,18 +306,18 @@ def _sample_orders(root: Path, days: int = 5) -> list[dict]:
 
 def _served_memory(server) -> dict:
     """RSS and PSS (shared pages divided among the processes mapping them) of the
-    supervisor and each worker, GiB."""
-    procs = [psutil.Process(server.pid), *psutil.Process(server.pid).children()]
-    out = {"workers": []}
-    for p in procs:
+    supervisor, each worker and multiprocessing's helpers (its resource tracker), GiB."""
+    out: dict = {"workers": [], "helpers": []}
+    for p in [psutil.Process(server.pid), *psutil.Process(server.pid).children()]:
         m = p.memory_full_info()
         entry = {"rss_gib": round(m.rss / GiB, 3), "pss_gib": round(m.pss / GiB, 3)}
         if p.pid == server.pid:
             out["supervisor"] = entry
-        else:
-            out["workers"].append(entry)
-    out["total_pss_gib"] = round(sum(e["pss_gib"] for e in [out["supervisor"],
-                                                              *out["workers"]]), 3)
+        else:  # workers are spawned: `python -c "from multiprocessing.spawn import ..."`
+            spawned = any("multiprocessing.spawn" in part for part in p.cmdline())
+            out["workers" if spawned else "helpers"].append(entry)
+    out["total_pss_gib"] = round(sum(e["pss_gib"] for e in [
+        out["supervisor"], *out["workers"], *out["helpers"]]), 3)
     return out
 
 

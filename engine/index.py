@@ -46,7 +46,9 @@ from core.files import atomic_write
 FORMAT = 1
 FOLDER = "index"
 FACTORS = ("user_factors", "item_factors")  # result sets of the model, beside RESULT_SETS
-# the share of each signal in what is ranked at request time, when the version names none
+# the share of each signal in what is ranked at request time when the version names none
+# (trained before metrics.json kept its blend): models/hybrid.py HybridParams' defaults,
+# written out because the engine imports nothing of Spark
 DEFAULT_WEIGHTS = {"als": 0.5, "items": 0.5, "trending": 0.25}
 
 
@@ -54,11 +56,18 @@ class IndexProblem(RuntimeError):
     """The index of a version cannot be used; the message names the file and what is wrong."""
 
 
-def _read(folder: Path, name: str, columns: list[str]) -> pa.Table | None:
+def _read(folder: Path, name: str, columns: list[str], optional: list[str] = ()
+          ) -> pa.Table | None:
+    """`columns` (and those of `optional` it has) of the result set `name`; None when the
+    version has no such set; IndexProblem when it lacks a column."""
     path = folder / name
     if not path.exists():
         return None
-    return pq.read_table(path, columns=columns)
+    present = pq.read_schema(next(path.glob("*.parquet"), path)).names
+    missing = [c for c in columns if c not in present]
+    if missing:
+        raise IndexProblem(f"{path} lacks column(s) {', '.join(missing)}")
+    return pq.read_table(path, columns=[*columns, *(c for c in optional if c in present)])
 
 
 def _positions(values: pa.Array | pa.ChunkedArray, among: pa.Array) -> np.ndarray:
@@ -92,7 +101,10 @@ def _prefix(key: bytes) -> int:
 
 def build(folder: Path, weights: dict[str, float] | None = None) -> dict[str, np.ndarray]:
     """The index arrays of serving/<version> from its Parquet result sets."""
-    recs = pq.read_table(folder / "user_recs")  # "bought": models trained since it is kept
+    recs = _read(folder, "user_recs", ["user_key", "goods_id", "score", "rank"],
+                 optional=["bought"])  # "bought": models trained since it is kept
+    if recs is None:
+        raise IndexProblem(f"{folder} lacks user_recs/")
     history = _read(folder, "history", ["user_key", "goods"])
     similar = _read(folder, "similar", ["goods_id", "similar_id", "score", "rank"])
     popular = _read(folder, "popular", ["goods_id", "score"])
@@ -118,10 +130,10 @@ def build(folder: Path, weights: dict[str, float] | None = None) -> dict[str, np
         [c for part in user_parts for c in part.chunks], pa.string())))
     users = pc.take(users, pc.sort_indices(users))
     n_goods, n_users = len(goods), len(users)
-    width = max(1, max((len(k) for k in users.to_pylist()), default=1))
+    keys = users.to_pylist()
     arrays = {"goods": np.array(goods.to_pylist(), dtype=str) if n_goods else
               np.zeros(0, "U1"),
-              "users": np.array(users.to_pylist(), dtype=f"S{width}")}
+              "users": np.array(keys, dtype=f"S{max(map(len, keys), default=1) or 1}")}
     arrays["users_prefix"] = _prefixes(arrays["users"])
 
     owner = _positions(recs["user_key"], users)
@@ -148,16 +160,14 @@ def build(folder: Path, weights: dict[str, float] | None = None) -> dict[str, np
 
     if users_f is not None and items_f is not None and users_f.num_rows and items_f.num_rows:
         rank = len(items_f["features"][0])
-        for name, table, column, keys, n in (
-                ("user_factors", users_f, "user_key", users, n_users),
-                ("item_factors", items_f, "goods_id", goods, n_goods)):
-            rows = _positions(table[column], keys)
+        for name, table, rows, n in (
+                ("user_factors", users_f, _positions(users_f["user_key"], users), n_users),
+                ("item_factors", items_f, _positions(items_f["goods_id"], goods), n_goods)):
             matrix = np.zeros((n, rank), np.float32)
             matrix[rows] = pc.list_flatten(table["features"]).to_numpy().astype(
                 np.float32).reshape(-1, rank)
             arrays[name] = matrix
-        arrays["factored"] = np.zeros(n_users, bool)
-        arrays["factored"][_positions(users_f["user_key"], users)] = True
+        arrays["factored"] = arrays["user_factors"].any(axis=1)
 
     trending = np.zeros(n_goods, np.float32)
     trending[_positions(popular["goods_id"], goods)] = popular["score"].to_numpy()
@@ -238,9 +248,7 @@ class ServingIndex:
         self.users, self.prefix = a["users"], memoryview(a["users_prefix"])
         self.has_history = "history_start" in a
         self.has_factors = "user_factors" in a
-        trending = np.asarray(a["trending"], np.float32)
-        peak = float(trending.max()) if len(trending) else 0.0
-        self.trending = trending / peak if peak > 0 else trending  # as trending_scores()
+        self.trending = _scaled(np.asarray(a["trending"], np.float32))
 
     @property
     def n_users(self) -> int:
@@ -324,5 +332,10 @@ def trending_scores(goods_position: dict[str, int], popular) -> np.ndarray:
     for goods_id, score in popular:
         if goods_id in goods_position:
             trending[goods_position[goods_id]] = score
-    peak = float(trending.max()) if len(trending) else 0.0
-    return trending / peak if peak > 0 else trending
+    return _scaled(trending)
+
+
+def _scaled(values: np.ndarray) -> np.ndarray:
+    """`values` divided by the largest (as they are when none is positive)."""
+    peak = float(values.max()) if len(values) else 0.0
+    return values / peak if peak > 0 else values

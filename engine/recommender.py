@@ -282,8 +282,8 @@ class RecommendationEngine:
         else:
             pool = None
         goods = ranking.goods
-        wanted = n + len(taken) + 4 * n  # how deep the allowed goods usually lie
-        for depth in (wanted, len(scores)):
+        # the best 5n beyond `taken` first (where the allowed goods usually lie), else all
+        for depth in (5 * n + len(taken), len(scores)):
             top = np.argpartition(-scores, depth)[:depth] if depth < len(scores) \
                 else np.arange(len(scores))
             top = top[np.argsort(-scores[top], kind="stable")]
@@ -293,8 +293,8 @@ class RecommendationEngine:
                                                            scores[top].tolist())
                                if goods[g] not in taken), n)
             if len(found) == n or depth >= len(scores):
-                return [Scored(g, s) for g, s in found]
-        return []
+                break
+        return [Scored(g, s) for g, s in found]
 
     def _in_categories(self, only: Filter) -> tuple[np.ndarray, np.ndarray]:
         """(mask over goods positions, positions) of the goods of `only`'s categories, by
@@ -442,8 +442,7 @@ class RecommendationEngine:
         try:
             self.recommend("+70000000000", 10)
             index = self.snapshot.index
-            start = index.arrays["recs_start"]
-            for user in np.flatnonzero(np.diff(start[:1025]))[:1].tolist():
+            for user in np.flatnonzero(np.diff(index.arrays["recs_start"]))[:1].tolist():
                 key = index.users[user].decode()
                 if not self._users.get(key):
                     raise SnapshotError(f"{self.version}: shopper {key[:8]}... has no recs")

@@ -36,11 +36,9 @@ log = logging.getLogger(__name__)
 
 RESULT_SETS = ("user_recs", "rules", "similar", "popular", "catalog", "history")
 OPTIONAL = ("similar", "history")  # versions published before they existed lack them
-COLUMNS = {"user_recs": ("user_key", "goods_id", "score", "rank"),
-           "similar": ("goods_id", "similar_id", "score", "rank"),
-           "rules": ("antecedent", "consequent", "confidence", "lift", "support"),
-           "popular": ("goods_id", "score", "rank"), "catalog": ("goods_id", "name"),
-           "history": ("user_key", "goods")}
+# the columns read here; the shoppers' and neighbours' sets are read by engine/index.py
+COLUMNS = {"rules": ("antecedent", "consequent", "confidence", "lift", "support"),
+           "popular": ("goods_id", "score", "rank"), "catalog": ("goods_id", "name")}
 
 
 class SnapshotError(RuntimeError):
@@ -138,8 +136,9 @@ def _switch_current(serving: Path, version: str) -> None:
 
 
 def _stage(src: Path, tmp: Path, version: str) -> None:
+    optional = (*OPTIONAL, *index.FACTORS)  # models trained before they existed lack them
     present = [n for n in (*RESULT_SETS, *index.FACTORS)
-               if n in RESULT_SETS and n not in OPTIONAL or (src / "results" / n).exists()]
+               if n not in optional or (src / "results" / n).exists()]
     for name in present:
         shutil.copytree(src / "results" / name, tmp / name)
     counts = {name: sum(pq.ParquetFile(f).metadata.num_rows
@@ -167,6 +166,8 @@ def publish(root: str | Path, version: str) -> Path:
             _stage(src, tmp, version)
             Snapshot.load(tmp)  # refuse to publish what the service could not load
             os.replace(tmp, dst)
+        except IndexProblem as exc:  # a result set the index cannot be built from
+            raise SnapshotError(f"model {version} cannot be published: {exc}") from exc
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     if current_version(root) != version:

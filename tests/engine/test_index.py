@@ -115,6 +115,20 @@ def test_workers_map_one_copy_of_the_arrays(engine):
     assert str(index.mapped["users"].filename).endswith("index/users.npy")
 
 
+def test_a_result_set_without_a_column_is_refused_at_publish(settings):
+    import pyarrow.parquet as pq
+
+    root = settings.root
+    model(root, "m1")
+    write_model(root, "m2")
+    recs = root / "models" / "m2" / "results" / "user_recs" / "part-0.parquet"
+    pq.write_table(pq.read_table(recs).drop_columns(["rank"]), recs)
+    with pytest.raises(SnapshotError, match=r"m2 cannot be published: .*user_recs lacks "
+                                            r"column\(s\) rank"):
+        publish(root, "m2")
+    assert (root / "serving" / "CURRENT").read_text().strip() == "m1"
+
+
 def corrupt(folder, how):
     index = folder / "index"
     if how == "truncated":
