@@ -9,7 +9,9 @@
         catalog_<v>     {_id: goods, name, available, price, category} (the last three
                         when the night's catalog had them)
         history_<v>     {_id: user_key, goods: [goods, ...]}: everything the shopper bought
-    versions            {_id: version, state: "writing" | "complete", counts, manifest}
+    versions            {_id: version, state: "writing" | "complete" | "refused", source,
+                        written: {kind: documents} (the result sets already whole),
+                        counts, manifest}
     serving             {_id: "current", version, previous, switched_at}: what is served
 
 Writers (`write_partition`, run by Spark executors in pipeline/mongo.py) insert
@@ -138,16 +140,35 @@ class MongoStore:
         return bool(doc) and doc.get("state") == "complete" and not self.count_mismatches(
             version, doc.get("counts", {}))
 
-    def begin(self, version: str) -> None:
-        """Drop whatever an earlier attempt left of `version` and mark it being written.
-        Refuses to touch the version being served."""
+    def begin(self, version: str, source: str = "") -> dict[str, int]:
+        """Mark `version` being written from `source` (the trained results' fingerprint)
+        and return the result sets an interrupted attempt at the same source finished,
+        {kind: documents}, each still whole: those are not written again. A result set
+        it left partial is kept too: its documents' _ids are deterministic, so writing it
+        again inserts only what is missing. Anything else (another source, a refused
+        version) is dropped first. Refuses to touch the version being served."""
         if version == self.current_version():
             raise MongoStoreError(f"version {version} is served (serving.current); it cannot "
                                   "be rewritten in place: publish another version first")
+        doc = self.db[VERSIONS].find_one({"_id": version}) or {}
+        if source and doc.get("state") == "writing" and doc.get("source") == source:
+            written = {kind: n for kind, n in (doc.get("written") or {}).items()
+                       if self.collection(kind, version).count_documents({}) == n}
+            self.db[VERSIONS].update_one({"_id": version}, {"$set": {
+                "written": written, "resumed_at": _now()}})
+            return written
         for kind in RESULT_SETS:
             self.collection(kind, version).drop()
-        self.db[VERSIONS].replace_one({"_id": version}, {"_id": version, "state": "writing",
-                                                         "started_at": _now()}, upsert=True)
+        self.db[VERSIONS].replace_one({"_id": version}, {
+            "_id": version, "state": "writing", "started_at": _now(), "source": source,
+            "written": {}}, upsert=True)
+        return {}
+
+    def written(self, version: str, kind: str, documents: int) -> None:
+        """Record that `kind` of `version` is whole ({documents} of them): a publish
+        interrupted after this resumes past it."""
+        self.db[VERSIONS].update_one({"_id": version},
+                                     {"$set": {f"written.{kind}": documents}})
 
     def count_mismatches(self, version: str, expected: dict[str, int]) -> list[str]:
         wrong = []

@@ -7,7 +7,11 @@ entry, and each partition is inserted by its executor with a client of its own
 checks every collection's count, builds the indexes, self-checks the version as the
 service would serve it, switches serving.current and prunes old versions
 (engine/mongo.py has the layout). A failure anywhere before the switch leaves the
-served version as it was; publishing the same version again rewrites what was partial.
+served version as it was. Publishing the same version again resumes: the result sets
+an interrupted attempt finished are kept (the versions document records each as it
+completes), the one it was writing is completed (documents already there are skipped by
+their _id), the rest written; a version whose trained results changed since, or one
+refused, is rewritten from scratch.
 
 Run with: shoprecs publish --store mongo [--version V]
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -51,12 +56,18 @@ def documents(spark: SparkSession, results: Path) -> dict[str, DataFrame]:
 
 
 def write_results(spark: SparkSession, results: Path, version: str, *, uri: str, db: str,
-                  batch_size: int, factory=connect) -> dict[str, int]:
-    """Insert every result set of `version` from the executors; returns the number of
-    documents each collection must hold. `factory` (module-level, so picklable) makes
-    each partition's client from `uri`."""
-    expected = {}
+                  batch_size: int, factory=connect, done: dict[str, int] | None = None,
+                  on_written=None) -> dict[str, int]:
+    """Insert every result set of `version` from the executors but those `done` has
+    (already whole: {kind: documents}); returns the number of documents each collection
+    must hold. `factory` (module-level, so picklable) makes each partition's client from
+    `uri`; `on_written(kind, documents)` is called as each result set is whole."""
+    expected = dict(done or {})
     for kind, df in documents(spark, results).items():
+        if kind in expected:
+            log.info("%s already holds its %d documents: not written again",
+                     collection_name(kind, version), expected[kind])
+            continue
         df = df.persist()  # counted, then written: shaped once
         try:
             expected[kind] = df.count()
@@ -67,7 +78,20 @@ def write_results(spark: SparkSession, results: Path, version: str, *, uri: str,
                 kind=kind, batch_size=batch_size, connect=factory))
         finally:
             df.unpersist()
+        if on_written is not None:
+            on_written(kind, expected[kind])
     return expected
+
+
+def fingerprint(results: Path) -> str:
+    """What identifies the trained results a publish reads: every file's path, size and
+    modification time (a retrain or an erasure rewriting them changes it)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in results.rglob("*") if p.is_file()):
+        stat = path.stat()
+        digest.update(f"{path.relative_to(results)}\0{stat.st_size}\0{stat.st_mtime_ns}\n"
+                      .encode())
+    return digest.hexdigest()
 
 
 def publish_version(spark: SparkSession, settings, version: str, *, factory=connect,
@@ -80,10 +104,14 @@ def publish_version(spark: SparkSession, settings, version: str, *, factory=conn
                               f"({src}/_SUCCESS missing)")
     store = MongoStore(factory(settings.mongo.uri)[settings.mongo.db])
     if not store.is_complete(version):
-        store.begin(version)
+        done = store.begin(version, fingerprint(src / "results"))
+        if done:
+            log.info("resuming the interrupted publish of %s into MongoDB: %s already "
+                     "written", version, ", ".join(sorted(done)))
         expected = write(spark, src / "results", version, uri=settings.mongo.uri,
                          db=settings.mongo.db, batch_size=settings.mongo.batch_size,
-                         factory=factory)
+                         factory=factory, done=done,
+                         on_written=functools.partial(store.written, version))
         manifest = {"version": version, "published_at": dt.datetime.now(dt.UTC).isoformat(),
                     "metrics": json.loads((src / "metrics.json").read_text())}
         store.finish(version, expected, manifest)

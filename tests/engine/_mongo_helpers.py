@@ -32,16 +32,20 @@ def rows_of(results: Path, kind: str) -> list[dict]:
 
 
 def python_write(spark, results: Path, version: str, *, uri: str, db: str, batch_size: int,
-                 factory=connect) -> dict[str, int]:
+                 factory=connect, done=None, on_written=None) -> dict[str, int]:
     """write_results without Spark: two 'partitions' per result set."""
-    expected = {}
+    expected = dict(done or {})
     for kind in RESULT_SETS:
+        if kind in expected:
+            continue
         rows = rows_of(results, kind)
         expected[kind] = len(rows)
         half = len(rows) // 2
         for part in (rows[:half], rows[half:]):
             write_partition(iter(part), uri=uri, db=db, collection=collection_name(kind, version),
                             kind=kind, batch_size=batch_size, connect=factory)
+        if on_written is not None:
+            on_written(kind, expected[kind])
     return expected
 
 

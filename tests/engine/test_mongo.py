@@ -1,19 +1,21 @@
 """The MongoDB store and engine on mongomock: answers equal the snapshot engine's, the
 pointer moves only after complete writes, pruning, the LRU, the reloader."""
+import os
+import time
 import uuid
 
 import pytest
 
 from core.stores import connect
 from engine import EngineHolder, RecommendationEngine, publish
-from engine.mongo import VERSIONS, MongoStore, MongoStoreError, write_partition
+from engine.mongo import RESULT_SETS, VERSIONS, MongoStore, MongoStoreError, write_partition
 from engine.recommender import Scored
 from service import answers as shapes
 from tests.conftest import TEST_KEY, write_model
 
 mongomock = pytest.importorskip("mongomock", reason="mongomock (dev extra) is not installed")
 from engine.mongo_engine import MongoEngine, MongoSnapshot, MongoSource, engine_for  # noqa: E402
-from pipeline.mongo import publish_version  # noqa: E402
+from pipeline.mongo import fingerprint, publish_version  # noqa: E402
 from tests.engine._mongo_helpers import python_write  # noqa: E402
 
 PHONES = ["+7(916)539-6205", "89165396205", "+7 (999) 000-0000"]
@@ -161,9 +163,65 @@ def test_a_failed_write_leaves_the_old_pointer_and_a_retry_rewrites(mongo_settin
     with pytest.raises(RuntimeError):
         mongo_publish(mongo_settings, "v2", write=crash)
     assert store.current_version() == "v1"
-    assert mongo_publish(mongo_settings, "v2") == "v1"  # the retry drops and rewrites
+    assert mongo_publish(mongo_settings, "v2") == "v1"  # the retry writes what is missing
     assert store.pointer()["version"] == "v2" and store.pointer()["previous"] == "v1"
     assert store.collection("popular", "v2").count_documents({}) == 1
+
+
+class Killed(BaseException):
+    """The publishing process killed (not an exception the code could handle)."""
+
+
+def test_a_killed_publish_resumes_past_the_result_sets_it_finished(mongo_settings, store):
+    write_model(mongo_settings.root, "v1")
+    asked: list[str] = []
+
+    def killed_in_the_third(spark, results, version, *, on_written, **kw):
+        def written(kind, n):
+            if len(asked) == 2:  # killed in the third result set: one document of it in
+                coll = store.collection(kind, version)
+                coll.delete_many({"_id": {"$ne": coll.find_one()["_id"]}})
+                raise Killed
+            on_written(kind, n)
+            asked.append(kind)
+        return python_write(spark, results, version, on_written=written, **kw)
+
+    with pytest.raises(Killed):
+        mongo_publish(mongo_settings, "v1", write=killed_in_the_third)
+    assert store.current_version() is None
+    first = store.collection(RESULT_SETS[0], "v1").count_documents({})
+
+    rewritten: list[str] = []
+
+    def counting(spark, results, version, *, done, on_written, **kw):
+        def written(kind, n):
+            rewritten.append(kind)
+            on_written(kind, n)
+        return python_write(spark, results, version, done=done, on_written=written, **kw)
+
+    assert mongo_publish(mongo_settings, "v1", write=counting) is None
+    assert rewritten == list(RESULT_SETS[2:])  # the two finished ones were not written again
+    assert store.current_version() == "v1"
+    assert store.collection(RESULT_SETS[0], "v1").count_documents({}) == first
+    doc = store.db[VERSIONS].find_one({"_id": "v1"})
+    assert doc["state"] == "complete" and set(doc["written"]) == set(RESULT_SETS)
+
+
+def test_a_publish_of_changed_results_starts_again(mongo_settings, store):
+    write_model(mongo_settings.root, "v1")
+    results = mongo_settings.root / "models" / "v1" / "results"
+    store.begin("v1", fingerprint(results))
+    store.written("v1", "popular", 999)  # a stale record: the collection does not hold it
+    store.collection("user_recs", "v1").insert_one({"_id": "stale", "recs": []})
+    assert store.begin("v1", fingerprint(results)) == {}  # 999 is not what popular holds
+    assert store.collection("user_recs", "v1").count_documents({}) == 1  # kept: resumable
+    store.written("v1", "user_recs", 1)
+    assert store.begin("v1", fingerprint(results)) == {"user_recs": 1}  # resumable
+    retrained = next((results / "popular").glob("*.parquet"))
+    os.utime(retrained, ns=(time.time_ns(), time.time_ns()))
+    assert fingerprint(results) != store.db[VERSIONS].find_one({"_id": "v1"})["source"]
+    mongo_publish(mongo_settings, "v1")  # the results changed: written from scratch
+    assert store.collection("user_recs", "v1").count_documents({"_id": "stale"}) == 0
 
 
 def test_a_version_failing_its_self_check_is_refused_and_not_served(mongo_settings, store):
