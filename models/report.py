@@ -233,13 +233,28 @@ def _selection(metrics: dict) -> str:
     for name, c in (chosen.get("candidates") or {}).items():
         mark = ' class="published"' if name == chosen.get("published") else ""
         by_rebuy = ", ".join(f"{r}: {_fmt(v)}" for r, v in (c.get("on_all_by_rebuy") or {}).items())
+        versus = (_e(chosen.get("default", DASH)) if name == chosen.get("default") else
+                  f'{_fmt(c.get("difference"), "+.4f")} ({_range(c.get("difference_interval"))})')
         rows.append(f'<tr{mark}><td class="name">{_e(name)}</td><td>{_fmt(c.get("score"))}</td>'
+                    f'<td>{_range(c.get("interval"))}</td><td>{versus}</td>'
                     f'<td>{_fmt(c.get("rebuy"), "g")}</td><td class="name">{_e(by_rebuy)}</td>'
                     "</tr>")
     by = _e(chosen.get("by", DASH))
+    default = _e(chosen.get("default", DASH))
     return (f"<h2>What is published, and why</h2><p>{_e(chosen.get('reason', DASH))}.</p>"
-            f'<table><tr><th class="name">Candidate</th><th>{by}</th><th>rebuy</th>'
+            "<p>Each candidate was trained before the holdout and measured on it; a "
+            f"candidate replaces the configured {default} only when the 95% interval of its "
+            "difference, shopper by shopper, lies above zero.</p>"
+            f'<table><tr><th class="name">Candidate</th><th>{by}</th><th>95% interval</th>'
+            f"<th>minus {default} (95% interval)</th><th>rebuy</th>"
             f'<th class="name">all purchases by rebuy</th></tr>{"".join(rows)}</table>')
+
+
+def _range(pair) -> str:
+    """An interval as "low..high"; a dash when there is none."""
+    if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+        return DASH
+    return f"{_fmt(pair[0], '.4f')}..{_fmt(pair[1], '.4f')}"
 
 
 def _fpgrowth(metrics: dict) -> str:

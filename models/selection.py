@@ -117,10 +117,25 @@ def choose(result: dict, per_shopper: dict[str, np.ndarray], params, metric: str
         "margin": scores[chosen] - scores[DEFAULT],
         "interval": list(interval) if interval else None, "reason": reason,
         "candidates": {name: {"score": scores[name], "rebuy": calibrated[name],
+                              **_spread(per_shopper, name, calibrated),
                               "on_all_by_rebuy": {f"{r:g}": score(name, r, "all")
                                                   for r in rebuys}}
                        for name in CANDIDATES}}
     return models, selection
+
+
+def _spread(per_shopper: dict[str, np.ndarray], name: str, calibrated: dict) -> dict:
+    """A candidate's 95% interval (bootstrap over the test shoppers) and, beside the
+    configured blend, its paired difference and that difference's interval."""
+    mine = per_shopper.get(variant(name, calibrated[name]))
+    if mine is None:
+        return {}
+    out = {"interval": list(bootstrap_interval(mine))}
+    if name != DEFAULT:
+        differences = mine - per_shopper[variant(DEFAULT, calibrated[DEFAULT])]
+        out["difference"] = float(differences.mean())
+        out["difference_interval"] = list(bootstrap_interval(differences))
+    return out
 
 
 def published_blend(selection: dict | None, params) -> tuple[str, dict[str, float]]:

@@ -162,3 +162,37 @@ def test_write_creates_the_report_atomically(tmp_path):
     page = path.read_text(encoding="utf-8")
     assert page == report.render(m, previous) and "20240129-old" in page
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json", "report.html"]
+
+
+def test_every_candidate_shows_its_figure_interval_and_difference_and_why_one_won():
+    import numpy as np
+
+    from models import hybrid, selection
+
+    rng = np.random.default_rng(2)
+    base = rng.normal(0.10, 0.02, 400)
+    per = {"hybrid": base, "als": base + 0.05, "item_knn": base - 0.01,
+           "recent_popularity": base - 0.02}
+    result, values = {}, {}
+    for name in selection.CANDIDATES:
+        for rebuy in selection.REBUY_GRID:
+            key = selection.variant(name, rebuy)
+            result[key] = {"all": {"map": float(per[name].mean())},
+                           "new": {"map": float(per[name].mean())}}
+            values[key] = per[name]
+    _, chosen = selection.choose(result, values, hybrid.HybridParams())
+    m = metrics()
+    m["evaluation"]["selection"] = chosen
+    tree = parse(report.render(m, None))
+    header = next(i for i, r in enumerate(tree.rows) if r["cells"][:1] == ["Candidate"])
+    assert tree.rows[header]["cells"][2:4] == ["95% interval", "minus hybrid (95% interval)"]
+    table = {r["cells"][0]: r for r in tree.rows[header + 1:header + 1 + len(per)]}
+    assert set(table) == set(per)
+    for name, r in table.items():
+        low, high = (float(x) for x in r["cells"][2].split(".."))
+        assert low < per[name].mean() < high, (name, r["cells"])
+    assert table["als"]["attrs"].get("class") == "published"
+    assert table["als"]["cells"][3] == "+0.0500 (0.0500..0.0500)"  # paired: noise cancels
+    assert table["item_knn"]["cells"][3].startswith("-0.0100")
+    assert table["hybrid"]["cells"][3] == "hybrid"
+    assert "als beats the configured hybrid" in report.render(m, None)
