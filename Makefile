@@ -8,7 +8,7 @@ export PYSPARK_PYTHON := $(abspath $(BIN)/python)
 .DEFAULT_GOAL := help
 .PHONY: help install demo test test-fast lint serve simulator lock clean mkl airflow dag-test \
 	cluster-test crash-test browser wrk native-blas bench bench-etl bench-quality bench-als \
-	bench-fpgrowth bench-serve bench-scale bench-profiles bench-sweep bench-variants mlflow \
+	bench-fpgrowth bench-serve bench-scale bench-cluster bench-mongo bench-profiles bench-sweep bench-variants mlflow \
 	bench-attribution docs
 
 help:  ## list the targets
@@ -164,6 +164,12 @@ bench-fpgrowth: $(STAMP)  ## FP-Growth itemsets + rules on Online Retail at minS
 
 bench-scale: $(BENCH_STAMP)  ## the night on Online Retail, at 1x, 4x, 16x its volume, and a million shoppers trained and served (long)
 	$(BIN)/python -m bench.scale --real --large
+
+bench-mongo: $(BENCH_STAMP)  ## the large shop published into MongoDB (killed, resumed) and served from it (MONGO_URI; after bench-scale)
+	$(BIN)/python -m bench.mongo
+
+bench-cluster: $(BENCH_STAMP)  ## the large shop's night on a loopback standalone cluster, compared with local mode (after bench-scale; long)
+	$(BIN)/python -m bench.cluster
 
 docs: $(STAMP)  ## the settings blocks of docs/ made again from core/config.py
 	$(BIN)/python -m core.config

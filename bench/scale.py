@@ -80,12 +80,13 @@ def settings_for(root: Path, holdout_days: int | None = None):
     return s
 
 
-def child(scale: str, what: str, holdout_days: int | None = None) -> None:
+def child(scale: str, what: str, holdout_days: int | None = None,
+          root: Path | None = None) -> None:
     """In the measured process: run the pipeline (what="pipeline") or load the snapshot
-    (what="service")."""
+    (what="service"), in `scale`'s warehouse or `root`."""
     from simulation import scaler
 
-    s = settings_for(warehouse(scale), holdout_days)
+    s = settings_for(root or warehouse(scale), holdout_days)
     start, end = scaler.START, scaler.START + dt.timedelta(scaler.DAYS - 1)
     if what == "service":
         from engine import RecommendationEngine
@@ -163,9 +164,12 @@ def _jvm_threads(pid: int) -> dict[tuple[int, int], tuple[str, float]]:
     return out
 
 
-def measured(args: list[str]) -> tuple[dict, float, float, float, dict[str, float]]:
+def measured(args: list[str], env: dict | None = None, also: tuple[int, ...] = ()
+             ) -> tuple[dict, float, float, float, dict[str, float]]:
     """(the child's JSON, wall seconds, peak RSS GiB of it and its children, CPU seconds
-    of it and its children, those CPU seconds by CPU_KINDS). CPU seconds are what the work
+    of it and its children, those CPU seconds by CPU_KINDS). `env` replaces the child's
+    environment; the children of the processes `also` names (a Spark worker's executors)
+    count as the child's. CPU seconds are what the work
     costs whatever else runs on the machine; wall seconds grow with the load.
 
     Memory and CPU are read every 0.2 s (a new child is found within a second), the JVM's
@@ -174,7 +178,7 @@ def measured(args: list[str]) -> tuple[dict, float, float, float, dict[str, floa
     thread files with raw reads, the process table once a second."""
     started = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "bench.scale", *args], cwd=ROOT,
-                            stdout=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, text=True, env=env)
     peak, done = 0, threading.Event()
     cpu: dict[int, float] = {}  # pid -> its CPU seconds when last seen
     kinds: dict[int, str] = {}  # pid -> "jvm" or a CPU_KINDS group
@@ -183,6 +187,7 @@ def measured(args: list[str]) -> tuple[dict, float, float, float, dict[str, floa
     def sample():
         nonlocal peak
         parent = psutil.Process(proc.pid)
+        others = [psutil.Process(pid) for pid in also]
         procs: list[psutil.Process] = [parent]
         tick = 0
         while not done.is_set():
@@ -190,7 +195,8 @@ def measured(args: list[str]) -> tuple[dict, float, float, float, dict[str, floa
                 # Finding the children scans every process on the machine: once a second
                 # (the JVM and the Python workers live for the night).
                 if tick % CHILDREN_EVERY == 0:
-                    procs = [parent, *parent.children(recursive=True)]
+                    procs = [parent, *parent.children(recursive=True),
+                             *(c for o in others for c in o.children(recursive=True))]
                 rss = 0
                 for p in procs:
                     try:
@@ -298,7 +304,7 @@ def land(scale: str) -> dict | None:
     return json.loads(marker.read_text())
 
 
-def _sample_orders(root: Path, days: int = 5) -> list[dict]:
+def sample_orders(root: Path, days: int = 5) -> list[dict]:
     """The orders of a few landed days: the phones a storefront would ask about."""
     files = sorted((root / "landing").rglob("orders*.jsonl"))[-days:]
     return [json.loads(line) for f in files for line in f.read_text().splitlines() if line]
@@ -334,7 +340,7 @@ def serve_large(scale: str) -> dict:
     folder = root / "serving" / version
     disk = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
     index = sum(f.stat().st_size for f in (folder / "index").rglob("*") if f.is_file())
-    orders = _sample_orders(root)
+    orders = sample_orders(root)
     goods = [json.loads(line) for line in
              sorted((root / "landing" / "goods").rglob("*.jsonl"))[-1].read_text().splitlines()]
     categories = sorted({g["category"] for g in goods if g.get("category")})
@@ -436,9 +442,10 @@ def main() -> None:
     parser.add_argument("--child", choices=["pipeline", "service"],
                         help=argparse.SUPPRESS)
     parser.add_argument("--scale", help=argparse.SUPPRESS)
+    parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        return child(args.scale, args.child, args.holdout_days)
+        return child(args.scale, args.child, args.holdout_days, args.root)
     holdout = [] if args.holdout_days is None else ["--holdout-days", str(args.holdout_days)]
 
     rows = []

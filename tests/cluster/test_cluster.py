@@ -24,12 +24,12 @@ import sys
 import time
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 
 from core.config import Settings
 from pipeline.spark import REPO_ROOT
 from simulation.generator import GeneratorParams, generate
+from tests.cluster.compare import agreement, evaluation, metric_differences
 from tests.cluster.standalone import Standalone, free_port, tail
 from tests.conftest import TEST_KEY
 
@@ -120,15 +120,6 @@ def runs(cluster, bus_url):
     return out
 
 
-def served(warehouse: Path) -> tuple[str, Path]:
-    version = (warehouse / "serving" / "CURRENT").read_text().strip()
-    return version, warehouse / "serving" / version
-
-
-def table(warehouse: Path, name: str) -> list[dict]:
-    return pq.read_table(served(warehouse)[1] / name).to_pylist()
-
-
 def test_the_pipeline_ran_on_the_cluster_executors(runs, cluster):
     apps = runs["master_state"]["completedapps"]
     assert [a["name"] for a in apps] == ["shoprecs"], apps  # local mode never registers
@@ -141,54 +132,34 @@ def test_the_pipeline_ran_on_the_cluster_executors(runs, cluster):
                for p in executor_logs), executor_logs
 
 
-def test_same_version_and_exactly_the_same_rules(runs):
-    local_version, _ = served(runs["local"]["warehouse"])
-    cluster_version, _ = served(runs["cluster"]["warehouse"])
-    assert cluster_version == local_version  # same landed data, same parameters
-
-    def rules(warehouse):
-        return sorted((tuple(r["antecedent"]), tuple(r["consequent"]), r["confidence"],
-                       r["lift"], r["support"]) for r in table(warehouse, "rules"))
-
-    local = rules(runs["local"]["warehouse"])
-    assert len(local) >= 2, "the shop's planted bundles should give rules"
-    assert rules(runs["cluster"]["warehouse"]) == local
+@pytest.fixture(scope="module")
+def agreed(runs):
+    return agreement(runs["local"]["warehouse"], runs["cluster"]["warehouse"])
 
 
-def test_same_shoppers_recommendations_popular_goods_and_catalog(runs):
-    local, remote = runs["local"]["warehouse"], runs["cluster"]["warehouse"]
-    users = {r["user_key"] for r in table(local, "user_recs")}
-    assert len(users) >= 50
-    assert {r["user_key"] for r in table(remote, "user_recs")} == users
-
-    def top10(warehouse):
-        return {(r["user_key"], r["goods_id"]) for r in table(warehouse, "user_recs")
-                if r["rank"] <= 10}
-
-    shared = len(top10(local) & top10(remote)) / len(top10(local))
-    assert shared >= 0.9, f"only {shared:.0%} of the local top-10 recommendations agree"
-    assert table(remote, "popular") == table(local, "popular")
-    assert sorted(table(remote, "catalog"), key=lambda r: r["goods_id"]) == \
-        sorted(table(local, "catalog"), key=lambda r: r["goods_id"])
+def test_same_version_and_exactly_the_same_rules(agreed):
+    assert agreed["same_version"], agreed  # same landed data, same parameters
+    assert agreed["rules"] >= 2, "the shop's planted bundles should give rules"
+    assert agreed["same_rules"], agreed
 
 
-def test_holdout_metrics_agree_within_tolerance(runs):
-    def evaluation(warehouse):
-        manifest = json.loads((served(warehouse)[1] / "manifest.json").read_text())
-        return manifest["metrics"]["evaluation"], manifest["metrics"]["trained_on"]
+def test_same_shoppers_recommendations_popular_goods_and_catalog(agreed):
+    assert agreed["shoppers"] >= 50
+    assert agreed["same_shoppers"], agreed
+    assert agreed["top10_shared"] >= 0.9, \
+        f"only {agreed['top10_shared']:.0%} of the local top-10 recommendations agree"
+    assert agreed["same_popular"] and agreed["same_catalog"], agreed
 
-    local, local_counts = evaluation(runs["local"]["warehouse"])
-    remote, remote_counts = evaluation(runs["cluster"]["warehouse"])
-    assert remote_counts == local_counts
+
+def test_holdout_metrics_agree_within_tolerance(runs, agreed):
+    local, _ = evaluation(runs["local"]["warehouse"])
+    remote, _ = evaluation(runs["cluster"]["warehouse"])
+    assert agreed["same_trained_on"], agreed
     assert "models" in local, f"no holdout evaluation: {local.get('skipped')}"
     assert remote["test_users"] == local["test_users"] > 0
     assert set(remote["models"]) == set(local["models"]) >= {"hybrid", "als"}
-    off = []
-    for model, modes in local["models"].items():
-        for mode, metrics in modes.items():
-            for metric in ("precision", "recall", "map", "ndcg"):
-                a, b = metrics[metric], remote["models"][model][mode][metric]
-                if abs(a - b) > METRIC_TOLERANCE:
-                    off.append(f"{model}/{mode}/{metric}: local {a:.4f}, cluster {b:.4f}")
+    off = [f"{name}: local {a:.4f}, cluster {b:.4f}"
+           for name, (a, b) in metric_differences(local, remote).items()
+           if abs(a - b) > METRIC_TOLERANCE]
     assert not off, off
     assert local["models"]["hybrid"]["all"]["map"] > 0
