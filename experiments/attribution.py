@@ -48,8 +48,8 @@ ALPHA = 0.05
 # whatever order the executors added it in (doubles differ in the last digits).
 MONEY = DecimalType(18, 4)
 IMPRESSION_SCHEMA = ("id string, time string, shopper string, route string, version string, "
-                     "experiment string, arm string, variant string, sources array<string>, "
-                     "goods array<string>")
+                     "experiment string, arm string, control string, variant string, "
+                     "sources array<string>, goods array<string>")
 FEEDBACK_SCHEMA = ("id string, time string, type string, recommendation string, goods string, "
                    "shopper string")
 
@@ -120,6 +120,13 @@ def _read(spark: SparkSession, root: Path, kind: str, schema: str, first: dt.dat
     first_seen = Window.partitionBy("id").orderBy("ts")  # a retried write or POST: once
     return (events.withColumn("_n", F.row_number().over(first_seen)).where("_n = 1")
             .drop("_n"))
+
+
+def _recorded_controls(impressions: DataFrame) -> dict[str, str]:
+    """{experiment: its control arm} as the service recorded them with the impressions."""
+    rows = (impressions.where(F.col("experiment").isNotNull() & F.col("control").isNotNull())
+            .groupBy("experiment").agg(F.min("control").alias("control")).collect())
+    return {r["experiment"]: r["control"] for r in rows}
 
 
 def _attributed(shown: DataFrame, orders: DataFrame, window_hours: float) -> DataFrame:
@@ -251,15 +258,15 @@ def run(spark: SparkSession, settings, day: dt.date) -> dict:
         arms = _per_arm(impressions, attributed)
         routes = _per_route(impressions, clicks, attributed)
         daily = _per_route(impressions, clicks, attributed, by_day=True)
+        control_of = _recorded_controls(impressions)
     finally:
         attributed.unpersist()
         impressions.unpersist()
-    control_of = {}
-    if settings.experiment.name:
+    if settings.experiment.name:  # impressions recorded before they named their control
         from experiments.arms import Experiment
 
         running = Experiment.parse(settings.experiment.name, settings.experiment.arms)
-        control_of[running.name] = running.control.name
+        control_of.setdefault(running.name, running.control.name)
     report["impressions"] = sum(r["impressions"] for r in routes)
     report["experiments"] = _experiments(arms, routes, control_of)
     report["routes"] = sorted(_merge_routes(routes), key=lambda r: r["route"])

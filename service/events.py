@@ -67,11 +67,14 @@ def shown(route: str, served: RecommendationEngine, answer: Answer, items: list,
     rec_id = _ext("recommendation_ids")()
     events = _ext("events")
     if events is not None:
+        experiment = _ext("experiment") if arm else None
+        # The experiment's control is recorded with each impression, so attributing a past
+        # day later reproduces its report whatever the configuration is by then.
         events.record("impressions", {
             "id": rec_id, "time": time.time(), "shopper": key, "route": route,
-            "version": served.version, "experiment": arm and _ext("experiment").name,
-            "arm": arm and arm.name, "variant": arm.variant if arm else "model",
-            "sources": sources, "goods": goods})
+            "version": served.version, "experiment": experiment and experiment.name,
+            "arm": arm and arm.name, "control": experiment and experiment.control.name,
+            "variant": arm.variant if arm else "model", "sources": sources, "goods": goods})
     response = Response(answer.json(items, rec_id if envelope else None),
                         mimetype="application/json")
     headers = response.headers

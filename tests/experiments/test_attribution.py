@@ -45,16 +45,28 @@ def _lines(root, kind, events):
         out.writelines(json.dumps(e) + "\n" for e in events)
 
 
-def _impression(rec_id, shopper, minute, goods, arm="a", route="recommendations"):
+def _impression(rec_id, shopper, minute, goods, arm="a", route="recommendations",
+                control=None):
     return {"id": rec_id, "time": f"{DAY}T10:{minute:02d}:00.500Z", "shopper": shopper,
             "route": route, "version": "v1", "experiment": "exp", "arm": arm,
-            "variant": "model", "sources": ["personalized"], "goods": goods}
+            "control": control, "variant": "model", "sources": ["personalized"],
+            "goods": goods}
+
+
+def _clean(spark, root, lines):
+    """Clean orders as etl/clean.py writes them: (order, shopper, goods, when, quantity,
+    price) each."""
+    from pyspark.sql import Row
+
+    clean = spark.createDataFrame([Row(order_id=o, order_ts=t, user_key=u, goods_id=g,
+                                       quantity=q, price=p, dt=t.date())
+                                   for o, u, g, t, q, p in lines])
+    clean = clean.withColumn("quantity", clean.quantity.cast("int"))
+    clean.write.partitionBy("dt").parquet(str(root / "clean" / "orders"))
 
 
 @pytest.mark.spark
 def test_clicks_and_orders_are_attributed_once_to_what_was_shown(spark, settings):
-    from pyspark.sql import Row
-
     root = settings.root
     _lines(root, "impressions", [
         _impression("r1", "s1", 0, ["g1", "g2"]),
@@ -84,11 +96,7 @@ def test_clicks_and_orders_are_attributed_once_to_what_was_shown(spark, settings
         ("o4", "s4", "g1", at + dt.timedelta(hours=25), 1, 3.0),  # after the 24 h window
         ("o5", "s9", "g1", at + dt.timedelta(minutes=1), 1, 3.0),  # another shopper
     ]
-    clean = spark.createDataFrame([Row(order_id=o, order_ts=t, user_key=u, goods_id=g,
-                                       quantity=q, price=p, dt=t.date())
-                                   for o, u, g, t, q, p in lines])
-    clean = clean.withColumn("quantity", clean.quantity.cast("int"))  # as etl/clean.py writes
-    clean.write.partitionBy("dt").parquet(str(root / "clean" / "orders"))
+    _clean(spark, root, lines)
     s = settings.replace(experiment_name="exp",
                             experiment_arms="a:model:50, b:model:50")
     report = attribution.run(spark, s, DAY + dt.timedelta(days=1))
@@ -115,6 +123,24 @@ def test_clicks_and_orders_are_attributed_once_to_what_was_shown(spark, settings
     assert {(d["day"], d["arm"], d["bought"]) for d in report["daily"]} == {
         ("2026-12-01", "a", 0), ("2026-12-01", "a", 1), ("2026-12-01", "b", 1)}
     assert exp["comparisons"][0]["arm"] == "b" and exp["control"] == "a"
+
+
+@pytest.mark.spark
+def test_a_past_day_is_attributed_against_the_control_recorded_with_its_impressions(
+        spark, settings):
+    # The experiment ran with "b" as its control; by the time the day is attributed again
+    # the configuration names another experiment, or one whose first arm is "a".
+    _lines(settings.root, "impressions", [
+        _impression("r1", "s1", 0, ["g1"], arm="a", control="b"),
+        _impression("r2", "s2", 0, ["g1"], arm="b", control="b")])
+    _clean(spark, settings.root, [("o1", "s1", "g1", dt.datetime.combine(
+        DAY, dt.time(11)), 1, 5.0)])
+    day = DAY + dt.timedelta(days=1)
+    for s in (settings, settings.replace(experiment_name="exp",
+                                         experiment_arms="a:model:50, b:popular:50")):
+        (exp,) = attribution.run(spark, s, day)["experiments"]
+        assert exp["control"] == "b"
+        assert [(c["arm"], c["against"]) for c in exp["comparisons"]] == [("a", "b")]
 
 
 @pytest.mark.spark

@@ -59,7 +59,7 @@ def test_every_storefront_answer_is_recorded_with_its_id_arm_and_goods(app, publ
     first = found[rec_id]
     assert first["shopper"] == user_key(SHOPPER, TEST_KEY) and SHOPPER not in json.dumps(found)
     assert first["route"] == "recommendations" and first["version"] == "v1"
-    assert (first["experiment"], first["arm"]) == ("exp1", arm)
+    assert (first["experiment"], first["arm"], first["control"]) == ("exp1", arm, "control")
     assert first["goods"] == [str(i["goodsId"]) for i in resp.get_json()]
     assert first["variant"] == ("model" if arm == "control" else "popular")
     moment = dt.datetime.strptime(first["time"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
