@@ -317,7 +317,9 @@ def blend(weights: dict[str, float], trending: np.ndarray, als: np.ndarray | Non
     goods they bought, and trending goods, each (negatives as 0) scaled to its best, then
     weighted. None when neither ALS nor their history says anything: then popularity alone
     would rank, and that is the popular fill's job."""
-    total, personal = weights["trending"] * trending, False
+    # the popular goods stand for either popularity component (models/hybrid.py)
+    total = (weights.get("trending", 0.0) + weights.get("recent", 0.0)) * trending
+    personal = False
     for weight, part in ((weights["als"], als), (weights["items"], near)):
         peak = 0.0 if part is None or not weight or not len(part) else float(part.max())
         if peak > 0:

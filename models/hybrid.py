@@ -18,6 +18,9 @@ So a shopper's score for a goods is
                            profile(j) = log1p(sum over orders of exp(-age / decay_days)),
                            over each goods' `neighbours` nearest neighbours
   + w_trending * trending  orders of this goods in the last `trending_days`
+  + w_recent   * recent    the same orders, each counting 0.5 ** (its age /
+                           trending_half_life): what sells this week (0 in the
+                           configured blend; the holdout's `latest_popularity`)
 
 each component divided by its maximum for the shopper (trending: overall), so weights
 compare like with like; a goods the shopper already bought then scores `rebuy` times that
@@ -67,7 +70,7 @@ from models._pandas import returns
 from models.baselines import most_ordered
 from models.similar import best_columns, nearest
 
-COMPONENTS = ("repeat", "als", "items", "trending")
+COMPONENTS = ("repeat", "als", "items", "trending", "recent")
 
 
 @dataclass(frozen=True)
@@ -76,10 +79,13 @@ class HybridParams:
     w_als: float = 0.5
     w_items: float = 0.5
     w_trending: float = 0.25
+    w_recent: float = 0.0
     neighbours: int = 20  # item-kNN neighbours per goods
     decay_days: float = 90.0  # age scale of a purchase in the kNN profile
     repeat_half_life: float = 180.0  # days after which a purchase counts half as a repeat
     trending_days: int = 30
+    # days: in the `recent` component an order counts 0.5 ** (age / this)
+    trending_half_life: float = 3.0
     candidates: int = 100  # per shopper, from ALS, from item-kNN and from trending
     block_items: int = 2048  # goods per item-kNN task
     rebuy: float = 1.0  # a bought goods' blended score is multiplied by this; 0: left out
@@ -87,7 +93,7 @@ class HybridParams:
     def weights(self) -> dict[str, float]:
         """The blend: each component's weight, and `rebuy`."""
         return {"repeat": self.w_repeat, "als": self.w_als, "items": self.w_items,
-                "trending": self.w_trending, "rebuy": self.rebuy}
+                "trending": self.w_trending, "recent": self.w_recent, "rebuy": self.rebuy}
 
 
 NEIGHBOUR_SCHEMA = StructType([StructField("goods_id", StringType()),
@@ -167,12 +173,22 @@ def pair_signals(lines: DataFrame, shoppers: DataFrame | None, asof: dt.date,
                 F.log1p(F.sum(F.exp(-F.col("age") / F.lit(params.decay_days)))).alias("weight")))
 
 
-def trending_goods(lines: DataFrame, asof: dt.date, params: HybridParams) -> DataFrame:
+def trending_goods(lines: DataFrame, asof: dt.date, params: HybridParams,
+                   half_life: float = 0.0) -> DataFrame:
     """(goods_id, score): the `candidates` goods in the most orders of the last
-    `trending_days` up to `asof`, each scored as a share of the first one's orders."""
+    `trending_days` up to `asof` (each order counting 0.5 ** (age / half_life) when that
+    is set: what sells this week before what sold three weeks ago), each scored as a share
+    of the first one's."""
     since = (asof - dt.timedelta(days=params.trending_days - 1)).isoformat()
-    top = most_ordered(lines.where(F.col("dt").cast("string") >= since),
-                       params.candidates).collect()
+    recent = lines.where(F.col("dt").cast("string") >= since)
+    if half_life > 0:
+        age = F.datediff(F.lit(asof.isoformat()).cast("date"), F.col("dt").cast("date"))
+        top = (recent.select("goods_id", "order_id", age.alias("age")).distinct()
+               .groupBy("goods_id").agg(F.sum(F.pow(F.lit(0.5), F.col("age") / F.lit(
+                   half_life))).alias("orders"))
+               .orderBy(F.desc("orders"), "goods_id").limit(params.candidates)).collect()
+    else:
+        top = most_ordered(recent, params.candidates).collect()
     # `candidates` rows at most, scaled on the driver (as train.popular): a window over all
     # of them is a single-partition window, and Spark warns of it at every plan.
     peak = top[0]["orders"] if top else 1
@@ -247,7 +263,9 @@ def recommend(lines: DataFrame, model: ALSModel, users: DataFrame, items: DataFr
         lines.select("goods_id")).distinct())
     for part in (side("factors", item_factors, features="features"),
                  side("neighbour", neighbours, other="other", value="sim"),
-                 side("trending", trending_goods(lines, asof, params), value="score")):
+                 side("trending", trending_goods(lines, asof, params), value="score"),
+                 side("recent", trending_goods(lines, asof, params, params.trending_half_life),
+                      value="score")):
         goods_side = goods_side.unionByName(part, allowMissingColumns=True)
     blocks = spark.range(n_blocks).select(F.col("id").cast("int").alias("block"))
     goods_side = goods_side.crossJoin(F.broadcast(blocks))
@@ -309,11 +327,13 @@ def _recommend_block(params: HybridParams, k: int, blends: dict[str, dict[str, f
         sims = sp.csr_matrix((rows["value"].to_numpy(float),
                               (index(rows["item"]), index(rows["other"]))),
                              shape=(n_goods, n_goods))
-        rows = goods_rows[kind == "trending"]
-        trending = np.zeros(n_goods)
-        trending[index(rows["item"])] = rows["value"].to_numpy(float)
-        is_trending = np.zeros(n_goods, bool)
-        is_trending[index(rows["item"])] = True
+        lately = {}  # trending, recent: (score, is a candidate) by goods
+        for name in ("trending", "recent"):
+            rows = goods_rows[kind == name]
+            scores, listed = np.zeros(n_goods), np.zeros(n_goods, bool)
+            scores[index(rows["item"])] = rows["value"].to_numpy(float)
+            listed[index(rows["item"])] = True
+            lately[name] = (scores, listed)
 
         pairs = shopper_rows[shopper_rows["goods_id"].notna()]
         factor_rows = shopper_rows[shopper_rows["features"].notna()]
@@ -354,8 +374,8 @@ def _recommend_block(params: HybridParams, k: int, blends: dict[str, dict[str, f
                 als_scores[~(has_user_factors[lo:hi, None] & has_factors)] = -np.inf
             parts["als"] = _normalized_top(als_scores, params.candidates)
             shopper_mask = has_pairs[lo:hi, None]
-            parts["trending"] = (np.broadcast_to(trending, (m, n_goods)),
-                                 shopper_mask & is_trending)
+            for name, (scores, listed) in lately.items():
+                parts[name] = (np.broadcast_to(scores, (m, n_goods)), shopper_mask & listed)
             keys = shoppers[lo:hi]
             for name, weights in blends.items():
                 total = np.zeros((m, n_goods))

@@ -11,6 +11,8 @@ by the same code that measured it):
     als                 ALS alone
     item_knn            the item-kNN alone
     recent_popularity   the goods sold most in the last `trending_days` (trending alone)
+    latest_popularity   the same, each order counting half as much every
+                        `trending_half_life` days: what sells this week (recent alone)
 
 each at every `rebuy` of REBUY_GRID: how much a goods the shopper already bought may be
 recommended again. `rebuy` only changes the list of all purchases, and is calibrated per
@@ -33,11 +35,12 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 DEFAULT = "hybrid"
-CANDIDATES = (DEFAULT, "als", "item_knn", "recent_popularity")
+CANDIDATES = (DEFAULT, "als", "item_knn", "recent_popularity", "latest_popularity")
 REBUY_GRID = (1.0, 0.5, 0.25, 0.0)
 BOOTSTRAP = 2000
 CONFIDENCE = 0.95
-_ALONE = {"als": "als", "item_knn": "items", "recent_popularity": "trending"}
+_ALONE = {"als": "als", "item_knn": "items", "recent_popularity": "trending",
+          "latest_popularity": "recent"}
 
 
 def weights(name: str, params) -> dict[str, float]:

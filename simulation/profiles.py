@@ -18,6 +18,12 @@ PROFILES: dict[str, dict] = {
                       items_per_cluster=600, bundles=60, popularity_exponent=0.6),
     # Half a year in which each goods sells for a few weeks around its peak.
     "seasonal": dict(days=180, orders=20_000, season_weeks=2.0),
+    # Catalog churn without repeats: a year in which each goods sells for a few weeks
+    # around its launch and then hardly at all, some 1,000 shoppers, nobody buys a goods
+    # twice: last month's bestsellers are gone by now.
+    "churn": dict(days=365, orders=5_000, shoppers=1_000, goods=3_000, clusters=10,
+                  items_per_cluster=300, bundles=20, repeat_purchases=False,
+                  season_weeks=1.0, season_floor=0.001),
     # Three orders in four without a phone.
     "guests": dict(guest_rate=0.75),
 }

@@ -130,3 +130,35 @@ def test_several_blends_in_one_pass_equal_each_alone(spark, random_shop):
         assert all(mine[key][:2] == alone[key][:2] for key in alone), name
     with pytest.raises(ValueError, match="every weight"):
         hybrid.recommend(lines, model, users, items, asof, params, k, blends={"x": {"als": 0}})
+
+
+def test_recent_counts_this_week_before_what_sold_weeks_ago(spark):
+    # "old" sold in 4 orders three weeks before the night, "new" in 2 orders yesterday:
+    # flat counts over 30 days (trending) rank "old" first, a 3-day half-life (recent) "new".
+    rows = [(f"o{i}", f"u{i}", "old", "2024-03-10") for i in range(4)]
+    rows += [(f"n{i}", f"v{i}", "new", "2024-03-30") for i in range(2)]
+    asof = dt.date(2024, 3, 31)
+    lines = lines_df(spark, rows)
+    params = hybrid.HybridParams()
+
+    def trending(half_life):
+        return [(r.goods_id, round(r.score, 4)) for r in hybrid.trending_goods(
+            lines, asof, params, half_life).collect()]
+
+    assert trending(0.0) == [("old", 1.0), ("new", 0.5)]
+    decayed = trending(3.0)
+    assert [g for g, _ in decayed] == ["new", "old"]
+    # 2 * 0.5 ** (1/3) against 4 * 0.5 ** (21/3)
+    assert decayed[1][1] == pytest.approx(4 * 0.5 ** 7 / (2 * 0.5 ** (1 / 3)), abs=1e-4)
+    assert params.trending_half_life == 3.0  # latest_popularity's
+
+    # The night's candidates: recent popularity (trending) and latest popularity (recent).
+    users = ids.extend(None, lines.select("user_key"))
+    items = ids.extend(None, lines.select("goods_id"))
+    model = als.train(als.ratings(lines, users, items, "count"),
+                      als.ALSParams(rank=2, max_iter=2))
+    firsts = {(r.model, r.goods_id) for r in hybrid.recommend(
+        lines, model, users, items, asof, params, 2,
+        blends={"latest": {"recent": 1.0}, "recent": {"trending": 1.0}}).where(
+            "rank = 1").collect()}
+    assert firsts == {("latest", "new"), ("recent", "old")}

@@ -172,7 +172,7 @@ def test_every_candidate_shows_its_figure_interval_and_difference_and_why_one_wo
     rng = np.random.default_rng(2)
     base = rng.normal(0.10, 0.02, 400)
     per = {"hybrid": base, "als": base + 0.05, "item_knn": base - 0.01,
-           "recent_popularity": base - 0.02}
+           "recent_popularity": base - 0.02, "latest_popularity": base - 0.03}
     result, values = {}, {}
     for name in selection.CANDIDATES:
         for rebuy in selection.REBUY_GRID:

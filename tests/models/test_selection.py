@@ -30,7 +30,8 @@ def shoppers(mean: float, spread: float = 0.02, seed: int = 1) -> np.ndarray:
 def test_a_planted_winner_is_published_with_its_margin():
     base = shoppers(0.10)
     result, values = planted({"hybrid": base, "als": base + 0.05, "item_knn": base - 0.01,
-                              "recent_popularity": base - 0.02})
+                              "recent_popularity": base - 0.02,
+                              "latest_popularity": base - 0.03})
     models, chosen = selection.choose(result, values, PARAMS)
     assert chosen["published"] == "als" and chosen["default"] == "hybrid"
     assert chosen["margin"] == pytest.approx(0.05)
@@ -46,7 +47,8 @@ def test_a_lead_within_the_noise_keeps_the_configured_blend():
     noise = np.random.default_rng(5).choice([-0.3, 0.3], SHOPPERS)
     base = shoppers(0.10)
     result, values = planted({"hybrid": base, "als": base + 0.002 + noise - noise.mean(),
-                              "item_knn": base - 0.05, "recent_popularity": base - 0.05})
+                              "item_knn": base - 0.05, "recent_popularity": base - 0.05,
+                              "latest_popularity": base - 0.05})
     _, chosen = selection.choose(result, values, PARAMS)
     assert chosen["published"] == "hybrid"
     assert chosen["interval"][0] < 0 < chosen["interval"][1]
@@ -73,6 +75,9 @@ def test_without_an_evaluation_the_configured_blend_is_published():
     chosen = {"published": "recent_popularity", "rebuy": 0.0}
     assert selection.published_blend(chosen, PARAMS) == (
         "recent_popularity", {"trending": 1.0, "rebuy": 0.0})
+    chosen = {"published": "latest_popularity", "rebuy": 0.0}
+    assert selection.published_blend(chosen, PARAMS) == (
+        "latest_popularity", {"recent": 1.0, "rebuy": 0.0})
 
 
 def test_bootstrap_interval_covers_the_mean_of_the_differences():
