@@ -180,15 +180,12 @@ def trending_goods(lines: DataFrame, asof: dt.date, params: HybridParams,
     is set: what sells this week before what sold three weeks ago), each scored as a share
     of the first one's."""
     since = (asof - dt.timedelta(days=params.trending_days - 1)).isoformat()
-    recent = lines.where(F.col("dt").cast("string") >= since)
+    weight = None
     if half_life > 0:
         age = F.datediff(F.lit(asof.isoformat()).cast("date"), F.col("dt").cast("date"))
-        top = (recent.select("goods_id", "order_id", age.alias("age")).distinct()
-               .groupBy("goods_id").agg(F.sum(F.pow(F.lit(0.5), F.col("age") / F.lit(
-                   half_life))).alias("orders"))
-               .orderBy(F.desc("orders"), "goods_id").limit(params.candidates)).collect()
-    else:
-        top = most_ordered(recent, params.candidates).collect()
+        weight = F.pow(F.lit(0.5), age / F.lit(half_life))
+    top = most_ordered(lines.where(F.col("dt").cast("string") >= since), params.candidates,
+                       weight).collect()
     # `candidates` rows at most, scaled on the driver (as train.popular): a window over all
     # of them is a single-partition window, and Spark warns of it at every plan.
     peak = top[0]["orders"] if top else 1
@@ -261,11 +258,13 @@ def recommend(lines: DataFrame, model: ALSModel, users: DataFrame, items: DataFr
 
     goods_side = side("goods", history.select("goods_id").unionByName(
         lines.select("goods_id")).distinct())
-    for part in (side("factors", item_factors, features="features"),
-                 side("neighbour", neighbours, other="other", value="sim"),
-                 side("trending", trending_goods(lines, asof, params), value="score"),
-                 side("recent", trending_goods(lines, asof, params, params.trending_half_life),
-                      value="score")):
+    parts = [side("factors", item_factors, features="features"),
+             side("neighbour", neighbours, other="other", value="sim")]
+    for name, half_life in (("trending", 0.0), ("recent", params.trending_half_life)):
+        if any(weights.get(name) for weights in blends.values()):  # else left out, unread
+            parts.append(side(name, trending_goods(lines, asof, params, half_life),
+                              value="score"))
+    for part in parts:
         goods_side = goods_side.unionByName(part, allowMissingColumns=True)
     blocks = spark.range(n_blocks).select(F.col("id").cast("int").alias("block"))
     goods_side = goods_side.crossJoin(F.broadcast(blocks))

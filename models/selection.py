@@ -63,17 +63,29 @@ def blends(params, rebuys: tuple[float, ...] = REBUY_GRID) -> dict[str, dict[str
             for name in CANDIDATES for rebuy in dict.fromkeys((params.rebuy, *rebuys))}
 
 
+def bootstrap_intervals(samples: list[np.ndarray], resamples: int = BOOTSTRAP,
+                        confidence: float = CONFIDENCE, seed: int = 0
+                        ) -> list[tuple[float, float]]:
+    """The `confidence` interval of the mean of each of `samples` (one value per shopper,
+    the same shoppers in each), from one set of resamples of the shoppers with
+    replacement: drawn once, however many candidates are measured."""
+    size = len(samples[0]) if samples else 0
+    if size == 0:
+        return [(0.0, 0.0)] * len(samples)
+    picks = np.random.default_rng(seed).integers(size, size=(resamples, size))
+    tail = (1 - confidence) / 2 * 100
+    out = []
+    for values in samples:
+        means = values[picks].mean(axis=1)
+        out.append((float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))))
+    return out
+
+
 def bootstrap_interval(differences: np.ndarray, resamples: int = BOOTSTRAP,
                        confidence: float = CONFIDENCE, seed: int = 0) -> tuple[float, float]:
     """The `confidence` interval of the mean of `differences` (one per shopper), by
     resampling the shoppers with replacement."""
-    if len(differences) == 0:
-        return 0.0, 0.0
-    rng = np.random.default_rng(seed)
-    picks = rng.integers(len(differences), size=(resamples, len(differences)))
-    means = differences[picks].mean(axis=1)
-    tail = (1 - confidence) / 2 * 100
-    return float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
+    return bootstrap_intervals([differences], resamples, confidence, seed)[0]
 
 
 def choose(result: dict, per_shopper: dict[str, np.ndarray], params, metric: str = "map",
@@ -95,11 +107,10 @@ def choose(result: dict, per_shopper: dict[str, np.ndarray], params, metric: str
     scores = {name: score(name, calibrated[name], mode) for name in CANDIDATES}
     best = max(CANDIDATES, key=lambda name: (scores[name], name == DEFAULT))
     label = f"{metric}@{k} ({mode})"
+    spreads = _spreads(per_shopper, calibrated)
     chosen, interval = DEFAULT, None
     if best != DEFAULT:
-        differences = (per_shopper[variant(best, calibrated[best])]
-                       - per_shopper[variant(DEFAULT, calibrated[DEFAULT])])
-        interval = bootstrap_interval(differences)
+        interval = spreads[best]["difference_interval"]
         if interval[0] > 0:
             chosen = best
     if chosen != DEFAULT:
@@ -118,26 +129,35 @@ def choose(result: dict, per_shopper: dict[str, np.ndarray], params, metric: str
     selection = {
         "published": chosen, "rebuy": calibrated[chosen], "default": DEFAULT, "by": label,
         "margin": scores[chosen] - scores[DEFAULT],
-        "interval": list(interval) if interval else None, "reason": reason,
+        "interval": interval, "reason": reason,
         "candidates": {name: {"score": scores[name], "rebuy": calibrated[name],
-                              **_spread(per_shopper, name, calibrated),
+                              **spreads[name],
                               "on_all_by_rebuy": {f"{r:g}": score(name, r, "all")
                                                   for r in rebuys}}
                        for name in CANDIDATES}}
     return models, selection
 
 
-def _spread(per_shopper: dict[str, np.ndarray], name: str, calibrated: dict) -> dict:
-    """A candidate's 95% interval (bootstrap over the test shoppers) and, beside the
-    configured blend, its paired difference and that difference's interval."""
-    mine = per_shopper.get(variant(name, calibrated[name]))
-    if mine is None:
-        return {}
-    out = {"interval": list(bootstrap_interval(mine))}
-    if name != DEFAULT:
-        differences = mine - per_shopper[variant(DEFAULT, calibrated[DEFAULT])]
-        out["difference"] = float(differences.mean())
-        out["difference_interval"] = list(bootstrap_interval(differences))
+def _spreads(per_shopper: dict[str, np.ndarray], calibrated: dict) -> dict[str, dict]:
+    """Per candidate: its 95% interval (bootstrap over the test shoppers) and, beside the
+    configured blend, its paired difference and that difference's interval; {} for a
+    candidate without per-shopper figures."""
+    base = per_shopper.get(variant(DEFAULT, calibrated[DEFAULT]))
+    samples, slots = [], []
+    for name in CANDIDATES:
+        mine = per_shopper.get(variant(name, calibrated[name]))
+        if mine is None:
+            continue
+        samples.append(mine)
+        slots.append((name, "interval"))
+        if name != DEFAULT and base is not None:
+            samples.append(mine - base)
+            slots.append((name, "difference_interval"))
+    out: dict[str, dict] = {name: {} for name in CANDIDATES}
+    for (name, key), values, interval in zip(slots, samples, bootstrap_intervals(samples)):
+        out[name][key] = list(interval)
+        if key == "difference_interval":
+            out[name]["difference"] = float(values.mean())
     return out
 
 
