@@ -22,7 +22,6 @@ import os
 import shlex
 import shutil
 import subprocess
-import sys
 
 from bench import scale
 from pipeline.spark import MASTER_ENV, defaults_file
@@ -92,7 +91,6 @@ def main() -> None:
           f"{'met' if same and agreed['top10_shared'] >= 0.9 else 'NOT met'} "
           f"(top-10 shared {agreed['top10_shared']:.1%}, largest holdout metric "
           f"difference {agreed['metric_max_difference']})")
-    sys.exit(0)
 
 
 if __name__ == "__main__":

@@ -132,9 +132,7 @@ def recommend(spark, data: Data, scorer, shoppers: list[str], n: int, chunk: int
 
     from models.similar import best_columns
 
-    at = np.searchsorted(data.users, np.asarray(shoppers, str))
-    rows = np.unique(at[(at < len(data.users))
-                        & (data.users[np.minimum(at, len(data.users) - 1)] == shoppers)])
+    rows = np.flatnonzero(np.isin(data.users, np.asarray(shoppers, str)))  # users: sorted
     parts = []
     n = min(n, len(data.goods))
     for lo in range(0, len(rows), chunk):

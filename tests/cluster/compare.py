@@ -62,10 +62,11 @@ def agreement(local: Path, remote: Path, k: int = 10) -> dict:
     shared = len(a.merge(b, on=["user_key", "goods_id"])) / max(len(a), 1)
     (ev_local, counts_local), (ev_remote, counts_remote) = evaluation(local), evaluation(remote)
     diffs = metric_differences(ev_local, ev_remote)
+    rules = _rules(local)
     return {
         "version_local": served(local)[0], "version_remote": served(remote)[0],
         "same_version": served(local)[0] == served(remote)[0],
-        "rules": len(_rules(local)), "same_rules": _rules(local) == _rules(remote),
+        "rules": len(rules), "same_rules": rules == _rules(remote),
         "shoppers": len(users[0]), "same_shoppers": users[0] == users[1],
         f"top{k}_shared": round(shared, 4),
         "same_popular": table(local, "popular").to_pylist()
